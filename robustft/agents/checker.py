@@ -1,0 +1,70 @@
+"""The consistency checker: is the given label clean (the experts agree with it) or noisy?
+
+Rules (`denoise.checker`):
+- paper: clean when every expert's answer equals the label (base and reasoning, as in the paper).
+- majority: clean when at least half of the expert answers equal the label.
+- judge: an LLM sees the label and both answers and says whether the label is wrong.
+With the `checker` ablation every sample is sent to relabeling.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..answers import answers_match
+from ..errors import ModelCallError
+from ..graph.state import SampleState
+from .runtime import AgentRuntime, failure
+
+_VERDICT = re.compile(r"answer\s*:\s*\**\s*\(?\s*([YN])\b", re.IGNORECASE)
+
+
+def parse_verdict(text: str) -> str | None:
+    """'Y' (the label is wrong) or 'N' from a judge reply's last 'Answer:' line."""
+    found = _VERDICT.findall(text or "")
+    return found[-1].upper() if found else None
+
+
+def expert_answers(state: SampleState) -> dict[str, str | None]:
+    return {name: rec.get("answer") for name, rec in state.get("nodes", {}).items() if name in ("base", "reasoning")}
+
+
+def make_checker(rt: AgentRuntime):
+    rule = rt.config.denoise.checker
+    disabled = "checker" in rt.config.denoise.ablate
+    tol = rt.config.data.numeric_rel_tol
+
+    async def checker(state: SampleState) -> dict:
+        """Reads label, nodes.base, nodes.reasoning. Writes decision, decision_reason (nodes.judge)."""
+        label = state["label"]
+        answers = expert_answers(state)
+        shown = ", ".join(f"{name} answer {ans if ans is not None else '(none)'}" for name, ans in answers.items())
+        if disabled:
+            return {"decision": "noisy", "decision_reason": "checker switched off (ablation): every sample is relabeled"}
+        agree = [answers_match(ans, label, rt.task, tol) for ans in answers.values()]
+        if rule == "paper":
+            clean = all(agree) and bool(agree)
+            why = f"{shown}; {'all equal' if clean else 'not all equal'} the label {label}"
+        elif rule == "majority":
+            clean = sum(agree) * 2 >= len(agree) and bool(agree)
+            why = f"{shown}; {sum(agree)} of {len(agree)} equal the label {label}"
+        else:
+            try:
+                record = await rt.ask("judge", "judge", state, parse=parse_verdict, label=label,
+                                      base_answer=answers.get("base") or "(none)",
+                                      reasoning_answer=answers.get("reasoning") or "(none)")
+            except ModelCallError as exc:
+                return failure("judge", exc)
+            verdict = record["answer"]
+            if verdict is None:  # an unreadable verdict falls back to the paper's rule
+                clean = all(agree) and bool(agree)
+                why = f"judge gave no verdict; paper rule: {shown} vs label {label}"
+            else:
+                clean = verdict == "N"
+                why = f"judge says the label {label} is {'right' if clean else 'wrong'} ({shown})"
+            return {"nodes": {"judge": record}, "decision": "clean" if clean else "noisy", "decision_reason": why,
+                    **({"status": "clean"} if clean else {})}
+        return {"decision": "clean" if clean else "noisy", "decision_reason": why,
+                **({"status": "clean"} if clean else {})}
+
+    return checker

@@ -1,0 +1,57 @@
+"""The context relabeler: answer a noisy sample again, shown the k most similar clean samples.
+
+The examples come from the clean index, which exists only after detection has finished for the
+whole dataset; the runner retrieves them for all noisy samples in one batch and hands them over
+through `AgentRuntime.examples`.
+"""
+
+from __future__ import annotations
+
+from ..answers import format_options
+from ..errors import ModelCallError
+from ..graph.state import SampleState
+from .runtime import AgentRuntime, failure
+
+
+def make_context_relabeler(rt: AgentRuntime):
+    no_reviewer = "reviewer" in rt.config.denoise.ablate
+
+    async def context_relabeler(state: SampleState) -> dict:
+        """Reads question, options and the retrieved examples. Writes nodes.context, and with the
+        reviewer switched off also proposed_label, score and status=candidate."""
+        examples = rt.examples.get(state["id"])
+        if examples is None and rt.find_examples is not None:
+            examples = rt.find_examples(state)
+        examples = examples or []
+        shown = [{"question": ex.question, "options_block": format_options(ex.options) if ex.options else "",
+                  "answer": ex.answer} for ex in examples]
+        try:
+            record = await rt.ask("context", "context", state, examples=shown)
+        except ModelCallError as exc:
+            return failure("context", exc)
+        record["examples"] = [{"id": ex.id, "question": ex.question, "answer": ex.answer,
+                               "similarity": ex.similarity} for ex in examples]
+        update: dict = {"nodes": {"context": record}}
+        if no_reviewer:
+            update.update(propose(record["answer"], record["score"], "context answer (reviewer switched off)"))
+        return update
+
+    return context_relabeler
+
+
+def make_reasoning_relabeler(rt: AgentRuntime):
+    """Stands in for the context relabeler when it is switched off (ablation)."""
+
+    async def reasoning_relabeler(state: SampleState) -> dict:
+        """Reads nodes.reasoning (or nodes.base). Writes proposed_label, score, status=candidate."""
+        nodes = state.get("nodes", {})
+        source = nodes.get("reasoning") or nodes.get("base") or {}
+        return propose(source.get("answer"), source.get("score"), "expert answer (context relabeling switched off)")
+
+    return reasoning_relabeler
+
+
+def propose(label: str | None, score: float | None, where: str) -> dict:
+    if label is None:
+        return {"status": "failed", "error": f"no relabel: the {where} could not be read"}
+    return {"proposed_label": label, "score": score, "status": "candidate"}

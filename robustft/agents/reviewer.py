@@ -1,0 +1,33 @@
+"""The reviewer: sees the reasoning expert's and the context relabeler's answers, gives the label."""
+
+from __future__ import annotations
+
+from ..errors import ModelCallError
+from ..graph.state import SampleState
+from .relabeler import propose
+from .runtime import AgentRuntime, failure
+
+
+def make_reviewer(rt: AgentRuntime):
+    async def reviewer(state: SampleState) -> dict:
+        """Reads nodes.reasoning, nodes.context. Writes nodes.reviewer, proposed_label, score, status.
+
+        The selection score stays the context answer's (the paper ranks by it); when the reviewer
+        gives no readable answer the context answer, then the reasoning answer, stands in.
+        """
+        nodes = state.get("nodes", {})
+        context = nodes.get("context", {})
+        reasoning_answer = (nodes.get("reasoning") or nodes.get("base") or {}).get("answer")
+        context_answer = context.get("answer")
+        if reasoning_answer is None and context_answer is None:
+            return {"status": "failed", "error": "no relabel: neither the reasoning nor the context answer could be read"}
+        try:
+            record = await rt.ask("reviewer", "reviewer", state,
+                                  reasoning_answer=reasoning_answer or "(no answer)",
+                                  context_answer=context_answer or "(no answer)")
+        except ModelCallError as exc:
+            return failure("reviewer", exc)
+        label = record["answer"] or context_answer or reasoning_answer
+        return {"nodes": {"reviewer": record}, **propose(label, context.get("score"), "reviewer answer")}
+
+    return reviewer

@@ -1,0 +1,1 @@
+"""The LangGraph state machine: per-sample state, wiring, and the batch runner."""
