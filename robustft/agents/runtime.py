@@ -12,15 +12,13 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..answers import extract_answer, format_options
+from ..answers import extract_answer
 from ..config import RobustFTConfig
 from ..entropy import response_score
 from ..errors import ModelCallError
-from ..prompts import PromptLibrary
+from ..prompts import PromptLibrary, prompt_values
 from ..retrieval import Example
 from .models import ChatModel, Generation, ModelPool
-
-TASK_PHRASES = {"multiple_choice": "multiple-choice", "text": "short-answer", "numeric": "numerical"}
 
 # 4xx errors other than these are the request's own fault (bad model name, bad key, prompt too
 # long): sending it again cannot help.
@@ -53,18 +51,7 @@ class AgentRuntime:
         return self.pool.get(self.config.model_for(role))
 
     def prompt_values(self, state: dict) -> dict[str, Any]:
-        """The values every prompt receives (see prompts/README.md)."""
-        options = state.get("options")
-        if self.task == "multiple_choice" and options:
-            letters = [chr(65 + i) for i in range(len(options))]
-            hint = f"only the letter of the correct option ({', '.join(letters[:-1])} or {letters[-1]})"
-        elif self.task == "numeric":
-            hint = "only the final number"
-        else:
-            hint = "only the short final answer"
-        return {"question": state["question"], "options_block": format_options(options) if options else "",
-                "task_phrase": TASK_PHRASES.get(self.task, self.task), "answer_hint": hint,
-                "instruction": self.config.data.instruction}
+        return prompt_values(state["question"], state.get("options"), self.task, self.config.data.instruction)
 
     async def generate(self, role: str, prompt: str) -> Generation:
         """One model call, retried with exponential backoff and jitter on retryable failures."""

@@ -14,6 +14,22 @@ import jinja2
 from ..errors import ConfigError
 
 BUILTIN_DIR = Path(__file__).parent
+TASK_PHRASES = {"multiple_choice": "multiple-choice", "text": "short-answer", "numeric": "numerical"}
+
+
+def prompt_values(question: str, options: list[str] | None, task: str, instruction: str = "") -> dict[str, Any]:
+    """The values every prompt receives (see README.md beside this file)."""
+    from ..answers import format_options
+
+    if task == "multiple_choice" and options:
+        letters = [chr(65 + i) for i in range(len(options))]
+        hint = f"only the letter of the correct option ({', '.join(letters[:-1])} or {letters[-1]})"
+    elif task == "numeric":
+        hint = "only the final number"
+    else:
+        hint = "only the short final answer"
+    return {"question": question, "options_block": format_options(options) if options else "",
+            "task_phrase": TASK_PHRASES.get(task, task), "answer_hint": hint, "instruction": instruction}
 PROMPT_NAMES = ("base", "reasoning", "reflection", "context", "reviewer", "judge")
 
 
@@ -43,6 +59,11 @@ class PromptLibrary:
     def source_of(self, name: str) -> str:
         """Where a prompt comes from: the built-in file or the user's."""
         return self._templates[name].filename or name
+
+    def question_prompt(self, question: str, options: list[str] | None, task: str, instruction: str = "") -> str:
+        """The base expert's prompt for a question: also the prompt that training and evaluation use,
+        so a fine-tuned model is asked exactly what it was trained on."""
+        return self.render("base", **prompt_values(question, options, task, instruction))
 
     def render(self, name: str, **values: Any) -> str:
         try:
