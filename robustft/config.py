@@ -75,6 +75,9 @@ class DataConfig(StrictModel):
     numeric_rel_tol: float = Field(1e-2, ge=0.0, description="Numeric answers match within this relative tolerance.")
     instruction: str = Field("", description="Extra task instruction appended to every answer request.")
     limit: int | None = Field(None, gt=0, description="Take only the first N rows.")
+    out_of_range_labels: Literal["error", "keep"] = Field("error", description=(
+        "Multiple choice: a label letter past the last option (D with three options) is an error, or, "
+        "with 'keep', a certainly-wrong label that the run relabels."))
 
 
 class DenoiseConfig(StrictModel):

@@ -1,0 +1,378 @@
+"""Answers per task type: pull the final answer out of model text, compare it to a label.
+
+Every prompt asks the model to end with a line ``Answer: X``. `extract_answer` reads the value
+after the *last* such marker (markdown such as ``**Answer:** B`` is tolerated) and falls back,
+conservatively, to "the answer is X", ``\\boxed{X}`` or a response that is nothing but the answer.
+It never guesses from arbitrary text.
+
+Task types:
+
+- ``multiple_choice``: answers and labels are letters ``A``.. (``A`` = first option).
+- ``numeric``: answers are canonical number strings (``"1,234.50"`` -> ``"1234.5"``, ``"50%"`` ->
+  ``"50"``, ``"3/4"`` -> ``"0.75"``); compared within a relative tolerance. Numbers are parsed with
+  a strict regular expression, never evaluated.
+- ``text``: free text, compared DROP-style (normalised, either contains the other).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import string
+from decimal import Decimal, InvalidOperation
+
+__all__ = [
+    "TASKS",
+    "answer_char_span",
+    "answers_match",
+    "extract_answer",
+    "format_options",
+    "letters",
+    "normalize_label",
+    "normalize_text",
+    "parse_number",
+]
+
+TASKS: tuple[str, ...] = ("multiple_choice", "text", "numeric")
+
+_MAX_OPTIONS = 26
+
+
+def letters(n: int) -> list[str]:
+    """The first ``n`` option letters: ``letters(3) == ["A", "B", "C"]``."""
+    if not 0 <= n <= _MAX_OPTIONS:
+        raise ValueError(f"{n} options cannot be lettered; at most {_MAX_OPTIONS} options are supported")
+    return [chr(ord("A") + i) for i in range(n)]
+
+
+def format_options(options: list[str]) -> str:
+    """``"A. first\\nB. second"``: the options as shown in prompts."""
+    return "\n".join(f"{letter}. {text}" for letter, text in zip(letters(len(options)), options))
+
+
+def _check_task(task: str) -> None:
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+
+
+# --- numbers ---------------------------------------------------------------------------------
+
+_SIGN = r"[-+\u2212]"
+_CURRENCY = r"[$\u20ac\u00a3\u00a5]"
+_UNSIGNED = r"(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?|\.\d+"
+_NUMBER = (
+    rf"(?P<s1>{_SIGN})?[ \t]?(?P<cur>{_CURRENCY})?[ \t]?(?P<s2>{_SIGN})?"
+    rf"(?P<num>{_UNSIGNED})"
+    rf"(?:[ \t]*/[ \t]*(?P<den>\d+(?:\.\d+)?))?"
+    rf"(?:[ \t]*(?P<pct>%))?"
+)
+_NUMBER_FULL = re.compile(_NUMBER)
+_NUMBER_IN_TEXT = re.compile(rf"(?<![\w.,]){_NUMBER}")
+
+
+def _number_from_match(m: re.Match[str]) -> Decimal | None:
+    if m.group("s1") and m.group("s2"):
+        return None
+    try:
+        value = Decimal(m.group("num").replace(",", ""))
+        if m.group("den") is not None:
+            den = Decimal(m.group("den"))
+            if den == 0:
+                return None
+            value = value / den
+    except InvalidOperation:
+        return None
+    sign = m.group("s1") or m.group("s2") or "+"
+    return -value if sign in "-\u2212" else value
+
+
+def _canonical(value: Decimal) -> str:
+    if value == 0:
+        return "0"
+    return format(value.normalize(), "f")
+
+
+def _parse_decimal(text: str) -> Decimal | None:
+    m = _NUMBER_FULL.fullmatch(text.strip())
+    return _number_from_match(m) if m else None
+
+
+def parse_number(text: str) -> float | None:
+    """The number that ``text`` is, exactly (whole string), or None.
+
+    Accepts ``-3``, ``1,234.5``, ``$12``, ``50%`` (-> 50), ``3/4`` (-> 0.75), ``.5``. Thousands
+    separators must be well placed (``1,23`` is not a number). Never evaluates anything.
+    """
+    value = _parse_decimal(text)
+    return None if value is None else float(value)
+
+
+def canonical_number(text: str) -> str | None:
+    """``parse_number`` as a canonical string (``"1,234.50"`` -> ``"1234.5"``), or None."""
+    value = _parse_decimal(text)
+    return None if value is None else _canonical(value)
+
+
+def _first_number(text: str) -> str | None:
+    for m in _NUMBER_IN_TEXT.finditer(text):
+        value = _number_from_match(m)
+        if value is not None:
+            return _canonical(value)
+    return None
+
+
+# --- locating the answer in model text -------------------------------------------------------
+
+_MARKER = re.compile(r"(?<![A-Za-z])answer[ \t]*(?:\*\*|__|\*)?[ \t]*[:\uff1a]", re.IGNORECASE)
+_ANSWER_IS = re.compile(
+    r"(?<![A-Za-z])(?:answer|choice|option)[ \t]+(?:is|would be|should be|will be)"
+    r"(?:[ \t]*(?:\*\*|__|\*))?[ \t]*:?",
+    re.IGNORECASE,
+)
+_BOXED = re.compile(r"\\boxed\{([^{}\n]*(?:\{[^{}\n]*\}[^{}\n]*)*)\}")
+_EDGE = " \t\r*`"
+
+
+def _strip_span(text: str, start: int, end: int) -> tuple[int, int] | None:
+    while start < end and text[start] in _EDGE:
+        start += 1
+    while end > start and text[end - 1] in _EDGE:
+        end -= 1
+    return (start, end) if start < end else None
+
+
+def _line_end(text: str, pos: int) -> int:
+    end = text.find("\n", pos)
+    return len(text) if end == -1 else end
+
+
+def _value_after(text: str, pos: int, next_line: bool) -> tuple[int, int] | None:
+    """The stripped rest of the line at ``pos``; if that is empty, optionally the next non-empty line."""
+    end = _line_end(text, pos)
+    span = _strip_span(text, pos, end)
+    if span is not None or not next_line:
+        return span
+    while end < len(text):
+        pos = end + 1
+        end = _line_end(text, pos)
+        span = _strip_span(text, pos, end)
+        if span is not None:
+            return span
+    return None
+
+
+def _marker_span(text: str) -> tuple[int, int] | None:
+    last = None
+    for last in _MARKER.finditer(text):
+        pass
+    return None if last is None else _value_after(text, last.end(), next_line=True)
+
+
+def _answer_is_span(text: str) -> tuple[int, int] | None:
+    last = None
+    for last in _ANSWER_IS.finditer(text):
+        pass
+    return None if last is None else _value_after(text, last.end(), next_line=False)
+
+
+def _boxed_span(text: str) -> tuple[int, int] | None:
+    last = None
+    for last in _BOXED.finditer(text):
+        pass
+    return None if last is None else _strip_span(text, last.start(1), last.end(1))
+
+
+def answer_char_span(text: str) -> tuple[int, int] | None:
+    """``(start, end)`` of the final answer value in ``text``, so that ``text[start:end]`` is it.
+
+    The value after the last ``Answer:`` marker to the end of that line, stripped of whitespace
+    and markdown emphasis (or the next non-empty line when the marker ends its line); None when
+    the last marker has nothing after it. Without a marker: the same fallbacks as `extract_answer` ("the answer is X", ``\\boxed{X}``, a
+    one-line response). None when there is nothing to point at.
+    """
+    if not text:
+        return None
+    if _MARKER.search(text):
+        return _marker_span(text)
+    span = _answer_is_span(text) or _boxed_span(text)
+    if span is None and "\n" not in text.strip():
+        span = _strip_span(text, 0, len(text))
+    return span
+
+
+# --- multiple choice -------------------------------------------------------------------------
+
+_LATEX_WRAP = re.compile(r"\\(?:boxed|text|textbf|mathrm|mathbf)\{([^{}]*)\}")
+_LETTER_VALUE = re.compile(
+    r"^(?:[(\[][ \t]*(?P<b>[A-Za-z])[ \t]*[)\]]"
+    r"|(?P<l>[A-Za-z])(?=$|[.):\],;!?]|\s+[-\u2013\u2014:])"
+    r"|(?P<u>[A-Z])(?=\s))"
+)
+_LETTER_PREFIX = re.compile(r"^(?:option|choice)\b[ \t]*", re.IGNORECASE)
+_LABEL_LETTER = re.compile(r"^[(\[]?\s*([A-Za-z])\s*[)\]]?\.?$")
+
+
+def _clean_value(value: str) -> str:
+    value = _LATEX_WRAP.sub(r"\1", value)
+    return value.strip().strip("$*`_\"'").strip()
+
+
+def _norm_option(text: str) -> str:
+    return re.sub(r"\s+", " ", text.strip().strip(".!\"'`*").strip()).casefold()
+
+
+def _option_letter(value: str, options: list[str]) -> str | None:
+    target = _norm_option(value)
+    if not target:
+        return None
+    for letter, option in zip(letters(len(options)), options):
+        if _norm_option(option) == target:
+            return letter
+    return None
+
+
+def _letter_in_range(letter: str, options: list[str] | None) -> str | None:
+    letter = letter.upper()
+    n = _MAX_OPTIONS if options is None else len(options)
+    return letter if ord(letter) - ord("A") < n else None
+
+
+def _mc_from_value(value: str, options: list[str] | None) -> str | None:
+    value = _clean_value(value)
+    if not value:
+        return None
+    if options and not _LABEL_LETTER.match(value):
+        found = _option_letter(value, options)
+        if found:
+            return found
+    body = _LETTER_PREFIX.sub("", value)
+    m = _LETTER_VALUE.match(body)
+    if m:
+        letter = m.group("b") or m.group("l") or m.group("u")
+        if not (m.group("u") and letter == "I"):
+            return _letter_in_range(letter, options)
+    return None
+
+
+# --- extraction ------------------------------------------------------------------------------
+
+
+def _from_value(value: str, task: str, options: list[str] | None) -> str | None:
+    if task == "multiple_choice":
+        return _mc_from_value(value, options)
+    if task == "numeric":
+        return _first_number(_LATEX_WRAP.sub(r"\1", value))
+    if "\\" in value:
+        value = _LATEX_WRAP.sub(r"\1", value)
+    value = re.sub(r"\*\*|__", "", value)
+    return value.strip().strip("*`").strip() or None
+
+
+def extract_answer(text: str, task: str, options: list[str] | None = None) -> str | None:
+    """The final answer in model ``text`` for ``task``, or None when there is no usable one.
+
+    - multiple_choice: the uppercase letter, if within ``options`` (any A-Z when options is None);
+      an option's text written instead of its letter maps to that letter.
+    - numeric: the first number on the answer line, canonical (``"$1,234.50"`` -> ``"1234.5"``).
+    - text: the answer line, stripped.
+
+    The last ``Answer:`` marker decides (a later, unusable one means None: it is the model's final
+    word). Without any marker: "the answer is X", then ``\\boxed{X}``, then a response that is
+    only the answer (a letter like ``B.`` or a lone number).
+    """
+    _check_task(task)
+    if not text:
+        return None
+    span = _marker_span(text)
+    if span is not None:
+        return _from_value(text[span[0]:span[1]], task, options)
+    if _MARKER.search(text):
+        return None  # a marker with nothing after it: truncated; let the caller re-ask
+    for locate in (_answer_is_span, _boxed_span):
+        span = locate(text)
+        if span is not None:
+            found = _from_value(text[span[0]:span[1]], task, options)
+            if found is not None:
+                return found
+    whole = text.strip().strip("*`").strip()
+    if task == "multiple_choice":
+        m = _LABEL_LETTER.match(whole)
+        return _letter_in_range(m.group(1), options) if m else None
+    if task == "numeric":
+        value = _parse_decimal(whole.rstrip("."))
+        return None if value is None else _canonical(value)
+    return None
+
+
+# --- comparing -------------------------------------------------------------------------------
+
+_PUNCT = re.compile(rf"[{re.escape(string.punctuation)}\u2018\u2019\u201c\u201d\u2013\u2014]")
+_ARTICLES = re.compile(r"\b(?:a|an|the)\b")
+
+
+def normalize_text(text: str) -> str:
+    """Lowercase, drop punctuation and the articles a/an/the, collapse whitespace (DROP/SQuAD)."""
+    text = _PUNCT.sub(" ", text.casefold())
+    text = _ARTICLES.sub(" ", text)
+    return " ".join(text.split())
+
+
+def answers_match(pred: str | None, label: str, task: str, rel_tol: float = 1e-2) -> bool:
+    """Whether a predicted answer agrees with a label. False when ``pred`` is None.
+
+    - multiple_choice: the letters are equal (case-insensitive).
+    - numeric: both parse as numbers and are within ``rel_tol`` (absolute 1e-9 near zero).
+    - text: after `normalize_text`, either contains the other on word boundaries
+      ("paris" matches "the city of paris"); an empty string matches only an empty one.
+    """
+    _check_task(task)
+    if pred is None or label is None:
+        return False
+    if task == "multiple_choice":
+        return pred.strip().upper() == label.strip().upper() != ""
+    if task == "numeric":
+        p, g = parse_number(pred), parse_number(label)
+        if p is None or g is None:
+            return False
+        return math.isclose(p, g, rel_tol=rel_tol, abs_tol=1e-9)
+    p, g = normalize_text(pred), normalize_text(label)
+    if not p or not g:
+        return p == g and pred.strip().casefold() == label.strip().casefold()
+    return f" {p} " in f" {g} " or f" {g} " in f" {p} "
+
+
+def normalize_label(label: str, task: str, options: list[str] | None = None) -> str:
+    """A dataset label in the form the rest of the project compares against.
+
+    - multiple_choice: the uppercase letter; ``"b"``, ``"(B)"``, ``"B."`` and an option's exact
+      text (case and surrounding whitespace ignored) are accepted. A letter wins over an option
+      whose text is that letter.
+    - numeric: the canonical number (``"1,234"`` -> ``"1234"``).
+    - text: the label stripped.
+
+    Raises ValueError, saying what was expected, for an empty label or one that does not fit.
+    """
+    _check_task(task)
+    text = "" if label is None else str(label).strip()
+    if not text:
+        raise ValueError("label is empty")
+    if task == "multiple_choice":
+        valid = letters(len(options)) if options else letters(_MAX_OPTIONS)
+        m = _LABEL_LETTER.match(text)
+        if m and m.group(1).upper() in valid:
+            return m.group(1).upper()
+        if options:
+            found = _option_letter(text, options)
+            if found:
+                return found
+        span = f"{valid[0]}-{valid[-1]}" if len(valid) > 1 else valid[0]
+        raise ValueError(
+            f"label {text!r} is neither a letter {span} nor the text of one of the "
+            f"{len(options) if options else _MAX_OPTIONS} options"
+        )
+    if task == "numeric":
+        value = canonical_number(text)
+        if value is None:
+            raise ValueError(f"label {text!r} is not a number")
+        return value
+    return text
