@@ -1,0 +1,68 @@
+import math
+
+import pytest
+
+from robustft.entropy import answer_nll, mean_nll, response_score, select_lowest
+
+
+def test_mean_nll_is_the_papers_mean_negative_logprob():
+    assert mean_nll([-0.5, -1.5, 0.0]) == pytest.approx(2.0 / 3)
+    assert mean_nll([]) is None and mean_nll(None) is None
+
+
+def test_answer_nll_scores_only_the_answer_tokens():
+    tokens = ["I", " think", " so", ".\n", "Answer", ":", " B"]
+    logprobs = [-2.0, -2.0, -2.0, -2.0, -0.1, -0.1, -0.3]
+    text = "".join(tokens)
+    assert answer_nll(text, tokens, logprobs) == pytest.approx(0.3)
+    assert mean_nll(logprobs) == pytest.approx(8.5 / 7)
+
+
+def test_answer_nll_falls_back_to_the_mean_when_tokens_do_not_spell_the_text():
+    assert answer_nll("Answer: B", ["x", "y"], [-1.0, -3.0]) == pytest.approx(2.0)
+    assert answer_nll("no marker here", ["no marker here"], [-1.0]) == pytest.approx(1.0)
+
+
+def test_response_score_dispatches_and_rejects_unknown_methods():
+    assert response_score("mean_nll", "Answer: A", None, [-1.0, -3.0]) == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="unknown score method"):
+        response_score("entropy", "", None, [-1.0])
+
+
+def test_select_lowest_keeps_floor_beta_n_lowest_in_input_order():
+    scores = {"a": 0.9, "b": 0.1, "c": 0.5, "d": 0.3, "e": 0.7}
+    kept, threshold = select_lowest(scores, 0.5)
+    assert kept == ["b", "d"] and threshold == pytest.approx(0.3)
+    kept, _ = select_lowest(scores, 1.0)
+    assert kept == list(scores)
+
+
+def test_select_lowest_matches_the_papers_strict_median_rule_on_distinct_scores():
+    import random
+
+    rng = random.Random(3)
+    for n in range(1, 40):
+        scores = {str(i): rng.random() for i in range(n)}
+        values = sorted(scores.values())
+        median = (values[(n - 1) // 2] + values[n // 2]) / 2
+        paper = {k for k, v in scores.items() if v < median}
+        kept, _ = select_lowest(scores, 0.5)
+        assert set(kept) == paper
+
+
+def test_select_lowest_ranks_missing_scores_last_and_breaks_ties_by_order():
+    kept, threshold = select_lowest({"a": None, "b": 0.2, "c": 0.2, "d": None}, 0.5)
+    assert kept == ["b", "c"] and threshold == pytest.approx(0.2)
+    kept, threshold = select_lowest({"a": None, "b": None}, 0.5)
+    assert kept == ["a"] and threshold is None
+
+
+@pytest.mark.parametrize("beta", [0.0, -0.1, 1.5])
+def test_select_lowest_rejects_beta_outside_0_1(beta):
+    with pytest.raises(ValueError):
+        select_lowest({"a": 1.0}, beta)
+
+
+def test_empty_selection():
+    assert select_lowest({}, 0.5) == ([], None)
+    assert math.isclose(mean_nll([-2.0]), 2.0)
