@@ -42,6 +42,8 @@ class ModelConfig(StrictModel):
     dtype: str = Field("auto", description="transformers/vllm: 'auto', 'float32', 'bfloat16', ...")
     batch_size: int = Field(8, gt=0, description="transformers: prompts generated together.")
     script: list[str] | None = Field(None, description="fake: responses returned in turn (tests).")
+    adapter: str | None = Field(None, description=(
+        "transformers: a PEFT LoRA adapter directory (what `robustft train` writes) applied on top of the model."))
 
 
 class ModelOverride(StrictModel):
@@ -61,6 +63,7 @@ class ModelOverride(StrictModel):
     dtype: str | None = None
     batch_size: int | None = Field(None, gt=0)
     script: list[str] | None = None
+    adapter: str | None = None
 
 
 class DataConfig(StrictModel):
@@ -89,6 +92,10 @@ class DenoiseConfig(StrictModel):
     checker: Literal["paper", "majority", "judge"] = Field("paper", description=(
         "paper: clean when base and reasoning answers both equal the label; majority: clean when at "
         "least half of the expert answers equal it; judge: an LLM decides from both answers."))
+    review: Literal["on_disagreement", "always"] = Field("on_disagreement", description=(
+        "on_disagreement: the reviewer is asked only when the reasoning and context answers differ "
+        "(when they agree, that answer is the label, with no call); always: ask it for every relabel, "
+        "as the paper's code does."))
     k: int = Field(3, gt=0, description="Clean examples retrieved for each noisy sample.")
     beta: float = Field(0.5, gt=0.0, le=1.0, description="Fraction of relabeled samples kept (lowest scores).")
     score: Literal["mean_nll", "answer_nll"] = Field("mean_nll", description=(
@@ -102,12 +109,71 @@ class DenoiseConfig(StrictModel):
     prompts_dir: Path | None = Field(None, description="Folder of .jinja templates overriding the built-ins by name.")
 
 
+LRScheduler = Literal["cosine", "linear", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial"]
+
+
+class TrainConfig(StrictModel):
+    """Supervised fine-tuning with TRL's SFTTrainer and a PEFT LoRA adapter (`robustft train`).
+
+    Defaults are the paper's (LoRA rank 8 on all linear layers, learning rate 1e-4, 2 epochs), with a
+    cosine schedule after a linear warm-up. The prompt is the base expert's question prompt, the
+    completion `Answer: X`; only the completion carries loss.
+    """
+
+    model: str | None = Field(None, description="Model to fine-tune: a local directory or a hub name (--model).")
+    lora_r: int = Field(8, gt=0, description="LoRA rank.")
+    lora_alpha: int = Field(16, gt=0, description="LoRA scaling numerator (scale = alpha / r).")
+    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    target_modules: str | list[str] = Field("all-linear", description=(
+        "Modules given LoRA weights: 'all-linear' (every linear layer but the output head) or a list of names."))
+    learning_rate: float = Field(1e-4, gt=0.0)
+    epochs: float = Field(2.0, gt=0.0, description="Passes over the fine-tuning set.")
+    max_steps: int | None = Field(None, gt=0, description="Stop after N optimizer steps (overrides epochs).")
+    lr_scheduler: LRScheduler = "cosine"
+    warmup_ratio: float = Field(0.1, ge=0.0, lt=1.0, description="Fraction of the steps spent warming up linearly.")
+    batch_size: int = Field(8, gt=0, description="Samples per device per step.")
+    gradient_accumulation_steps: int = Field(2, gt=0, description="Steps summed per optimizer update.")
+    max_length: int = Field(1024, gt=0, description="Tokens per sample (prompt + completion); longer ones are cut.")
+    weight_decay: float = Field(0.0, ge=0.0)
+    gradient_checkpointing: bool = Field(False, description="Trade compute for memory (large models on small GPUs).")
+    dtype: str = Field("auto", description="'auto' (bfloat16 on a GPU that has it, else float32), 'float32', 'bfloat16', 'float16'.")
+    device: Literal["auto", "cpu"] = Field("auto", description="'cpu' trains on the CPU even when a GPU is present.")
+    seed: int = 42
+    logging_steps: int = Field(10, gt=0)
+    save_steps: int = Field(100, gt=0, description="Checkpoint every N steps (a stopped run resumes from the last).")
+    save_total_limit: int | None = Field(2, gt=0, description="Checkpoints kept (oldest deleted).")
+
+
+class EvalConfig(StrictModel):
+    """Test-set accuracy (`robustft eval`): the question prompt, greedy decoding, the task's answer checker."""
+
+    temperature: float = Field(0.0, ge=0.0, description="0 = greedy.")
+    max_tokens: int = Field(64, gt=0, description="Tokens generated per answer.")
+    concurrency: int = Field(32, gt=0, description="Server requests in flight at once.")
+    batch_size: int = Field(16, gt=0, description="Local model: prompts generated together.")
+
+
+ExperimentMethod = Literal["base", "noisy", "robustft"]
+
+
+class ExperimentConfig(StrictModel):
+    """`robustft run CONFIG`: denoise, fine-tune and evaluate, plus the paper's baselines."""
+
+    test_data: Path | None = Field(None, description="Held-out test set (same columns as data).")
+    test_limit: int | None = Field(None, gt=0, description="Evaluate on the first N test rows only.")
+    methods: list[ExperimentMethod] = Field(default_factory=lambda: ["base", "noisy", "robustft"], description=(
+        "base: the model as it is; noisy: SFT on the noisy labels; robustft: SFT on the denoised set."))
+
+
 class RobustFTConfig(StrictModel):
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     roles: dict[Role, ModelOverride] = Field(default_factory=dict, description=(
         "Per-role model changes, e.g. roles: {reviewer: {name: gpt-4o}}."))
     denoise: DenoiseConfig = Field(default_factory=DenoiseConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    experiment: ExperimentConfig = Field(default_factory=ExperimentConfig)
     out: Path | None = None
 
     @model_validator(mode="after")

@@ -43,13 +43,14 @@ def test_clean_samples_end_after_the_checker(tmp_path):
     assert recs["q0"]["status"] == "clean" and recs["q0"]["label"] == GOLD["q0"]
     assert set(recs["q0"]["nodes"]) == {"base", "reasoning"}
     assert "all equal the label" in recs["q0"]["decision_reason"]
-    # Only the 4 noisy samples reach the context relabeler and the reviewer.
-    assert len(fakes["context"].calls) == 4 and len(fakes["reviewer"].calls) == 4
+    # Only the 4 noisy samples reach the context relabeler; the reviewer is not asked when the
+    # reasoning and context answers agree (they all do here).
+    assert len(fakes["context"].calls) == 4 and not fakes["reviewer"].calls
     assert len(fakes["base"].calls) == 12 and len(fakes["reasoning"].calls) == 12
 
 
 def test_noisy_samples_are_relabeled_with_retrieved_clean_examples(tmp_path):
-    result, fakes = run(tmp_path, PERFECT)
+    result, fakes = run(tmp_path, PERFECT, review="always")
     rec = by_id(result)["q1"]
     assert rec["decision"] == "noisy" and rec["original_label"] == "A"
     assert rec["proposed_label"] == GOLD["q1"]
@@ -81,7 +82,25 @@ def test_selection_keeps_the_lowest_scoring_half_of_relabels(tmp_path):
     assert {d["source"] for d in denoised if d["id"] in ("q1", "q5")} == {"relabeled"}
     s = result.summary
     assert (s["total"], s["clean"], s["noisy"], s["relabeled"], s["dropped"], s["failed"]) == (12, 8, 4, 2, 2, 0)
-    assert s["model_calls"] == {"base": 12, "reasoning": 12, "context": 4, "reviewer": 4, "total": 32}
+    assert s["model_calls"] == {"base": 12, "reasoning": 12, "context": 4, "reviewer": 0, "total": 28}
+
+
+def test_the_reviewer_decides_only_when_reasoning_and_context_disagree(tmp_path):
+    def contrary(sid, messages):
+        return f"Answer: {'D' if sid in ('q1', 'q2') and GOLD[sid] != 'D' else GOLD[sid]}"
+
+    def reviewer(sid, messages):
+        assert "After step-by-step reasoning: " in messages[0]["content"]
+        return "Answer: C"
+
+    result, fakes = run(tmp_path, dict(PERFECT, context=contrary, reviewer=reviewer), beta=1.0)
+    recs = by_id(result)
+    assert len(fakes["reviewer"].calls) == 2
+    assert recs["q1"]["label"] == "C" and recs["q1"]["nodes"]["reviewer"]["attempts"] == 1
+    assert recs["q5"]["label"] == GOLD["q5"] and "agree" in recs["q5"]["nodes"]["reviewer"]["skipped"]
+    always, fakes = run(tmp_path / "always", dict(PERFECT, context=contrary, reviewer=reviewer), beta=1.0,
+                        review="always")
+    assert len(fakes["reviewer"].calls) == 4 and by_id(always)["q5"]["label"] == "C"
 
 
 def test_a_sample_whose_model_keeps_failing_is_recorded_and_the_run_goes_on(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..answers import answers_match
 from ..errors import ModelCallError
 from ..graph.state import SampleState
 from .relabeler import propose
@@ -9,8 +10,14 @@ from .runtime import AgentRuntime, failure
 
 
 def make_reviewer(rt: AgentRuntime):
+    always = rt.config.denoise.review == "always"
+    tol = rt.config.data.numeric_rel_tol
+
     async def reviewer(state: SampleState) -> dict:
         """Reads nodes.reasoning, nodes.context. Writes nodes.reviewer, proposed_label, score, status.
+
+        With `denoise.review: on_disagreement` (the default) the reviewer is only asked when the two
+        answers differ; when they agree that answer is the label and the record says it was skipped.
 
         The selection score stays the context answer's (the paper ranks by it); when the reviewer
         gives no readable answer the context answer, then the reasoning answer, stands in.
@@ -21,6 +28,14 @@ def make_reviewer(rt: AgentRuntime):
         context_answer = context.get("answer")
         if reasoning_answer is None and context_answer is None:
             return {"status": "failed", "error": "no relabel: neither the reasoning nor the context answer could be read"}
+        agree = None not in (reasoning_answer, context_answer) and answers_match(
+            context_answer, reasoning_answer, rt.task, tol)
+        if agree and not always:
+            # Two agents agree: a third call could only add noise to a settled label.
+            record = {"prompt": None, "response": None, "answer": context_answer, "score": None, "attempts": 0,
+                      "prompt_tokens": 0, "completion_tokens": 0, "error": None,
+                      "skipped": "the reasoning and context answers agree (denoise.review: on_disagreement)"}
+            return {"nodes": {"reviewer": record}, **propose(context_answer, context.get("score"), "context answer")}
         try:
             record = await rt.ask("reviewer", "reviewer", state,
                                   reasoning_answer=reasoning_answer or "(no answer)",
