@@ -146,7 +146,8 @@ class DenoiseRun:
                 await self._preflight()
             await _pool_map(detect, self._invoke_fresh, self.config.denoise.concurrency, "detect", self.progress)
             states = await self._states()
-            relabel += [(s, _thread(s)) for s, st in states.items() if st.next == (BARRIER,) and s not in dict(relabel)]
+            retried = {sid for sid, _ in relabel}
+            relabel += [(s, _thread(s)) for s, st in states.items() if st.next == (BARRIER,) and s not in retried]
             if relabel:
                 self._prepare_examples([sid for sid, _ in relabel], states)
                 await _pool_map(relabel, self._invoke_resume, self.config.denoise.concurrency, "relabel", self.progress)
@@ -226,11 +227,11 @@ class DenoiseRun:
             elif values.get("status") == "clean":
                 pool.append(IndexedSample(s.id, s.question, s.label, s.options))
         d = self.config.denoise
+        self.log(f"clean index: embedding {len(pool)} clean samples with {d.embedding_model} and retrieving "
+                 f"{d.k} examples for each of {len(noisy_ids)} noisy samples")
         embedder = Embedder(d.embedding_model, d.embedding_batch_size)
         index = CleanIndex(self.out_dir / "chroma", embedder)
-        added = index.add(pool)
-        self.log(f"clean index: {len(index)} samples ({added} newly embedded); "
-                 f"retrieving {d.k} examples for {len(noisy_ids)} noisy samples")
+        index.add(pool)
         by_id = {s.id: s for s in self.dataset.samples}
         found = index.query([by_id[i].question for i in noisy_ids], d.k, exclude_ids=noisy_ids)
         self.rt.examples = dict(zip(noisy_ids, found))
