@@ -140,3 +140,33 @@ def test_demo_runs_offline_and_says_the_experts_are_simulated(tmp_path, capsys):
     (tmp_path / "mine" / "thesis.txt").write_text("precious")
     assert main(["demo", "--out", str(tmp_path / "mine"), "--quiet"]) == 2
     assert (tmp_path / "mine" / "thesis.txt").exists()
+
+
+@pytest.mark.parametrize("task", ["numeric", "text"])
+def test_free_form_tasks_run_end_to_end(tmp_path, capsys, task):
+    import random
+
+    rng = random.Random(7)
+    gold, noisy = tmp_path / "gold.jsonl", tmp_path / "noisy.jsonl"
+    rows = []
+    for i in range(40):
+        if task == "numeric":
+            q, a = f"What is {i} times {i + 3}, computed carefully for case {i}?", str(i * (i + 3))
+            wrong = str(i * (i + 3) + 7)
+        else:
+            q, a = f"Which colour is associated with item number {i} in the catalogue?", ["red", "green", "blue"][i % 3]
+            wrong = "purple"
+        rows.append((q, a, wrong if rng.random() < 0.3 else a))
+    gold.write_text("".join(json.dumps({"question": q, "answer": a}) + "\n" for q, a, _ in rows))
+    noisy.write_text("".join(json.dumps({"question": q, "answer": n}) + "\n" for q, _, n in rows))
+    with SimServer(gold, accuracy=0.85, seed=2) as sim:
+        code = main(["denoise", "--data", str(noisy), "--model", "sim", "--base-url", sim.base_url,
+                     "--out", str(tmp_path / "run"), "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["task"] == task
+    denoised = read_jsonl(tmp_path / "run" / "denoised.jsonl")
+    truth = {str(i): a for i, (_, a, _) in enumerate(rows)}
+    input_acc = sum(n == a for _, a, n in rows) / len(rows)
+    output_acc = sum(d["label"] == truth[d["id"]] for d in denoised) / len(denoised)
+    assert output_acc > input_acc + 0.1 and "options" not in denoised[0]
