@@ -1,0 +1,259 @@
+"""Human review: export the contested samples of a run to a file a person edits, import the decisions.
+
+    robustft review export DIR [--out FILE] [--score-above X]    -> DIR/review.csv by default
+    robustft review import DIR FILE
+
+Contested samples are those the checker flagged as noisy: relabeled (kept), dropped by selection,
+or failed after the flag. `--score-above X` narrows the relabeled ones to those whose selection
+score is above X (the model was unsure); dropped and failed ones are always exported.
+
+The file (CSV, or JSON Lines when FILE ends in .jsonl) has one row per sample: id, status,
+question, options, original_label, proposed_label, current_label (its label in denoised.jsonl, empty
+when left out), score, each agent's answer, the checker's reason, and two columns for the person:
+
+    decision   empty   no change: what the tool decided stands
+               keep    keep the sample with its original (given) label
+               accept  keep the sample with the proposed label (e.g. rescue a dropped relabel)
+               drop    leave the sample out of the fine-tuning set
+               A, B..  (multiple choice) keep the sample with this option letter
+               text    (free-text / numeric tasks) keep the sample with this label; write
+                       `label:keep` to use one of the words above as a label
+    note       free text, kept in the review log
+
+Import validates every row first (unknown id, a letter outside the options, a duplicate id: exit 2
+naming the row) and changes nothing unless all rows are valid. It then rewrites denoised.jsonl:
+decided samples carry `source: "human"`, dropped ones are removed, rescued ones are inserted in
+input order. The first import keeps the tool's version as denoised.before_review.jsonl; every
+change is appended to review_log.jsonl (shown by `robustft trace`). Importing the same file again
+changes nothing. Re-running `robustft denoise` on DIR rewrites denoised.jsonl from the run: import
+the file again afterwards.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .answers import format_options, letters, normalize_label
+from .data import write_jsonl
+from .errors import UserError
+from .rundir import DENOISED, REVIEW_LOG, RunFiles, load_run
+
+COLUMNS = ["id", "status", "question", "options", "original_label", "proposed_label", "current_label", "score",
+           "base_answer", "reasoning_answer", "context_answer", "reviewer_answer", "checker_reason",
+           "decision", "note"]
+KEYWORDS = ("keep", "accept", "drop")
+BACKUP = "denoised.before_review.jsonl"
+
+
+def contested(run: RunFiles, score_above: float | None = None) -> list[dict[str, Any]]:
+    out = []
+    for r in run.records:
+        if r.get("decision") != "noisy":
+            continue
+        if r["status"] == "relabeled" and score_above is not None:
+            if r.get("score") is not None and r["score"] <= score_above:
+                continue
+        out.append(r)
+    return out
+
+
+def _row(r: dict[str, Any], current: dict[str, Any] | None, for_csv: bool) -> dict[str, Any]:
+    nodes = r.get("nodes") or {}
+    opts = r.get("options")
+    return {
+        "id": r["id"], "status": r["status"], "question": r.get("question"),
+        "options": (format_options(opts) if for_csv else opts) if opts else ("" if for_csv else None),
+        "original_label": r.get("original_label"), "proposed_label": r.get("proposed_label"),
+        "current_label": current.get("label") if current else None,
+        "score": None if r.get("score") is None else round(float(r["score"]), 4),
+        **{f"{role}_answer": (nodes.get(role) or {}).get("answer") for role in ("base", "reasoning", "context", "reviewer")},
+        "checker_reason": r.get("decision_reason"), "decision": "", "note": "",
+    }
+
+
+def export_review(run_dir: str | Path, out: str | Path | None = None, *, score_above: float | None = None,
+                  force: bool = False) -> tuple[Path, int]:
+    """Write the contested samples to `out` (default DIR/review.csv); returns the path and row count."""
+    run = load_run(run_dir)
+    path = Path(out) if out is not None else run.dir / "review.csv"
+    if path.exists() and not force:
+        raise UserError(f"{path} exists (it may hold someone's decisions); pass --out with another file, "
+                        "or --force to overwrite it")
+    current = {d["id"]: d for d in run.fine_tuning_set()}
+    rows = contested(run, score_above)
+    as_jsonl = path.suffix.lower() in (".jsonl", ".ndjson")
+    records = [_row(r, current.get(r["id"]), not as_jsonl) for r in rows]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if as_jsonl:
+        write_jsonl(path, records)
+    else:
+        tmp = path.with_name(path.name + ".tmp")
+        with tmp.open("w", newline="", encoding="utf-8-sig") as fh:  # the BOM lets spreadsheets read UTF-8
+            writer = csv.DictWriter(fh, fieldnames=COLUMNS)
+            writer.writeheader()
+            for rec in records:
+                writer.writerow({k: "" if v is None else v for k, v in rec.items()})
+        tmp.replace(path)
+    return path, len(records)
+
+
+@dataclass
+class Decision:
+    row: int            # data row in the file, counted from 1 (header not counted)
+    id: str
+    raw: str
+    action: str         # "keep" | "accept" | "drop" | "label"
+    label: str | None
+    note: str = ""
+
+
+@dataclass
+class ImportResult:
+    file: Path
+    decided: int
+    changed: list[dict[str, Any]] = field(default_factory=list)
+    unchanged: int = 0
+    blank: int = 0
+
+    def describe(self) -> str:
+        kinds: dict[str, int] = {}
+        for c in self.changed:
+            kinds[c["effect"]] = kinds.get(c["effect"], 0) + 1
+        what = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "nothing"
+        return (f"{self.file}: {self.decided} decisions, {len(self.changed)} changed the fine-tuning set ({what}); "
+                f"{self.unchanged} already in effect, {self.blank} rows without a decision left as they were")
+
+
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        raise UserError(f"{path}: file not found; pass the file written by `robustft review export`")
+    if path.suffix.lower() in (".jsonl", ".ndjson"):
+        rows = []
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError as e:
+                raise UserError(f"{path}, line {number}: not valid JSON ({e})") from None
+            if not isinstance(obj, dict):
+                raise UserError(f"{path}, line {number}: expected a JSON object")
+            rows.append(obj)
+        return rows
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not UTF-8 text; save the review file as CSV UTF-8") from None
+    first = text.splitlines()[0] if text.strip() else ""
+    delimiter = max(",;\t", key=first.count) if first else ","
+    reader = csv.DictReader(text.splitlines(keepends=True), delimiter=delimiter)
+    if reader.fieldnames is None or "id" not in reader.fieldnames or "decision" not in reader.fieldnames:
+        raise UserError(f"{path}: needs the columns 'id' and 'decision' (found: {', '.join(reader.fieldnames or [])}); "
+                        "start from the file `robustft review export` writes")
+    return list(reader)
+
+
+def parse_decisions(path: Path, run: RunFiles) -> tuple[list[Decision], int]:
+    """Every row checked before anything is applied; returns the decisions and the blank rows."""
+    rows = _read_rows(path)
+    decisions, blank, seen = [], 0, {}
+    for number, row in enumerate(rows, 1):
+        sid = str(row.get("id") if row.get("id") is not None else "").strip()
+        raw = str(row.get("decision") if row.get("decision") is not None else "").strip()
+        where = f"{path}, row {number}" + (f" (id {sid})" if sid else "")
+        if not sid:
+            if raw:
+                raise UserError(f"{where}: the id is empty; keep the id column as exported")
+            blank += 1
+            continue
+        rec = run.by_id.get(sid)
+        if rec is None:
+            raise UserError(f"{where}: no sample with this id in {run.dir / 'samples.jsonl'}; keep the id column "
+                            "as exported, and import into the run the file was exported from")
+        if sid in seen:
+            raise UserError(f"{where}: id {sid} appears again (first on row {seen[sid]}); give one decision per sample")
+        seen[sid] = number
+        if not raw:
+            blank += 1
+            continue
+        low = raw.casefold()
+        note = str(row.get("note") or "").strip()
+        if low in KEYWORDS:
+            if low == "accept" and rec.get("proposed_label") is None:
+                raise UserError(f"{where}: 'accept' takes the proposed label, but this sample has none "
+                                f"(status {rec['status']}); write keep, drop or a label")
+            label = {"keep": rec.get("original_label"), "accept": rec.get("proposed_label"), "drop": None}[low]
+            decisions.append(Decision(number, sid, raw, low, label, note))
+            continue
+        text = raw[len("label:"):].strip() if low.startswith("label:") else raw
+        try:
+            label = normalize_label(text, rec.get("task") or run.task, rec.get("options"))
+        except ValueError as e:
+            opts = rec.get("options")
+            hint = f"a letter {letters(len(opts))[0]}-{letters(len(opts))[-1]}" if opts else "a label"
+            raise UserError(f"{where}: decision {raw!r} is not usable ({e}); write keep, accept, drop, {hint}, "
+                            "or leave it empty") from None
+        decisions.append(Decision(number, sid, raw, "label", label, note))
+    return decisions, blank
+
+
+def _ft_record(rec: dict[str, Any], label: str) -> dict[str, Any]:
+    out = {"id": rec["id"], "question": rec.get("question")}
+    if rec.get("options"):
+        out["options"] = rec["options"]
+    out.update({"task": rec.get("task"), "label": label, "original_label": rec.get("original_label"),
+                "source": "human", "score": rec.get("score")})
+    return out
+
+
+def import_review(run_dir: str | Path, file: str | Path) -> ImportResult:
+    run = load_run(run_dir)
+    path = Path(file)
+    decisions, blank = parse_decisions(path, run)
+    current = {d["id"]: d for d in run.fine_tuning_set()}
+    result = ImportResult(file=path, decided=len(decisions), blank=blank)
+    now = time.strftime("%Y-%m-%dT%H:%M:%S")
+    log = []
+    for dec in decisions:
+        rec = run.by_id[dec.id]
+        before = current.get(dec.id)
+        if dec.action == "drop":
+            after = None
+        else:
+            after = _ft_record(rec, dec.label)
+        same = (before is None and after is None) or (
+            before is not None and after is not None and before.get("label") == after["label"]
+            and before.get("source") == "human")
+        if same:
+            result.unchanged += 1
+            continue
+        if after is None:
+            current.pop(dec.id)
+            effect = "removed"
+        else:
+            current[dec.id] = after
+            effect = "added" if before is None else (
+                "relabeled" if before.get("label") != after["label"] else "confirmed")
+        change = {"time": now, "file": str(path), "row": dec.row, "id": dec.id, "decision": dec.raw,
+                  "note": dec.note, "effect": effect,
+                  "before": {"label": before.get("label"), "source": before.get("source")} if before else None,
+                  "after": {"label": after["label"], "source": "human"} if after else None}
+        result.changed.append(change)
+        log.append(change)
+    if log:
+        backup = run.dir / BACKUP
+        if run.denoised is not None and not backup.exists():
+            shutil.copyfile(run.dir / DENOISED, backup)
+        ordered = [current[r["id"]] for r in run.records if r["id"] in current]
+        ordered += [d for sid, d in current.items() if sid not in run.by_id]  # never lose a row
+        write_jsonl(run.dir / DENOISED, ordered)
+        with (run.dir / REVIEW_LOG).open("a", encoding="utf-8") as fh:
+            for entry in log:
+                fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
+    return result

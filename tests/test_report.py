@@ -1,0 +1,109 @@
+"""`robustft report`: report.html (self-contained), the PNG plots, report.json, the terminal table."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+
+import pytest
+
+from robustft.cli import main
+from robustft.errors import UserError
+from robustft.report import build_report, label_matrix
+from robustft.rundir import load_run
+
+from fakes import answering
+from recorded import GOLD, NOISY, REPLIES, make_run, write_gold
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    result, _ = make_run(tmp_path_factory.mktemp("report"))
+    return result.out_dir
+
+
+def embedded_images(html: str) -> list[bytes]:
+    return [base64.b64decode(m) for m in re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", html)]
+
+
+def test_report_with_gold_writes_html_plots_and_numbers(run_dir, tmp_path):
+    rep = build_report(run_dir, write_gold(tmp_path / "gold.csv"))
+    html = rep.html_path.read_text(encoding="utf-8")
+    assert rep.html_path == run_dir / "report.html"
+    assert set(rep.plots) == {"outcomes", "gold", "scores", "labels", "roles"}
+    images = embedded_images(html)
+    assert len(images) == 5
+    for path in rep.plots.values():
+        data = path.read_bytes()
+        assert path.parent == run_dir / "plots" and data.startswith(PNG) and len(data) > 5000
+        assert data in images  # the page shows exactly the PNG files
+    for heading in ("How the samples ended", "Selection scores and the β threshold", "Given label versus final label",
+                    "Agreement per agent", "Checked against gold labels", "Example relabels"):
+        assert heading in html
+    assert "Detection precision" in html and "75.0%" in html
+    # Self-contained: nothing is fetched from anywhere.
+    assert not re.search(r"(src|href)=['\"]?(https?:|//)", html)
+    data = json.loads((run_dir / "report.json").read_text())
+    assert data["gold_metrics"]["detection"]["precision"] == 0.75
+    assert data["counts"] == {"clean": 8, "relabeled": 2, "dropped": 2, "failed": 0, "total": 12, "noisy": 4,
+                              "fine_tuning_set": 10, "human": 0}
+
+
+def test_terminal_table_prints_precision_and_recall(run_dir, tmp_path, capsys):
+    gold = write_gold(tmp_path / "gold.csv")
+    assert main(["report", str(run_dir), "--gold", str(gold)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"relabeled\s+2\s+16\.7%", out)
+    assert "precision 75.0%  recall 75.0%  F1 75.0%" in out
+    assert "input 66.7% (8/12) -> fine-tuning set 80.0% (8/10)" in out
+    assert str(run_dir / "report.html") in out
+
+
+def test_report_without_gold_has_no_gold_figure(run_dir, tmp_path):
+    build_report(run_dir, write_gold(tmp_path / "gold.csv"))
+    rep = build_report(run_dir)
+    html = rep.html_path.read_text(encoding="utf-8")
+    assert "gold" not in rep.plots and not (run_dir / "plots" / "gold.png").exists()
+    assert len(embedded_images(html)) == 4 and "Checked against gold labels" not in html
+    assert "gold labels" not in rep.text
+
+
+def test_the_label_matrix_counts_every_sample(run_dir):
+    rows, cols, m = label_matrix(load_run(run_dir))
+    assert rows == ["A", "B", "C", "D"] and cols == ["A", "B", "C", "D", "dropped", "failed"]
+    assert sum(map(sum, m)) == 12
+    assert m[0][1] == 1 and m[0][3] == 1  # q1 A->B, q2 A->D
+    assert m[2][4] == 1 and m[3][4] == 1  # q5 (C) and q3 (D) dropped
+
+
+def test_relabels_without_scores_are_reported(tmp_path):
+    from robustft.agents.models import Generation
+
+    def no_logprobs(sid, messages):
+        return Generation(text=f"Answer: {GOLD[sid]}", token_logprobs=None)
+
+    result, _ = make_run(tmp_path, replies={role: no_logprobs for role in REPLIES})
+    rep = build_report(result.out_dir)
+    html = rep.html_path.read_text()
+    assert rep.data["selection"]["unscored"] == 4 and "4 without a score" in html
+    assert len(embedded_images(html)) == 4
+
+
+def test_a_run_where_every_label_is_confirmed(tmp_path):
+    agree = answering(lambda sid: NOISY.get(sid, GOLD[sid]))
+    result, _ = make_run(tmp_path, replies={"base": agree, "reasoning": agree})
+    rep = build_report(result.out_dir, write_gold(tmp_path / "gold.csv"))
+    assert rep.data["counts"]["clean"] == 12
+    d = rep.data["gold_metrics"]["detection"]
+    assert d["precision"] is None and d["recall"] == 0.0
+    assert "precision n/a  recall 0.0%" in rep.text
+    assert "Example relabels" not in rep.html_path.read_text()
+
+
+def test_report_errors_are_user_errors(tmp_path, run_dir):
+    with pytest.raises(UserError, match="not a robustft run directory"):
+        build_report(tmp_path)
+    assert main(["report", str(run_dir), "--gold", str(tmp_path / "missing.csv")]) == 2
