@@ -73,9 +73,14 @@ def summarize(records: list[dict[str, Any]], *, selection: dict[str, Any], wall_
 
 
 def write_outputs(out_dir: Path, records: list[dict[str, Any]], summary: dict[str, Any]) -> None:
+    from .review import BACKUP, replay_review_log
+
     write_jsonl(out_dir / "samples.jsonl", records)
-    write_jsonl(out_dir / "denoised.jsonl",
-                (denoised_record(r) for r in records if r["status"] in ("clean", "relabeled")))
+    denoised = [denoised_record(r) for r in records if r["status"] in ("clean", "relabeled")]
+    reviewed = replay_review_log(out_dir, denoised, records)
+    if reviewed is not denoised:  # a person reviewed this run: keep the tool's own version beside it
+        write_jsonl(out_dir / BACKUP, denoised)
+    write_jsonl(out_dir / "denoised.jsonl", reviewed)
     write_json(out_dir / "summary.json", summary)
 
 

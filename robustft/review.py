@@ -25,8 +25,8 @@ naming the row) and changes nothing unless all rows are valid. It then rewrites 
 decided samples carry `source: "human"`, dropped ones are removed, rescued ones are inserted in
 input order. The first import keeps the tool's version as denoised.before_review.jsonl; every
 change is appended to review_log.jsonl (shown by `robustft trace`). Importing the same file again
-changes nothing. Re-running `robustft denoise` on DIR rewrites denoised.jsonl from the run: import
-the file again afterwards.
+changes nothing. Re-running `robustft denoise` on DIR keeps the decisions: the runner replays
+review_log.jsonl over the fresh fine-tuning set (`replay_review_log`).
 """
 
 from __future__ import annotations
@@ -257,3 +257,29 @@ def import_review(run_dir: str | Path, file: str | Path) -> ImportResult:
             for entry in log:
                 fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
     return result
+
+
+def replay_review_log(run_dir: Path, denoised: list[dict[str, Any]], records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The fine-tuning set with the latest logged human decision per sample applied again.
+
+    `robustft denoise` calls this when it rewrites denoised.jsonl, so resuming or re-selecting a
+    reviewed run does not silently undo what a person decided.
+    """
+    log_path = Path(run_dir) / REVIEW_LOG
+    if not log_path.exists():
+        return denoised
+    latest: dict[str, dict[str, Any] | None] = {}
+    for line in log_path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            entry = json.loads(line)
+            latest[entry["id"]] = entry.get("after")
+    by_id = {r["id"]: r for r in records}
+    current = {d["id"]: d for d in denoised}
+    for sid, after in latest.items():
+        if sid not in by_id:
+            continue
+        if after is None:
+            current.pop(sid, None)
+        else:
+            current[sid] = _ft_record(by_id[sid], after["label"])
+    return [current[r["id"]] for r in records if r["id"] in current]

@@ -129,3 +129,18 @@ def test_jsonl_review_files_and_the_cli(run_dir, capsys):
     out.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert main(["review", "import", str(run_dir), str(out)]) == 2
     assert "row 1 (id q1)" in capsys.readouterr().err
+
+
+def test_human_decisions_survive_a_rerun_of_denoise(tmp_path):
+    result, _ = make_run(tmp_path)
+    path, _ = export_review(result.out_dir)
+    write_csv(path, decide(read_csv(path), q2="B", q1="drop"))
+    import_review(result.out_dir, path)
+    again, fakes = make_run(tmp_path, beta=1.0)  # resumes (no calls) and re-selects
+    assert all(not f.calls for f in fakes.values())
+    by_id = {d["id"]: d for d in read_jsonl(again.out_dir / "denoised.jsonl")}
+    assert by_id["q2"]["label"] == "B" and by_id["q2"]["source"] == "human"
+    assert "q1" not in by_id
+    assert "q5" in by_id  # beta=1.0 now keeps the relabel a person did not touch
+    tool = {d["id"]: d for d in read_jsonl(again.out_dir / "denoised.before_review.jsonl")}
+    assert tool["q2"]["label"] == "D" and "q1" in tool
