@@ -181,8 +181,12 @@ class DenoiseRun:
         return detect, relabel
 
     async def _preflight(self) -> None:
-        """One small call per distinct model before the run: a wrong URL or model name should stop
-        the run with one clear message, not mark every sample failed."""
+        """One call per distinct model before the run: a wrong URL or model name should stop the run
+        with one clear message, not mark every sample failed. The probe is the first sample's real
+        question prompt, so a server that only understands dataset questions answers it too."""
+        first = self.dataset.samples[0]
+        probe = self.prompts.question_prompt(first.question, first.options, self.dataset.task,
+                                             self.config.data.instruction)
         seen = set()
         for role in ROLES:
             cfg = self.config.model_for(role)
@@ -191,7 +195,7 @@ class DenoiseRun:
                 continue
             seen.add(key)
             try:
-                await self.rt.generate(role, "Reply with exactly: Answer: A")
+                await self.rt.generate(role, probe)
             except ModelCallError as exc:
                 where = f" at {cfg.base_url}" if cfg.base_url else ""
                 raise UserError(f"cannot use the {role} model {cfg.name!r}{where}: {exc.__cause__ and describe(exc.__cause__) or exc}. "
