@@ -56,6 +56,9 @@ def _add_denoise(sub) -> None:
     p.add_argument("--k", type=int, help="clean examples shown to the context relabeler (default 3)")
     p.add_argument("--checker", choices=["paper", "majority", "judge"], help="noise detection rule (default paper)")
     p.add_argument("--reflection-rounds", type=int, metavar="N", help="extra self-reflection calls (default 0)")
+    p.add_argument("--review", choices=["on_disagreement", "always"],
+                   help="when the reviewer is asked: only when reasoning and context answers differ (default), "
+                        "or always (the paper's code)")
     p.add_argument("--task", choices=["auto", "multiple_choice", "text", "numeric"], help="answer type (default: inferred)")
     p.add_argument("--prompts-dir", metavar="DIR", help="folder of .jinja templates overriding the built-ins")
     p.add_argument("--out-of-range-labels", choices=["error", "keep"],
@@ -73,6 +76,7 @@ def _denoise(args: argparse.Namespace) -> int:
                       "data.out_of_range_labels": args.out_of_range_labels,
                       "denoise.concurrency": args.concurrency, "denoise.beta": args.beta, "denoise.k": args.k,
                       "denoise.checker": args.checker, "denoise.reflection_rounds": args.reflection_rounds,
+                      "denoise.review": args.review,
                       "denoise.prompts_dir": args.prompts_dir})
     config = load_config(args.config, overrides)
     result = denoise(config, progress=not args.quiet)
@@ -111,9 +115,274 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- train ---------------------------------------------------------------------------------
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="fine-tune a model with LoRA (TRL SFTTrainer + PEFT) on a fine-tuning set",
+                       description="Supervised fine-tuning on denoised.jsonl (or any CSV/JSONL/dataset folder with "
+                                   "question and answer columns). Prompt: the base expert's question prompt; "
+                                   "completion: 'Answer: X'; loss on the completion only. Writes the LoRA adapter, "
+                                   "the tokenizer, train_config.json and train_summary.json to --out; re-running "
+                                   "with the same --out resumes from the last checkpoint. Several GPUs: "
+                                   "accelerate launch -m robustft train ...")
+    p.add_argument("--data", metavar="FILE", help="denoised.jsonl, or a CSV/JSONL/dataset folder with labels")
+    p.add_argument("--model", metavar="PATH_OR_NAME", help="model to fine-tune: a local directory or a hub name")
+    p.add_argument("--out", metavar="DIR", help="output directory for the adapter and records")
+    p.add_argument("--config", metavar="FILE", help="YAML config; its train: section sets the training settings")
+    p.add_argument("--epochs", type=float, metavar="N", help="passes over the data (default 2)")
+    p.add_argument("--max-steps", type=int, metavar="N", help="stop after N optimizer steps (overrides --epochs)")
+    p.add_argument("--learning-rate", type=float, metavar="LR", help="peak learning rate (default 1e-4)")
+    p.add_argument("--lora-r", type=int, metavar="R", help="LoRA rank (default 8)")
+    p.add_argument("--batch-size", type=int, metavar="N", help="samples per device per step (default 8)")
+    p.add_argument("--limit", type=int, metavar="N", help="train on the first N rows only")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(handler=_train)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .experiment import resolve_config_paths
+    from .train import describe_training, train
+
+    config = load_config(args.config, {
+        "data.limit": args.limit, "train.epochs": args.epochs, "train.max_steps": args.max_steps,
+        "train.learning_rate": args.learning_rate, "train.lora_r": args.lora_r, "train.batch_size": args.batch_size})
+    config = resolve_config_paths(config, args.config)
+    result = train(config, data=args.data, model=args.model, out=args.out, progress=not args.quiet)
+    print(describe_training(result))
+    return 0
+
+
+# --- eval ------------------------------------------------------------------------------------
+
+def _add_eval(sub) -> None:
+    p = sub.add_parser("eval", help="test-set accuracy of a model (server, or local with a LoRA adapter)",
+                       description="Ask each test question with the base expert's prompt (greedy decoding) and check "
+                                   "the answer with the task's checker. --model NAME --base-url URL: an "
+                                   "OpenAI-compatible server (vllm serve; for an adapter: --enable-lora "
+                                   "--lora-modules NAME=DIR, then --model NAME). --model PATH: a local transformers "
+                                   "model, with --adapter DIR for a LoRA adapter from `robustft train`. Prints the "
+                                   "accuracy; writes predictions.jsonl and result.json to --out.")
+    p.add_argument("--data", metavar="FILE", help="labeled test set: CSV, JSONL or a dataset folder")
+    _add_model_flags(p)
+    p.add_argument("--adapter", metavar="DIR", help="LoRA adapter directory (robustft train --out) for a local model")
+    p.add_argument("--out", metavar="DIR", help="where predictions.jsonl and result.json go (default: "
+                   "ADAPTER/eval-<data name>, or runs/eval/<model>-<data name>)")
+    p.add_argument("--config", metavar="FILE", help="YAML config (data columns, eval: settings, model:)")
+    p.add_argument("--limit", type=int, metavar="N", help="evaluate on the first N rows only")
+    p.add_argument("--max-tokens", type=int, metavar="N", help="tokens generated per answer (default 64)")
+    p.add_argument("--concurrency", type=int, metavar="N", help="server requests in flight (default 32)")
+    p.add_argument("--batch-size", type=int, metavar="N", help="local model: prompts per generate call (default 16)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_eval)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .evaluate import describe_eval, evaluate
+
+    config = load_config(args.config, {"eval.max_tokens": args.max_tokens, "eval.concurrency": args.concurrency,
+                                       "eval.batch_size": args.batch_size})
+    result = evaluate(config, data=args.data, model=args.model, base_url=args.base_url, adapter=args.adapter,
+                      out=args.out, limit=args.limit, progress=not args.quiet)
+    print(describe_eval(result))
+    return 0
+
+
+# --- export ----------------------------------------------------------------------------------
+
+def _add_export(sub) -> None:
+    p = sub.add_parser("export", help="write the fine-tuning set for other training tools",
+                       description="The prompt/completion pairs `robustft train` uses, as chat messages JSONL "
+                                   "(messages), Alpaca JSON (alpaca) or a Hugging Face dataset folder in TRL's "
+                                   "prompt-completion format (hf).")
+    p.add_argument("--data", metavar="FILE", help="denoised.jsonl, or a CSV/JSONL/dataset folder with labels")
+    p.add_argument("--out", metavar="PATH", required=True, help="FILE.jsonl, FILE.json or a folder")
+    p.add_argument("--format", choices=["messages", "alpaca", "hf"],
+                   help="default: from --out (.jsonl messages, .json alpaca, otherwise hf)")
+    p.add_argument("--config", metavar="FILE", help="YAML config (data columns, instruction, prompts_dir)")
+    p.add_argument("--limit", type=int, metavar="N", help="export the first N rows only")
+    p.set_defaults(handler=_export)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .export import export
+
+    config = load_config(args.config, {"data.limit": args.limit})
+    result = export(config, data=args.data, out=args.out, fmt=args.format)
+    print(f"wrote {result.count} samples as {result.format} to {result.path}")
+    return 0
+
+
+# --- run -------------------------------------------------------------------------------------
+
+def _add_run(sub) -> None:
+    p = sub.add_parser("run", help="one experiment: denoise -> train -> eval, with the paper's baselines",
+                       description="Denoise the noisy training set, fine-tune train.model with LoRA on the result, "
+                                   "and evaluate it on experiment.test_data, next to the model as it is and SFT on "
+                                   "the noisy labels; ends with a table of test accuracies (results.json, "
+                                   "results.md). Re-running resumes. See examples/paper/.")
+    p.add_argument("config", metavar="CONFIG", help="YAML config with data, model, train, eval and experiment sections")
+    p.add_argument("--out", metavar="DIR", help="experiment directory (default: out: in the config)")
+    p.add_argument("--limit", type=int, metavar="N", help="use the first N training rows only")
+    p.add_argument("--test-limit", type=int, metavar="N", help="evaluate on the first N test rows only")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .experiment import run_experiment
+
+    config = load_config(args.config, {"data.limit": args.limit, "experiment.test_limit": args.test_limit})
+    result = run_experiment(config, config_path=args.config, out=args.out, progress=not args.quiet)
+    print(f"\nTest accuracy on {result.results['test_data']}\n\n{result.table}\n")
+    print(f"results: {result.out_dir / 'results.json'}  (table: {result.out_dir / 'results.md'})")
+    return 0
+
+
+# --- trace -----------------------------------------------------------------------------------
+
+def _add_trace(sub) -> None:
+    p = sub.add_parser("trace", help="one sample's path through the agents: prompts, replies, decisions",
+                       description="Show each step a sample went through in a finished run: every agent's prompt "
+                                   "(shortened; --full for all of it), the model's reply, the extracted answer and "
+                                   "its score, the checker's decision and why, the retrieved examples and their "
+                                   "similarity, the reviewer's verdict, selection, any human review, the final status.")
+    p.add_argument("dir", metavar="DIR", help="run directory (robustft denoise --out)")
+    p.add_argument("sample_id", metavar="SAMPLE_ID", help="the sample's id (its row number when the data has no id column)")
+    p.add_argument("--full", action="store_true", help="show prompts and replies in full")
+    p.add_argument("--json", action="store_true", help="print the trace as JSON")
+    p.set_defaults(handler=_trace)
+
+
+def _print_to_pager(text: str) -> None:
+    """Print, treating a reader that stops early (`| head`, a closed pager) as normal."""
+    import os
+
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+
+
+def _trace(args: argparse.Namespace) -> int:
+    from .trace import trace
+
+    _print_to_pager(trace(args.dir, args.sample_id, full=args.full, as_json=args.json))
+    return 0
+
+
+# --- report ----------------------------------------------------------------------------------
+
+def _add_report(sub) -> None:
+    p = sub.add_parser("report", help="an HTML report with plots of a run; detection quality with --gold",
+                       description="Write DIR/report.html (self-contained, opens offline), the plots as DIR/plots/*.png "
+                                   "and DIR/report.json, and print a short table. With --gold FILE (the correct "
+                                   "answers, same ids or same row order), also the noise detector's precision, recall "
+                                   "and F1, the accuracy of the relabels, and the label accuracy of the input versus "
+                                   "the fine-tuning set.")
+    p.add_argument("dir", metavar="DIR", help="run directory (robustft denoise --out)")
+    p.add_argument("--gold", metavar="FILE", help="the same samples with correct labels (CSV, JSONL, ...)")
+    p.set_defaults(handler=_report)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .report import report
+
+    print(report(args.dir, args.gold))
+    return 0
+
+
+# --- ablate ----------------------------------------------------------------------------------
+
+def _add_ablate(sub) -> None:
+    from .ablation import VARIANTS
+
+    p = sub.add_parser("ablate", help="run the method with parts switched off (the paper's Table 3) and compare",
+                       description="Denoise one dataset once per variant into DIR/<variant>/, sharing one response "
+                                   "store (DIR/responses.sqlite) so no prompt is paid for twice, then print one table "
+                                   "(also DIR/ablation.json and DIR/ablation.md). Variants: "
+                                   + ", ".join(VARIANTS) + "; combine switches with '+'. Re-running resumes.")
+    p.add_argument("--config", metavar="FILE", help="YAML config (see examples/); flags override it")
+    p.add_argument("--data", metavar="FILE", help="CSV, JSONL, or a Hugging Face dataset saved with save_to_disk")
+    p.add_argument("--out", metavar="DIR", help="ablation directory (one run directory per variant inside)")
+    _add_model_flags(p)
+    p.add_argument("--variants", metavar="LIST", help="comma-separated variants (default: all of them)")
+    p.add_argument("--gold", metavar="FILE", help="correct labels: adds detection and label-accuracy figures")
+    p.add_argument("--concurrency", type=int, metavar="N", help="model calls in flight at once (default 32)")
+    p.add_argument("--limit", type=int, metavar="N", help="take only the first N rows")
+    p.add_argument("--max-tokens", type=int, metavar="N", help="max tokens per response (default 512)")
+    p.add_argument("--beta", type=float, help="fraction of relabeled samples kept (default 0.5)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(handler=_ablate)
+
+
+def _ablate(args: argparse.Namespace) -> int:
+    from .ablation import LEGEND, format_table, parse_variants, run_ablation
+    from .config import load_config
+    from .errors import ConfigError
+
+    variants = parse_variants(args.variants)
+    overrides = _model_overrides(args)
+    overrides.update({"data.path": args.data, "data.limit": args.limit, "denoise.concurrency": args.concurrency,
+                      "denoise.beta": args.beta})
+    config = load_config(args.config, overrides)
+    out = args.out or config.out
+    if out is None:
+        raise ConfigError("no output directory: pass --out DIR (or set `out:` in the config)")
+    result = run_ablation(config, variants, out, gold=args.gold, progress=not args.quiet)
+    print(f"\nAblation of {config.data.path} ({len(result.variants)} variants) in {result.out_dir}\n")
+    print(format_table(result))
+    print(f"\n{LEGEND}\ntable: {result.out_dir / 'ablation.md'}  numbers: {result.out_dir / 'ablation.json'}")
+    return 0
+
+
+# --- review ----------------------------------------------------------------------------------
+
+def _add_review(sub) -> None:
+    p = sub.add_parser("review", help="export contested samples for a person to decide; import the decisions",
+                       description="export: write the samples the checker flagged (relabeled, dropped, failed) to a "
+                                   "CSV (or .jsonl) with an empty 'decision' column. import: apply the filled-in "
+                                   "decisions (keep = original label, accept = proposed label, drop, or a label) to "
+                                   "DIR/denoised.jsonl with source 'human', logging every change in "
+                                   "DIR/review_log.jsonl.")
+    actions = p.add_subparsers(dest="review_action", required=True, metavar="ACTION")
+    e = actions.add_parser("export", help="write the contested samples to a file to edit")
+    e.add_argument("dir", metavar="DIR", help="run directory (robustft denoise --out)")
+    e.add_argument("--out", metavar="FILE", help="file to write: .csv (default DIR/review.csv) or .jsonl")
+    e.add_argument("--score-above", type=float, metavar="X",
+                   help="of the kept relabels, export only those with a selection score above X (the uncertain ones)")
+    e.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+    e.set_defaults(handler=_review)
+    i = actions.add_parser("import", help="apply a reviewed file's decisions to the fine-tuning set")
+    i.add_argument("dir", metavar="DIR", help="run directory (robustft denoise --out)")
+    i.add_argument("file", metavar="FILE", help="the exported file with its 'decision' column filled in")
+    i.set_defaults(handler=_review)
+
+
+def _review(args: argparse.Namespace) -> int:
+    from .review import export_review, import_review
+
+    if args.review_action == "export":
+        path, n = export_review(args.dir, args.out, score_above=args.score_above, force=args.force)
+        print(f"wrote {n} contested samples to {path}\n"
+              "fill in the 'decision' column: keep (the original label), accept (the proposed label), drop, "
+              "or a label (an option letter for multiple choice); leave it empty for no change. Then run:\n"
+              f"  robustft review import {args.dir} {path}")
+        return 0
+    result = import_review(args.dir, args.file)
+    print(result.describe())
+    if result.changed:
+        print(f"fine-tuning set: {Path(args.dir) / 'denoised.jsonl'}   changes logged in "
+              f"{Path(args.dir) / 'review_log.jsonl'}")
+    return 0
+
+
 # --- entry point -----------------------------------------------------------------------------
 
-COMMANDS = [_add_denoise, _add_demo]
+COMMANDS = [_add_denoise, _add_demo, _add_train, _add_eval, _add_export, _add_run, _add_trace, _add_report, _add_ablate, _add_review]
 
 
 def build_parser() -> argparse.ArgumentParser:

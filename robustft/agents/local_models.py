@@ -250,6 +250,23 @@ def _load(name: str, source: str, device: str, dtype: Any) -> tuple[Any, Any]:
     return tokenizer, model
 
 
+def _apply_adapter(model: Any, path: str, given: str) -> Any:
+    """The model with the PEFT LoRA adapter at `path` merged into its weights (as fast as the base)."""
+    from peft import PeftModel
+
+    if not (Path(path) / "adapter_config.json").is_file():
+        raise ConfigError(f"model.adapter {given!r}: no adapter_config.json there, so it is not a PEFT adapter; "
+                          "pass the --out directory of a finished `robustft train` run")
+    try:
+        model = PeftModel.from_pretrained(model, path).merge_and_unload()
+    except Exception as e:  # noqa: BLE001 - a mismatched adapter is a configuration problem
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ConfigError(f"model.adapter {given!r}: cannot apply it to this model: {reason}\n"
+                          "  fix: pass an adapter trained on this same base model (--model)") from None
+    model.eval()
+    return model
+
+
 class TransformersChatModel(_MicroBatchingModel):
     """A local transformers causal LM: `model.name` is a directory, or a hub name when the hub is
     reachable. Prompts use the tokenizer's chat template when it has one, else a plain
@@ -257,8 +274,8 @@ class TransformersChatModel(_MicroBatchingModel):
 
     Settings used: `temperature` (0 = greedy), `max_tokens`, `seed` (each batch is sampled from
     a fresh generator seeded with it, without touching the global RNG), `logprobs`, `device`
-    ("auto" = cuda when available, else cpu), `dtype` and `batch_size` (requests per
-    `model.generate` call).
+    ("auto" = cuda when available, else cpu), `dtype`, `batch_size` (requests per
+    `model.generate` call) and `adapter` (a PEFT LoRA adapter directory, merged into the weights).
     """
 
     _weights: _Weights
@@ -273,11 +290,15 @@ class TransformersChatModel(_MicroBatchingModel):
         self.device = _resolve_device(config.device)
         dtype = _resolve_dtype(config.dtype)
         source = _model_source(config.name)
+        adapter = str(Path(config.adapter).expanduser().resolve()) if config.adapter else None
         with _LOADING:
-            key = (source, self.device, str(dtype))
+            key = (source, self.device, str(dtype), adapter)
             self._weights = _LOADED.get(key)
             if self._weights is None:
-                self._weights = _LOADED[key] = _Weights(*_load(config.name, source, self.device, dtype))
+                tokenizer, model = _load(config.name, source, self.device, dtype)
+                if adapter is not None:  # a fresh copy of the base (key differs), so merging touches no other user
+                    model = _apply_adapter(model, adapter, config.adapter)
+                self._weights = _LOADED[key] = _Weights(tokenizer, model)
         self._tokenizer, self._model = self._weights.tokenizer, self._weights.model
         self._eos_ids = self._eos_token_ids()
         self._pad_id = self._tokenizer.pad_token_id

@@ -62,8 +62,9 @@ def run_fingerprint(config: RobustFTConfig, dataset: Dataset, prompts: PromptLib
         prompt_hash.update(Path(prompts.source_of(name)).read_bytes())
     # Where a server lives and how patiently we call it do not change its answers.
     volatile = {"base_url", "api_key_env", "timeout_s", "max_retries", "batch_size"}
-    models = {role: {k: v for k, v in config.model_for(role).model_dump(mode="json").items() if k not in volatile}
-              for role in ROLES}
+    # Unset options are left out, so adding an optional field never orphans existing run directories.
+    models = {role: {k: v for k, v in config.model_for(role).model_dump(mode="json").items()
+                     if k not in volatile and v is not None} for role in ROLES}
     d = config.denoise
     return {"data": h.hexdigest(), "task": dataset.task, "models": models, "prompts": prompt_hash.hexdigest(),
             "method": {"reflection_rounds": d.reflection_rounds, "checker": d.checker, "review": d.review, "k": d.k,

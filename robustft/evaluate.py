@@ -1,0 +1,266 @@
+"""Test-set accuracy: ask a model each question with the base expert's prompt, check its answer.
+
+    evaluate(config, data=..., model=..., base_url=... | adapter=..., out=...) -> EvalResult
+
+The model is an OpenAI-compatible server (`--model NAME --base-url URL`: `vllm serve`, with
+`--enable-lora --lora-modules NAME=ADAPTER_DIR` for a fine-tuned adapter) or a local transformers
+model (`--model PATH`) with an optional LoRA adapter (`--adapter DIR`, what `robustft train`
+wrote). Each question is one user message, `PromptLibrary.question_prompt` (exactly what training
+used); decoding is greedy by default (`eval.temperature: 0`). The answer is read with
+`extract_answer` and compared to the label with `answers_match` (the task's own checker: letters for
+multiple choice, a relative tolerance for numbers, normalised containment for text). A reply with
+no readable answer, or a request that keeps failing, counts as wrong.
+
+Server requests run concurrently (at most `eval.concurrency` in flight); a local model generates
+`eval.batch_size` prompts per call, shortest prompts first.
+
+Writes `OUT/predictions.jsonl` (one record per sample: id, question, options, label, prediction,
+correct, response, error) and `OUT/result.json` (accuracy, counts, model, data, settings).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import re
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .answers import answers_match, extract_answer
+from .config import ModelConfig, RobustFTConfig
+from .data import Dataset, write_jsonl
+from .errors import ConfigError, InputError, RobustFTError, UserError
+from .prompts import PromptLibrary
+
+__all__ = ["EvalResult", "eval_model_config", "evaluate", "score_samples", "describe_eval", "default_out_dir"]
+
+PREDICTIONS_FILE = "predictions.jsonl"
+RESULT_FILE = "result.json"
+
+
+@dataclass
+class EvalResult:
+    out_dir: Path | None
+    result: dict[str, Any]
+    predictions: list[dict[str, Any]]
+
+    @property
+    def accuracy(self) -> float:
+        return self.result["accuracy"]
+
+
+def _check_adapter(adapter: str | Path) -> None:
+    path = Path(adapter)
+    if not path.is_dir():
+        raise InputError("adapter directory not found", path=path,
+                         fix="pass the --out directory of `robustft train` (it holds adapter_config.json)")
+    if not (path / "adapter_config.json").is_file():
+        raise InputError("no adapter_config.json in it, so it is not a PEFT adapter", path=path,
+                         fix="pass the --out directory of a finished `robustft train` run")
+
+
+def eval_model_config(config: RobustFTConfig, *, model: str | None = None, base_url: str | None = None,
+                      adapter: str | Path | None = None) -> ModelConfig:
+    """The model to evaluate: `config.model` with the flags applied and the eval settings
+    (temperature, max_tokens, batch size; no logprobs). `base_url` means a server; `model` alone a
+    local transformers model, unless the config already names a server."""
+    update: dict[str, Any] = {}
+    if model:
+        update["name"] = model
+    if base_url:
+        update.update(provider="openai", base_url=base_url)
+    elif model and not (config.model.provider == "openai" and config.model.base_url):
+        update["provider"] = "transformers"
+    if adapter is not None:
+        update["adapter"] = str(adapter)
+    e = config.eval
+    update.update(temperature=e.temperature, max_tokens=e.max_tokens, logprobs=False, batch_size=e.batch_size)
+    mc = ModelConfig(**{**config.model.model_dump(), **update})
+    if not mc.name:
+        raise ConfigError("no model to evaluate: pass --model NAME --base-url URL (a server) or --model PATH "
+                          "(a local model)")
+    if mc.adapter is not None:
+        if mc.provider != "transformers":
+            raise ConfigError(
+                "--adapter applies a LoRA adapter to a local model (--model PATH without --base-url). For a server, "
+                "serve the adapter instead (vllm serve BASE --enable-lora --lora-modules NAME=ADAPTER_DIR) and "
+                "pass --model NAME --base-url URL")
+        _check_adapter(mc.adapter)
+    if mc.provider == "fake":
+        return mc
+    if mc.provider == "openai" and not mc.base_url:
+        raise ConfigError("model.base_url is empty for a server model: pass --base-url URL")
+    return mc
+
+
+def default_out_dir(data: str | Path, model: str, adapter: str | Path | None) -> Path:
+    """`ADAPTER/eval-<data name>` for an adapter, else `runs/eval/<model>-<data name>`."""
+    stem = Path(data).stem or Path(data).name
+    if adapter is not None:
+        return Path(adapter) / f"eval-{stem}"
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(model).name or model).strip("_") or "model"
+    return Path("runs") / "eval" / f"{slug}-{stem}"
+
+
+async def _ask(chat_model: Any, messages: list[dict[str, str]], cfg: ModelConfig) -> tuple[Any, str | None]:
+    """(Generation or None, error or None), retrying failures that may pass (as the agents do)."""
+    from .agents.runtime import describe, is_retryable
+
+    timeout = cfg.timeout_s * 1.5 if cfg.provider == "openai" else None
+    for attempt in range(cfg.max_retries + 1):
+        try:
+            return await asyncio.wait_for(chat_model.generate(messages), timeout=timeout), None
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every backend raises its own types
+            if attempt == cfg.max_retries or not is_retryable(exc):
+                return None, f"model call failed after {attempt + 1} attempt(s): {describe(exc)}"
+            await asyncio.sleep(0.5 * (2 ** attempt) * (0.5 + random.random()))
+    raise AssertionError("unreachable")
+
+
+async def score_samples(dataset: Dataset, chat_model: Any, prompts: PromptLibrary, cfg: ModelConfig, *,
+                        instruction: str = "", concurrency: int = 32, rel_tol: float = 1e-2,
+                        progress: bool = False) -> list[dict[str, Any]]:
+    """One prediction record per sample, in dataset order.
+
+    The first request goes alone: when it fails, nothing else is sent and `UserError` says why (a
+    wrong URL or model name fails every request the same way).
+    """
+    from tqdm.auto import tqdm
+
+    samples = dataset.samples
+    task = dataset.task
+    messages = [[{"role": "user", "content": prompts.question_prompt(s.question, s.options, task, instruction)}]
+                for s in samples]
+    records: list[dict[str, Any] | None] = [None] * len(samples)
+    bar = tqdm(total=len(samples), desc="eval", unit="sample", disable=not progress)
+
+    def record(i: int, generation: Any, error: str | None) -> dict[str, Any]:
+        s = samples[i]
+        text = generation.text if generation is not None else None
+        pred = extract_answer(text, task, s.options) if text is not None else None
+        if text is not None and pred is None:
+            error = "no usable 'Answer:' line in the response"
+        rec = {"id": s.id, "row": s.row, "question": s.question}
+        if s.options is not None:
+            rec["options"] = s.options
+        rec.update({"label": s.label, "prediction": pred,
+                    "correct": answers_match(pred, s.label, task, rel_tol=rel_tol),
+                    "response": text, "error": error})
+        return rec
+
+    async def one(i: int) -> None:
+        generation, error = await _ask(chat_model, messages[i], cfg)
+        records[i] = record(i, generation, error)
+        bar.update(1)
+
+    # Shortest prompts first: a local model batches neighbours, so they pad less.
+    order = sorted(range(len(samples)), key=lambda i: len(messages[i][0]["content"]))
+    try:
+        if order:
+            first, rest = order[0], order[1:]
+            generation, error = await _ask(chat_model, messages[first], cfg)
+            if generation is None:
+                if cfg.provider == "openai":
+                    raise UserError(f"model {cfg.name!r} at {cfg.base_url} did not answer the first test question: "
+                                    f"{error}\n  fix: check that the server is running, --base-url, and the model "
+                                    "name it serves (GET /v1/models lists them)")
+                raise RobustFTError(f"model {cfg.name!r} failed on the first test question: {error}")
+            records[first] = record(first, generation, None)
+            bar.update(1)
+            limit = concurrency if cfg.provider == "openai" else max(concurrency, cfg.batch_size * 2)
+            sem = asyncio.Semaphore(limit)
+
+            async def limited(i: int) -> None:
+                async with sem:
+                    await one(i)
+
+            await asyncio.gather(*(limited(i) for i in rest))
+    finally:
+        bar.close()
+    return records  # type: ignore[return-value]
+
+
+def summarize(records: list[dict[str, Any]]) -> dict[str, int | float]:
+    total = len(records)
+    correct = sum(1 for r in records if r["correct"])
+    failed = sum(1 for r in records if r["response"] is None)
+    unanswered = sum(1 for r in records if r["response"] is not None and r["prediction"] is None)
+    return {"accuracy": correct / total if total else 0.0, "correct": correct, "total": total,
+            "unanswered": unanswered, "failed": failed}
+
+
+def evaluate(config: RobustFTConfig, *, data: str | Path | None = None, model: str | None = None,
+             base_url: str | None = None, adapter: str | Path | None = None, out: str | Path | None = None,
+             limit: int | None = None, progress: bool = True, chat_model: Any = None,
+             write: bool = True) -> EvalResult:
+    """Accuracy of a model on the labeled test set `data` (default `config.experiment.test_data`).
+
+    `chat_model` replaces the backend built from the config (tests pass scripted models); `limit`
+    takes the first N rows. Writes predictions and the result to `out` (default: `default_out_dir`)
+    unless `write` is False.
+    """
+    from .agents.models import build_chat_model
+    from .train import load_training_set
+
+    data_path = data if data is not None else config.experiment.test_data
+    if data_path is None:
+        raise ConfigError("no test data: pass --data FILE (a labeled CSV, JSONL or dataset folder)")
+    mc = eval_model_config(config, model=model, base_url=base_url, adapter=adapter)
+    data_cfg = config.data.model_copy(update={"limit": limit})
+    dataset = load_training_set(data_cfg, data_path)
+    prompts = PromptLibrary(config.denoise.prompts_dir)
+    out_dir = Path(out) if out is not None else default_out_dir(data_path, mc.name or "model", mc.adapter)
+
+    started = time.monotonic()
+    if not progress:
+        from .train import quiet_libraries
+
+        quiet_libraries()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        backend = chat_model if chat_model is not None else build_chat_model(mc)
+    try:
+        records = asyncio.run(score_samples(dataset, backend, prompts, mc, instruction=config.data.instruction,
+                                            concurrency=config.eval.concurrency,
+                                            rel_tol=config.data.numeric_rel_tol, progress=progress))
+    finally:
+        if chat_model is None and hasattr(backend, "close"):
+            backend.close()
+    result: dict[str, Any] = {
+        **summarize(records),
+        "task": dataset.task, "data": str(data_path), "limit": limit, "model": mc.name, "provider": mc.provider,
+        "base_url": mc.base_url if mc.provider == "openai" else None, "adapter": mc.adapter,
+        "eval": config.eval.model_dump(mode="json"), "instruction": config.data.instruction,
+        "wall_time_s": round(time.monotonic() - started, 2), "robustft_version": __version__,
+    }
+    if write:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_jsonl(out_dir / PREDICTIONS_FILE, records)
+        tmp = out_dir / (RESULT_FILE + ".tmp")
+        tmp.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        tmp.replace(out_dir / RESULT_FILE)
+    return EvalResult(out_dir=out_dir if write else None, result=result, predictions=records)
+
+
+def describe_eval(result: EvalResult) -> str:
+    r = result.result
+    who = r["model"] + (f" + adapter {r['adapter']}" if r.get("adapter") else "")
+    lines = [f"accuracy: {r['accuracy']:.4f} ({r['correct']}/{r['total']} correct) on {r['data']}, model {who}"]
+    notes = []
+    if r["unanswered"]:
+        notes.append(f"{r['unanswered']} replies had no readable answer")
+    if r["failed"]:
+        notes.append(f"{r['failed']} requests failed")
+    if notes:
+        lines.append("(" + "; ".join(notes) + "; counted as wrong)")
+    if result.out_dir is not None:
+        lines.append(f"per-sample predictions: {result.out_dir / PREDICTIONS_FILE}   result: "
+                     f"{result.out_dir / RESULT_FILE}")
+    return "\n".join(lines)
