@@ -31,6 +31,10 @@ def _fresh_dir(out: Path) -> None:
     (out / MARKER).write_text("made by `robustft demo`; safe to delete\n", encoding="utf-8")
 
 
+def _a_relabeled_id(records: list[dict]) -> str:
+    return next((r["id"] for r in records if r["status"] == "relabeled"), records[0]["id"])
+
+
 def run_demo(out: Path, *, accuracy: float = 0.8, progress: bool = True, seed: int = 0) -> str:
     from .sim import SimServer
 
@@ -64,6 +68,8 @@ def run_demo(out: Path, *, accuracy: float = 0.8, progress: bool = True, seed: i
         "",
         f"Outputs in {out}/:  denoised.jsonl (the fine-tuning set), samples.jsonl (each sample's path through "
         "the agents), summary.json (counts, calls, config).",
+        f"Look closer:  robustft trace {out} {_a_relabeled_id(records)}   (one sample's path through the agents)",
+        f"              robustft report {out} --gold {DEMO_GOLD}   (an HTML report with plots)",
         "",
         "To do the same with a real model, serve it (for example `vllm serve meta-llama/Llama-3.1-8B-Instruct`) "
         "and run:",

@@ -55,6 +55,9 @@ class Embedder:
 
         self.model_name = model_name
         path = resolve_embedding_model(model_name)
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # a weight-loading bar per run is noise beside our own bars
         try:
             self._impl = HuggingFaceEmbeddings(
                 model_name=path, encode_kwargs={"normalize_embeddings": True, "batch_size": batch_size})

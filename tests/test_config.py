@@ -80,3 +80,15 @@ def test_a_template_naming_an_unknown_value_fails_with_its_file(tmp_path):
     (tmp_path / "base.jinja").write_text("{{ nonsense }}")
     with pytest.raises(ConfigError, match=r"base.jinja.*'nonsense' is undefined"):
         PromptLibrary(tmp_path).question_prompt("q", None, "text")
+
+
+def test_the_documented_example_configs_load(tmp_path):
+    from pathlib import Path
+
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    server = load_config(examples / "openai_server.yaml")
+    assert server.model.provider == "openai" and server.model.base_url.endswith("/v1")
+    assert server.denoise.review == "on_disagreement" and server.denoise.ablate == [] and server.denoise.k == 3
+    local = load_config(examples / "local_transformers.yaml")
+    assert local.model.provider == "transformers" and local.model.batch_size == 8
+    assert local.data.path.name == "demo.csv" and local.data.path.exists()
