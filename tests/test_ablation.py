@@ -134,7 +134,7 @@ def test_no_reasoning_checks_the_base_answer_alone(ablation):
     recs = records({v.name: v for v in ablation[0].variants}["no-reasoning"])
     assert all("reasoning" not in r["nodes"] for r in recs.values())
     assert recs["q3"]["decision"] == "noisy" and recs["q6"]["decision"] == "clean"
-    assert "After step-by-step reasoning: C" in recs["q2"]["nodes"]["reviewer"]["prompt"]  # the base answer
+    assert "Answered directly: C" in recs["q2"]["nodes"]["reviewer"]["prompt"]  # the base answer
 
 
 def test_no_checker_relabels_every_sample(ablation):

@@ -12,6 +12,9 @@ from .runtime import AgentRuntime, failure
 def make_reviewer(rt: AgentRuntime):
     always = rt.config.denoise.review == "always"
     tol = rt.config.data.numeric_rel_tol
+    # With the reasoning expert switched off (ablation) the base answer stands in: say so.
+    first_source = ("Answered directly" if "reasoning" in rt.config.denoise.ablate
+                    else "After step-by-step reasoning")
 
     async def reviewer(state: SampleState) -> dict:
         """Reads nodes.reasoning, nodes.context. Writes nodes.reviewer, proposed_label, score, status.
@@ -37,7 +40,7 @@ def make_reviewer(rt: AgentRuntime):
                       "skipped": "the reasoning and context answers agree (denoise.review: on_disagreement)"}
             return {"nodes": {"reviewer": record}, **propose(context_answer, context.get("score"), "context answer")}
         try:
-            record = await rt.ask("reviewer", "reviewer", state,
+            record = await rt.ask("reviewer", "reviewer", state, first_source=first_source,
                                   reasoning_answer=reasoning_answer or "(no answer)",
                                   context_answer=context_answer or "(no answer)")
         except ModelCallError as exc:
