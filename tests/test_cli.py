@@ -170,3 +170,44 @@ def test_free_form_tasks_run_end_to_end(tmp_path, capsys, task):
     input_acc = sum(n == a for _, a, n in rows) / len(rows)
     output_acc = sum(d["label"] == truth[d["id"]] for d in denoised) / len(denoised)
     assert output_acc > input_acc + 0.1 and "options" not in denoised[0]
+
+
+def _threads_in(checkpoints: Path) -> int:
+    import sqlite3
+
+    try:
+        with sqlite3.connect(f"file:{checkpoints}?mode=ro", uri=True) as db:
+            return db.execute("select count(distinct thread_id) from checkpoints").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def test_an_interrupted_run_resumes_to_the_same_result(tmp_path):
+    import signal
+    import time
+
+    with SimServer(ARC / "labeled.csv", accuracy=0.8, seed=4, latency_ms=300) as sim:
+        def cmd(out):
+            return [sys.executable, "-m", "robustft", "denoise", "--data", str(ARC / "noisy30.csv"), "--limit", "40",
+                    "--model", "sim", "--base-url", sim.base_url, "--out", str(out), "--quiet", "--concurrency", "8"]
+
+        # Ctrl-C part-way through detection.
+        proc = subprocess.Popen(cmd(tmp_path / "cut"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        ckpt = tmp_path / "cut" / "checkpoints.sqlite"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and _threads_in(ckpt) < 5:
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130 and "run the same command again to resume" in err
+        assert not (tmp_path / "cut" / "samples.jsonl").exists()
+        resumed = subprocess.run(cmd(tmp_path / "cut"), capture_output=True, text=True, timeout=300)
+        assert resumed.returncode == 0, resumed.stderr
+        whole = subprocess.run(cmd(tmp_path / "whole"), capture_output=True, text=True, timeout=300)
+        assert whole.returncode == 0, whole.stderr
+    # The simulated experts answer a prompt the same way every time, so an interrupted and resumed
+    # run must end exactly where an uninterrupted one does: nothing lost, nothing written twice.
+    cut, full = read_jsonl(tmp_path / "cut" / "samples.jsonl"), read_jsonl(tmp_path / "whole" / "samples.jsonl")
+    assert [(r["id"], r["status"], r["label"]) for r in cut] == [(r["id"], r["status"], r["label"]) for r in full]
+    assert (tmp_path / "cut" / "denoised.jsonl").read_text() == (tmp_path / "whole" / "denoised.jsonl").read_text()
