@@ -97,6 +97,9 @@ class DenoiseConfig(StrictModel):
         "(when they agree, that answer is the label, with no call); always: ask it for every relabel, "
         "as the paper's code does."))
     k: int = Field(3, gt=0, description="Clean examples retrieved for each noisy sample.")
+    context_token_budget: int | None = Field(None, gt=0, description=(
+        "Longest context-relabeling prompt, in tokens (tiktoken cl100k, or an estimate offline): the least "
+        "similar examples are left out until the prompt fits. None: always show k examples."))
     beta: float = Field(0.5, gt=0.0, le=1.0, description="Fraction of relabeled samples kept (lowest scores).")
     score: Literal["mean_nll", "answer_nll"] = Field("mean_nll", description=(
         "mean_nll: the paper's mean negative log-probability of all generated tokens; answer_nll: "

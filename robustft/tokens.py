@@ -2,7 +2,8 @@
 
 tiktoken downloads its encodings on first use; offline machines get a regex estimate instead
 (about one token per word piece), with one note on stderr so nobody mistakes it for exact counts.
-Counts are used only for reporting and for the context relabeler's prompt budget.
+Counts are used for token usage when a server reports none, and for the context relabeler's
+prompt budget (`denoise.context_token_budget`).
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from robustft.agents.models import ModelPool
 from robustft.agents.runtime import AgentRuntime
 from robustft.errors import UserError
 from robustft.graph.build import build_graph
@@ -230,3 +231,22 @@ def test_ablations_remove_their_node(tmp_path, ablation, nodes):
     pool, _ = fake_pool(config, {})
     rt = AgentRuntime(config=config, task="multiple_choice", pool=pool, prompts=PromptLibrary())
     assert set(build_graph(rt).nodes) == nodes
+
+
+def test_the_context_token_budget_drops_the_least_similar_examples(tmp_path):
+    from robustft.agents.relabeler import _shown
+    from robustft.tokens import count_tokens
+
+    full, _ = run(tmp_path / "full", PERFECT)
+    examples = by_id(full)["q1"]["nodes"]["context"]["examples"]
+    assert len(examples) == 3
+    config = config_for(tmp_path)
+    rt = AgentRuntime(config=config, task="multiple_choice", pool=ModelPool(), prompts=PromptLibrary())
+    state = {"question": QUESTIONS["q1"][0], "options": QUESTIONS["q1"][1]}
+    two = [type("E", (), {"question": e["question"], "options": QUESTIONS[e["id"]][1], "answer": e["answer"]})
+           for e in examples[:2]]
+    budget = count_tokens(rt.prompts.render("context", **rt.prompt_values(state), examples=_shown(two)))
+    limited, _ = run(tmp_path / "limited", PERFECT, context_token_budget=budget)
+    kept = by_id(limited)["q1"]["nodes"]["context"]["examples"]
+    assert [e["id"] for e in kept] == [e["id"] for e in examples[:2]]
+    assert count_tokens(by_id(limited)["q1"]["nodes"]["context"]["prompt"]) <= budget

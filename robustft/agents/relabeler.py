@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from ..answers import format_options
 from ..errors import ModelCallError
+from ..retrieval import Example
+from ..tokens import count_tokens
 from ..graph.state import SampleState
 from .runtime import AgentRuntime, failure
 
@@ -22,11 +24,9 @@ def make_context_relabeler(rt: AgentRuntime):
         examples = rt.examples.get(state["id"])
         if examples is None and rt.find_examples is not None:
             examples = rt.find_examples(state)
-        examples = examples or []
-        shown = [{"question": ex.question, "options_block": format_options(ex.options) if ex.options else "",
-                  "answer": ex.answer} for ex in examples]
+        examples = fit_budget(rt, state, examples or [])
         try:
-            record = await rt.ask("context", "context", state, examples=shown)
+            record = await rt.ask("context", "context", state, examples=_shown(examples))
         except ModelCallError as exc:
             return failure("context", exc)
         record["examples"] = [{"id": ex.id, "question": ex.question, "answer": ex.answer,
@@ -37,6 +37,27 @@ def make_context_relabeler(rt: AgentRuntime):
         return update
 
     return context_relabeler
+
+
+def _shown(examples: list[Example]) -> list[dict]:
+    return [{"question": ex.question, "options_block": format_options(ex.options) if ex.options else "",
+             "answer": ex.answer} for ex in examples]
+
+
+def fit_budget(rt: AgentRuntime, state: SampleState, examples: list[Example]) -> list[Example]:
+    """The most similar examples whose prompt fits `denoise.context_token_budget` (all when unset).
+
+    Long inputs (abstracts, reports) times k examples can overflow a small model's context window;
+    dropping the least similar example first keeps the most useful evidence.
+    """
+    budget = rt.config.denoise.context_token_budget
+    if budget is None:
+        return examples
+    kept = list(examples)
+    values = rt.prompt_values(state)
+    while kept and count_tokens(rt.prompts.render("context", **values, examples=_shown(kept))) > budget:
+        kept.pop()
+    return kept
 
 
 def make_reasoning_relabeler(rt: AgentRuntime):

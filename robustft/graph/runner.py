@@ -68,6 +68,7 @@ def run_fingerprint(config: RobustFTConfig, dataset: Dataset, prompts: PromptLib
     d = config.denoise
     return {"data": h.hexdigest(), "task": dataset.task, "models": models, "prompts": prompt_hash.hexdigest(),
             "method": {"reflection_rounds": d.reflection_rounds, "checker": d.checker, "review": d.review, "k": d.k,
+                       "context_token_budget": d.context_token_budget,
                        "score": d.score,
                        "embedding_model": d.embedding_model, "parse_retries": d.parse_retries,
                        "ablate": sorted(d.ablate), "instruction": config.data.instruction}}
