@@ -73,12 +73,13 @@ class Embedder:
 class CleanIndex:
     """Chroma collection of clean samples, persisted under `directory` so a resumed run reuses it."""
 
-    def __init__(self, directory: str | Path, embedder: Embedder):
+    def __init__(self, directory: str | Path, embedder: Embedder, progress: bool = False):
         import chromadb
         from chromadb.config import Settings
 
         self.directory = Path(directory)
         self.embedder = embedder
+        self.progress = progress
         self._client = chromadb.PersistentClient(path=str(self.directory),
                                                  settings=Settings(anonymized_telemetry=False))
         self._collection = self._client.get_or_create_collection(
@@ -95,7 +96,7 @@ class CleanIndex:
     def __len__(self) -> int:
         return self._collection.count()
 
-    def add(self, samples: Sequence[IndexedSample], batch: int = 512) -> int:
+    def add(self, samples: Sequence[IndexedSample], batch: int = 256) -> int:
         """Embed and store the samples not yet in the collection; returns how many were added."""
         import json
 
@@ -104,8 +105,7 @@ class CleanIndex:
         for i in range(0, len(ids), batch):
             present.update(self._collection.get(ids=ids[i:i + batch], include=[])["ids"])
         todo = [s for s in samples if s.id not in present]
-        for i in range(0, len(todo), batch):
-            chunk = todo[i:i + batch]
+        for chunk in self._chunks(todo, "index clean", batch):
             self._collection.upsert(
                 ids=[s.id for s in chunk],
                 embeddings=self.embedder.embed([s.question for s in chunk]),
@@ -113,6 +113,16 @@ class CleanIndex:
                 metadatas=[{"answer": s.answer, "options": json.dumps(s.options) if s.options else ""}
                            for s in chunk])
         return len(todo)
+
+    def _chunks(self, items: list, desc: str, size: int):
+        """Items in chunks, with a progress bar in samples: embedding is the slow step on CPU."""
+        from tqdm.auto import tqdm
+
+        with tqdm(total=len(items), desc=desc, unit="sample", disable=not self.progress or not items,
+                  file=sys.stderr) as bar:
+            for i in range(0, len(items), size):
+                yield items[i:i + size]
+                bar.update(min(size, len(items) - i))
 
     def query(self, questions: Sequence[str], k: int, exclude_ids: Sequence[str] | None = None) -> list[list[Example]]:
         """The k nearest clean samples for each question, most similar first."""
@@ -128,7 +138,8 @@ class CleanIndex:
         exclude = list(exclude_ids) if exclude_ids else [None] * len(questions)
         # One extra hit so a sample never serves as its own example (ids can repeat across phases).
         n = min(k + 1, size)
-        found = self._collection.query(query_embeddings=self.embedder.embed(questions), n_results=n,
+        vectors = [v for chunk in self._chunks(list(questions), "embed noisy", 256) for v in self.embedder.embed(chunk)]
+        found = self._collection.query(query_embeddings=vectors, n_results=n,
                                        include=["documents", "metadatas", "distances"])
         results = []
         for row, skip in enumerate(exclude):

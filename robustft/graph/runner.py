@@ -142,8 +142,10 @@ class DenoiseRun:
             states = await self._states()
             resumed = sum(1 for st in states.values() if st.values and not st.next and st.values.get("status") != "failed")
             detect, relabel = await self._plan(states)
-            if resumed:
-                self.log(f"resuming {self.out_dir}: {resumed} of {len(states)} samples already finished")
+            if resumed or relabel or any(st.values for st in states.values()):
+                waiting = sum(1 for st in states.values() if st.next == (BARRIER,))
+                self.log(f"resuming {self.out_dir}: {resumed} of {len(states)} samples already finished"
+                         + (f", {waiting} waiting for relabeling" if waiting else ""))
             if (detect or relabel) and self.preflight:
                 await self._preflight()
             await _pool_map(detect, self._invoke_fresh, self.config.denoise.concurrency, "detect", self.progress)
@@ -236,7 +238,7 @@ class DenoiseRun:
         self.log(f"clean index: embedding {len(pool)} clean samples with {d.embedding_model} and retrieving "
                  f"{d.k} examples for each of {len(noisy_ids)} noisy samples")
         embedder = Embedder(d.embedding_model, d.embedding_batch_size)
-        index = CleanIndex(self.out_dir / "chroma", embedder)
+        index = CleanIndex(self.out_dir / "chroma", embedder, progress=self.progress)
         index.add(pool)
         by_id = {s.id: s for s in self.dataset.samples}
         found = index.query([by_id[i].question for i in noisy_ids], d.k, exclude_ids=noisy_ids)
