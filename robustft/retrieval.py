@@ -96,6 +96,17 @@ class CleanIndex:
     def __len__(self) -> int:
         return self._collection.count()
 
+    def close(self) -> None:
+        """Release the Chroma client. Chroma shares one system per path within a process: left
+        open, a later run in the same process on a re-created directory finds a stale database."""
+        self._client.close()
+
+    def __enter__(self) -> "CleanIndex":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def add(self, samples: Sequence[IndexedSample], batch: int = 256) -> int:
         """Embed and store the samples not yet in the collection; returns how many were added."""
         import json

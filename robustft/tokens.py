@@ -38,6 +38,3 @@ def count_tokens(text: str) -> int:
         return estimate_tokens(text)
     return len(enc.encode(text, disallowed_special=()))
 
-
-def is_exact() -> bool:
-    return _encoding() is not None

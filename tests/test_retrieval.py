@@ -47,3 +47,13 @@ def test_token_counts_work_offline():
     # tiktoken cannot fetch its encoding here; the estimate is used and is sane.
     assert count_tokens("Answer: B") >= 2
     assert estimate_tokens("Hello, world!") == 4
+
+
+def test_a_run_directory_deleted_and_made_again_in_one_process_works(tmp_path, embedder):
+    import shutil
+
+    for _ in range(2):  # e.g. `robustft demo` twice from one Python session
+        with CleanIndex(tmp_path / "chroma", embedder) as index:
+            index.add([IndexedSample("a", "What is water made of?", "A")])
+            assert [h.id for h in index.query(["What is ice made of?"], k=1)[0]] == ["a"]
+        shutil.rmtree(tmp_path / "chroma")

@@ -14,7 +14,6 @@ process; needs the `vllm` extra and a GPU) and `fake` (scripted, records every p
 
 from __future__ import annotations
 
-import asyncio
 import os
 from dataclasses import dataclass, field
 from typing import Callable, Protocol, Sequence
@@ -156,13 +155,3 @@ class ModelPool:
         """Use `model` for `config` (tests inject scripted models this way)."""
         self._models[config.model_dump_json()] = model
 
-
-async def gather_limited(limit: int, coros) -> list:
-    """Run coroutines with at most `limit` at once, keeping order."""
-    sem = asyncio.Semaphore(limit)
-
-    async def run(c):
-        async with sem:
-            return await c
-
-    return await asyncio.gather(*(run(c) for c in coros))

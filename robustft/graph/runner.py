@@ -238,10 +238,10 @@ class DenoiseRun:
         self.log(f"clean index: embedding {len(pool)} clean samples with {d.embedding_model} and retrieving "
                  f"{d.k} examples for each of {len(noisy_ids)} noisy samples")
         embedder = Embedder(d.embedding_model, d.embedding_batch_size)
-        index = CleanIndex(self.out_dir / "chroma", embedder, progress=self.progress)
-        index.add(pool)
         by_id = {s.id: s for s in self.dataset.samples}
-        found = index.query([by_id[i].question for i in noisy_ids], d.k, exclude_ids=noisy_ids)
+        with CleanIndex(self.out_dir / "chroma", embedder, progress=self.progress) as index:
+            index.add(pool)
+            found = index.query([by_id[i].question for i in noisy_ids], d.k, exclude_ids=noisy_ids)
         self.rt.examples = dict(zip(noisy_ids, found))
 
     def _finish(self, states: dict[str, Any], wall: float, resumed: int) -> DenoiseResult:
