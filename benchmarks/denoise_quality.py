@@ -25,6 +25,7 @@ from pathlib import Path
 from robustft.config import load_config
 from robustft.data import load_dataset
 from robustft.graph.runner import denoise
+from robustft.metrics import gold_metrics
 from robustft.sim import SimServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,22 +47,18 @@ def measure(dataset: str, noise: int, review: str, accuracy: float, limit: int |
         wall = time.perf_counter() - started
     gold_cfg = config.data.model_copy(update={"path": gold_path, "out_of_range_labels": "error"})
     gold = {s.id: s.label for s in load_dataset(gold_cfg).samples}
-    records = result.records
-    kept = [r for r in records if r["status"] in ("clean", "relabeled")]
-    wrong = {r["id"] for r in records if r["original_label"] != gold[r["id"]]}
-    flagged = {r["id"] for r in records if r["decision"] == "noisy"}
-    relabeled = [r for r in records if r["status"] == "relabeled"]
+    m = gold_metrics(result.records, gold, result.summary["task"])
     s = result.summary
     return {
-        "dataset": dataset, "noise": noise, "review": review, "samples": len(records),
-        "input_accuracy": round(sum(r["original_label"] == gold[r["id"]] for r in records) / len(records), 4),
-        "output_accuracy": round(sum(r["label"] == gold[r["id"]] for r in kept) / max(len(kept), 1), 4),
-        "output_size": len(kept),
-        "detection_precision": round(len(wrong & flagged) / max(len(flagged), 1), 4),
-        "detection_recall": round(len(wrong & flagged) / max(len(wrong), 1), 4),
-        "relabel_accuracy": round(sum(r["label"] == gold[r["id"]] for r in relabeled) / max(len(relabeled), 1), 4),
+        "dataset": dataset, "noise": noise, "review": review, "samples": s["total"],
+        "input_accuracy": round(m["input"]["label_accuracy"], 4),
+        "output_accuracy": round(m["fine_tuning_set"]["label_accuracy"], 4),
+        "output_size": m["fine_tuning_set"]["samples"],
+        "detection_precision": round(m["detection"]["precision"], 4),
+        "detection_recall": round(m["detection"]["recall"], 4),
+        "relabel_accuracy": round(m["relabel"]["kept_accuracy"] or 0.0, 4),
         "model_calls": s["model_calls"]["total"], "wall_s": round(wall, 1),
-        "samples_per_s": round(len(records) / wall, 1),
+        "samples_per_s": round(s["total"] / wall, 1),
     }
 
 

@@ -14,6 +14,7 @@ from .config import load_config
 from .data import load_dataset
 from .errors import UserError
 from .graph.runner import denoise
+from .metrics import gold_metrics
 
 DEMO_DIR = Path(__file__).parent / "demo_data"
 DEMO_DATA = DEMO_DIR / "demo.csv"
@@ -48,23 +49,21 @@ def run_demo(out: Path, *, accuracy: float = 0.8, progress: bool = True, seed: i
     gold = {s.id: s.label for s in load_dataset(config.data.model_copy(update={"path": DEMO_GOLD})).samples}
     records = result.records
     s = result.summary
-    input_acc = sum(r["original_label"] == gold[r["id"]] for r in records) / len(records)
-    kept = [r for r in records if r["status"] in ("clean", "relabeled")]
-    kept_acc = sum(r["label"] == gold[r["id"]] for r in kept) / max(len(kept), 1)
-    wrong = {r["id"] for r in records if r["original_label"] != gold[r["id"]]}
-    flagged = {r["id"] for r in records if r["decision"] == "noisy"}
-    caught = len(wrong & flagged)
+    m = gold_metrics(records, gold, result.summary["task"])
+    n_wrong, caught = m["input"]["wrong"], m["detection"]["true_positive"]
+    input_acc, kept_acc = m["input"]["label_accuracy"], m["fine_tuning_set"]["label_accuracy"]
+    kept = m["fine_tuning_set"]["samples"]
     return "\n".join([
         "",
-        f"robustft demo: {s['total']} multiple-choice questions written for this project, {len(wrong)} of them "
+        f"robustft demo: {s['total']} multiple-choice questions written for this project, {n_wrong} of them "
         f"with a deliberately wrong label.",
         f"The experts were SIMULATED: robustft.sim served an OpenAI-compatible API at {base_url} and answered "
         f"from the known answers, right {accuracy:.0%} of the time. No real model was called.",
         "",
-        f"What the run found: {s['noisy']} samples flagged as noisy ({caught} of the {len(wrong)} wrong labels "
+        f"What the run found: {s['noisy']} samples flagged as noisy ({caught} of the {n_wrong} wrong labels "
         f"among them), {s['clean']} kept as clean, {s['relabeled']} relabeled and kept, {s['dropped']} relabels "
         f"dropped by entropy selection, {s['failed']} failed.",
-        f"Label accuracy: {input_acc:.1%} in the input, {kept_acc:.1%} in the fine-tuning set ({len(kept)} samples).",
+        f"Label accuracy: {input_acc:.1%} in the input, {kept_acc:.1%} in the fine-tuning set ({kept} samples).",
         "",
         f"Outputs in {out}/:  denoised.jsonl (the fine-tuning set), samples.jsonl (each sample's path through "
         "the agents), summary.json (counts, calls, config).",

@@ -21,10 +21,7 @@ def make_context_relabeler(rt: AgentRuntime):
     async def context_relabeler(state: SampleState) -> dict:
         """Reads question, options and the retrieved examples. Writes nodes.context, and with the
         reviewer switched off also proposed_label, score and status=candidate."""
-        examples = rt.examples.get(state["id"])
-        if examples is None and rt.find_examples is not None:
-            examples = rt.find_examples(state)
-        examples = fit_budget(rt, state, examples or [])
+        examples = fit_budget(rt, state, rt.examples.get(state["id"], []))
         try:
             record = await rt.ask("context", "context", state, examples=_shown(examples))
         except ModelCallError as exc:

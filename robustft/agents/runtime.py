@@ -45,7 +45,6 @@ class AgentRuntime:
     prompts: PromptLibrary
     examples: dict[str, list[Example]] = field(default_factory=dict)
     backoff_s: float = 0.5
-    find_examples: Callable[[dict], list[Example]] | None = None
 
     def model(self, role: str) -> ChatModel:
         return self.pool.get(self.config.model_for(role))

@@ -142,7 +142,7 @@ class DenoiseRun:
             states = await self._states()
             resumed = sum(1 for st in states.values() if st.values and not st.next and st.values.get("status") != "failed")
             detect, relabel = await self._plan(states)
-            if resumed or relabel or any(st.values for st in states.values()):
+            if any(st.values for st in states.values()):
                 waiting = sum(1 for st in states.values() if st.next == (BARRIER,))
                 self.log(f"resuming {self.out_dir}: {resumed} of {len(states)} samples already finished"
                          + (f", {waiting} waiting for relabeling" if waiting else ""))
@@ -202,7 +202,7 @@ class DenoiseRun:
                 await self.rt.generate(role, probe)
             except ModelCallError as exc:
                 where = f" at {cfg.base_url}" if cfg.base_url else ""
-                raise UserError(f"cannot use the {role} model {cfg.name!r}{where}: {exc.__cause__ and describe(exc.__cause__) or exc}. "
+                raise UserError(f"cannot use the {role} model {cfg.name!r}{where}: {exc}. "
                                 "Check that the server is running and that --base-url and --model are right.") from None
 
     async def _invoke_fresh(self, sample) -> None:
