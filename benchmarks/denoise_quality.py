@@ -24,8 +24,8 @@ from pathlib import Path
 
 from robustft.config import load_config
 from robustft.data import load_dataset
-from robustft.graph.runner import denoise
-from robustft.metrics import gold_metrics
+from robustft.run.runner import denoise
+from robustft.inspect.metrics import gold_metrics
 from robustft.sim import SimServer
 
 ROOT = Path(__file__).resolve().parents[1]

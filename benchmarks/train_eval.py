@@ -40,10 +40,10 @@ from pathlib import Path
 
 from robustft.config import load_config
 from robustft.data import load_dataset
-from robustft.evaluate import evaluate
-from robustft.graph.runner import denoise
+from robustft.finetune.evaluate import evaluate
+from robustft.run.runner import denoise
 from robustft.sim import SimServer
-from robustft.train import load_training_set, quiet_libraries, train
+from robustft.finetune.train import load_training_set, quiet_libraries, train
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "fpb"

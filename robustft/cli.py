@@ -69,7 +69,7 @@ def _add_denoise(sub) -> None:
 
 def _denoise(args: argparse.Namespace) -> int:
     from .config import load_config
-    from .graph.runner import denoise
+    from .run.runner import denoise
 
     overrides = _model_overrides(args)
     overrides.update({"data.path": args.data, "out": args.out, "data.limit": args.limit, "data.task": args.task,
@@ -141,8 +141,8 @@ def _add_train(sub) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from .config import load_config
-    from .experiment import resolve_config_paths
-    from .train import describe_training, train
+    from .finetune.experiment import resolve_config_paths
+    from .finetune.train import describe_training, train
 
     config = load_config(args.config, {
         "data.limit": args.limit, "train.epochs": args.epochs, "train.max_steps": args.max_steps,
@@ -179,7 +179,7 @@ def _add_eval(sub) -> None:
 
 def _eval(args: argparse.Namespace) -> int:
     from .config import load_config
-    from .evaluate import describe_eval, evaluate
+    from .finetune.evaluate import describe_eval, evaluate
 
     config = load_config(args.config, {"eval.max_tokens": args.max_tokens, "eval.concurrency": args.concurrency,
                                        "eval.batch_size": args.batch_size})
@@ -207,7 +207,7 @@ def _add_export(sub) -> None:
 
 def _export(args: argparse.Namespace) -> int:
     from .config import load_config
-    from .export import export
+    from .finetune.export import export
 
     config = load_config(args.config, {"data.limit": args.limit})
     result = export(config, data=args.data, out=args.out, fmt=args.format)
@@ -233,7 +233,7 @@ def _add_run(sub) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from .config import load_config
-    from .experiment import run_experiment
+    from .finetune.experiment import run_experiment
 
     config = load_config(args.config, {"data.limit": args.limit, "experiment.test_limit": args.test_limit})
     result = run_experiment(config, config_path=args.config, out=args.out, progress=not args.quiet)
@@ -268,7 +268,7 @@ def _print_to_pager(text: str) -> None:
 
 
 def _trace(args: argparse.Namespace) -> int:
-    from .trace import trace
+    from .inspect.trace import trace
 
     _print_to_pager(trace(args.dir, args.sample_id, full=args.full, as_json=args.json))
     return 0
@@ -289,7 +289,7 @@ def _add_report(sub) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .report import report
+    from .inspect.report import report
 
     print(report(args.dir, args.gold))
     return 0
@@ -298,7 +298,7 @@ def _report(args: argparse.Namespace) -> int:
 # --- ablate ----------------------------------------------------------------------------------
 
 def _add_ablate(sub) -> None:
-    from .ablation import VARIANTS
+    from .inspect.ablation import VARIANTS
 
     p = sub.add_parser("ablate", help="run the method with parts switched off (the paper's Table 3) and compare",
                        description="Denoise one dataset once per variant into DIR/<variant>/, sharing one response "
@@ -320,7 +320,7 @@ def _add_ablate(sub) -> None:
 
 
 def _ablate(args: argparse.Namespace) -> int:
-    from .ablation import LEGEND, format_table, parse_variants, run_ablation
+    from .inspect.ablation import LEGEND, format_table, parse_variants, run_ablation
     from .config import load_config
     from .errors import ConfigError
 
@@ -363,7 +363,7 @@ def _add_review(sub) -> None:
 
 
 def _review(args: argparse.Namespace) -> int:
-    from .review import export_review, import_review
+    from .inspect.review import export_review, import_review
 
     if args.review_action == "export":
         path, n = export_review(args.dir, args.out, score_above=args.score_above, force=args.force)

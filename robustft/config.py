@@ -26,7 +26,7 @@ class StrictModel(BaseModel):
 
 
 class ModelConfig(StrictModel):
-    """One chat model. `provider` picks the backend in `robustft.agents.models`."""
+    """One chat model. `provider` picks the backend in `robustft.backends.models`."""
 
     provider: Provider = "openai"
     name: str | None = Field(None, description="Model name on the server, or a local path / hub name.")

@@ -13,8 +13,8 @@ from pathlib import Path
 from .config import load_config
 from .data import load_dataset
 from .errors import UserError
-from .graph.runner import denoise
-from .metrics import gold_metrics
+from .run.runner import denoise
+from .inspect.metrics import gold_metrics
 
 DEMO_DIR = Path(__file__).parent / "demo_data"
 DEMO_DATA = DEMO_DIR / "demo.csv"

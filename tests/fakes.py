@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Callable
 
-from robustft.agents.models import FakeChatModel, Generation, ModelPool
+from robustft.backends.models import FakeChatModel, Generation, ModelPool
 from robustft.config import ROLES, RobustFTConfig, load_config
 from robustft.data import Dataset, Sample
 

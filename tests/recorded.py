@@ -21,7 +21,7 @@ import csv
 import json
 from pathlib import Path
 
-from robustft.graph.runner import denoise
+from robustft.run.runner import denoise
 
 from fakes import QUESTIONS, answering, config_for, fake_pool, make_dataset
 

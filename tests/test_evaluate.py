@@ -7,12 +7,12 @@ import socket
 
 import pytest
 
-from robustft.agents.models import FakeChatModel
+from robustft.backends.models import FakeChatModel
 from robustft.cli import main
 from robustft.config import load_config
 from robustft.data import load_dataset, read_jsonl
 from robustft.errors import ConfigError, UserError
-from robustft.evaluate import default_out_dir, evaluate
+from robustft.finetune.evaluate import default_out_dir, evaluate
 from robustft.prompts import PromptLibrary
 from robustft.sim import DEMO_DATA, SimServer
 
@@ -78,7 +78,7 @@ def test_local_path_with_adapter_matches_an_independent_computation(tmp_path, ti
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from robustft.answers import extract_answer
-    from robustft.train import train
+    from robustft.finetune.train import train
 
     config = load_config(None, {"train.max_steps": 6, "train.learning_rate": 5e-2, "train.batch_size": 4,
                                 "train.gradient_accumulation_steps": 1, "eval.max_tokens": 6,

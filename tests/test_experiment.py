@@ -9,7 +9,7 @@ import yaml
 
 from robustft.cli import main
 from robustft.config import load_config
-from robustft.experiment import METHOD_DIRS, resolve_config_paths
+from robustft.finetune.experiment import METHOD_DIRS, resolve_config_paths
 from robustft.sim import DEMO_DATA, SimServer
 
 REPO = Path(__file__).resolve().parent.parent

@@ -10,9 +10,9 @@ from robustft.cli import main
 from robustft.config import load_config
 from robustft.data import write_jsonl
 from robustft.errors import ConfigError, InputError
-from robustft.export import export, infer_format, load_export
+from robustft.finetune.export import export, infer_format, load_export
 from robustft.prompts import PromptLibrary
-from robustft.train import load_training_set, sft_examples
+from robustft.finetune.train import load_training_set, sft_examples
 
 
 def expected_pairs(config, path) -> list[dict[str, str]]:

@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from robustft.agents.models import ModelPool
+from robustft.backends.models import ModelPool
 from robustft.agents.runtime import AgentRuntime
 from robustft.errors import UserError
 from robustft.graph.build import build_graph
-from robustft.graph.runner import denoise
+from robustft.run.runner import denoise
 from robustft.prompts import PromptLibrary
 
 from fakes import QUESTIONS, answering, config_for, fake_pool, make_dataset, prompt_text

@@ -1,4 +1,4 @@
-"""The in-process backends (robustft.agents.local_models) on a tiny random Llama built offline."""
+"""The in-process backends (robustft.backends.transformers, robustft.backends.vllm) on a tiny random Llama built offline."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import threading
 import pytest
 import torch
 
-from robustft.agents.local_models import TransformersChatModel, VLLMChatModel
-from robustft.agents.models import build_chat_model
+from robustft.backends.transformers import TransformersChatModel
+from robustft.backends.vllm import VLLMChatModel
+from robustft.backends.models import build_chat_model
 from robustft.config import ModelConfig
 from robustft.errors import ConfigError
 from robustft.testing import build_tiny_model, fingerprint

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from robustft.agents.models import ModelPool
+from robustft.backends.models import ModelPool
 from robustft.config import load_config
 from robustft.demo import DEMO_DATA
-from robustft.graph.runner import denoise
+from robustft.run.runner import denoise
 
 
 def test_denoise_runs_on_a_local_transformers_model_with_batched_generation(tiny_model_dir, tmp_path):

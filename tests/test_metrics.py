@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from robustft.errors import UserError
-from robustft.metrics import detection_scores, gold_metrics, load_gold, run_gold_metrics
-from robustft.rundir import load_run
+from robustft.inspect.metrics import detection_scores, gold_metrics, load_gold, run_gold_metrics
+from robustft.run.rundir import load_run
 
 from recorded import GOLD, NOISY, make_run, write_gold
 

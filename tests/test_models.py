@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from robustft.agents.models import FakeChatModel, ModelPool, OpenAIChatModel, build_chat_model
+from robustft.backends.models import FakeChatModel, ModelPool, OpenAIChatModel, build_chat_model
 from robustft.agents.runtime import AgentRuntime, is_retryable
 from robustft.config import ModelConfig, load_config
 from robustft.demo import DEMO_GOLD

@@ -10,8 +10,8 @@ import pytest
 
 from robustft.cli import main
 from robustft.errors import UserError
-from robustft.report import build_report, label_matrix
-from robustft.rundir import load_run
+from robustft.inspect.report import build_report, label_matrix
+from robustft.run.rundir import load_run
 
 from fakes import answering
 from recorded import GOLD, NOISY, REPLIES, make_run, write_gold
@@ -80,7 +80,7 @@ def test_the_label_matrix_counts_every_sample(run_dir):
 
 
 def test_relabels_without_scores_are_reported(tmp_path):
-    from robustft.agents.models import Generation
+    from robustft.backends.models import Generation
 
     def no_logprobs(sid, messages):
         return Generation(text=f"Answer: {GOLD[sid]}", token_logprobs=None)

@@ -10,8 +10,8 @@ import pytest
 
 from robustft.cli import main
 from robustft.errors import UserError
-from robustft.review import COLUMNS, export_review, import_review
-from robustft.trace import trace
+from robustft.inspect.review import COLUMNS, export_review, import_review
+from robustft.inspect.trace import trace
 
 from recorded import make_run, read_jsonl
 

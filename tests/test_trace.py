@@ -8,7 +8,7 @@ import pytest
 
 from robustft.cli import main
 from robustft.errors import UserError
-from robustft.trace import trace
+from robustft.inspect.trace import trace
 
 from fakes import QUESTIONS
 from recorded import make_run

@@ -12,7 +12,7 @@ from robustft.config import DataConfig, RobustFTConfig, TrainConfig, load_config
 from robustft.data import write_jsonl
 from robustft.errors import UserError
 from robustft.prompts import PromptLibrary
-from robustft.train import (STATE_FILE, build_trainer, completion_text, load_training_set, sft_config, sft_examples,
+from robustft.finetune.train import (STATE_FILE, build_trainer, completion_text, load_training_set, sft_config, sft_examples,
                             train)
 
 FAST = {"train.learning_rate": 1e-2, "train.batch_size": 4, "train.gradient_accumulation_steps": 1,
@@ -62,7 +62,7 @@ def test_denoised_file_trains_on_its_label_with_the_question_prompt(tmp_path):
 
 
 def test_prompt_tokens_carry_no_loss_and_match_what_eval_sends(tmp_path, tiny_model_dir, toy_mc_csv):
-    from robustft.agents.local_models import TransformersChatModel
+    from robustft.backends.transformers import TransformersChatModel
     from robustft.config import ModelConfig
 
     config = fast_config()
@@ -92,7 +92,7 @@ def test_prompt_tokens_carry_no_loss_and_match_what_eval_sends(tmp_path, tiny_mo
 
 
 def test_a_model_without_chat_template_trains_on_the_plain_transcript(tmp_path, tiny_model_dir, toy_mc_csv):
-    from robustft.agents.local_models import TransformersChatModel
+    from robustft.backends.transformers import TransformersChatModel
     from robustft.config import ModelConfig
 
     plain = tmp_path / "plain-model"

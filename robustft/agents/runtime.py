@@ -18,7 +18,7 @@ from ..entropy import response_score
 from ..errors import ModelCallError
 from ..prompts import PromptLibrary, prompt_values
 from ..retrieval import Example
-from .models import ChatModel, Generation, ModelPool
+from ..backends.models import ChatModel, Generation, ModelPool
 
 # 4xx errors other than these are the request's own fault (bad model name, bad key, prompt too
 # long): sending it again cannot help.

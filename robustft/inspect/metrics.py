@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from .answers import answers_match, normalize_label
-from .config import DataConfig
-from .errors import InputError, UserError
-from .rundir import RunFiles
+from ..answers import answers_match, normalize_label
+from ..config import DataConfig
+from ..errors import InputError, UserError
+from ..run.rundir import RunFiles
 
 _WS = re.compile(r"\s+")
 
@@ -49,7 +49,7 @@ def _norm_q(text: Any) -> str:
 
 
 def _load_gold_dataset(path: Path, run: RunFiles):
-    from .data import load_dataset
+    from ..data import load_dataset
 
     data_cfg = dict(run.config.get("data") or {})
     data_cfg.update(path=None, limit=None, task="auto")

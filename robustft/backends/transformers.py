@@ -1,6 +1,6 @@
-"""In-process chat model backends: a transformers model, or the vLLM engine.
+"""A local transformers causal LM, generated in micro-batches (see `batching`).
 
-Both share one micro-batcher. `generate` only queues the request and awaits its result; one worker
+Like the vLLM backend it uses the micro-batcher in `batching`. `generate` only queues the request and awaits its result; one worker
 thread per model takes up to `model.batch_size` queued requests, generates them together in a
 single call (`model.generate` on left-padded prompts, or one `LLM.chat` over the list of
 conversations) and hands each caller its own `Generation`. The worker is woken with
@@ -25,109 +25,18 @@ vLLM's `token_ids`); it adds nothing to the text. Tokens are decoded one by one,
 whose bytes span several tokens shows as U+FFFD in those tokens' strings.
 """
 
+
 from __future__ import annotations
 
-import asyncio
 import threading
 import weakref
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..config import ModelConfig
 from ..errors import ConfigError
+from .batching import _MicroBatchingModel
 from .models import Generation, Messages
-
-
-@dataclass
-class _Request:
-    messages: Messages
-    future: asyncio.Future
-    loop: asyncio.AbstractEventLoop
-
-
-class _MicroBatchingModel:
-    """Queues `generate` calls and runs them in batches on one worker thread.
-
-    Subclasses implement `_generate_batch(list of message lists) -> list of Generation or
-    Exception` (one per request, in order); an exception raised by it fails the whole batch.
-    `batch_calls` counts the batches run (tests and benchmarks read it).
-    """
-
-    name: str
-
-    def __init__(self, batch_size: int) -> None:
-        self.batch_size = batch_size
-        self.batch_calls = 0
-        self._pending: deque[_Request] = deque()
-        self._lock = threading.Lock()
-        self._draining = False
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"robustft-{type(self).__name__}")
-
-    async def generate(self, messages: Messages) -> Generation:
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        with self._lock:
-            self._pending.append(_Request(messages, future, loop))
-        loop.call_soon(self._wake)
-        return await future
-
-    def close(self) -> None:
-        """Stop the worker thread once the queued requests are done."""
-        self._executor.shutdown(wait=True)
-
-    def _generate_batch(self, batch: list[Messages]) -> list[Generation | Exception]:
-        raise NotImplementedError
-
-    def _wake(self) -> None:
-        with self._lock:
-            if self._draining or not self._pending:
-                return
-            self._draining = True
-        self._executor.submit(self._drain)
-
-    def _take_batch(self) -> list[_Request]:
-        with self._lock:
-            batch: list[_Request] = []
-            while self._pending and len(batch) < self.batch_size:
-                request = self._pending.popleft()
-                if not request.future.cancelled():
-                    batch.append(request)
-            if not batch:
-                self._draining = False
-            return batch
-
-    def _drain(self) -> None:
-        try:
-            while batch := self._take_batch():
-                self.batch_calls += 1
-                try:
-                    results: list[Any] = self._generate_batch([r.messages for r in batch])
-                except Exception as e:  # noqa: BLE001 - handed to every caller of the batch
-                    results = [e] * len(batch)
-                for request, result in zip(batch, results):
-                    _deliver(request, result)
-        except BaseException:
-            with self._lock:
-                self._draining = False
-            raise
-
-
-def _deliver(request: _Request, result: Generation | BaseException) -> None:
-    def resolve() -> None:
-        if request.future.done():  # the caller was cancelled meanwhile
-            return
-        if isinstance(result, BaseException):
-            request.future.set_exception(result)
-        else:
-            request.future.set_result(result)
-
-    try:
-        request.loop.call_soon_threadsafe(resolve)
-    except RuntimeError:  # the caller's event loop is closed: nobody is waiting
-        pass
 
 
 def _resolve_device(device: str) -> str:
@@ -375,60 +284,3 @@ class TransformersChatModel(_MicroBatchingModel):
                 token_logprobs=[float(x) for x in logprobs[row][:end]] if logprobs is not None else None,
                 tokens=tokens, prompt_tokens=len(prompt), completion_tokens=len(ids)))
         return generations
-
-
-class VLLMChatModel(_MicroBatchingModel):
-    """The vLLM engine in process (`vllm.LLM`), for fast local generation on a GPU.
-
-    Each batch of queued requests is one `LLM.chat(list of conversations, SamplingParams(...))`
-    call; vLLM schedules it internally (continuous batching, paged KV cache), so a larger
-    `model.batch_size` (e.g. the run's `denoise.concurrency`) suits it better than the
-    transformers default of 8. Logprobs: `SamplingParams(logprobs=0)` returns the sampled
-    token's logprob, from the raw distribution by default (vLLM V1 `logprobs_mode`), as the
-    transformers backend does.
-
-    Written against vLLM's documented offline API (`LLM`, `LLM.chat` over a list of
-    conversations, `SamplingParams`, `RequestOutput.outputs[0].logprobs` as one
-    {token_id: Logprob} mapping per generated token); untested here, where there is neither
-    vllm nor a GPU.
-    """
-
-    def __init__(self, config: ModelConfig) -> None:
-        super().__init__(config.batch_size)
-        self.config = config
-        try:
-            import vllm
-        except ImportError:
-            raise ConfigError("provider 'vllm' needs the vllm package and a GPU: pip install 'robustft[vllm]' "
-                              "(or use provider 'transformers' for a local model on CPU, or serve the model "
-                              "with `vllm serve` and use provider 'openai' with --base-url)") from None
-        if not config.name:
-            raise ConfigError("model.name is empty for provider 'vllm': pass --model PATH_OR_HUB_NAME")
-        self.name = config.name
-        llm_kwargs: dict[str, Any] = {"model": config.name, "dtype": config.dtype}
-        if config.seed is not None:
-            llm_kwargs["seed"] = config.seed
-        try:
-            self._llm = vllm.LLM(**llm_kwargs)
-        except Exception as e:  # noqa: BLE001 - engine start-up errors are configuration errors
-            raise ConfigError(f"model.name {config.name!r}: vLLM could not load it: {e}\n"
-                              "  fix: check the model path or hub name, the GPU and model.dtype") from None
-        self._params = vllm.SamplingParams(temperature=config.temperature, max_tokens=config.max_tokens,
-                                           logprobs=0 if config.logprobs else None, seed=config.seed)
-
-    def _generate_batch(self, batch: list[Messages]) -> list[Generation | Exception]:
-        outputs = self._llm.chat(batch, sampling_params=self._params, use_tqdm=False)
-        return [self._to_generation(output) for output in outputs]
-
-    def _to_generation(self, output: Any) -> Generation:
-        completion = output.outputs[0]
-        token_ids = list(completion.token_ids)
-        logprobs = tokens = None
-        if completion.logprobs is not None:
-            logprobs, tokens = [], []
-            for token_id, step in zip(token_ids, completion.logprobs):
-                entry = step[token_id]
-                logprobs.append(float(entry.logprob))
-                tokens.append(entry.decoded_token or "")
-        return Generation(text=completion.text, token_logprobs=logprobs, tokens=tokens,
-                          prompt_tokens=len(output.prompt_token_ids or []), completion_tokens=len(token_ids))

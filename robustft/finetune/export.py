@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from .config import RobustFTConfig
-from .data import read_jsonl, write_jsonl
-from .errors import ConfigError, InputError
-from .prompts import PromptLibrary
+from ..config import RobustFTConfig
+from ..data import read_jsonl, write_jsonl
+from ..errors import ConfigError, InputError
+from ..prompts import PromptLibrary
 
 __all__ = ["FORMATS", "ExportResult", "export", "infer_format", "load_export", "to_alpaca", "to_hf_dataset",
            "to_messages"]

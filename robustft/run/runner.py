@@ -24,17 +24,17 @@ from typing import Any, Awaitable, Callable
 
 from tqdm.auto import tqdm
 
-from ..agents.models import ModelPool
+from ..backends.models import ModelPool
 from ..agents.runtime import AgentRuntime, describe
 from ..config import ROLES, RobustFTConfig
 from ..data import Dataset, load_dataset
 from ..entropy import select_lowest
 from ..errors import ConfigError, ModelCallError, UserError
-from ..outputs import sample_record, summarize, write_outputs
+from .outputs import sample_record, summarize, write_outputs
 from ..prompts import PROMPT_NAMES, PromptLibrary
 from ..retrieval import CleanIndex, Embedder, IndexedSample
-from .build import BARRIER, compile_graph
-from .state import initial_state
+from ..graph.build import BARRIER, compile_graph
+from ..graph.state import initial_state
 
 CHECKPOINTS = "checkpoints.sqlite"
 RUN_FILE = "run.json"

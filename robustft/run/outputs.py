@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .data import write_jsonl
+from .. import __version__
+from ..data import write_jsonl
 
 FINAL_STATUSES = ("clean", "relabeled", "dropped", "failed")
 
@@ -73,7 +73,7 @@ def summarize(records: list[dict[str, Any]], *, selection: dict[str, Any], wall_
 
 
 def write_outputs(out_dir: Path, records: list[dict[str, Any]], summary: dict[str, Any]) -> None:
-    from .review import BACKUP, replay_review_log
+    from ..inspect.review import BACKUP, replay_review_log
 
     write_jsonl(out_dir / "samples.jsonl", records)
     denoised = [denoised_record(r) for r in records if r["status"] in ("clean", "relabeled")]

@@ -39,10 +39,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .answers import format_options, letters, normalize_label
-from .data import write_jsonl
-from .errors import UserError
-from .rundir import DENOISED, REVIEW_LOG, RunFiles, load_run
+from ..answers import format_options, letters, normalize_label
+from ..data import write_jsonl
+from ..errors import UserError
+from ..run.rundir import DENOISED, REVIEW_LOG, RunFiles, load_run
 
 COLUMNS = ["id", "status", "question", "options", "original_label", "proposed_label", "current_label", "score",
            "base_answer", "reasoning_answer", "context_answer", "reviewer_answer", "checker_reason",

@@ -4,7 +4,7 @@ Writes into the run directory:
 
 - report.html: self-contained (CSS inline, figures embedded as base64 PNG; opens without network),
   each figure with a plain-language explanation, the counts, the gold-label figures when --gold is
-  given (robustft.metrics), and a table of example relabels;
+  given (robustft.inspect.metrics), and a table of example relabels;
 - plots/*.png: the same figures (outcomes, scores, labels, roles, and gold when given);
 - report.json: the numbers behind it all.
 
@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .answers import answers_match
+from ..answers import answers_match
 from .metrics import describe_gold, load_gold, pct, run_gold_metrics
-from .outputs import FINAL_STATUSES, write_json
-from .rundir import RunFiles, load_run
+from ..run.outputs import FINAL_STATUSES, write_json
+from ..run.rundir import RunFiles, load_run
 
 ROLES = ("base", "reasoning", "context", "reviewer")
 ROLE_NAMES = {"base": "base expert", "reasoning": "reasoning expert", "context": "context relabeler",

@@ -14,8 +14,8 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
-from .rundir import RunFiles, load_run
+from ..errors import UserError
+from ..run.rundir import RunFiles, load_run
 
 NODE_ORDER = ("base", "reasoning", "judge", "checker", "context", "reviewer")
 TITLES = {"base": "base expert (answers directly)",

@@ -36,11 +36,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .config import DataConfig, RobustFTConfig, TrainConfig
-from .data import Dataset, Sample, load_dataset, read_jsonl
-from .errors import ConfigError, InputError, UserError
-from .prompts import PromptLibrary
+from .. import __version__
+from ..config import DataConfig, RobustFTConfig, TrainConfig
+from ..data import Dataset, Sample, load_dataset, read_jsonl
+from ..errors import ConfigError, InputError, UserError
+from ..prompts import PromptLibrary
 
 __all__ = ["TrainResult", "completion_text", "load_training_set", "sft_examples", "train", "build_trainer",
            "is_denoised_file"]

@@ -16,7 +16,7 @@ one dataset and prints one table. What each switch does (robustft/graph/build.py
 
 Variants can be combined with '+', e.g. `no-reviewer+no-selection`. Every variant is a complete
 run in DIR/<variant>/ (resumable like any `robustft denoise` run). All variants share one response
-store, DIR/responses.sqlite (robustft.agents.cache): a prompt that an earlier variant already sent
+store, DIR/responses.sqlite (robustft.backends.store): a prompt that an earlier variant already sent
 (every base and reasoning prompt, most context prompts) is answered from the store, so it is paid
 once, and the variants see the same draws, so their differences come from the switch, not from
 sampling noise. The table goes to the terminal, DIR/ablation.json and DIR/ablation.md.
@@ -31,10 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .config import RobustFTConfig
-from .errors import ConfigError
+from ..config import RobustFTConfig
+from ..errors import ConfigError
 from .metrics import GoldLabels, load_gold, pct, run_gold_metrics
-from .rundir import load_run
+from ..run.rundir import load_run
 
 SWITCHES = {"reasoning": "no-reasoning", "checker": "no-checker", "context": "no-context",
             "reviewer": "no-reviewer", "selection": "no-selection"}
@@ -116,8 +116,8 @@ def run_ablation(config: RobustFTConfig, variants: dict[str, list[str]], out_dir
     default the pool is built over the store in out_dir and each run reads `config.data`. Any
     `denoise.ablate` in `config` is replaced by each variant's own.
     """
-    from .agents.cache import CachingPool, ResponseStore
-    from .graph.runner import DenoiseRun
+    from ..backends.store import CachingPool, ResponseStore
+    from ..run.runner import DenoiseRun
 
     out = Path(out_dir)
     if dataset is None and config.data.path is None:
@@ -201,7 +201,7 @@ LEGEND = ("flagged: samples the checker called noisy; FT set: samples in the fin
 
 
 def write_ablation(result: AblationResult) -> None:
-    from .outputs import write_json
+    from ..run.outputs import write_json
 
     payload = {"gold": result.gold, "store": str(result.out_dir / STORE), "variants": result.rows(),
                "metrics": {v.name: v.metrics for v in result.variants if v.metrics}}

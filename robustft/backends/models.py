@@ -124,11 +124,11 @@ def build_chat_model(config: ModelConfig) -> ChatModel:
     if config.provider == "openai":
         return OpenAIChatModel(config)
     if config.provider == "transformers":
-        from .local_models import TransformersChatModel
+        from .transformers import TransformersChatModel
 
         return TransformersChatModel(config)
     if config.provider == "vllm":
-        from .local_models import VLLMChatModel
+        from .vllm import VLLMChatModel
 
         return VLLMChatModel(config)
     if config.provider == "fake":

@@ -30,12 +30,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .answers import answers_match, extract_answer
-from .config import ModelConfig, RobustFTConfig
-from .data import Dataset, write_jsonl
-from .errors import ConfigError, InputError, RobustFTError, UserError
-from .prompts import PromptLibrary
+from .. import __version__
+from ..answers import answers_match, extract_answer
+from ..config import ModelConfig, RobustFTConfig
+from ..data import Dataset, write_jsonl
+from ..errors import ConfigError, InputError, RobustFTError, UserError
+from ..prompts import PromptLibrary
 
 __all__ = ["EvalResult", "eval_model_config", "evaluate", "score_samples", "describe_eval", "default_out_dir"]
 
@@ -109,7 +109,7 @@ def default_out_dir(data: str | Path, model: str, adapter: str | Path | None) ->
 
 async def _ask(chat_model: Any, messages: list[dict[str, str]], cfg: ModelConfig) -> tuple[Any, str | None]:
     """(Generation or None, error or None), retrying failures that may pass (as the agents do)."""
-    from .agents.runtime import describe, is_retryable
+    from ..agents.runtime import describe, is_retryable
 
     timeout = cfg.timeout_s * 1.5 if cfg.provider == "openai" else None
     for attempt in range(cfg.max_retries + 1):
@@ -206,7 +206,7 @@ def evaluate(config: RobustFTConfig, *, data: str | Path | None = None, model: s
     takes the first N rows. Writes predictions and the result to `out` (default: `default_out_dir`)
     unless `write` is False.
     """
-    from .agents.models import build_chat_model
+    from ..backends.models import build_chat_model
     from .train import load_training_set
 
     data_path = data if data is not None else config.experiment.test_data

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from . import __version__
-from .config import ModelConfig, RobustFTConfig
-from .errors import ConfigError
+from .. import __version__
+from ..config import ModelConfig, RobustFTConfig
+from ..errors import ConfigError
 
 __all__ = ["ExperimentResult", "METHOD_NAMES", "resolve_config_paths", "run_experiment", "format_table"]
 
@@ -101,7 +101,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 def run_experiment(config: RobustFTConfig, *, config_path: str | Path | None = None, out: str | Path | None = None,
                    progress: bool = True, log: Callable[[str], None] | None = None) -> ExperimentResult:
     from .evaluate import evaluate
-    from .graph.runner import denoise
+    from ..run.runner import denoise
     from .train import train
 
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))

@@ -1,0 +1,1 @@
+"""Model backends: one small class per kind of model, all returning `Generation`."""

@@ -1,0 +1,1 @@
+"""Fine-tuning on the cleaned set, evaluating, exporting, whole experiments."""

@@ -1,0 +1,1 @@
+"""Inspecting finished runs: trace, report, gold metrics, ablations, human review."""
