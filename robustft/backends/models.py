@@ -31,6 +31,9 @@ class Generation:
     tokens: list[str] | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # Per generated token: the entropy of the model's next-token distribution (from the top-k
+    # alternatives a server returns, or the full distribution locally); None when not available.
+    token_entropies: list[float] | None = None
 
 
 class ChatModel(Protocol):
