@@ -395,8 +395,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _configure_logging() -> None:
+    """The library speaks through the `robustft` logger; on the command line that is stderr."""
+    import logging
+
+    logger = logging.getLogger("robustft")
+    if any(getattr(h, "_robustft_cli", False) for h in logger.handlers):
+        return
+
+    class Format(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            text = record.getMessage()
+            return text if record.levelno < logging.WARNING else f"robustft: warning: {text}"
+
+    class Stderr(logging.StreamHandler):
+        """Writes to whatever sys.stderr is at the time (tests swap it)."""
+
+        @property  # type: ignore[override]
+        def stream(self):
+            return sys.stderr
+
+        @stream.setter
+        def stream(self, value) -> None:
+            pass
+
+    handler = Stderr()
+    handler.setFormatter(Format())
+    handler._robustft_cli = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _configure_logging()
     try:
         return args.handler(args)
     except UserError as e:

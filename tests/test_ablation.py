@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import pytest
 
 from robustft.inspect.ablation import VARIANTS, format_table, parse_variants, run_ablation
-from robustft.backends.store import CachingPool, ResponseStore, model_identity
-from robustft.backends.models import FakeChatModel
 from robustft.agents.runtime import AgentRuntime
 from robustft.cli import main
-from robustft.config import ModelConfig
 from robustft.errors import ConfigError
 from robustft.graph.build import build_graph
 from robustft.prompts import PromptLibrary
@@ -22,18 +18,21 @@ from recorded import NOISY, REPLIES, write_gold
 
 # --- the switches change the graph -------------------------------------------------------------
 
-COMMON = ["__start__ --> base;", "base -. &nbsp;end&nbsp; .-> __end__;", "checker -. &nbsp;end&nbsp; .-> __end__;"]
+# With the barrier: detection enters at base and ends after the checker; relabeling re-enters at context.
+ENTRY = ["__start__ -. &nbsp;detect&nbsp; .-> base;", "__start__ -. &nbsp;relabel&nbsp; .-> context;",
+         "base -. &nbsp;end&nbsp; .-> __end__;", "checker --> __end__;"]
 DETECT = ["base -. &nbsp;next&nbsp; .-> reasoning;", "reasoning -. &nbsp;end&nbsp; .-> __end__;",
           "reasoning -. &nbsp;next&nbsp; .-> checker;"]
-RELABEL = ["checker -. &nbsp;noisy&nbsp; .-> context;", "context -. &nbsp;end&nbsp; .-> __end__;",
-           "context -. &nbsp;next&nbsp; .-> reviewer;", "reviewer --> __end__;"]
+RELABEL = ["context -. &nbsp;end&nbsp; .-> __end__;", "context -. &nbsp;next&nbsp; .-> reviewer;", "reviewer --> __end__;"]
 EDGES = {
-    "full": COMMON + DETECT + RELABEL,
-    "reasoning": COMMON + ["base -. &nbsp;next&nbsp; .-> checker;"] + RELABEL,
-    "checker": COMMON + DETECT + RELABEL,  # same wiring: the checker node flags every sample
-    "context": COMMON + DETECT + ["checker -. &nbsp;noisy&nbsp; .-> reasoning_relabel;", "reasoning_relabel --> __end__;"],
-    "reviewer": COMMON + DETECT + ["checker -. &nbsp;noisy&nbsp; .-> context;", "context --> __end__;"],
-    "selection": COMMON + DETECT + RELABEL,  # selection happens in the runner, after the graph
+    "full": ENTRY + DETECT + RELABEL,
+    "reasoning": ENTRY + ["base -. &nbsp;next&nbsp; .-> checker;"] + RELABEL,
+    "checker": ENTRY + DETECT + RELABEL,  # same wiring: the checker node flags every sample
+    # No context relabeler, no barrier: one pass from base to the relabel.
+    "context": ["__start__ --> base;", "base -. &nbsp;end&nbsp; .-> __end__;", "checker -. &nbsp;end&nbsp; .-> __end__;",
+                *DETECT, "checker -. &nbsp;noisy&nbsp; .-> reasoning_relabel;", "reasoning_relabel --> __end__;"],
+    "reviewer": ENTRY + DETECT + ["context --> __end__;"],
+    "selection": ENTRY + DETECT + RELABEL,  # selection happens in the runner, after the graph
 }
 
 
@@ -55,62 +54,13 @@ def test_variant_names():
         parse_variants("full,full")
 
 
-# --- the response store ------------------------------------------------------------------------
-
-def test_identical_requests_in_a_run_get_successive_draws_and_a_new_run_replays_them(tmp_path):
-    cfg = ModelConfig(provider="fake", name="m", temperature=1.0)
-    inner = FakeChatModel(["Answer: A", "Answer: B", "Answer: C"])
-    store = ResponseStore(tmp_path / "r.sqlite")
-    pool = CachingPool(store)
-    pool.add(cfg, inner)
-    model = pool.get(cfg)
-    msgs = [{"role": "user", "content": "same prompt"}]
-
-    async def three():
-        return [(await model.generate(msgs)).text for _ in range(3)]
-
-    assert asyncio.run(three()) == ["Answer: A", "Answer: B", "Answer: C"]
-    assert len(inner.calls) == 3 and pool.stats == {"paid": 3, "reused": 0}
-    pool.new_run()
-    assert asyncio.run(three()) == ["Answer: A", "Answer: B", "Answer: C"]  # the same draws, in order
-    assert len(inner.calls) == 3 and pool.stats == {"paid": 0, "reused": 3}
-    # The store persists: a new process (a new pool over the same file) replays too.
-    pool2 = CachingPool(ResponseStore(tmp_path / "r.sqlite"))
-    pool2.add(cfg, FakeChatModel([RuntimeError("must not be called")]))
-    assert asyncio.run(pool2.get(cfg).generate(msgs)).text == "Answer: A"
-
-
-def test_a_failed_call_gives_its_occurrence_to_the_retry(tmp_path):
-    cfg = ModelConfig(provider="fake", name="m")
-    inner = FakeChatModel([ConnectionError("down"), "Answer: B"])
-    pool = CachingPool(ResponseStore(tmp_path / "r.sqlite"))
-    pool.add(cfg, inner)
-    msgs = [{"role": "user", "content": "q"}]
-    with pytest.raises(ConnectionError):
-        asyncio.run(pool.get(cfg).generate(msgs))
-    assert asyncio.run(pool.get(cfg).generate(msgs)).text == "Answer: B"
-    pool.new_run()
-    assert asyncio.run(pool.get(cfg).generate(msgs)).text == "Answer: B"  # stored as draw 0
-    assert len(inner.calls) == 2
-
-
-def test_identity_is_the_model_and_its_sampling_not_where_it_is_served():
-    a = ModelConfig(name="m", base_url="http://a/v1", timeout_s=5)
-    assert model_identity(a) == model_identity(ModelConfig(name="m", base_url="http://b/v1", max_retries=9))
-    assert model_identity(a) != model_identity(ModelConfig(name="m", base_url="http://a/v1", temperature=0.2))
-    assert model_identity(a) != model_identity(ModelConfig(name="other", base_url="http://a/v1"))
-
-
 # --- robustft ablate ---------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def ablation(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ablation")
     config = config_for(tmp)
-    _, fakes = fake_pool(config, REPLIES)
-    pool = CachingPool(ResponseStore(tmp / "abl" / "responses.sqlite"))
-    for role, fake in fakes.items():
-        pool.add(config.model_for(role), fake)
+    pool, fakes = fake_pool(config, REPLIES)
     result = run_ablation(config, dict(VARIANTS), tmp / "abl", gold=write_gold(tmp / "gold.csv"), pool=pool,
                           dataset=make_dataset(NOISY), progress=False, preflight=False, log=lambda m: None)
     return result, fakes
@@ -208,7 +158,9 @@ def test_cli_ablate_with_the_simulated_server_pays_each_prompt_once(tmp_path, ca
         out = capsys.readouterr().out
         data = json.loads((tmp_path / "abl" / "ablation.json").read_text())
         full, nosel = data["variants"]
-        assert full["calls_paid"] == first and nosel["calls_paid"] == 0 and nosel["calls_reused"] > 0
+        # The second variant pays only its connection check: every prompt comes from the store.
+        assert full["calls_paid"] + nosel["calls_paid"] == first and nosel["calls_paid"] == 1
+        assert nosel["calls_reused"] == full["calls"] > 0
         assert "no-selection" in out and "precision" in out
         # Running it again resumes both variants: no request at all.
         assert main(args) == 0 and sim.requests == first

@@ -163,10 +163,17 @@ def test_a_changed_beta_reselects_without_calls(tmp_path):
     assert result.summary["relabeled"] == 4 and result.summary["dropped"] == 0
 
 
-def test_a_different_model_in_the_same_run_directory_is_refused(tmp_path):
-    run(tmp_path, PERFECT)
-    with pytest.raises(UserError, match="different method"):
-        run(tmp_path, PERFECT, k=5)
+def test_a_changed_setting_reasks_only_the_requests_that_changed(tmp_path, caplog):
+    run(tmp_path, PERFECT, review="always")
+    # More examples change every context prompt (so the reviewer's too, whose inputs follow), but
+    # no detection prompt: those are answered from the response store.
+    with caplog.at_level("INFO", logger="robustft"):
+        result, fakes = run(tmp_path, PERFECT, k=5, review="always")
+    assert "method.k: 3 -> 5" in caplog.text
+    assert not fakes["base"].calls and not fakes["reasoning"].calls
+    assert len(fakes["context"].calls) == 4
+    assert all(len(by_id(result)[sid]["nodes"]["context"]["examples"]) == 5 for sid in NOISY)
+    assert result.summary["this_run"]["calls_from_store"] == 24 + 4  # detection, and the unchanged reviews
 
 
 def test_reflection_rounds_add_calls_and_the_last_answer_wins(tmp_path):
@@ -213,9 +220,10 @@ def _mermaid(tmp_path, **denoise_cfg):
 
 def test_the_drawn_graph_is_pinned(tmp_path):
     assert _mermaid(tmp_path) == sorted([
-        "__start__ --> base;", "base -. &nbsp;end&nbsp; .-> __end__;", "base -. &nbsp;next&nbsp; .-> reasoning;",
+        "__start__ -. &nbsp;detect&nbsp; .-> base;", "__start__ -. &nbsp;relabel&nbsp; .-> context;",
+        "base -. &nbsp;end&nbsp; .-> __end__;", "base -. &nbsp;next&nbsp; .-> reasoning;",
         "reasoning -. &nbsp;end&nbsp; .-> __end__;", "reasoning -. &nbsp;next&nbsp; .-> checker;",
-        "checker -. &nbsp;end&nbsp; .-> __end__;", "checker -. &nbsp;noisy&nbsp; .-> context;",
+        "checker --> __end__;",
         "context -. &nbsp;end&nbsp; .-> __end__;", "context -. &nbsp;next&nbsp; .-> reviewer;",
         "reviewer --> __end__;"])
 
@@ -243,8 +251,7 @@ def test_the_context_token_budget_drops_the_least_similar_examples(tmp_path):
     config = config_for(tmp_path)
     rt = AgentRuntime(config=config, task="multiple_choice", pool=ModelPool(), prompts=PromptLibrary())
     state = {"question": QUESTIONS["q1"][0], "options": QUESTIONS["q1"][1]}
-    two = [type("E", (), {"question": e["question"], "options": QUESTIONS[e["id"]][1], "answer": e["answer"]})
-           for e in examples[:2]]
+    two = [{"question": e["question"], "options": QUESTIONS[e["id"]][1], "answer": e["answer"]} for e in examples[:2]]
     budget = count_tokens(rt.prompts.render("context", **rt.prompt_values(state), examples=_shown(two)))
     limited, _ = run(tmp_path / "limited", PERFECT, context_token_budget=budget)
     kept = by_id(limited)["q1"]["nodes"]["context"]["examples"]

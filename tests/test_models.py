@@ -7,7 +7,8 @@ import asyncio
 import pytest
 
 from robustft.backends.models import FakeChatModel, ModelPool, OpenAIChatModel, build_chat_model
-from robustft.agents.runtime import AgentRuntime, is_retryable
+from robustft.agents.calls import is_retryable
+from robustft.agents.runtime import AgentRuntime
 from robustft.config import ModelConfig, load_config
 from robustft.demo import DEMO_GOLD
 from robustft.errors import ConfigError, ModelCallError

@@ -35,12 +35,13 @@ def make_checker(rt: AgentRuntime):
     tol = rt.config.data.numeric_rel_tol
 
     async def checker(state: SampleState) -> dict:
-        """Reads label, nodes.base, nodes.reasoning. Writes decision, decision_reason (nodes.judge)."""
+        """Reads label, nodes.base, nodes.reasoning. Writes decision, decision_reason, status clean or
+        noisy (and nodes.judge)."""
         label = state["label"]
         answers = expert_answers(state)
         shown = ", ".join(f"{name} answer {ans if ans is not None else '(none)'}" for name, ans in answers.items())
         if disabled:
-            return {"decision": "noisy", "decision_reason": "checker switched off (ablation): every sample is relabeled"}
+            return _decided(False, "checker switched off (ablation): every sample is relabeled")
         agree = [answers_match(ans, label, rt.task, tol) for ans in answers.values()]
         if rule == "paper":
             clean = all(agree) and bool(agree)
@@ -62,9 +63,11 @@ def make_checker(rt: AgentRuntime):
             else:
                 clean = verdict == "N"
                 why = f"judge says the label {label} is {'right' if clean else 'wrong'} ({shown})"
-            return {"nodes": {"judge": record}, "decision": "clean" if clean else "noisy", "decision_reason": why,
-                    **({"status": "clean"} if clean else {})}
-        return {"decision": "clean" if clean else "noisy", "decision_reason": why,
-                **({"status": "clean"} if clean else {})}
+            return {"nodes": {"judge": record}, **_decided(clean, why)}
+        return _decided(clean, why)
 
     return checker
+
+
+def _decided(clean: bool, why: str) -> dict:
+    return {"decision": "clean" if clean else "noisy", "decision_reason": why, "status": "clean" if clean else "noisy"}

@@ -1,17 +1,16 @@
 """The context relabeler: answer a noisy sample again, shown the k most similar clean samples.
 
 The examples come from the clean index, which exists only after detection has finished for the
-whole dataset; the runner retrieves them for all noisy samples in one batch and hands them over
-through `AgentRuntime.examples`.
+whole dataset; the runner retrieves them for all noisy samples at the barrier and each sample
+carries its own in its state (`examples`).
 """
 
 from __future__ import annotations
 
 from ..answers import format_options
 from ..errors import ModelCallError
-from ..retrieval import Example
 from ..tokens import count_tokens
-from ..graph.state import SampleState
+from ..graph.state import Example, SampleState
 from .runtime import AgentRuntime, failure
 
 
@@ -19,15 +18,15 @@ def make_context_relabeler(rt: AgentRuntime):
     no_reviewer = "reviewer" in rt.config.denoise.ablate
 
     async def context_relabeler(state: SampleState) -> dict:
-        """Reads question, options and the retrieved examples. Writes nodes.context, and with the
-        reviewer switched off also proposed_label, score and status=candidate."""
-        examples = fit_budget(rt, state, rt.examples.get(state["id"], []))
+        """Reads question, options, examples. Writes nodes.context, and with the reviewer switched
+        off also proposed_label, score and status=candidate."""
+        examples = fit_budget(rt, state, state.get("examples") or [])
         try:
             record = await rt.ask("context", "context", state, examples=_shown(examples))
         except ModelCallError as exc:
             return failure("context", exc)
-        record["examples"] = [{"id": ex.id, "question": ex.question, "answer": ex.answer,
-                               "similarity": ex.similarity} for ex in examples]
+        record["examples"] = [{"id": ex["id"], "question": ex["question"], "answer": ex["answer"],
+                               "similarity": ex["similarity"]} for ex in examples]
         update: dict = {"nodes": {"context": record}}
         if no_reviewer:
             update.update(propose(record["answer"], record["score"], "context answer (reviewer switched off)"))
@@ -37,8 +36,8 @@ def make_context_relabeler(rt: AgentRuntime):
 
 
 def _shown(examples: list[Example]) -> list[dict]:
-    return [{"question": ex.question, "options_block": format_options(ex.options) if ex.options else "",
-             "answer": ex.answer} for ex in examples]
+    return [{"question": ex["question"], "options_block": format_options(ex["options"]) if ex["options"] else "",
+             "answer": ex["answer"]} for ex in examples]
 
 
 def fit_budget(rt: AgentRuntime, state: SampleState, examples: list[Example]) -> list[Example]:

@@ -1,159 +1,195 @@
-"""The response store: a SQLite cache of model replies, so one prompt is never paid for twice.
+"""The response store: every completed model response and embedding, persisted as it arrives.
 
-    store = ResponseStore("runs/ablation/responses.sqlite")
-    pool = CachingPool(store)           # a ModelPool whose models answer from the store first
-    ...run...; pool.new_run()           # before each further run that shares the store
+A run keeps its store in `DIR/responses.sqlite` (an ablation shares one between its variants).
+Because every response is written the moment it arrives, a run killed at any point (Ctrl-C,
+`kill -9`, power loss) and started again re-sends only the calls that were in flight; and
+re-running with a changed β, a larger `--limit`, or a changed template answers every request that
+did not change from the store.
 
-A reply is stored under three keys:
+A response is stored under a key made of:
 
 - the model's identity: provider, name and sampling settings (temperature, max_tokens, logprobs,
-  seed, device, dtype, script); not where it is served or how patiently it is called (base_url,
-  timeouts, retries, batch size), which do not change what it says;
+  top_logprobs, seed, device, dtype, script, adapter); not where it is served or how patiently it
+  is called (base URLs, timeouts, retries, batch size), which do not change what it says;
 - the exact messages sent;
 - the occurrence of that identical request within the current run: the 2nd identical request of a
   run (a parse retry re-asks the same prompt) gets the 2nd stored draw, not the 1st again, so a
   replayed run sees exactly the replies a fresh one would have drawn.
 
-Only successful replies are stored; a failed call gives its occurrence back to the next attempt.
-The occurrence counters restart with `CachingPool.new_run()`; the stored replies persist.
+Embeddings are stored under the embedding model's identity and the text, as float16.
+
+Values are compact: the text, token logprobs and entropies as packed float32, token boundaries as
+packed lengths. A fresh response is used in its stored form (`put` returns the decoded value), so
+a fresh and a replayed run compute exactly the same scores.
 """
 
 from __future__ import annotations
 
 import hashlib
-import heapq
 import json
 import sqlite3
-import time
+from array import array
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
+
+import ormsgpack
 
 from ..config import ModelConfig
-from .models import ChatModel, Generation, Messages, ModelPool
+from ..errors import UserError
+from .models import Generation, Messages
 
 # ModelConfig fields that do not change what a model answers.
-_NOT_IDENTITY = {"base_url", "api_key_env", "timeout_s", "max_retries", "batch_size"}
+NOT_IDENTITY = frozenset({"base_url", "api_key_env", "timeout_s", "max_retries", "batch_size",
+                          "retry_backoff_max_s", "give_up_after_s"})
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS responses (
-    model TEXT NOT NULL,
-    request TEXT NOT NULL,
-    occurrence INTEGER NOT NULL,
-    messages TEXT NOT NULL,
-    generation TEXT NOT NULL,
-    created REAL NOT NULL,
-    PRIMARY KEY (model, request, occurrence)
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS responses (key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS embeddings (key BLOB PRIMARY KEY, vector BLOB NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
 )
-"""
+_FORMAT = "2"
 
 
 def model_identity(config: ModelConfig) -> str:
-    return json.dumps({k: v for k, v in config.model_dump(mode="json").items() if k not in _NOT_IDENTITY},
+    """What makes two model configs give the same answers, as canonical JSON."""
+    return json.dumps({k: v for k, v in config.model_dump(mode="json").items() if k not in NOT_IDENTITY},
                       sort_keys=True)
 
 
-def request_key(messages: Messages) -> str:
-    return hashlib.sha256(json.dumps(messages, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+def identity_digest(identity: str) -> bytes:
+    return hashlib.blake2b(identity.encode(), digest_size=16).digest()
+
+
+def request_digest(identity: bytes, messages: Messages) -> bytes:
+    """One identical request of one model: the key that occurrences are counted under."""
+    h = hashlib.blake2b(identity, digest_size=16)
+    for m in messages:
+        h.update(m["role"].encode())
+        h.update(b"\x00")
+        h.update(m["content"].encode("utf-8", "surrogatepass"))
+        h.update(b"\x01")
+    return h.digest()
+
+
+def response_key(request: bytes, occurrence: int) -> bytes:
+    return request + occurrence.to_bytes(4, "big")
+
+
+def text_key(identity: bytes, text: str) -> bytes:
+    return hashlib.blake2b(identity + text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+def _floats(values: list[float] | None) -> bytes | None:
+    return None if values is None else array("f", values).tobytes()
+
+
+def _unfloats(blob: bytes | None) -> list[float] | None:
+    if blob is None:
+        return None
+    out = array("f")
+    out.frombytes(blob)
+    return out.tolist()
+
+
+def encode_generation(gen: Generation) -> bytes:
+    tokens: Any = gen.tokens
+    if tokens is not None and "".join(tokens) == gen.text:
+        lengths = [len(t) for t in tokens]
+        tokens = array("H" if max(lengths, default=0) < 65536 else "I", lengths)
+        tokens = [tokens.typecode, tokens.tobytes()]
+    return ormsgpack.packb([gen.text, _floats(gen.token_logprobs), tokens, gen.prompt_tokens,
+                            gen.completion_tokens, _floats(gen.token_entropies)])
+
+
+def decode_generation(blob: bytes) -> Generation:
+    text, logprobs, tokens, prompt_tokens, completion_tokens, entropies = ormsgpack.unpackb(blob)
+    if tokens is not None and len(tokens) == 2 and isinstance(tokens[1], bytes):
+        lengths = array(tokens[0])
+        lengths.frombytes(tokens[1])
+        tokens, pos = [], 0
+        for n in lengths:
+            tokens.append(text[pos:pos + n])
+            pos += n
+    return Generation(text=text, token_logprobs=_unfloats(logprobs), tokens=tokens, prompt_tokens=prompt_tokens,
+                      completion_tokens=completion_tokens, token_entropies=_unfloats(entropies))
 
 
 class ResponseStore:
-    """The SQLite file. Safe to share between processes (WAL journal); writes commit at once."""
+    """The SQLite file (WAL journal): each write commits at once, so it survives any kill."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(self.path), timeout=30, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(_SCHEMA)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(self.path), timeout=30, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # Commits reach the OS at once (a killed process loses nothing); fsync only at
+            # checkpoints, so a power cut can lose the last moments of responses, never the file.
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            for statement in _SCHEMA:
+                self._db.execute(statement)
+            found = self._db.execute("SELECT value FROM meta WHERE name='format'").fetchone()
+            if found is None:
+                self._db.execute("INSERT OR IGNORE INTO meta VALUES ('format', ?)", (_FORMAT,))
+            elif found[0] != _FORMAT:
+                raise UserError(f"{self.path}: a response store of another robustft version (format {found[0]}); "
+                                "move it away to start over (its calls will be made again)")
+        except sqlite3.DatabaseError as e:
+            raise UserError(f"{self.path}: the response store cannot be opened ({e}); if it is damaged, move it "
+                            "away and run again (the calls it held will be made again)") from None
 
-    def get(self, model: str, request: str, occurrence: int) -> Generation | None:
-        row = self._db.execute("SELECT generation FROM responses WHERE model=? AND request=? AND occurrence=?",
-                               (model, request, occurrence)).fetchone()
-        return Generation(**json.loads(row[0])) if row else None
+    def get(self, key: bytes) -> Generation | None:
+        row = self._db.execute("SELECT value FROM responses WHERE key=?", (key,)).fetchone()
+        return decode_generation(row[0]) if row else None
 
-    def put(self, model: str, request: str, occurrence: int, messages: Messages, gen: Generation) -> None:
-        payload = {"text": gen.text, "token_logprobs": gen.token_logprobs, "tokens": gen.tokens,
-                   "prompt_tokens": gen.prompt_tokens, "completion_tokens": gen.completion_tokens}
-        self._db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?)",
-                         (model, request, occurrence, json.dumps(messages, ensure_ascii=False),
-                          json.dumps(payload), time.time()))
+    def put(self, key: bytes, gen: Generation) -> Generation:
+        """Persist `gen`; returns it as a later run will read it back."""
+        blob = encode_generation(gen)
+        self._db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?)", (key, blob))
+        return decode_generation(blob)
+
+    def get_vectors(self, keys: list[bytes]) -> dict[bytes, bytes]:
+        """Stored embeddings (float16 bytes, see `robustft.retrieval`) of the keys that have one."""
+        found: dict[bytes, bytes] = {}
+        for i in range(0, len(keys), 500):
+            chunk = keys[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(self._db.execute(f"SELECT key, vector FROM embeddings WHERE key IN ({marks})", chunk))
+        return found
+
+    def put_vectors(self, items: Iterable[tuple[bytes, bytes]]) -> None:
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?)", items)
 
     def __len__(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
 
     def close(self) -> None:
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error:
+            pass
         self._db.close()
 
 
-class _Occurrences:
-    """Which draw of an identical request this call is, within one run."""
+class Occurrences:
+    """Which draw of an identical request a call is, within one run. A failed call gives its
+    number back, so the next attempt at the same request takes it."""
 
     def __init__(self) -> None:
-        self._next: dict[tuple[str, str], int] = {}
-        self._free: dict[tuple[str, str], list[int]] = {}
+        self._next: dict[bytes, int] = {}
+        self._free: dict[bytes, list[int]] = {}
 
-    def claim(self, key: tuple[str, str]) -> int:
-        free = self._free.get(key)
+    def claim(self, request: bytes) -> int:
+        free = self._free.get(request)
         if free:
-            return heapq.heappop(free)
-        n = self._next.get(key, 0)
-        self._next[key] = n + 1
+            n = min(free)
+            free.remove(n)
+            return n
+        n = self._next.get(request, 0)
+        self._next[request] = n + 1
         return n
 
-    def release(self, key: tuple[str, str], n: int) -> None:
-        heapq.heappush(self._free.setdefault(key, []), n)
-
-
-class CachedChatModel:
-    """A ChatModel that answers from the store when it can and stores what the inner model says."""
-
-    def __init__(self, inner: ChatModel, identity: str, store: ResponseStore, pool: "CachingPool"):
-        self.inner = inner
-        self.name = inner.name
-        self.identity = identity
-        self._store = store
-        self._pool = pool
-
-    async def generate(self, messages: Messages) -> Generation:
-        request = request_key(messages)
-        key = (self.identity, request)
-        n = self._pool.occurrences.claim(key)
-        hit = self._store.get(self.identity, request, n)
-        if hit is not None:
-            self._pool.stats["reused"] += 1
-            return hit
-        try:
-            gen = await self.inner.generate(messages)
-        except BaseException:
-            self._pool.occurrences.release(key, n)
-            raise
-        self._store.put(self.identity, request, n, messages, gen)
-        self._pool.stats["paid"] += 1
-        return gen
-
-
-class CachingPool(ModelPool):
-    """A ModelPool whose models go through a ResponseStore. `stats` counts calls answered from the
-    store (`reused`) and by the model (`paid`) since the last `new_run()`."""
-
-    def __init__(self, store: ResponseStore):
-        super().__init__()
-        self.store = store
-        self.occurrences = _Occurrences()
-        self.stats: dict[str, Any] = {"paid": 0, "reused": 0}
-
-    def get(self, config: ModelConfig) -> ChatModel:
-        key = config.model_dump_json()
-        if key not in self._models:
-            self.add(config, super().get(config))
-        return self._models[key]
-
-    def add(self, config: ModelConfig, model: ChatModel) -> None:
-        if not isinstance(model, CachedChatModel):
-            model = CachedChatModel(model, model_identity(config), self.store, self)
-        self._models[config.model_dump_json()] = model
-
-    def new_run(self) -> None:
-        """Start counting identical requests from the first again (the stored replies stay)."""
-        self.occurrences = _Occurrences()
-        self.stats = {"paid": 0, "reused": 0}
+    def release(self, request: bytes, n: int) -> None:
+        self._free.setdefault(request, []).append(n)

@@ -109,7 +109,7 @@ def default_out_dir(data: str | Path, model: str, adapter: str | Path | None) ->
 
 async def _ask(chat_model: Any, messages: list[dict[str, str]], cfg: ModelConfig) -> tuple[Any, str | None]:
     """(Generation or None, error or None), retrying failures that may pass (as the agents do)."""
-    from ..agents.runtime import describe, is_retryable
+    from ..agents.calls import describe, is_retryable
 
     timeout = cfg.timeout_s * 1.5 if cfg.provider == "openai" else None
     for attempt in range(cfg.max_retries + 1):

@@ -1,12 +1,18 @@
 """Wiring only: which nodes exist for the configured method, and how a sample is routed.
 
-    START -> base -> reasoning -> checker -> (clean) END
-                                          -> (noisy) context -> reviewer -> END
+    START -(detect)-> base -> reasoning -> checker -> END   clean or failed: done; noisy: waits
+    START -(relabel)-> context -> reviewer -> END           a noisy sample, back with its examples
     any node whose model keeps failing -> END (status failed)
 
-The graph is compiled with an interrupt before `context`: that is the barrier. The runner drives
-every sample to the interrupt (or END), builds the clean index from the whole dataset, then
-resumes the noisy samples. Ablations (`denoise.ablate`) remove nodes; the routes follow.
+The barrier (DESIGN.md) sits between the checker and the context relabeler: the context relabeler
+needs the clean samples of the whole dataset. A noisy sample therefore leaves the graph after the
+checker, and the runner invokes the graph for it again, once the clean index exists, with the
+retrieved examples in its state: the entry route sends a sample that carries examples to
+`context`. Nothing is shared between samples; the graph needs no checkpointer (the runner keeps
+progress per sample and every model response in the run directory).
+
+Ablations (`denoise.ablate`) remove nodes; the routes follow. Without the context relabeler there
+is no barrier: a noisy sample goes straight to `reasoning_relabel`.
 """
 
 from __future__ import annotations
@@ -33,6 +39,10 @@ def _failed_or(next_node: str):
     return route
 
 
+def _entry(state: SampleState) -> Literal["detect", "relabel"]:
+    return "relabel" if state.get("examples") is not None else "detect"
+
+
 def _after_checker(state: SampleState) -> Literal["noisy", "end"]:
     return "noisy" if state.get("decision") == "noisy" and state.get("status") != "failed" else "end"
 
@@ -42,7 +52,6 @@ def build_graph(rt: AgentRuntime) -> StateGraph:
     g = StateGraph(SampleState)
     g.add_node("base", make_base_expert(rt))
     g.add_node("checker", make_checker(rt))
-    g.add_edge(START, "base")
     if "reasoning" in ablate:
         g.add_conditional_edges("base", _failed_or("checker"), {"next": "checker", "end": END})
     else:
@@ -51,12 +60,14 @@ def build_graph(rt: AgentRuntime) -> StateGraph:
         g.add_conditional_edges("reasoning", _failed_or("checker"), {"next": "checker", "end": END})
 
     if "context" in ablate:
+        g.add_edge(START, "base")
         g.add_node("reasoning_relabel", make_reasoning_relabeler(rt))
         g.add_conditional_edges("checker", _after_checker, {"noisy": "reasoning_relabel", "end": END})
         g.add_edge("reasoning_relabel", END)
         return g
+    g.add_conditional_edges(START, _entry, {"detect": "base", "relabel": BARRIER})
+    g.add_edge("checker", END)  # clean and failed samples are done; noisy ones wait at the barrier
     g.add_node(BARRIER, make_context_relabeler(rt))
-    g.add_conditional_edges("checker", _after_checker, {"noisy": BARRIER, "end": END})
     if "reviewer" in ablate:
         g.add_edge(BARRIER, END)
     else:
@@ -66,7 +77,9 @@ def build_graph(rt: AgentRuntime) -> StateGraph:
     return g
 
 
-def compile_graph(rt: AgentRuntime, checkpointer=None):
-    graph = build_graph(rt)
-    interrupt = [BARRIER] if BARRIER in graph.nodes else []
-    return graph.compile(checkpointer=checkpointer, interrupt_before=interrupt)
+def compile_graph(rt: AgentRuntime):
+    return build_graph(rt).compile()
+
+
+def has_barrier(graph: StateGraph) -> bool:
+    return BARRIER in graph.nodes

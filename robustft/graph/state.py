@@ -2,17 +2,32 @@
 
 Nodes return partial updates; `nodes` merges per-node records, so each node adds its own entry
 (its prompt, response, extracted answer, score, token counts) without touching the others'.
+
+A sample passes through the graph in at most two invocations, either side of the barrier:
+detection (START -> base -> reasoning -> checker) ends with status `clean`, `failed`, or `noisy`
+(waiting for the clean index of the whole dataset); relabeling re-enters at `context` with the
+retrieved `examples` in the state and ends `candidate` (a relabel for selection) or `failed`.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal, TypedDict
 
-Status = Literal["pending", "clean", "candidate", "failed"]
+Status = Literal["pending", "clean", "noisy", "candidate", "failed"]
 
 
 def merge_records(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str, Any]:
     return {**(left or {}), **(right or {})}
+
+
+class Example(TypedDict):
+    """A clean sample shown to the context relabeler, as retrieved at the barrier."""
+
+    id: str
+    question: str
+    answer: str
+    options: list[str] | None
+    similarity: float
 
 
 class SampleState(TypedDict, total=False):
@@ -22,6 +37,8 @@ class SampleState(TypedDict, total=False):
     question: str
     options: list[str] | None
     label: str
+    # Set by the runner at the barrier: the nearest clean samples, most similar first.
+    examples: list[Example] | None
     # Written by the nodes.
     nodes: Annotated[dict[str, dict[str, Any]], merge_records]
     decision: Literal["clean", "noisy"] | None
@@ -34,5 +51,5 @@ class SampleState(TypedDict, total=False):
 
 def initial_state(sample) -> SampleState:
     return SampleState(id=sample.id, row=sample.row, question=sample.question, options=sample.options,
-                       label=sample.label, nodes={}, decision=None, decision_reason=None, status="pending",
-                       proposed_label=None, score=None, error=None)
+                       label=sample.label, examples=None, nodes={}, decision=None, decision_reason=None,
+                       status="pending", proposed_label=None, score=None, error=None)

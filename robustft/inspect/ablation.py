@@ -112,11 +112,11 @@ def run_ablation(config: RobustFTConfig, variants: dict[str, list[str]], out_dir
                  preflight: bool = True, log: Callable[[str], None] | None = None) -> AblationResult:
     """Run each variant of `config` into out_dir/<name>/, sharing out_dir/responses.sqlite.
 
-    `pool` (a CachingPool) and `dataset` may be given (tests inject scripted models this way); by
-    default the pool is built over the store in out_dir and each run reads `config.data`. Any
-    `denoise.ablate` in `config` is replaced by each variant's own.
+    `pool` (a ModelPool) and `dataset` may be given (tests inject scripted models this way); by
+    default each run reads `config.data`. Any `denoise.ablate` in `config` is replaced by each
+    variant's own.
     """
-    from ..backends.store import CachingPool, ResponseStore
+    from ..backends.store import ResponseStore
     from ..run.runner import DenoiseRun
 
     out = Path(out_dir)
@@ -126,27 +126,24 @@ def run_ablation(config: RobustFTConfig, variants: dict[str, list[str]], out_dir
         raise ConfigError(f"{gold}: gold file not found; pass the file with the correct labels to --gold")
     say = log or (lambda msg: print(msg, file=sys.stderr))
     out.mkdir(parents=True, exist_ok=True)
-    store = None
-    if pool is None:
-        store = ResponseStore(out / STORE)
-        pool = CachingPool(store)
+    store = ResponseStore(out / STORE)
     configs = {name: variant_config(config, out, name, ablate) for name, ablate in variants.items()}
 
     async def run_all() -> list[tuple[str, Any, dict]]:
         done = []
         for name, cfg in configs.items():
             say(f"--- variant {name}" + (f" (ablate: {', '.join(cfg.denoise.ablate)})" if cfg.denoise.ablate else ""))
-            pool.new_run()
-            result = await DenoiseRun(cfg, pool=pool, dataset=dataset, progress=progress, preflight=preflight,
-                                      log=say).run()
-            done.append((name, result, dict(pool.stats)))
+            result = await DenoiseRun(cfg, pool=pool, dataset=dataset, store=store, progress=progress,
+                                      preflight=preflight, log=say).run()
+            this_run = result.summary["this_run"]
+            done.append((name, result, {"paid": this_run["calls_paid"] + this_run.get("preflight_calls", 0),
+                                        "reused": this_run["calls_from_store"]}))
         return done
 
     try:
         finished = asyncio.run(run_all())
     finally:
-        if store is not None:
-            store.close()
+        store.close()
     results = []
     gold_cache: dict[str, GoldLabels] = {}
     for name, res, stats in finished:
@@ -201,7 +198,7 @@ LEGEND = ("flagged: samples the checker called noisy; FT set: samples in the fin
 
 
 def write_ablation(result: AblationResult) -> None:
-    from ..run.outputs import write_json
+    from ..files import write_json
 
     payload = {"gold": result.gold, "store": str(result.out_dir / STORE), "variants": result.rows(),
                "metrics": {v.name: v.metrics for v in result.variants if v.metrics}}

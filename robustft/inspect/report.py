@@ -24,7 +24,8 @@ from typing import Any
 
 from ..answers import answers_match
 from .metrics import describe_gold, load_gold, pct, run_gold_metrics
-from ..run.outputs import FINAL_STATUSES, write_json
+from ..files import write_json
+from ..run.outputs import FINAL_STATUSES
 from ..run.rundir import RunFiles, load_run
 
 ROLES = ("base", "reasoning", "context", "reviewer")

@@ -1,43 +1,66 @@
-"""The run directory's output files, built from the samples' final states (DESIGN's output contract).
+"""The records of the run directory's output files (DESIGN's output contract).
 
-- samples.jsonl: one record per input sample, kept or not, with every node's record.
-- denoised.jsonl: the fine-tuning set (clean samples with their label, selected relabels).
-- summary.json: counts, selection, model calls and tokens, wall time, resolved config.
+- `sample_record`: a sample's state as it leaves the graph, as a samples.jsonl record (with
+  the status it has then: clean, noisy, candidate or failed) and the fingerprint of what made it.
+- `final_record`: that record once selection has decided (candidate -> relabeled or dropped).
+- `fine_tuning_record`: its line in denoised.jsonl, or None when it is not in the set.
+- `Summary`: summary.json's counts, accumulated record by record.
 """
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..data import write_jsonl
 
 FINAL_STATUSES = ("clean", "relabeled", "dropped", "failed")
+NOT_FINISHED = "the sample did not finish"
 
 
-def sample_record(state: dict[str, Any], task: str, selected: set[str]) -> dict[str, Any]:
-    """samples.jsonl's record for one sample; `selected` holds the ids selection kept."""
+def sample_record(state: dict[str, Any], task: str, fingerprint: str | None) -> dict[str, Any]:
     status = state.get("status")
-    if status == "candidate":
-        status = "relabeled" if state["id"] in selected else "dropped"
-    elif status not in FINAL_STATUSES:
-        # The graph stopped before a final status (an internal error): say so, lose nothing.
+    if status not in ("clean", "noisy", "candidate", "failed"):
+        # The graph stopped before a status it can end with (an internal error): say so, lose nothing.
         status = "failed"
-    label = {"clean": state.get("label"), "relabeled": state.get("proposed_label")}.get(status)
     return {
         "id": state["id"], "row": state.get("row"), "question": state.get("question"),
         "options": state.get("options"), "task": task, "original_label": state.get("label"),
-        "nodes": state.get("nodes", {}), "decision": state.get("decision"),
-        "decision_reason": state.get("decision_reason"), "status": status, "label": label,
+        "nodes": state.get("nodes") or {}, "decision": state.get("decision"),
+        "decision_reason": state.get("decision_reason"), "status": status,
+        "label": state.get("label") if status == "clean" else None,
         "proposed_label": state.get("proposed_label"), "score": state.get("score"),
-        "error": state.get("error") or (None if status != "failed" else "the sample did not finish"),
+        "error": state.get("error") or (NOT_FINISHED if status == "failed" else None),
+        "fingerprint": fingerprint,
     }
 
 
-def denoised_record(record: dict[str, Any]) -> dict[str, Any]:
+def state_of(record: dict[str, Any]) -> dict[str, Any]:
+    """The graph state a journal record was made from (to relabel a sample detected earlier)."""
+    return {"id": record["id"], "row": record.get("row"), "question": record.get("question"),
+            "options": record.get("options"), "label": record.get("original_label"), "examples": None,
+            "nodes": record.get("nodes") or {}, "decision": record.get("decision"),
+            "decision_reason": record.get("decision_reason"), "status": record["status"],
+            "proposed_label": record.get("proposed_label"), "score": record.get("score"), "error": record.get("error")}
+
+
+def is_candidate(status: str) -> bool:
+    """A relabel waiting for selection, or one that an earlier selection kept or dropped."""
+    return status in ("candidate", "relabeled", "dropped")
+
+
+def final_record(record: dict[str, Any], kept: bool) -> dict[str, Any]:
+    status = record["status"]
+    if is_candidate(status):
+        record["status"] = "relabeled" if kept else "dropped"
+        record["label"] = record.get("proposed_label") if kept else None
+    elif status not in FINAL_STATUSES:
+        record.update(status="failed", label=None, error=record.get("error") or NOT_FINISHED)
+    return record
+
+
+def fine_tuning_record(record: dict[str, Any]) -> dict[str, Any] | None:
+    if record["status"] not in ("clean", "relabeled"):
+        return None
     out = {"id": record["id"], "question": record["question"]}
     if record.get("options"):
         out["options"] = record["options"]
@@ -47,44 +70,36 @@ def denoised_record(record: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def summarize(records: list[dict[str, Any]], *, selection: dict[str, Any], wall_time_s: float,
-              config: dict[str, Any], task: str, data_path: str | None, resumed: int) -> dict[str, Any]:
-    counts = {s: 0 for s in FINAL_STATUSES}
-    for r in records:
-        counts[r["status"]] += 1
-    calls: dict[str, int] = {}
-    prompt_tokens = completion_tokens = 0
-    for r in records:
-        for role, node in r["nodes"].items():
-            calls[role] = calls.get(role, 0) + int(node.get("attempts") or 0)
-            prompt_tokens += int(node.get("prompt_tokens") or 0)
-            completion_tokens += int(node.get("completion_tokens") or 0)
-    calls["total"] = sum(calls.values())
-    return {
-        "total": len(records), **counts,
-        "noisy": sum(1 for r in records if r["decision"] == "noisy"),
-        "selection": selection,
-        "model_calls": calls,
-        "tokens": {"prompt": prompt_tokens, "completion": completion_tokens},
-        "wall_time_s": round(wall_time_s, 3),
-        "resumed_samples": resumed,
-        "task": task, "data": data_path, "robustft_version": __version__, "config": config,
-    }
+class Summary:
+    """summary.json, counted from the final records as they are written."""
 
+    def __init__(self) -> None:
+        self.counts = {s: 0 for s in FINAL_STATUSES}
+        self.noisy = 0
+        self.calls: dict[str, int] = {}
+        self.prompt_tokens = self.completion_tokens = 0
 
-def write_outputs(out_dir: Path, records: list[dict[str, Any]], summary: dict[str, Any]) -> None:
-    from ..inspect.review import BACKUP, replay_review_log
+    def add(self, record: dict[str, Any]) -> dict[str, Any]:
+        self.counts[record["status"]] += 1
+        self.noisy += record.get("decision") == "noisy"
+        for role, node in (record.get("nodes") or {}).items():
+            self.calls[role] = self.calls.get(role, 0) + int(node.get("attempts") or 0)
+            self.prompt_tokens += int(node.get("prompt_tokens") or 0)
+            self.completion_tokens += int(node.get("completion_tokens") or 0)
+        return record
 
-    write_jsonl(out_dir / "samples.jsonl", records)
-    denoised = [denoised_record(r) for r in records if r["status"] in ("clean", "relabeled")]
-    reviewed = replay_review_log(out_dir, denoised, records)
-    if reviewed is not denoised:  # a person reviewed this run: keep the tool's own version beside it
-        write_jsonl(out_dir / BACKUP, denoised)
-    write_jsonl(out_dir / "denoised.jsonl", reviewed)
-    write_json(out_dir / "summary.json", summary)
-
-
-def write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    def result(self, *, selection: dict[str, Any], wall_time_s: float, config: dict[str, Any], task: str,
+               data_path: str | None, resumed: int, store: dict[str, Any]) -> dict[str, Any]:
+        calls = dict(self.calls)
+        calls["total"] = sum(calls.values())
+        return {
+            "total": sum(self.counts.values()), **self.counts,
+            "noisy": self.noisy,
+            "selection": selection,
+            "model_calls": calls,
+            "tokens": {"prompt": self.prompt_tokens, "completion": self.completion_tokens},
+            "wall_time_s": round(wall_time_s, 3),
+            "resumed_samples": resumed,
+            "this_run": store,
+            "task": task, "data": data_path, "robustft_version": __version__, "config": config,
+        }

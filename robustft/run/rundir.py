@@ -1,23 +1,41 @@
-"""Reading a finished run directory (`robustft denoise --out DIR`) for inspection commands.
+"""The run directory (`robustft denoise --out DIR`): its files, who may write them, and reading them.
 
-`load_run(DIR)` returns the run's files parsed: the per-sample records of samples.jsonl (in input
-order), summary.json and the fine-tuning set denoised.jsonl. Errors say what DIR is instead and
-what to pass, because `trace`, `report` and `review` all start here.
+    DIR/samples.jsonl      one record per sample (during a run: the journal, see `journal`)
+    DIR/denoised.jsonl     the fine-tuning set
+    DIR/summary.json       counts, calls, the resolved configuration
+    DIR/responses.sqlite   every model response and embedding (`robustft.backends.store`)
+    DIR/run.json           the settings the samples were made with (to say what changed)
+    DIR/run.log            the run's messages
+    DIR/.lock              held by the process running in DIR
+
+`RunDir` is what a run uses: it checks that DIR can be written, takes the lock (one run per
+directory), and writes the outputs so that a kill never leaves them from two different
+selections. `load_run(DIR)` is what the inspection commands use: the files of a finished run,
+parsed; its errors say what DIR is instead and what to pass, because `trace`, `report` and
+`review` all start there.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable
 
 from ..errors import UserError
+from ..files import atomic_write, json_default, remove_stale_temporaries, write_json, write_jsonl
 
 SAMPLES = "samples.jsonl"
 SUMMARY = "summary.json"
 DENOISED = "denoised.jsonl"
 REVIEW_LOG = "review_log.jsonl"
+STORE = "responses.sqlite"
+RUN_FILE = "run.json"
+LOG = "run.log"
+LOCK = ".lock"
+WRITING = ".writing-outputs"  # present while the outputs are being replaced
 
 
 @dataclass
@@ -84,13 +102,16 @@ def load_run(run_dir: str | Path) -> RunFiles:
     if not d.is_dir():
         raise UserError(f"{d}: not a directory; pass the --out directory of a `robustft denoise` run")
     samples = d / SAMPLES
+    if samples.is_file() and not run_finished(d):
+        raise UserError(f"{d}: the run has not finished (it was stopped, or is still going); run the same "
+                        "`robustft denoise` command again to finish it")
     if not samples.is_file():
-        if (d / "ablation.json").is_file() or (d / "responses.sqlite").is_file():
+        if (d / "ablation.json").is_file() or any((p / SAMPLES).is_file() for p in d.iterdir() if p.is_dir()):
             variants = sorted(p.name for p in d.iterdir() if (p / SAMPLES).is_file())
             hint = f" (here: {', '.join(variants)})" if variants else ""
             raise UserError(f"{d} holds an ablation (`robustft ablate`), not one run; pass one of its variant "
                             f"directories, e.g. {d / (variants[0] if variants else 'full')}{hint}")
-        if (d / "run.json").is_file() or (d / "checkpoints.sqlite").is_file():
+        if (d / RUN_FILE).is_file() or (d / STORE).is_file():
             raise UserError(f"{d}: the run has not finished (no {SAMPLES} yet); run the same "
                             "`robustft denoise` command again to finish it")
         raise UserError(f"{d} is not a robustft run directory (it has no {SAMPLES}); pass the --out "
@@ -115,3 +136,107 @@ def load_run(run_dir: str | Path) -> RunFiles:
         for rec in denoised:
             rec["id"] = str(rec.get("id"))
     return RunFiles(dir=d, records=records, summary=summary, denoised=denoised)
+
+
+def run_finished(d: Path) -> bool:
+    """False while a run is going in `d` or after one was stopped before writing all its outputs."""
+    if (d / WRITING).exists():
+        return False
+    try:
+        return json.loads((d / RUN_FILE).read_text(encoding="utf-8")).get("state", "finished") == "finished"
+    except (OSError, ValueError, AttributeError):
+        return True  # no run.json: written by hand or by an older version; judge by its files
+
+
+class RunDir:
+    """A run's hold on its directory: checked, locked, and written only through here."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.samples, self.denoised, self.summary = self.path / SAMPLES, self.path / DENOISED, self.path / SUMMARY
+        self.store, self.run_file, self.log = self.path / STORE, self.path / RUN_FILE, self.path / LOG
+        self.review_log = self.path / REVIEW_LOG
+        self._lock_file: Any = None
+
+    def open(self) -> "RunDir":
+        """Make sure DIR can hold a run, and take it: one process per run directory."""
+        d = self.path
+        if d.exists() and not d.is_dir():
+            raise UserError(f"--out {d}: a file is in the way (a run directory is a folder); pass another --out "
+                            "or move the file")
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            probe = d / f".write-test-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as e:
+            raise UserError(f"--out {d}: cannot write there ({e.strerror or e}); pass a folder you can write to, "
+                            "or fix its permissions") from None
+        self._lock()
+        remove_stale_temporaries(d)
+        return self
+
+    def _lock(self) -> None:
+        import fcntl
+
+        f = open(self.path / LOCK, "a+")
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            f.close()
+            raise UserError(f"{self.path} is in use by another robustft run ({holder}); wait for it to finish or "
+                            "stop it, or pass another --out") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        f.flush()
+        self._lock_file = f  # the lock lasts as long as this open file: a killed process frees it
+
+    def close(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+    # --- run.json: the settings behind the samples, and whether the run finished -----------------
+
+    def previous_settings(self) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.run_file.read_text(encoding="utf-8")).get("settings")
+        except (OSError, ValueError, AttributeError):
+            return None
+
+    def mark(self, state: str, settings: dict[str, Any]) -> None:
+        write_json(self.run_file, {"state": state, "settings": settings})
+
+    # --- outputs ------------------------------------------------------------------------------
+
+    def write_outputs(self, records: Iterable[dict[str, Any]], summary: Callable[[], dict[str, Any]],
+                      fine_tuning_record: Callable[[dict[str, Any]], dict[str, Any] | None]) -> None:
+        """Replace samples.jsonl, denoised.jsonl and summary.json with the run's final outputs.
+
+        `records` come in input order and are streamed to disk. While the three files are being
+        replaced a marker file stands in DIR, so a reader (and `load_run`) never takes outputs of
+        two different selections for one run; a run stopped here rewrites them when run again.
+        """
+        from ..inspect.review import BACKUP, replay_review_log
+
+        marker = self.path / WRITING
+        marker.write_text("outputs are being written\n", encoding="utf-8")
+        dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=json_default).encode
+        with atomic_write(self.samples) as samples, atomic_write(self.path / f".{DENOISED}.next.tmp") as denoised:
+            for record in records:
+                samples.write(dumps(record) + "\n")
+                kept = fine_tuning_record(record)
+                if kept is not None:
+                    denoised.write(json.dumps(kept, ensure_ascii=False, default=json_default) + "\n")
+        staged = self.path / f".{DENOISED}.next.tmp"
+        if self.review_log.exists():  # a person reviewed this run: apply their decisions again
+            tool_set = _read_jsonl(staged)
+            reviewed = replay_review_log(self.path, tool_set, _read_jsonl(self.samples))
+            write_jsonl(self.path / BACKUP, tool_set)
+            write_jsonl(staged, reviewed)
+        os.replace(staged, self.denoised)
+        write_json(self.summary, summary())
+        marker.unlink()

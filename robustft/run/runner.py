@@ -1,121 +1,137 @@
-"""Batch runs of the graph over a whole dataset, with the barrier, selection, outputs and resume.
+"""Batch runs of the graph over a whole dataset: detection, the barrier, relabeling, selection.
 
-    detect   every sample runs base -> reasoning -> checker, stopping at the barrier if noisy
-    index    the clean samples go into a Chroma collection; examples are retrieved for all noisy ones
-    relabel  the noisy samples resume: context relabeler -> reviewer
+    detect   every sample runs base -> reasoning -> checker; meanwhile every question is embedded
+    barrier  the clean samples go into the index; examples are retrieved for all noisy ones
+    relabel  each noisy sample runs context -> reviewer, its examples in its state
     select   all relabels are ranked together by score; the β fraction with the lowest is kept
     write    samples.jsonl, denoised.jsonl, summary.json
 
-Progress lives in DIR/checkpoints.sqlite (LangGraph's SQLite checkpointer, one thread per sample),
-so a run that stops for any reason resumes where it was when started again with the same --out:
-finished samples are neither re-run nor re-queried. Samples that ended as failed are retried.
+What makes a run durable and cheap to run again lives in the run directory:
+
+- every model response and embedding is stored as it arrives (`DIR/responses.sqlite`), so a run
+  stopped at any moment re-sends only the calls that were in flight;
+- every sample's record is appended to `DIR/samples.jsonl` as it leaves the graph, with the
+  fingerprint of the settings and input row that made it. Running again reuses each record whose
+  fingerprint still matches: a changed β only re-selects, a larger `--limit` runs only the new
+  rows, and after a changed template or method setting the samples run again, with every request
+  that did not change answered from the store. Failed samples are retried.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import json
-import sys
+import logging
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Iterable, Iterator
 
-from tqdm.auto import tqdm
-
+from ..agents.calls import ModelCalls, ServiceDown, describe
+from ..agents.runtime import AgentRuntime
 from ..backends.models import ModelPool
-from ..agents.runtime import AgentRuntime, describe
-from ..config import ROLES, RobustFTConfig
-from ..data import Dataset, load_dataset
+from ..backends.store import NOT_IDENTITY, ResponseStore
+from ..config import RobustFTConfig
+from ..data import Dataset, Sample, load_dataset
 from ..entropy import select_lowest
-from ..errors import ConfigError, ModelCallError, UserError
-from .outputs import sample_record, summarize, write_outputs
-from ..prompts import PROMPT_NAMES, PromptLibrary
-from ..retrieval import CleanIndex, Embedder, IndexedSample
-from ..graph.build import BARRIER, compile_graph
+from ..errors import ConfigError, ModelCallError, RobustFTError, UserError
+from ..graph.build import BARRIER, build_graph
 from ..graph.state import initial_state
+from ..prompts import PROMPT_NAMES, PromptLibrary
+from .journal import Journal
+from .outputs import Summary, final_record, fine_tuning_record, is_candidate, sample_record, state_of
+from .progress import Progress
+from .rundir import RunDir
 
-CHECKPOINTS = "checkpoints.sqlite"
-RUN_FILE = "run.json"
+log = logging.getLogger("robustft")
+
+# A fatal condition of the machine, not of one sample: stop the run with the path and the fix.
+_ENVIRONMENT_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
+                       errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
+                       errno.EIO: "an input/output error"}
+
+
+class EnvironmentFailure(RobustFTError):
+    """The run directory stopped being writable (full disk, read-only): nothing is lost."""
 
 
 @dataclass
 class DenoiseResult:
     out_dir: Path
     summary: dict[str, Any]
-    records: list[dict[str, Any]]
+
+    @cached_property
+    def records(self) -> list[dict[str, Any]]:
+        """samples.jsonl, read when first asked for (a large run's records are not held in memory)."""
+        from ..data import read_jsonl
+
+        return read_jsonl(self.out_dir / "samples.jsonl")
 
 
-def _thread(sample_id: str) -> dict:
-    return {"configurable": {"thread_id": sample_id}}
+def _digest(obj: Any) -> str:
+    return hashlib.blake2b(json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str).encode(),
+                           digest_size=12).hexdigest()
 
 
-def run_fingerprint(config: RobustFTConfig, dataset: Dataset, prompts: PromptLibrary) -> dict[str, Any]:
-    """Everything that changes what the models are asked. β and concurrency are not in it: they can
-    change between a run and its resume (a new β only re-selects, with no new calls)."""
-    h = hashlib.sha256()
-    for s in dataset.samples:
-        h.update(json.dumps([s.id, s.question, s.label, s.options], ensure_ascii=False).encode())
-    prompt_hash = hashlib.sha256()
-    for name in PROMPT_NAMES:
-        prompt_hash.update(Path(prompts.source_of(name)).read_bytes())
-    # Where a server lives and how patiently we call it do not change its answers.
-    volatile = {"base_url", "api_key_env", "timeout_s", "max_retries", "batch_size"}
-    # Unset options are left out, so adding an optional field never orphans existing run directories.
-    models = {role: {k: v for k, v in config.model_for(role).model_dump(mode="json").items()
-                     if k not in volatile and v is not None} for role in ROLES}
+def used_roles(config: RobustFTConfig) -> list[str]:
+    ablate = set(config.denoise.ablate)
+    roles = ["base"] + ([] if "reasoning" in ablate else ["reasoning"])
+    roles += ["judge"] if config.denoise.checker == "judge" and "checker" not in ablate else []
+    roles += [] if "context" in ablate else ["context"] + ([] if "reviewer" in ablate else ["reviewer"])
+    return roles
+
+
+def method_settings(config: RobustFTConfig, prompts: PromptLibrary, task: str) -> dict[str, Any]:
+    """Everything that changes what the models are asked, readable (run.json keeps it, to say what
+    changed). β and concurrency are not in it: a new β only re-selects, with no new calls."""
+    models = {}
+    for role in used_roles(config):
+        cfg = config.model_for(role).model_dump(mode="json")
+        models[role] = {k: v for k, v in cfg.items() if k not in NOT_IDENTITY and v is not None}
     d = config.denoise
-    return {"data": h.hexdigest(), "task": dataset.task, "models": models, "prompts": prompt_hash.hexdigest(),
-            "method": {"reflection_rounds": d.reflection_rounds, "checker": d.checker, "review": d.review, "k": d.k,
-                       "context_token_budget": d.context_token_budget,
-                       "score": d.score,
-                       "embedding_model": d.embedding_model, "parse_retries": d.parse_retries,
-                       "ablate": sorted(d.ablate), "instruction": config.data.instruction}}
+    return {
+        "task": task, "models": models,
+        "prompts": {name: hashlib.sha256(Path(prompts.source_of(name)).read_bytes()).hexdigest()[:16]
+                    for name in PROMPT_NAMES},
+        "method": {"reflection_rounds": d.reflection_rounds, "checker": d.checker, "review": d.review, "k": d.k,
+                   "context_token_budget": d.context_token_budget, "score": d.score,
+                   "embedding_model": d.embedding_model, "parse_retries": d.parse_retries,
+                   "ablate": sorted(d.ablate), "instruction": config.data.instruction,
+                   "numeric_rel_tol": config.data.numeric_rel_tol},
+    }
 
 
-def _check_run_dir(out_dir: Path, fingerprint: dict[str, Any]) -> None:
-    run_file = out_dir / RUN_FILE
-    if run_file.exists():
-        try:
-            previous = json.loads(run_file.read_text(encoding="utf-8"))["fingerprint"]
-        except (ValueError, KeyError):
-            raise UserError(f"{run_file}: unreadable run file; use a new --out directory") from None
-        differs = [k for k in fingerprint if previous.get(k) != fingerprint[k]]
-        if differs:
-            raise UserError(
-                f"{out_dir} holds a run with different {', '.join(differs)}; resuming it would mix two runs. "
-                "Use a new --out directory, or delete this one to start over.")
-    else:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        run_file.write_text(json.dumps({"fingerprint": fingerprint}, indent=2) + "\n", encoding="utf-8")
+def sample_fingerprint(method: str, sample: Sample) -> str:
+    return _digest([method, sample.id, sample.question, sample.label, sample.options,
+                    getattr(sample, "conversation", None)])
 
 
-async def _pool_map(items: list, fn: Callable[[Any], Awaitable[None]], workers: int, desc: str, progress: bool) -> None:
-    """Run fn over items with `workers` tasks; each sample makes one model call at a time, so this
-    bounds the calls in flight."""
-    if not items:
-        return
-    queue: asyncio.Queue = asyncio.Queue()
-    for item in items:
-        queue.put_nowait(item)
-    bar = tqdm(total=len(items), desc=desc, unit="sample", disable=not progress, file=sys.stderr, leave=True)
+def describe_changes(before: dict[str, Any] | None, after: dict[str, Any]) -> list[str]:
+    if not before:
+        return []
+    changes = []
 
-    async def worker() -> None:
-        while not queue.empty():
-            item = queue.get_nowait()
-            await fn(item)
-            bar.update(1)
+    def walk(a: Any, b: Any, path: str) -> None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for key in sorted(set(a) | set(b)):
+                walk(a.get(key), b.get(key), f"{path}.{key}" if path else key)
+        elif a != b:
+            if path.startswith("prompts."):
+                changes.append(f"template {path.split('.', 1)[1]}.jinja")
+            else:
+                changes.append(f"{path}: {json.dumps(a)} -> {json.dumps(b)}")
 
-    try:
-        await asyncio.gather(*(worker() for _ in range(min(workers, len(items)))))
-    finally:
-        bar.close()
+    walk(before, after, "")
+    return changes
 
 
 class DenoiseRun:
     def __init__(self, config: RobustFTConfig, *, pool: ModelPool | None = None, dataset: Dataset | None = None,
-                 progress: bool = True, preflight: bool = True, log: Callable[[str], None] | None = None):
+                 store: ResponseStore | None = None, progress: bool = True, preflight: bool = True,
+                 log: Callable[[str], None] | None = None, quiet_log_every_s: float = 30.0):
         if config.out is None:
             raise ConfigError("no output directory: pass --out DIR (or set `out:` in the config)")
         if dataset is None and config.data.path is None:
@@ -125,153 +141,270 @@ class DenoiseRun:
         self.dataset = dataset or load_dataset(config.data)
         self.prompts = PromptLibrary(config.denoise.prompts_dir)
         self.pool = pool or ModelPool()
+        self.shared_store = store
         self.progress = progress
         self.preflight = preflight
-        self.log = log or (lambda msg: print(msg, file=sys.stderr))
-        self.rt = AgentRuntime(config=config, task=self.dataset.task, pool=self.pool, prompts=self.prompts)
-        self.crashes: dict[str, str] = {}
+        self.say = log or log_info
+        self.quiet_log_every_s = quiet_log_every_s
 
     async def run(self) -> DenoiseResult:
-        from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-
         started = time.monotonic()
-        _check_run_dir(self.out_dir, run_fingerprint(self.config, self.dataset, self.prompts))
-        async with AsyncSqliteSaver.from_conn_string(str(self.out_dir / CHECKPOINTS)) as saver:
-            self.app = compile_graph(self.rt, checkpointer=saver)
-            self.saver = saver
-            states = await self._states()
-            resumed = sum(1 for st in states.values() if st.values and not st.next and st.values.get("status") != "failed")
-            detect, relabel = await self._plan(states)
-            if any(st.values for st in states.values()):
-                waiting = sum(1 for st in states.values() if st.next == (BARRIER,))
-                self.log(f"resuming {self.out_dir}: {resumed} of {len(states)} samples already finished"
-                         + (f", {waiting} waiting for relabeling" if waiting else ""))
-            if (detect or relabel) and self.preflight:
+        rundir = RunDir(self.out_dir).open()
+        handler = _attach_run_log(rundir.log)
+        store = journal = embedder = None
+        try:
+            store = self.shared_store if self.shared_store is not None else ResponseStore(rundir.store)
+            journal = Journal(rundir.samples).open()
+            if journal.repaired:
+                self.say(f"note: {rundir.samples} ended in a line cut off by a stop; that line was removed "
+                         "(its sample runs again)")
+            settings = method_settings(self.config, self.prompts, self.dataset.task)
+            changes = describe_changes(rundir.previous_settings(), settings)
+            rundir.mark("running", settings)
+            method = _digest(settings)
+            fingerprints = {s.id: sample_fingerprint(method, s) for s in self.dataset.samples}
+            calls = ModelCalls(self.pool, store, self.config.denoise.concurrency)
+            self.rt = AgentRuntime(config=self.config, task=self.dataset.task, pool=self.pool, prompts=self.prompts,
+                                   calls=calls)
+            graph = build_graph(self.rt)
+            self.app = graph.compile()
+            self.journal, self.fingerprints, self.calls = journal, fingerprints, calls
+            self.display = Progress(calls.stats, bars=self.progress, quiet_log_every_s=self.quiet_log_every_s)
+
+            detect, waiting, reused = self._plan()
+            if changes and (detect or waiting):
+                self.say(f"settings changed since the last run in {self.out_dir} ({'; '.join(changes)}): samples "
+                         "made with the old settings run again; every request that did not change is answered "
+                         "from the response store")
+            if reused:
+                self.say(f"resuming {self.out_dir}: {reused} of {len(self.dataset)} samples already finished"
+                         + (f", {len(waiting)} waiting for relabeling" if waiting else ""))
+            if (detect or waiting) and self.preflight:
                 await self._preflight()
-            await _pool_map(detect, self._invoke_fresh, self.config.denoise.concurrency, "detect", self.progress)
-            states = await self._states()
-            retried = {sid for sid, _ in relabel}
-            relabel += [(s, _thread(s)) for s, st in states.items() if st.next == (BARRIER,) and s not in retried]
-            if relabel:
-                self._prepare_examples([sid for sid, _ in relabel], states)
-                await _pool_map(relabel, self._invoke_resume, self.config.denoise.concurrency, "relabel", self.progress)
-                states = await self._states()
-        return self._finish(states, time.monotonic() - started, resumed)
+            vectors = None
+            if BARRIER in graph.nodes and (detect or waiting):
+                from ..retrieval import LocalEmbedder, QuestionVectors, make_embedder
 
-    async def _states(self) -> dict[str, Any]:
-        return {s.id: await self.app.aget_state(_thread(s.id)) for s in self.dataset.samples}
+                embedder = make_embedder(self.config.denoise)
+                vectors = QuestionVectors(embedder, store, batch_size=self.config.denoise.embedding_batch_size,
+                                          in_flight=1 if isinstance(embedder, LocalEmbedder) else 4)
+                vectors.start([s.question for s in self.dataset.samples])
+            await self._drive("detect", detect, self._detect)
+            journal.sync()
+            noisy = [sid for sid in fingerprints if self._entry_status(sid) == "noisy"]
+            if noisy and vectors is not None:
+                examples = await self._retrieve(noisy, vectors)
+                await self._drive("relabel", noisy, lambda sid: self._relabel(sid, examples.pop(sid)))
+                journal.sync()
+            summary = self._finish(rundir, time.monotonic() - started, reused, calls)
+            rundir.mark("finished", settings)
+            return DenoiseResult(self.out_dir, summary)
+        except OSError as e:
+            raise _environment_failure(e, self.out_dir) from None
+        finally:
+            if journal is not None:
+                journal.close()
+            if store is not None and store is not self.shared_store:
+                store.close()
+            if embedder is not None and hasattr(embedder, "close"):
+                embedder.close()
+            if hasattr(self.pool, "aclose"):
+                await self.pool.aclose()
+            rundir.close()
+            _detach_run_log(handler)
 
-    async def _plan(self, states: dict[str, Any]) -> tuple[list, list[tuple[str, dict]]]:
-        """Which samples still need detection, and which need relabeling from a checkpoint."""
-        by_id = {s.id: s for s in self.dataset.samples}
-        detect, relabel = [], []
-        for sid, st in states.items():
-            if not st.values:
-                detect.append(by_id[sid])
-            elif st.next and st.next != (BARRIER,):
-                detect.append(by_id[sid])  # stopped mid-detection: continue from its checkpoint
-            elif not st.next and st.values.get("status") == "failed":
-                # Retry a failure from the latest point before it: the barrier if it got there.
-                barrier = None
-                async for past in self.app.aget_state_history(_thread(sid)):
-                    if past.next == (BARRIER,):
-                        barrier = past.config
-                        break
-                if barrier is not None:
-                    relabel.append((sid, barrier))
-                else:
-                    await self.saver.adelete_thread(sid)
-                    detect.append(by_id[sid])
-        return detect, relabel
+    # --- planning -------------------------------------------------------------------------------
+
+    def _entry_status(self, sid: str) -> str | None:
+        entry = self.journal.entries.get(sid)
+        if entry is None or entry.fingerprint != self.fingerprints[sid]:
+            return None
+        return entry.status
+
+    def _plan(self) -> tuple[list[Sample], list[str], int]:
+        """Samples that need detection, samples waiting for relabeling, and how many are done."""
+        detect, waiting, done = [], [], 0
+        for sample in self.dataset.samples:
+            status = self._entry_status(sample.id)
+            if status is None or status == "failed":
+                detect.append(sample)
+            elif status == "noisy":
+                waiting.append(sample.id)
+            else:
+                done += 1
+        return detect, waiting, done
 
     async def _preflight(self) -> None:
         """One call per distinct model before the run: a wrong URL or model name should stop the run
         with one clear message, not mark every sample failed. The probe is the first sample's real
         question prompt, so a server that only understands dataset questions answers it too."""
         first = self.dataset.samples[0]
-        probe = self.prompts.question_prompt(first.question, first.options, self.dataset.task,
-                                             self.config.data.instruction)
-        seen = set()
-        for role in ROLES:
-            cfg = self.config.model_for(role)
+        probe = [{"role": "user", "content": self.prompts.question_prompt(
+            first.question, first.options, self.dataset.task, self.config.data.instruction)}]
+        seen: set[str] = set()
+        self.preflight_calls = 0
+        for role in used_roles(self.config):
+            cfg = self.rt.role_models[role]
             key = cfg.model_dump_json()
             if key in seen:
                 continue
             seen.add(key)
+            self.preflight_calls += 1
             try:
-                await self.rt.generate(role, probe)
-            except ModelCallError as exc:
+                await self.calls.send_unstored(cfg, probe)
+            except (ModelCallError, ServiceDown) as exc:
                 where = f" at {cfg.base_url}" if cfg.base_url else ""
                 raise UserError(f"cannot use the {role} model {cfg.name!r}{where}: {exc}. "
                                 "Check that the server is running and that --base-url and --model are right.") from None
 
-    async def _invoke_fresh(self, sample) -> None:
-        cfg = _thread(sample.id)
-        current = await self.app.aget_state(cfg)
-        payload = None if current.values else initial_state(sample)
-        await self._guarded(sample.id, self.app.ainvoke(payload, cfg))
+    # --- the two passes through the graph -----------------------------------------------------
 
-    async def _invoke_resume(self, item: tuple[str, dict]) -> None:
-        sid, cfg = item
-        await self._guarded(sid, self.app.ainvoke(None, cfg))
+    async def _drive(self, phase: str, items: list, fn: Callable[[Any], Awaitable[bool]]) -> None:
+        """Run fn over items, with enough samples in flight to keep `concurrency` calls busy."""
+        if not items:
+            return
+        pending: Iterator = iter(items)
+        with self.display.phase(phase, len(items)) as bar:
+            async def worker() -> None:
+                for item in pending:
+                    bar.advance(failed=await fn(item))
 
-    async def _guarded(self, sid: str, call: Awaitable) -> None:
-        """One sample's unexpected exception is recorded for that sample; the run goes on."""
+            workers = min(len(items), 2 * self.config.denoise.concurrency)
+            tasks = [asyncio.ensure_future(worker()) for _ in range(workers)]
+            try:
+                await asyncio.gather(*tasks)
+            except BaseException:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                raise
+
+    async def _detect(self, sample: Sample) -> bool:
+        return await self._invoke(sample.id, initial_state(sample))
+
+    async def _relabel(self, sid: str, examples: list[dict[str, Any]]) -> bool:
+        state = state_of(self.journal.read(sid))
+        state["examples"] = examples
+        return await self._invoke(sid, state)
+
+    async def _invoke(self, sid: str, state: dict[str, Any]) -> bool:
+        """One pass of one sample through the graph, its record appended to the journal. A sample's
+        unexpected exception fails that sample, not the run. Returns whether it failed."""
         try:
-            await call
-        except (asyncio.CancelledError, KeyboardInterrupt, UserError):
+            state = await self.app.ainvoke(state)
+        except (asyncio.CancelledError, KeyboardInterrupt, RobustFTError, OSError):
             raise
-        except Exception as exc:  # noqa: BLE001
-            self.crashes[sid] = f"internal error: {describe(exc)}"
+        except Exception as exc:  # noqa: BLE001 - one sample's bug must not cost the others
+            state = {**state, "status": "failed", "error": f"internal error: {describe(exc)}"}
+        record = sample_record(state, self.dataset.task, self.fingerprints[sid])
+        self.journal.append(record)
+        return record["status"] == "failed"
 
-    def _prepare_examples(self, noisy_ids: list[str], states: dict[str, Any]) -> None:
-        """The barrier: index the clean samples of the whole dataset, retrieve for all noisy ones."""
-        checker_off = "checker" in self.config.denoise.ablate
-        pool = []
-        for s in self.dataset.samples:
-            values = states[s.id].values
-            if checker_off and values and values.get("status") != "failed":
-                pool.append(IndexedSample(s.id, s.question, s.label, s.options))
-            elif values.get("status") == "clean":
-                pool.append(IndexedSample(s.id, s.question, s.label, s.options))
+    # --- the barrier --------------------------------------------------------------------------
+
+    async def _retrieve(self, noisy: list[str], vectors) -> dict[str, list[dict[str, Any]]]:
+        """Index the clean samples of the whole dataset and retrieve examples for every noisy one."""
+        from ..retrieval import CleanIndex
+
         d = self.config.denoise
-        self.log(f"clean index: embedding {len(pool)} clean samples with {d.embedding_model} and retrieving "
-                 f"{d.k} examples for each of {len(noisy_ids)} noisy samples")
-        embedder = Embedder(d.embedding_model, d.embedding_batch_size)
+        if vectors.running:
+            self.say(f"waiting for the question embeddings ({vectors.done} of {len(self.dataset)} done)")
+        matrix = await vectors.matrix()
+        row = {s.id: i for i, s in enumerate(self.dataset.samples)}
         by_id = {s.id: s for s in self.dataset.samples}
-        with CleanIndex(self.out_dir / "chroma", embedder, progress=self.progress) as index:
-            index.add(pool)
-            found = index.query([by_id[i].question for i in noisy_ids], d.k, exclude_ids=noisy_ids)
-        self.rt.examples = dict(zip(noisy_ids, found))
+        if "checker" in d.ablate:
+            pool = [sid for sid in row if self._entry_status(sid) not in (None, "failed")]
+        else:
+            pool = [sid for sid in row if self._entry_status(sid) == "clean"]
+        self.say(f"clean index: {len(pool)} clean samples; retrieving {d.k} examples for each of {len(noisy)} "
+                 "noisy samples")
+        if not pool:
+            log.warning("no clean samples to retrieve examples from; the context relabeler answers without examples")
+        with CleanIndex() as index:
+            index.add(pool, matrix[[row[sid] for sid in pool]])
+            found = index.query(matrix[[row[sid] for sid in noisy]], d.k, exclude_ids=noisy)
+        examples = {}
+        for sid, hits in zip(noisy, found):
+            examples[sid] = [{"id": hid, "question": by_id[hid].question, "answer": by_id[hid].label,
+                              "options": by_id[hid].options, "similarity": similarity} for hid, similarity in hits]
+        return examples
 
-    def _finish(self, states: dict[str, Any], wall: float, resumed: int) -> DenoiseResult:
-        finals = []
-        for s in self.dataset.samples:
-            values = dict(states[s.id].values or initial_state(s))
-            if s.id in self.crashes:
-                values.update(status="failed", error=self.crashes[s.id])
-            elif states[s.id].next:
-                values.update(status="failed", error=values.get("error") or "the sample did not finish")
-            finals.append(values)
-        candidates = {v["id"]: v.get("score") for v in finals if v.get("status") == "candidate"}
-        if "selection" in self.config.denoise.ablate:
+    # --- selection and outputs ----------------------------------------------------------------
+
+    def _finish(self, rundir: RunDir, wall: float, reused: int, calls: ModelCalls) -> dict[str, Any]:
+        d = self.config.denoise
+        entries = self.journal.entries
+        candidates = {s.id: entries[s.id].score for s in self.dataset.samples
+                      if s.id in entries and is_candidate(entries[s.id].status)}
+        if "selection" in d.ablate:
             kept, threshold = list(candidates), None
         else:
-            kept, threshold = select_lowest(candidates, self.config.denoise.beta)
+            kept, threshold = select_lowest(candidates, d.beta)
         missing = sum(1 for v in candidates.values() if v is None)
         if missing:
-            self.log(f"warning: {missing} relabeled samples have no score (the model returned no logprobs); "
-                     "they rank after all scored ones")
-        records = [sample_record(v, self.dataset.task, set(kept)) for v in finals]
-        selection = {"beta": self.config.denoise.beta, "enabled": "selection" not in self.config.denoise.ablate,
-                     "score": self.config.denoise.score, "candidates": len(candidates), "kept": len(kept),
-                     "threshold": threshold, "unscored": missing}
-        summary = summarize(records, selection=selection, wall_time_s=wall, config=self.config.public_dict(),
-                            task=self.dataset.task, data_path=str(self.dataset.path), resumed=resumed)
-        write_outputs(self.out_dir, records, summary)
-        return DenoiseResult(self.out_dir, summary, records)
+            log.warning(f"{missing} relabeled samples have no score (the model returned no logprobs); they rank "
+                        "after all scored ones")
+        kept_ids = set(kept)
+        summary = Summary()
+
+        def records() -> Iterable[dict[str, Any]]:
+            for sample in self.dataset.samples:
+                if sample.id in entries:
+                    record = self.journal.read(sample.id)
+                else:  # never reached the graph (the run was stopped first): not finished
+                    record = sample_record(initial_state(sample), self.dataset.task, None)
+                yield summary.add(final_record(record, sample.id in kept_ids))
+
+        selection = {"beta": d.beta, "enabled": "selection" not in d.ablate, "score": d.score,
+                     "candidates": len(candidates), "kept": len(kept), "threshold": threshold, "unscored": missing}
+        stats = calls.stats
+        this_run = {"calls_paid": stats.paid, "calls_from_store": stats.reused, "failed_attempts": stats.failed_attempts,
+                    "preflight_calls": getattr(self, "preflight_calls", 0)}
+
+        def result() -> dict[str, Any]:
+            return summary.result(selection=selection, wall_time_s=wall, config=self.config.public_dict(),
+                                  task=self.dataset.task, data_path=str(self.dataset.path), resumed=reused,
+                                  store=this_run)
+
+        rundir.write_outputs(records(), result, fine_tuning_record)
+        return json.loads(rundir.summary.read_text(encoding="utf-8"))
+
+
+def _environment_failure(e: OSError, out_dir: Path) -> RobustFTError:
+    what = _ENVIRONMENT_ERRNOS.get(e.errno)
+    if what is None:
+        return RobustFTError(f"{e.filename or out_dir}: {e.strerror or e}")
+    return EnvironmentFailure(f"{e.filename or out_dir}: {what}. The run stopped; nothing is lost: every finished "
+                              "sample and model response is kept. Free space (or fix the folder), then run the same "
+                              "command again to continue.")
+
+
+def log_info(message: str) -> None:
+    log.info(message)
+
+
+def _attach_run_log(path: Path) -> logging.Handler | None:
+    try:
+        handler = logging.FileHandler(path, encoding="utf-8")
+    except OSError:
+        return None
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    if log.level == logging.NOTSET or log.level > logging.INFO:
+        log.setLevel(logging.INFO)
+    return handler
+
+
+def _detach_run_log(handler: logging.Handler | None) -> None:
+    if handler is not None:
+        log.removeHandler(handler)
+        handler.close()
+
+
+async def adenoise_config(config: RobustFTConfig, **kwargs: Any) -> DenoiseResult:
+    return await DenoiseRun(config, **kwargs).run()
 
 
 def denoise(config: RobustFTConfig, **kwargs: Any) -> DenoiseResult:
     """Run the whole method on `config.data` into `config.out` (see `DenoiseRun` for options)."""
-    return asyncio.run(DenoiseRun(config, **kwargs).run())
+    return asyncio.run(adenoise_config(config, **kwargs))

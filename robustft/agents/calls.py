@@ -1,0 +1,203 @@
+"""How a run makes one model call: from the response store when it can, else sent to the backend.
+
+    calls = ModelCalls(pool, store, concurrency=32)
+    gen = await calls.call(model_config, messages)
+
+- **Store first.** A request already answered (same model identity, messages and occurrence in
+  this run) costs no call: that is how a killed run, a changed β or template, or a larger
+  `--limit` resumes without paying twice (see `robustft.backends.store`).
+- **Concurrency.** At most `concurrency` calls are in flight at the backends; store hits and
+  back-off waits hold no slot.
+- **Retries.** Failures a retry can fix (transport errors, timeouts, 5xx, 408/409/425/429) are
+  retried up to `model.max_retries` times with jittered exponential back-off, capped at
+  `model.retry_backoff_max_s`; a server's `Retry-After` is honoured. Other 4xx fail at once.
+- **Giving up.** When every call to a model has failed for `model.give_up_after_s`, the run stops
+  (`ServiceDown`) instead of marking every remaining sample failed: the samples not finished are
+  simply not finished, and running the same command again continues.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ..backends.models import Generation, Messages, ModelPool
+from ..backends.store import Occurrences, ResponseStore, identity_digest, model_identity, request_digest, response_key
+from ..config import ModelConfig
+from ..errors import ModelCallError, RobustFTError
+
+# 4xx errors other than these are the request's own fault (bad model name, bad key, prompt too
+# long): sending it again cannot help.
+_RETRYABLE_4XX = frozenset({408, 409, 425, 429})
+
+if sys.version_info >= (3, 11):
+    _timeout = asyncio.timeout
+else:  # pragma: no cover - Python 3.10
+    from contextlib import asynccontextmanager
+
+    @asynccontextmanager
+    async def _timeout(seconds: float):
+        task = asyncio.current_task()
+        handle = asyncio.get_running_loop().call_later(seconds, task.cancel)
+        try:
+            yield
+        except asyncio.CancelledError:
+            raise TimeoutError(f"no reply within {seconds:.0f} s") from None
+        finally:
+            handle.cancel()
+
+
+class ServiceDown(RobustFTError):
+    """Every call to a model has failed for `model.give_up_after_s`: stop the run, keep progress."""
+
+
+def is_retryable(exc: BaseException) -> bool:
+    retryable = getattr(exc, "retryable", None)
+    if isinstance(retryable, bool):
+        return retryable
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int) and 400 <= status < 500:
+        return status in _RETRYABLE_4XX
+    return True
+
+
+def describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}"[:500] if text else type(exc).__name__
+
+
+@dataclass
+class CallStats:
+    """What the calls of a run cost; the progress display and summary.json read it."""
+
+    paid: int = 0             # answered by a model
+    reused: int = 0           # answered from the response store
+    failed_attempts: int = 0  # attempts that raised (each retry counts)
+    prompt_tokens: int = 0    # of paid calls
+    completion_tokens: int = 0
+    in_flight: int = 0
+
+
+class _Health:
+    """Since when every call to one backend has been failing (None: the last call succeeded)."""
+
+    __slots__ = ("failing_since",)
+
+    def __init__(self) -> None:
+        self.failing_since: float | None = None
+
+
+class ModelCalls:
+    def __init__(self, pool: ModelPool, store: ResponseStore | None, concurrency: int, *, backoff_s: float = 0.5):
+        self.pool = pool
+        self.store = store
+        self.concurrency = concurrency
+        self.backoff_s = backoff_s
+        self.stats = CallStats()
+        self.occurrences = Occurrences()
+        self._slots: asyncio.Semaphore | None = None
+        # Keyed by id() of the ModelConfig, which each entry also holds so that the id is never reused.
+        self._identities: dict[int, tuple[ModelConfig, bytes]] = {}
+        self._backends: dict[int, tuple[ModelConfig, Any, _Health]] = {}
+
+    def identity(self, config: ModelConfig) -> bytes:
+        found = self._identities.get(id(config))
+        if found is None:
+            found = self._identities[id(config)] = (config, identity_digest(model_identity(config)))
+        return found[1]
+
+    def _backend(self, config: ModelConfig) -> tuple[Any, _Health]:
+        """The backend (built on first use: a store hit never loads a model) and its health."""
+        found = self._backends.get(id(config))
+        if found is None:
+            model = self.pool.get(config)
+            health = next((h for _, m, h in self._backends.values() if m is model), None) or _Health()
+            found = self._backends[id(config)] = (config, model, health)
+        return found[1], found[2]
+
+    async def call(self, config: ModelConfig, messages: Messages) -> Generation:
+        request = request_digest(self.identity(config), messages)
+        n = self.occurrences.claim(request)
+        key = response_key(request, n)
+        if self.store is not None:
+            hit = self.store.get(key)
+            if hit is not None:
+                self.stats.reused += 1
+                return hit
+        try:
+            gen = await self._send(config, messages)
+        except BaseException:
+            self.occurrences.release(request, n)
+            raise
+        if self.store is not None:
+            gen = self.store.put(key, gen)
+        stats = self.stats
+        stats.paid += 1
+        stats.prompt_tokens += gen.prompt_tokens
+        stats.completion_tokens += gen.completion_tokens
+        return gen
+
+    async def send_unstored(self, config: ModelConfig, messages: Messages) -> Generation:
+        """A call that is neither answered from nor written to the store (the pre-run check)."""
+        return await self._send(config, messages)
+
+    async def _send(self, config: ModelConfig, messages: Messages) -> Generation:
+        model, health = self._backend(config)
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.concurrency)
+        limit = config.timeout_s * 1.5 + 5  # the backend's own timeout should fire first
+        stats = self.stats
+        for attempt in range(config.max_retries + 1):
+            async with self._slots:
+                stats.in_flight += 1
+                try:
+                    async with _timeout(limit):
+                        gen = await model.generate(messages)
+                    health.failing_since = None
+                    return gen
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - every backend raises its own types
+                    error = exc
+                finally:
+                    stats.in_flight -= 1
+            stats.failed_attempts += 1
+            retryable = is_retryable(error)
+            if retryable:
+                self._check_give_up(config, health, error)
+            if attempt == config.max_retries or not retryable:
+                tries = f"after {attempt + 1} attempt{'s' if attempt else ''}"
+                raise ModelCallError(f"model call failed {tries}: {describe(error)}") from error
+            await asyncio.sleep(self._delay(config, attempt, error))
+        raise AssertionError("unreachable")
+
+    def _delay(self, config: ModelConfig, attempt: int, error: BaseException) -> float:
+        cap = float(getattr(config, "retry_backoff_max_s", 30.0))
+        retry_after = getattr(error, "retry_after", None)
+        if isinstance(retry_after, (int, float)) and retry_after >= 0:
+            return min(float(retry_after), cap)
+        return min(self.backoff_s * (2 ** attempt) * (0.5 + random.random()), cap)
+
+    def _check_give_up(self, config: ModelConfig, health: _Health, error: BaseException) -> None:
+        now = time.monotonic()
+        if health.failing_since is None:
+            health.failing_since = now
+            return
+        limit = float(getattr(config, "give_up_after_s", 300.0))
+        if now - health.failing_since >= limit:
+            where = _endpoints(config)
+            raise ServiceDown(
+                f"every call to the model {config.name!r}{where} has failed for {now - health.failing_since:.0f} s "
+                f"(model.give_up_after_s = {limit:g}); the last error: {describe(error)}. The run stopped with its "
+                "progress kept: fix the server, then run the same command again to continue.")
+
+
+def _endpoints(config: ModelConfig) -> str:
+    urls: Any = config.base_url
+    if not urls:
+        return ""
+    return f" at {', '.join(urls) if isinstance(urls, list) else urls}"

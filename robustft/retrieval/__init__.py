@@ -1,0 +1,17 @@
+"""Retrieval for the context relabeler: question embeddings and the clean-sample index.
+
+- `embedders`: turn texts into unit vectors, with a local sentence-transformers model (the
+  default, all-MiniLM-L6-v2) or an OpenAI-compatible `/v1/embeddings` server.
+- `vectors`: embeds every question of a run in the background from the moment it starts (every
+  question needs a vector, clean or not), persisting each vector in the response store, so the
+  barrier only builds the index and queries it.
+- `index`: the Chroma collection of clean samples, built at the barrier and queried for all noisy
+  samples at once.
+"""
+
+from .embedders import DEFAULT_EMBEDDING_MODEL, LocalEmbedder, make_embedder, resolve_embedding_model
+from .index import CleanIndex
+from .vectors import QuestionVectors
+
+__all__ = ["DEFAULT_EMBEDDING_MODEL", "CleanIndex", "LocalEmbedder", "QuestionVectors", "make_embedder",
+           "resolve_embedding_model"]

