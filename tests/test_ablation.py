@@ -19,19 +19,17 @@ from recorded import NOISY, REPLIES, write_gold
 # --- the switches change the graph -------------------------------------------------------------
 
 # With the barrier: detection enters at base and ends after the checker; relabeling re-enters at context.
-ENTRY = ["__start__ -. &nbsp;detect&nbsp; .-> base;", "__start__ -. &nbsp;relabel&nbsp; .-> context;",
-         "base -. &nbsp;end&nbsp; .-> __end__;", "checker --> __end__;"]
-DETECT = ["base -. &nbsp;next&nbsp; .-> reasoning;", "reasoning -. &nbsp;end&nbsp; .-> __end__;",
-          "reasoning -. &nbsp;next&nbsp; .-> checker;"]
-RELABEL = ["context -. &nbsp;end&nbsp; .-> __end__;", "context -. &nbsp;next&nbsp; .-> reviewer;", "reviewer --> __end__;"]
+ENTRY = ["__start__ -.-> base;", "__start__ -.-> context;", "base -.-> __end__;", "checker -.-> __end__;"]
+DETECT = ["base -.-> reasoning;", "reasoning -.-> __end__;", "reasoning -.-> checker;"]
+RELABEL = ["context -.-> __end__;", "context -.-> reviewer;", "reviewer -.-> __end__;"]
 EDGES = {
     "full": ENTRY + DETECT + RELABEL,
-    "reasoning": ENTRY + ["base -. &nbsp;next&nbsp; .-> checker;"] + RELABEL,
+    "reasoning": ENTRY + ["base -.-> checker;"] + RELABEL,
     "checker": ENTRY + DETECT + RELABEL,  # same wiring: the checker node flags every sample
     # No context relabeler, no barrier: one pass from base to the relabel.
-    "context": ["__start__ --> base;", "base -. &nbsp;end&nbsp; .-> __end__;", "checker -. &nbsp;end&nbsp; .-> __end__;",
-                *DETECT, "checker -. &nbsp;noisy&nbsp; .-> reasoning_relabel;", "reasoning_relabel --> __end__;"],
-    "reviewer": ENTRY + DETECT + ["context --> __end__;"],
+    "context": ["__start__ -.-> base;", "base -.-> __end__;", *DETECT, "checker -.-> __end__;",
+                "checker -.-> reasoning_relabel;", "reasoning_relabel -.-> __end__;"],
+    "reviewer": ENTRY + DETECT + ["context -.-> __end__;"],
     "selection": ENTRY + DETECT + RELABEL,  # selection happens in the runner, after the graph
 }
 

@@ -1,15 +1,20 @@
-"""Wiring only: which nodes exist for the configured method, and how a sample is routed.
+"""Wiring only: which nodes exist for the configured method, and how each sample is routed.
 
     START -(detect)-> base -> reasoning -> checker -> END   clean or failed: done; noisy: waits
     START -(relabel)-> context -> reviewer -> END           a noisy sample, back with its examples
     any node whose model keeps failing -> END (status failed)
 
-The barrier (DESIGN.md) sits between the checker and the context relabeler: the context relabeler
-needs the clean samples of the whole dataset. A noisy sample therefore leaves the graph after the
-checker, and the runner invokes the graph for it again, once the clean index exists, with the
-retrieved examples in its state: the entry route sends a sample that carries examples to
-`context`. Nothing is shared between samples; the graph needs no checkpointer (the runner keeps
-progress per sample and every model response in the run directory).
+Each sample has its own state (`SampleState`) and its own path. The graph carries a batch of
+samples per invocation: START sends each one to its entry node, and every node passes its sample
+on with `Command(goto=Send(next, state))`, or hands it in (`finished`) when it leaves the graph.
+A LangGraph invocation costs far more than a node step, so carrying several samples per
+invocation is what keeps the runner's own cost per sample small.
+
+The barrier (DESIGN.md) sits between the checker and the context relabeler, which needs the clean
+samples of the whole dataset: a noisy sample leaves the graph after the checker, and the runner
+sends it in again, once the clean index exists, with the retrieved examples in its state. Nothing
+is shared between samples, and the graph needs no checkpointer (the runner keeps each sample's
+record and every model response in the run directory).
 
 Ablations (`denoise.ablate`) remove nodes; the routes follow. Without the context relabeler there
 is no barrier: a noisy sample goes straight to `reasoning_relabel`.
@@ -17,63 +22,102 @@ is no barrier: a noisy sample goes straight to `reasoning_relabel`.
 
 from __future__ import annotations
 
-from typing import Literal
+import asyncio
+import operator
+from typing import Annotated, Any, Awaitable, Callable, Literal, TypedDict
 
 from langgraph.graph import END, START, StateGraph
+from langgraph.types import Command, Send
 
+from ..agents.calls import describe
 from ..agents.checker import make_checker
 from ..agents.experts import make_base_expert, make_reasoning_expert
 from ..agents.relabeler import make_context_relabeler, make_reasoning_relabeler
 from ..agents.reviewer import make_reviewer
 from ..agents.runtime import AgentRuntime
-from .state import SampleState
+from ..errors import RobustFTError
+from .state import SampleState, merge_records
 
 BARRIER = "context"
 
-
-def _failed_or(next_node: str):
-    def route(state: SampleState) -> Literal["next", "end"]:
-        return "end" if state.get("status") == "failed" else "next"
-
-    route.__name__ = f"to_{next_node}"
-    return route
+Node = Callable[[SampleState], Awaitable[dict[str, Any]]]
+Route = Callable[[SampleState], str]
 
 
-def _entry(state: SampleState) -> Literal["detect", "relabel"]:
-    return "relabel" if state.get("examples") is not None else "detect"
+class Batch(TypedDict, total=False):
+    samples: list[SampleState]                         # the samples sent in
+    finished: Annotated[list[SampleState], operator.add]  # the samples that left the graph
 
 
-def _after_checker(state: SampleState) -> Literal["noisy", "end"]:
-    return "noisy" if state.get("decision") == "noisy" and state.get("status") != "failed" else "end"
+def _apply(state: SampleState, update: dict[str, Any]) -> SampleState:
+    new = {**state, **update}
+    if "nodes" in update:
+        new["nodes"] = merge_records(state.get("nodes"), update["nodes"])
+    return new  # type: ignore[return-value]
+
+
+def _step(node: Node, route: Route, destinations: tuple[str, ...]):
+    """Run `node` on one sample, then send the sample on to where `route` says (END: hand it in).
+
+    An unexpected exception fails that sample only: the other samples of the batch go on.
+    """
+
+    async def step(state: SampleState) -> Command:
+        try:
+            update = await node(state)
+        except (asyncio.CancelledError, RobustFTError, OSError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - one sample's bug must not cost the others
+            update = {"status": "failed", "error": f"internal error in {node.__name__}: {describe(exc)}"}
+        new = _apply(state, update)
+        target = route(new)
+        if target == END:
+            return Command(update={"finished": [new]}, goto=END)
+        return Command(goto=Send(target, new))
+
+    step.__name__ = node.__name__
+    step.__doc__ = node.__doc__
+    step.__annotations__ = {"state": SampleState, "return": Command[Literal[destinations]]}  # type: ignore[valid-type]
+    return step
+
+
+def _next_unless_failed(next_node: str) -> Route:
+    return lambda state: END if state.get("status") == "failed" else next_node
+
+
+def _end(state: SampleState) -> str:
+    return END
 
 
 def build_graph(rt: AgentRuntime) -> StateGraph:
     ablate = set(rt.config.denoise.ablate)
-    g = StateGraph(SampleState)
-    g.add_node("base", make_base_expert(rt))
-    g.add_node("checker", make_checker(rt))
-    if "reasoning" in ablate:
-        g.add_conditional_edges("base", _failed_or("checker"), {"next": "checker", "end": END})
-    else:
-        g.add_node("reasoning", make_reasoning_expert(rt))
-        g.add_conditional_edges("base", _failed_or("reasoning"), {"next": "reasoning", "end": END})
-        g.add_conditional_edges("reasoning", _failed_or("checker"), {"next": "checker", "end": END})
+    g = StateGraph(Batch)
+    after_base = "checker" if "reasoning" in ablate else "reasoning"
+    g.add_node("base", _step(make_base_expert(rt), _next_unless_failed(after_base), (after_base, END)))
+    if "reasoning" not in ablate:
+        g.add_node("reasoning", _step(make_reasoning_expert(rt), _next_unless_failed("checker"), ("checker", END)))
 
     if "context" in ablate:
-        g.add_edge(START, "base")
-        g.add_node("reasoning_relabel", make_reasoning_relabeler(rt))
-        g.add_conditional_edges("checker", _after_checker, {"noisy": "reasoning_relabel", "end": END})
-        g.add_edge("reasoning_relabel", END)
+        def to_relabel(state: SampleState) -> str:
+            return "reasoning_relabel" if state.get("status") == "noisy" else END
+
+        g.add_node("checker", _step(make_checker(rt), to_relabel, ("reasoning_relabel", END)))
+        g.add_node("reasoning_relabel", _step(make_reasoning_relabeler(rt), _end, (END,)))
+        g.add_conditional_edges(START, lambda batch: [Send("base", s) for s in batch["samples"]], ["base"])
         return g
-    g.add_conditional_edges(START, _entry, {"detect": "base", "relabel": BARRIER})
-    g.add_edge("checker", END)  # clean and failed samples are done; noisy ones wait at the barrier
-    g.add_node(BARRIER, make_context_relabeler(rt))
+
+    # Clean and failed samples are done after the checker; noisy ones wait at the barrier.
+    g.add_node("checker", _step(make_checker(rt), _end, (END,)))
     if "reviewer" in ablate:
-        g.add_edge(BARRIER, END)
+        g.add_node(BARRIER, _step(make_context_relabeler(rt), _end, (END,)))
     else:
-        g.add_node("reviewer", make_reviewer(rt))
-        g.add_conditional_edges(BARRIER, _failed_or("reviewer"), {"next": "reviewer", "end": END})
-        g.add_edge("reviewer", END)
+        g.add_node(BARRIER, _step(make_context_relabeler(rt), _next_unless_failed("reviewer"), ("reviewer", END)))
+        g.add_node("reviewer", _step(make_reviewer(rt), _end, (END,)))
+
+    def enter(batch: Batch) -> list[Send]:
+        return [Send(BARRIER if s.get("examples") is not None else "base", s) for s in batch["samples"]]
+
+    g.add_conditional_edges(START, enter, ["base", BARRIER])
     return g
 
 
@@ -81,5 +125,10 @@ def compile_graph(rt: AgentRuntime):
     return build_graph(rt).compile()
 
 
-def has_barrier(graph: StateGraph) -> bool:
-    return BARRIER in graph.nodes
+async def run_batch(app, samples: list[SampleState]):
+    """Send `samples` through a compiled graph; yield each one's final state as it leaves."""
+    async for update in app.astream({"samples": samples}, stream_mode="updates"):
+        for node_update in update.values():
+            if node_update:
+                for state in node_update.get("finished", ()):
+                    yield state

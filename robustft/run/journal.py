@@ -22,9 +22,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from ..errors import UserError
+import orjson
 
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+from ..errors import UserError
+from ..files import json_default
+
+
+def dump_line(record: dict[str, Any]) -> bytes:
+    """One JSON Lines line. orjson is several times faster than json; text it cannot encode (a lone
+    surrogate from a broken file) goes through json, which can."""
+    try:
+        return orjson.dumps(record, default=json_default, option=orjson.OPT_APPEND_NEWLINE)
+    except TypeError:
+        return (json.dumps(record, ensure_ascii=True, default=json_default) + "\n").encode()
 
 
 @dataclass(slots=True)
@@ -63,7 +73,7 @@ class Journal:
                     break
                 if line.strip():
                     try:
-                        record = json.loads(line)
+                        record = orjson.loads(line)
                         sid = str(record["id"])
                         status = record["status"]
                     except (ValueError, KeyError, TypeError):
@@ -75,7 +85,7 @@ class Journal:
 
     def append(self, record: dict[str, Any]) -> Entry:
         assert self._file is not None
-        line = (_dumps(record) + "\n").encode("utf-8", "surrogatepass")
+        line = dump_line(record)
         offset = self._file.tell()
         self._file.write(line)
         self._file.flush()  # one write per record: a kill never leaves half a line in our buffer
@@ -88,7 +98,7 @@ class Journal:
         if self._reader is None:
             self._reader = open(self.path, "rb")
         self._reader.seek(self.entries[sid].offset)
-        return json.loads(self._reader.readline())
+        return orjson.loads(self._reader.readline())
 
     def sync(self) -> None:
         """Flush to the disk itself (the end of a phase: a power cut then loses nothing before it)."""

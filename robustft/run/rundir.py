@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ..errors import UserError
-from ..files import atomic_write, json_default, remove_stale_temporaries, write_json, write_jsonl
+from ..files import atomic_write, remove_stale_temporaries, write_json, write_jsonl
 
 SAMPLES = "samples.jsonl"
 SUMMARY = "summary.json"
@@ -224,13 +224,15 @@ class RunDir:
 
         marker = self.path / WRITING
         marker.write_text("outputs are being written\n", encoding="utf-8")
-        dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=json_default).encode
-        with atomic_write(self.samples) as samples, atomic_write(self.path / f".{DENOISED}.next.tmp") as denoised:
+        from .journal import dump_line
+
+        with atomic_write(self.samples, binary=True) as samples, \
+                atomic_write(self.path / f".{DENOISED}.next.tmp", binary=True) as denoised:
             for record in records:
-                samples.write(dumps(record) + "\n")
+                samples.write(dump_line(record))
                 kept = fine_tuning_record(record)
                 if kept is not None:
-                    denoised.write(json.dumps(kept, ensure_ascii=False, default=json_default) + "\n")
+                    denoised.write(dump_line(kept))
         staged = self.path / f".{DENOISED}.next.tmp"
         if self.review_log.exists():  # a person reviewed this run: apply their decisions again
             tool_set = _read_jsonl(staged)

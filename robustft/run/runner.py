@@ -22,15 +22,16 @@ from __future__ import annotations
 import asyncio
 import errno
 import hashlib
+import itertools
 import json
 import logging
 import time
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
-from ..agents.calls import ModelCalls, ServiceDown, describe
+from ..agents.calls import ModelCalls, ServiceDown
 from ..agents.runtime import AgentRuntime
 from ..backends.models import ModelPool
 from ..backends.store import NOT_IDENTITY, ResponseStore
@@ -38,8 +39,8 @@ from ..config import RobustFTConfig
 from ..data import Dataset, Sample, load_dataset
 from ..entropy import select_lowest
 from ..errors import ConfigError, ModelCallError, RobustFTError, UserError
-from ..graph.build import BARRIER, build_graph
-from ..graph.state import initial_state
+from ..graph.build import BARRIER, build_graph, run_batch
+from ..graph.state import SampleState, initial_state
 from ..prompts import PROMPT_NAMES, PromptLibrary
 from .journal import Journal
 from .outputs import Summary, final_record, fine_tuning_record, is_candidate, sample_record, state_of
@@ -189,12 +190,12 @@ class DenoiseRun:
                 vectors = QuestionVectors(embedder, store, batch_size=self.config.denoise.embedding_batch_size,
                                           in_flight=1 if isinstance(embedder, LocalEmbedder) else 4)
                 vectors.start([s.question for s in self.dataset.samples])
-            await self._drive("detect", detect, self._detect)
+            await self._drive("detect", (initial_state(s) for s in detect), len(detect))
             journal.sync()
             noisy = [sid for sid in fingerprints if self._entry_status(sid) == "noisy"]
             if noisy and vectors is not None:
                 examples = await self._retrieve(noisy, vectors)
-                await self._drive("relabel", noisy, lambda sid: self._relabel(sid, examples.pop(sid)))
+                await self._drive("relabel", self._relabel_states(noisy, examples), len(noisy))
                 journal.sync()
             summary = self._finish(rundir, time.monotonic() - started, reused, calls)
             rundir.mark("finished", settings)
@@ -259,17 +260,31 @@ class DenoiseRun:
 
     # --- the two passes through the graph -----------------------------------------------------
 
-    async def _drive(self, phase: str, items: list, fn: Callable[[Any], Awaitable[bool]]) -> None:
-        """Run fn over items, with enough samples in flight to keep `concurrency` calls busy."""
-        if not items:
-            return
-        pending: Iterator = iter(items)
-        with self.display.phase(phase, len(items)) as bar:
-            async def worker() -> None:
-                for item in pending:
-                    bar.advance(failed=await fn(item))
+    async def _drive(self, phase: str, states: Iterable[SampleState], total: int) -> None:
+        """Send samples through the graph in batches, with enough in flight to keep `concurrency`
+        calls busy, appending each sample's record to the journal as it leaves the graph.
 
-            workers = min(len(items), 2 * self.config.denoise.concurrency)
+        A batch is one graph invocation (see `graph.build`); a sample that leaves early is written
+        at once, so batching costs no durability. More samples are in flight than calls, so that
+        when some samples of a batch wait on a slow call, the others' calls keep the servers busy.
+        """
+        if not total:
+            return
+        concurrency = self.config.denoise.concurrency
+        size = max(1, min(16, concurrency // 4))
+        batches = _chunks(iter(states), size)
+        with self.display.phase(phase, total) as bar:
+            async def worker() -> None:
+                for batch in batches:
+                    left = {state["id"]: state for state in batch}
+                    async for final in run_batch(self.app, batch):
+                        left.pop(final["id"], None)
+                        bar.advance(failed=self._record(final))
+                    for state in left.values():  # cannot happen unless LangGraph drops a sample
+                        bar.advance(failed=self._record({**state, "status": "failed",
+                                                         "error": "internal error: the sample left the graph unseen"}))
+
+            workers = max(1, min(-(-total // size), -(-2 * concurrency // size)))
             tasks = [asyncio.ensure_future(worker()) for _ in range(workers)]
             try:
                 await asyncio.gather(*tasks)
@@ -279,26 +294,18 @@ class DenoiseRun:
                 await asyncio.gather(*tasks, return_exceptions=True)
                 raise
 
-    async def _detect(self, sample: Sample) -> bool:
-        return await self._invoke(sample.id, initial_state(sample))
-
-    async def _relabel(self, sid: str, examples: list[dict[str, Any]]) -> bool:
-        state = state_of(self.journal.read(sid))
-        state["examples"] = examples
-        return await self._invoke(sid, state)
-
-    async def _invoke(self, sid: str, state: dict[str, Any]) -> bool:
-        """One pass of one sample through the graph, its record appended to the journal. A sample's
-        unexpected exception fails that sample, not the run. Returns whether it failed."""
-        try:
-            state = await self.app.ainvoke(state)
-        except (asyncio.CancelledError, KeyboardInterrupt, RobustFTError, OSError):
-            raise
-        except Exception as exc:  # noqa: BLE001 - one sample's bug must not cost the others
-            state = {**state, "status": "failed", "error": f"internal error: {describe(exc)}"}
-        record = sample_record(state, self.dataset.task, self.fingerprints[sid])
+    def _record(self, state: dict[str, Any]) -> bool:
+        """Append a sample's record to the journal; returns whether the sample failed."""
+        record = sample_record(state, self.dataset.task, self.fingerprints[state["id"]])
         self.journal.append(record)
         return record["status"] == "failed"
+
+    def _relabel_states(self, noisy: list[str], examples: dict[str, list[dict[str, Any]]]) -> Iterator[SampleState]:
+        """Noisy samples read back from the journal as they are sent in (not all held in memory)."""
+        for sid in noisy:
+            state = state_of(self.journal.read(sid))
+            state["examples"] = examples.pop(sid)
+            yield state  # type: ignore[misc]
 
     # --- the barrier --------------------------------------------------------------------------
 
@@ -368,6 +375,11 @@ class DenoiseRun:
 
         rundir.write_outputs(records(), result, fine_tuning_record)
         return json.loads(rundir.summary.read_text(encoding="utf-8"))
+
+
+def _chunks(items: Iterator, size: int) -> Iterator[list]:
+    while batch := list(itertools.islice(items, size)):
+        yield batch
 
 
 def _environment_failure(e: OSError, out_dir: Path) -> RobustFTError:
