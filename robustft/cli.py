@@ -38,6 +38,24 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
                    "(vllm serve); the API key is read from $OPENAI_API_KEY (any value for local servers)")
 
 
+DATA_HELP = ("CSV, TSV, JSONL, JSON, Parquet, a save_to_disk folder, or a Hugging Face Hub name (org/name); "
+             "tables and chat formats (messages, ShareGPT conversations, Alpaca)")
+
+
+def _add_data_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data columns (override data.* in the config)")
+    g.add_argument("--question-column", metavar="NAME", help="column holding the question (default question)")
+    g.add_argument("--answer-column", metavar="NAME", help="column holding the answer (default answer)")
+    g.add_argument("--options-column", metavar="NAME", help="column holding multiple-choice options (default options)")
+    g.add_argument("--id-column", metavar="NAME", help="column holding unique ids (default id; none: row numbers)")
+    g.add_argument("--split", metavar="NAME", help="split of a hub dataset or DatasetDict (default train, or the only one)")
+
+
+def _data_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    return {"data.question_column": args.question_column, "data.answer_column": args.answer_column,
+            "data.options_column": args.options_column, "data.id_column": args.id_column, "data.split": args.split}
+
+
 # --- denoise ---------------------------------------------------------------------------------
 
 def _add_denoise(sub) -> None:
@@ -46,7 +64,7 @@ def _add_denoise(sub) -> None:
                                    "and entropy selection over a dataset. Writes denoised.jsonl, samples.jsonl "
                                    "and summary.json to --out; re-running with the same --out resumes.")
     p.add_argument("--config", metavar="FILE", help="YAML config (see examples/); flags override it")
-    p.add_argument("--data", metavar="FILE", help="CSV, JSONL, or a Hugging Face dataset saved with save_to_disk")
+    p.add_argument("--data", metavar="SOURCE", help=DATA_HELP)
     p.add_argument("--out", metavar="DIR", help="run directory (outputs, checkpoints, the clean index)")
     _add_model_flags(p)
     p.add_argument("--concurrency", type=int, metavar="N", help="model calls in flight at once (default 32)")
@@ -59,11 +77,13 @@ def _add_denoise(sub) -> None:
     p.add_argument("--review", choices=["on_disagreement", "always"],
                    help="when the reviewer is asked: only when reasoning and context answers differ (default), "
                         "or always (the paper's code)")
-    p.add_argument("--task", choices=["auto", "multiple_choice", "text", "numeric"], help="answer type (default: inferred)")
+    p.add_argument("--task", choices=["auto", "multiple_choice", "text", "numeric", "open"],
+                   help="answer type (default: inferred; open = long free-text responses)")
     p.add_argument("--prompts-dir", metavar="DIR", help="folder of .jinja templates overriding the built-ins")
     p.add_argument("--out-of-range-labels", choices=["error", "keep"],
                    help="a label letter past the last option: stop with an error (default) or keep it to be relabeled")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_data_flags(p)
     p.set_defaults(handler=_denoise)
 
 
@@ -77,7 +97,7 @@ def _denoise(args: argparse.Namespace) -> int:
                       "denoise.concurrency": args.concurrency, "denoise.beta": args.beta, "denoise.k": args.k,
                       "denoise.checker": args.checker, "denoise.reflection_rounds": args.reflection_rounds,
                       "denoise.review": args.review,
-                      "denoise.prompts_dir": args.prompts_dir})
+                      "denoise.prompts_dir": args.prompts_dir, **_data_overrides(args)})
     config = load_config(args.config, overrides)
     result = denoise(config, progress=not args.quiet)
     print(describe_run(result.summary, result.out_dir))
@@ -125,7 +145,7 @@ def _add_train(sub) -> None:
                                    "the tokenizer, train_config.json and train_summary.json to --out; re-running "
                                    "with the same --out resumes from the last checkpoint. Several GPUs: "
                                    "accelerate launch -m robustft train ...")
-    p.add_argument("--data", metavar="FILE", help="denoised.jsonl, or a CSV/JSONL/dataset folder with labels")
+    p.add_argument("--data", metavar="SOURCE", help="denoised.jsonl, or any labeled data: " + DATA_HELP)
     p.add_argument("--model", metavar="PATH_OR_NAME", help="model to fine-tune: a local directory or a hub name")
     p.add_argument("--out", metavar="DIR", help="output directory for the adapter and records")
     p.add_argument("--config", metavar="FILE", help="YAML config; its train: section sets the training settings")
@@ -136,6 +156,7 @@ def _add_train(sub) -> None:
     p.add_argument("--batch-size", type=int, metavar="N", help="samples per device per step (default 8)")
     p.add_argument("--limit", type=int, metavar="N", help="train on the first N rows only")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_data_flags(p)
     p.set_defaults(handler=_train)
 
 
@@ -146,7 +167,8 @@ def _train(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, {
         "data.limit": args.limit, "train.epochs": args.epochs, "train.max_steps": args.max_steps,
-        "train.learning_rate": args.learning_rate, "train.lora_r": args.lora_r, "train.batch_size": args.batch_size})
+        "train.learning_rate": args.learning_rate, "train.lora_r": args.lora_r, "train.batch_size": args.batch_size,
+        **_data_overrides(args)})
     config = resolve_config_paths(config, args.config)
     result = train(config, data=args.data, model=args.model, out=args.out, progress=not args.quiet)
     print(describe_training(result))
@@ -163,7 +185,7 @@ def _add_eval(sub) -> None:
                                    "--lora-modules NAME=DIR, then --model NAME). --model PATH: a local transformers "
                                    "model, with --adapter DIR for a LoRA adapter from `robustft train`. Prints the "
                                    "accuracy; writes predictions.jsonl and result.json to --out.")
-    p.add_argument("--data", metavar="FILE", help="labeled test set: CSV, JSONL or a dataset folder")
+    p.add_argument("--data", metavar="SOURCE", help="labeled test set: " + DATA_HELP)
     _add_model_flags(p)
     p.add_argument("--adapter", metavar="DIR", help="LoRA adapter directory (robustft train --out) for a local model")
     p.add_argument("--out", metavar="DIR", help="where predictions.jsonl and result.json go (default: "
@@ -174,6 +196,7 @@ def _add_eval(sub) -> None:
     p.add_argument("--concurrency", type=int, metavar="N", help="server requests in flight (default 32)")
     p.add_argument("--batch-size", type=int, metavar="N", help="local model: prompts per generate call (default 16)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_data_flags(p)
     p.set_defaults(handler=_eval)
 
 
@@ -182,7 +205,7 @@ def _eval(args: argparse.Namespace) -> int:
     from .finetune.evaluate import describe_eval, evaluate
 
     config = load_config(args.config, {"eval.max_tokens": args.max_tokens, "eval.concurrency": args.concurrency,
-                                       "eval.batch_size": args.batch_size})
+                                       "eval.batch_size": args.batch_size, **_data_overrides(args)})
     result = evaluate(config, data=args.data, model=args.model, base_url=args.base_url, adapter=args.adapter,
                       out=args.out, limit=args.limit, progress=not args.quiet)
     print(describe_eval(result))
@@ -192,26 +215,50 @@ def _eval(args: argparse.Namespace) -> int:
 # --- export ----------------------------------------------------------------------------------
 
 def _add_export(sub) -> None:
-    p = sub.add_parser("export", help="write the fine-tuning set for other training tools",
-                       description="The prompt/completion pairs `robustft train` uses, as chat messages JSONL "
-                                   "(messages), Alpaca JSON (alpaca) or a Hugging Face dataset folder in TRL's "
-                                   "prompt-completion format (hf).")
-    p.add_argument("--data", metavar="FILE", help="denoised.jsonl, or a CSV/JSONL/dataset folder with labels")
-    p.add_argument("--out", metavar="PATH", required=True, help="FILE.jsonl, FILE.json or a folder")
-    p.add_argument("--format", choices=["messages", "alpaca", "hf"],
-                   help="default: from --out (.jsonl messages, .json alpaca, otherwise hf)")
-    p.add_argument("--config", metavar="FILE", help="YAML config (data columns, instruction, prompts_dir)")
-    p.add_argument("--limit", type=int, metavar="N", help="export the first N rows only")
+    p = sub.add_parser("export", help="write the fine-tuning set in the input's own format, or for other trainers",
+                       description="robustft export RUN_DIR writes the fine-tuning set of a denoise run in the "
+                                   "format of its input (default --format input): a messages file comes back as a "
+                                   "messages file with only the corrected assistant turns changed, ShareGPT as "
+                                   "ShareGPT, Alpaca as Alpaca, a table with the same columns and the answer "
+                                   "replaced; dropped samples are left out. --format messages|alpaca|hf writes the "
+                                   "prompt/completion pairs `robustft train` uses instead: chat messages JSONL, "
+                                   "Alpaca JSON, or a Hugging Face dataset folder in TRL's prompt-completion format. "
+                                   "Without RUN_DIR, --data FILE (denoised.jsonl or labeled data) and --out give "
+                                   "those pairs.")
+    p.add_argument("dir", metavar="RUN_DIR", nargs="?", help="run directory (robustft denoise --out)")
+    p.add_argument("--data", metavar="SOURCE", help="with RUN_DIR: the input the run read, when it has moved; "
+                   "without: denoised.jsonl, or labeled data: " + DATA_HELP)
+    p.add_argument("--out", metavar="PATH", help="file or folder to write; its suffix picks the file type "
+                   "(.jsonl, .json, .csv, .tsv, .parquet; otherwise a save_to_disk folder). Default with RUN_DIR: "
+                   "RUN_DIR/export/<the input's name>")
+    p.add_argument("--format", choices=["input", "messages", "alpaca", "hf"],
+                   help="input: the input's own format (default with RUN_DIR); messages, alpaca, hf: training "
+                        "pairs (default without RUN_DIR: from --out, .jsonl messages, .json alpaca, otherwise hf)")
+    p.add_argument("--config", metavar="FILE", help="without RUN_DIR: YAML config (data columns, instruction, "
+                   "prompts_dir); a run directory carries its own")
+    p.add_argument("--limit", type=int, metavar="N", help="without RUN_DIR: export the first N rows only")
+    _add_data_flags(p)
     p.set_defaults(handler=_export)
 
 
 def _export(args: argparse.Namespace) -> int:
     from .config import load_config
-    from .finetune.export import export
+    from .errors import ConfigError
+    from .finetune.export import export, export_run
 
-    config = load_config(args.config, {"data.limit": args.limit})
-    result = export(config, data=args.data, out=args.out, fmt=args.format)
-    print(f"wrote {result.count} samples as {result.format} to {result.path}")
+    overrides = _data_overrides(args)
+    if args.dir is not None:
+        if args.config or args.limit:
+            raise ConfigError("--config and --limit are not used with RUN_DIR: the run's own configuration says "
+                              "what it read")
+        result = export_run(args.dir, out=args.out, fmt=args.format, data=args.data,
+                            data_overrides={k.split(".", 1)[1]: v for k, v in overrides.items()})
+    else:
+        if args.data is None or args.out is None:
+            raise ConfigError("pass the run directory (robustft export RUN_DIR), or --data FILE and --out PATH")
+        config = load_config(args.config, {"data.limit": args.limit, **overrides})
+        result = export(config, data=args.data, out=args.out, fmt=args.format)
+    print(result.describe())
     return 0
 
 
@@ -306,7 +353,7 @@ def _add_ablate(sub) -> None:
                                    "(also DIR/ablation.json and DIR/ablation.md). Variants: "
                                    + ", ".join(VARIANTS) + "; combine switches with '+'. Re-running resumes.")
     p.add_argument("--config", metavar="FILE", help="YAML config (see examples/); flags override it")
-    p.add_argument("--data", metavar="FILE", help="CSV, JSONL, or a Hugging Face dataset saved with save_to_disk")
+    p.add_argument("--data", metavar="SOURCE", help=DATA_HELP)
     p.add_argument("--out", metavar="DIR", help="ablation directory (one run directory per variant inside)")
     _add_model_flags(p)
     p.add_argument("--variants", metavar="LIST", help="comma-separated variants (default: all of them)")
@@ -316,6 +363,7 @@ def _add_ablate(sub) -> None:
     p.add_argument("--max-tokens", type=int, metavar="N", help="max tokens per response (default 512)")
     p.add_argument("--beta", type=float, help="fraction of relabeled samples kept (default 0.5)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_data_flags(p)
     p.set_defaults(handler=_ablate)
 
 
@@ -327,7 +375,7 @@ def _ablate(args: argparse.Namespace) -> int:
     variants = parse_variants(args.variants)
     overrides = _model_overrides(args)
     overrides.update({"data.path": args.data, "data.limit": args.limit, "denoise.concurrency": args.concurrency,
-                      "denoise.beta": args.beta})
+                      "denoise.beta": args.beta, **_data_overrides(args)})
     config = load_config(args.config, overrides)
     out = args.out or config.out
     if out is None:
@@ -380,9 +428,36 @@ def _review(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- config --------------------------------------------------------------------------------
+
+def _add_config(sub) -> None:
+    p = sub.add_parser("config", help="print every setting with its default and help, as YAML",
+                       description="Print a complete, annotated config file: every setting, its default and what "
+                                   "it does, generated from the configuration models. Save it, keep what you "
+                                   "change, and pass it with --config.")
+    p.add_argument("--out", metavar="FILE", help="write it to FILE instead of printing it")
+    p.set_defaults(handler=_config)
+
+
+def _config(args: argparse.Namespace) -> int:
+    from .config_doc import annotated_config
+
+    text = annotated_config()
+    if args.out:
+        from .data.records import atomic_text
+
+        with atomic_text(args.out) as f:
+            f.write(text)
+        print(f"wrote every setting with its default to {args.out}")
+    else:
+        _print_to_pager(text.rstrip("\n"))
+    return 0
+
+
 # --- entry point -----------------------------------------------------------------------------
 
-COMMANDS = [_add_denoise, _add_demo, _add_train, _add_eval, _add_export, _add_run, _add_trace, _add_report, _add_ablate, _add_review]
+COMMANDS = [_add_denoise, _add_demo, _add_train, _add_eval, _add_export, _add_run, _add_trace, _add_report, _add_ablate,
+            _add_review, _add_config]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -17,7 +17,8 @@ from .errors import ConfigError
 Role = Literal["base", "reasoning", "context", "reviewer", "judge"]
 ROLES: tuple[str, ...] = ("base", "reasoning", "context", "reviewer", "judge")
 Provider = Literal["openai", "transformers", "vllm", "fake"]
-TaskType = Literal["auto", "multiple_choice", "text", "numeric"]
+TaskType = Literal["auto", "multiple_choice", "text", "numeric", "open"]
+DataFormat = Literal["auto", "table", "messages", "sharegpt", "alpaca"]
 Ablation = Literal["reasoning", "checker", "context", "reviewer", "selection"]
 
 
@@ -28,16 +29,21 @@ class StrictModel(BaseModel):
 class ModelConfig(StrictModel):
     """One chat model. `provider` picks the backend in `robustft.backends.models`."""
 
-    provider: Provider = "openai"
-    name: str | None = Field(None, description="Model name on the server, or a local path / hub name.")
-    base_url: str | None = Field(None, description="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
-    api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the API key.")
-    temperature: float = Field(1.0, ge=0.0)
-    max_tokens: int = Field(512, gt=0)
-    logprobs: bool = True
-    timeout_s: float = Field(120.0, gt=0, description="Per request.")
+    provider: Provider = Field("openai", description=(
+        "The backend: openai (any OpenAI-compatible server: vllm serve, hosted APIs), transformers (a local "
+        "model), vllm (in-process vLLM), fake (scripted replies, for tests). --base-url sets openai, --model "
+        "alone transformers."))
+    name: str | None = Field(None, description="Model name on the server, or a local path / hub name. Flag: --model.")
+    base_url: str | None = Field(None, description="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1. Flag: --base-url.")
+    api_key_env: str = Field("OPENAI_API_KEY", description=(
+        "Environment variable holding the API key (the key itself is never written anywhere; any value, or "
+        "none, for local servers)."))
+    temperature: float = Field(1.0, ge=0.0, description="Sampling temperature of every expert call (the paper's: 1.0).")
+    max_tokens: int = Field(512, gt=0, description="Longest reply, in tokens. Flag: --max-tokens.")
+    logprobs: bool = Field(True, description="Ask for token log-probabilities; entropy selection needs them.")
+    timeout_s: float = Field(120.0, gt=0, description="Seconds before a request is abandoned (then retried).")
     max_retries: int = Field(3, ge=0, description="Retries of a failed request, with backoff.")
-    seed: int | None = None
+    seed: int | None = Field(None, description="Sampling seed sent with each request, when the server honours one.")
     device: str = Field("auto", description="transformers/vllm: 'cpu', 'cuda', 'auto'.")
     dtype: str = Field("auto", description="transformers/vllm: 'auto', 'float32', 'bfloat16', ...")
     batch_size: int = Field(8, gt=0, description="transformers: prompts generated together.")
@@ -67,17 +73,37 @@ class ModelOverride(StrictModel):
 
 
 class DataConfig(StrictModel):
-    """Where the samples come from and which columns hold what."""
+    """Where the samples come from and which fields hold what (see README, "Your data")."""
 
-    path: Path | None = None
-    id_column: str = "id"
-    question_column: str = "question"
-    answer_column: str = "answer"
-    options_column: str = "options"
-    task: TaskType = Field("auto", description="Inferred from the data when 'auto'.")
+    path: Path | None = Field(None, description=(
+        "The data: a .csv, .tsv, .jsonl, .json or .parquet file, a folder written by datasets' save_to_disk, a "
+        "folder of data files, or a Hugging Face Hub name (org/name, read with datasets.load_dataset). A "
+        "relative path in a config file is relative to that file. Flag: --data."))
+    split: str | None = Field(None, description=(
+        "Which split of a hub dataset or saved DatasetDict to read (also: which list of a JSON object that "
+        "holds several). None: 'train', or the only one. Flag: --split."))
+    format: DataFormat = Field("auto", description=(
+        "The shape of each record: table (question and answer columns), messages (OpenAI chat: role, "
+        "content), sharegpt (conversations: from, value), alpaca (instruction, input, output). auto: "
+        "the question and answer columns when both exist, else recognised from the field names."))
+    id_column: str = Field("id", description=(
+        "Column holding each sample's unique id; without it the 0-based row number is the id. Flag: --id-column."))
+    question_column: str = Field("question", description="Column holding the question (tables). Flag: --question-column.")
+    answer_column: str = Field("answer", description=(
+        "Column holding the given, possibly wrong, answer (tables). Flag: --answer-column."))
+    options_column: str = Field("options", description=(
+        "Column holding the options of a multiple-choice question, a JSON list of strings; when present, "
+        "answers are option letters (A = first). Flag: --options-column."))
+    conversation_column: str | None = Field(None, description=(
+        "Column holding the conversation in the messages and sharegpt formats. None: 'messages', then "
+        "'conversations'."))
+    task: TaskType = Field("auto", description=(
+        "How answers are compared. auto: multiple_choice when options are given, numeric when every "
+        "answer is a number, open when answers are long free text (the median answer has 8 words or "
+        "more), else text (short free text). Flag: --task."))
     numeric_rel_tol: float = Field(1e-2, ge=0.0, description="Numeric answers match within this relative tolerance.")
     instruction: str = Field("", description="Extra task instruction appended to every answer request.")
-    limit: int | None = Field(None, gt=0, description="Take only the first N rows.")
+    limit: int | None = Field(None, gt=0, description="Take only the first N rows. Flag: --limit.")
     out_of_range_labels: Literal["error", "keep"] = Field("error", description=(
         "Multiple choice: a label letter past the last option (D with three options) is an error, or, "
         "with 'keep', a certainly-wrong label that the run relabels."))
@@ -104,8 +130,9 @@ class DenoiseConfig(StrictModel):
     score: Literal["mean_nll", "answer_nll"] = Field("mean_nll", description=(
         "mean_nll: the paper's mean negative log-probability of all generated tokens; answer_nll: "
         "of the answer tokens after 'Answer:' only."))
-    embedding_model: str = "sentence-transformers/all-MiniLM-L6-v2"
-    embedding_batch_size: int = Field(64, gt=0)
+    embedding_model: str = Field("sentence-transformers/all-MiniLM-L6-v2", description=(
+        "Sentence-embedding model for retrieving similar clean samples (a hub name or a local directory)."))
+    embedding_batch_size: int = Field(64, gt=0, description="Questions embedded together.")
     concurrency: int = Field(32, gt=0, description="Model calls in flight at once.")
     parse_retries: int = Field(2, ge=0, description="Re-asks when a response holds no usable answer.")
     ablate: list[Ablation] = Field(default_factory=list, description="Parts of the method to switch off.")
@@ -123,26 +150,26 @@ class TrainConfig(StrictModel):
     completion `Answer: X`; only the completion carries loss.
     """
 
-    model: str | None = Field(None, description="Model to fine-tune: a local directory or a hub name (--model).")
+    model: str | None = Field(None, description="Model to fine-tune: a local directory or a hub name. Flag: --model.")
     lora_r: int = Field(8, gt=0, description="LoRA rank.")
     lora_alpha: int = Field(16, gt=0, description="LoRA scaling numerator (scale = alpha / r).")
-    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on the LoRA layers' input.")
     target_modules: str | list[str] = Field("all-linear", description=(
         "Modules given LoRA weights: 'all-linear' (every linear layer but the output head) or a list of names."))
-    learning_rate: float = Field(1e-4, gt=0.0)
+    learning_rate: float = Field(1e-4, gt=0.0, description="Peak learning rate.")
     epochs: float = Field(2.0, gt=0.0, description="Passes over the fine-tuning set.")
     max_steps: int | None = Field(None, gt=0, description="Stop after N optimizer steps (overrides epochs).")
-    lr_scheduler: LRScheduler = "cosine"
+    lr_scheduler: LRScheduler = Field("cosine", description="Learning-rate schedule after the warm-up.")
     warmup_ratio: float = Field(0.1, ge=0.0, lt=1.0, description="Fraction of the steps spent warming up linearly.")
     batch_size: int = Field(8, gt=0, description="Samples per device per step.")
     gradient_accumulation_steps: int = Field(2, gt=0, description="Steps summed per optimizer update.")
     max_length: int = Field(1024, gt=0, description="Tokens per sample (prompt + completion); longer ones are cut.")
-    weight_decay: float = Field(0.0, ge=0.0)
+    weight_decay: float = Field(0.0, ge=0.0, description="AdamW weight decay.")
     gradient_checkpointing: bool = Field(False, description="Trade compute for memory (large models on small GPUs).")
     dtype: str = Field("auto", description="'auto' (bfloat16 on a GPU that has it, else float32), 'float32', 'bfloat16', 'float16'.")
     device: Literal["auto", "cpu"] = Field("auto", description="'cpu' trains on the CPU even when a GPU is present.")
-    seed: int = 42
-    logging_steps: int = Field(10, gt=0)
+    seed: int = Field(42, description="Seed for data order and LoRA initialisation.")
+    logging_steps: int = Field(10, gt=0, description="Record the loss every N steps (train_summary.json).")
     save_steps: int = Field(100, gt=0, description="Checkpoint every N steps (a stopped run resumes from the last).")
     save_total_limit: int | None = Field(2, gt=0, description="Checkpoints kept (oldest deleted).")
 
@@ -169,15 +196,20 @@ class ExperimentConfig(StrictModel):
 
 
 class RobustFTConfig(StrictModel):
-    data: DataConfig = Field(default_factory=DataConfig)
-    model: ModelConfig = Field(default_factory=ModelConfig)
+    """A whole run's settings. Every field has a default, so an empty file is a valid config."""
+
+    data: DataConfig = Field(default_factory=DataConfig, description="The input data and its fields.")
+    model: ModelConfig = Field(default_factory=ModelConfig, description=(
+        "The model that plays every role unless `roles` says otherwise."))
     roles: dict[Role, ModelOverride] = Field(default_factory=dict, description=(
-        "Per-role model changes, e.g. roles: {reviewer: {name: gpt-4o}}."))
-    denoise: DenoiseConfig = Field(default_factory=DenoiseConfig)
-    train: TrainConfig = Field(default_factory=TrainConfig)
-    eval: EvalConfig = Field(default_factory=EvalConfig)
-    experiment: ExperimentConfig = Field(default_factory=ExperimentConfig)
-    out: Path | None = None
+        "Per-role model changes, e.g. roles: {reviewer: {name: gpt-4o}}. Roles: base, reasoning, context, "
+        "reviewer, judge; each may set any model field, and unset fields inherit model."))
+    denoise: DenoiseConfig = Field(default_factory=DenoiseConfig, description="The method's settings.")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="LoRA fine-tuning (robustft train).")
+    eval: EvalConfig = Field(default_factory=EvalConfig, description="Test-set accuracy (robustft eval).")
+    experiment: ExperimentConfig = Field(default_factory=ExperimentConfig, description=(
+        "denoise, train and eval in one command (robustft run)."))
+    out: Path | None = Field(None, description="Output directory (the run directory of denoise). Flag: --out.")
 
     @model_validator(mode="after")
     def _roles_resolve(self) -> "RobustFTConfig":
@@ -244,14 +276,19 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: the top level must be a mapping (key: value), not {type(loaded).__name__}")
         raw = loaded
-        # Relative paths in a config file are relative to the file, so configs travel with their data.
+        # Relative paths in a config file are relative to the file, so configs travel with their data
+        # (a data.path that is found nowhere and reads as org/name is a Hugging Face Hub name).
+        from .data.sources import looks_like_hub_name
+
         for key in ("data", "denoise"):
             section = raw.get(key)
             field = "path" if key == "data" else "prompts_dir"
             if isinstance(section, dict) and isinstance(section.get(field), str):
                 p = Path(section[field])
-                if not p.is_absolute() and not p.exists():
-                    section[field] = str(path.parent / p)
+                beside = path.parent / p
+                hub_name = key == "data" and not beside.exists() and looks_like_hub_name(section[field])
+                if not p.is_absolute() and not p.exists() and not hub_name:
+                    section[field] = str(beside)
     for dotted, value in (overrides or {}).items():
         if value is not None:
             _set_dotted(raw, dotted, value)

@@ -7,6 +7,7 @@ MiniLM embeddings, selection, the outputs) is what a real run uses.
 
 from __future__ import annotations
 
+import shlex
 import shutil
 from pathlib import Path
 
@@ -32,6 +33,11 @@ def _fresh_dir(out: Path) -> None:
     (out / MARKER).write_text("made by `robustft demo`; safe to delete\n", encoding="utf-8")
 
 
+def _shell_word(value: object) -> str:
+    """`value` as one word of a POSIX shell command line, quoted only when it needs it."""
+    return shlex.quote(str(value))
+
+
 def _a_relabeled_id(records: list[dict]) -> str:
     return next((r["id"] for r in records if r["status"] == "relabeled"), records[0]["id"])
 
@@ -53,6 +59,7 @@ def run_demo(out: Path, *, accuracy: float = 0.8, progress: bool = True, seed: i
     n_wrong, caught = m["input"]["wrong"], m["detection"]["true_positive"]
     input_acc, kept_acc = m["input"]["label_accuracy"], m["fine_tuning_set"]["label_accuracy"]
     kept = m["fine_tuning_set"]["samples"]
+    q = _shell_word
     return "\n".join([
         "",
         f"robustft demo: {s['total']} multiple-choice questions written for this project, {n_wrong} of them "
@@ -67,11 +74,12 @@ def run_demo(out: Path, *, accuracy: float = 0.8, progress: bool = True, seed: i
         "",
         f"Outputs in {out}/:  denoised.jsonl (the fine-tuning set), samples.jsonl (each sample's path through "
         "the agents), summary.json (counts, calls, config).",
-        f"Look closer:  robustft trace {out} {_a_relabeled_id(records)}   (one sample's path through the agents)",
-        f"              robustft report {out} --gold {DEMO_GOLD}   (an HTML report with plots)",
+        f"Look closer:  robustft trace {q(out)} {q(_a_relabeled_id(records))}   (one sample's path through the agents)",
+        f"              robustft report {q(out)} --gold {q(DEMO_GOLD)}   (an HTML report with plots)",
+        f"              robustft export {q(out)}   (the fine-tuning set as a CSV like the input)",
         "",
         "To do the same with a real model, serve it (for example `vllm serve meta-llama/Llama-3.1-8B-Instruct`) "
         "and run:",
-        f"  robustft denoise --data {DEMO_DATA} --model meta-llama/Llama-3.1-8B-Instruct "
+        f"  robustft denoise --data {q(DEMO_DATA)} --model meta-llama/Llama-3.1-8B-Instruct "
         "--base-url http://127.0.0.1:8000/v1 --out runs/real",
     ])

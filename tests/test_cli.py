@@ -128,20 +128,6 @@ def test_help_lists_the_contract_flags(capsys):
         assert flag in text
 
 
-def test_demo_runs_offline_and_says_the_experts_are_simulated(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path / "demo"), "--quiet"]) == 0
-    out = capsys.readouterr().out
-    assert "SIMULATED" in out and "denoised.jsonl" in out and "--base-url" in out
-    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
-    assert summary["total"] == 80 and summary["failed"] == 0
-    # The demo restarts cleanly in its own directory, and refuses to delete anyone else's.
-    assert main(["demo", "--out", str(tmp_path / "demo"), "--quiet"]) == 0
-    (tmp_path / "mine").mkdir()
-    (tmp_path / "mine" / "thesis.txt").write_text("precious")
-    assert main(["demo", "--out", str(tmp_path / "mine"), "--quiet"]) == 2
-    assert (tmp_path / "mine" / "thesis.txt").exists()
-
-
 @pytest.mark.parametrize("task", ["numeric", "text"])
 def test_free_form_tasks_run_end_to_end(tmp_path, capsys, task):
     import random

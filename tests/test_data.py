@@ -376,3 +376,186 @@ def test_read_jsonl_errors(tmp_path):
     p = write(tmp_path, "y.jsonl", '{"a": 1}\n{"a": \n')
     with pytest.raises(InputError, match=r"y\.jsonl.*line 2 is not valid JSON"):
         read_jsonl(p)
+
+
+# --- more sources: Parquet, JSON holding a list, local datasets by name, hub names ------------
+
+
+def test_parquet_with_real_lists_and_limit(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({"id": ["p1", "p2", "p3"], "question": ["Sky?", "Grass?", "Blood?"],
+                      "answer": ["C", "green", "a"], "options": [["red", "green", "blue"]] * 3,
+                      "difficulty": [1, 2, 3]})
+    pq.write_table(table, tmp_path / "d.parquet", row_group_size=1)
+    ds = load(tmp_path / "d.parquet")
+    assert ds.task == "multiple_choice" and [s.label for s in ds.samples] == ["C", "B", "A"]
+    assert ds.samples[0].options == ["red", "green", "blue"] and ds.samples[2].extra == {"difficulty": 3}
+    assert ds.source.kind == "parquet" and ds.source.columns == ["id", "question", "answer", "options", "difficulty"]
+    assert [s.id for s in load(tmp_path / "d.parquet", limit=2).samples] == ["p1", "p2"]
+    (tmp_path / "bad.parquet").write_bytes(b"PAR1 not really")
+    msg = error_of(tmp_path / "bad.parquet")
+    assert "bad.parquet" in msg and "Parquet" in msg and "fix:" in msg
+
+
+@pytest.mark.parametrize("document, split, expected", [
+    ({"data": [{"question": "Q1?", "answer": "a"}], "version": 2}, None, ["Q1?"]),
+    ({"train": [{"question": "T?", "answer": "a"}], "test": [{"question": "E?", "answer": "b"}]}, None, ["T?"]),
+    ({"train": [{"question": "T?", "answer": "a"}], "test": [{"question": "E?", "answer": "b"}]}, "test", ["E?"]),
+    ({"questions": [{"question": "Only?", "answer": "a"}]}, None, ["Only?"]),
+    ({"question": "One record?", "answer": "a", "tags": ["x"]}, None, ["One record?"]),
+])
+def test_json_object_holding_the_list(tmp_path, document, split, expected):
+    p = write(tmp_path, "d.json", json.dumps(document, indent=2))
+    ds = load(p, split=split)
+    assert [s.question for s in ds.samples] == expected
+
+
+def test_json_object_with_several_lists_says_which_to_pick(tmp_path):
+    p = write(tmp_path, "d.json", json.dumps({"a": [{"question": "Q", "answer": "x"}], "b": []}))
+    msg = error_of(p)
+    assert "d.json" in msg and "'a', 'b'" in msg and "--split" in msg
+    msg = error_of(p, split="c")
+    assert "no list under 'c'" in msg
+
+
+def test_jsonl_saved_as_json(tmp_path):
+    p = write(tmp_path, "d.json", '{"question": "Q1?", "answer": "a"}\n{"question": "Q2?", "answer": "b"}\n')
+    assert [s.question for s in load(p).samples] == ["Q1?", "Q2?"]
+
+
+def test_a_local_dataset_loaded_by_name_through_datasets(tmp_path, monkeypatch):
+    """A folder of data files (as a hub dataset's repository looks) goes through datasets.load_dataset."""
+    datasets = pytest.importorskip("datasets")
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "cache")
+    repo = tmp_path / "org" / "quiz"
+    repo.mkdir(parents=True)
+    (repo / "train.jsonl").write_text("".join(json.dumps({"question": f"Q{i}?", "answer": str(i)}) + "\n"
+                                              for i in range(5)))
+    (repo / "test.jsonl").write_text(json.dumps({"question": "T?", "answer": "9"}) + "\n")
+    ds = load(repo)
+    assert ds.source.kind == "hub" and ds.source.split == "train" and ds.task == "numeric"
+    assert [s.question for s in ds.samples] == [f"Q{i}?" for i in range(5)]
+    assert [s.question for s in load(repo, split="test").samples] == ["T?"]
+    msg = error_of(repo, split="validation")
+    assert "no split 'validation'" in msg and "train, test" in msg
+    # The same folder named relative to the working directory, as one would name a hub dataset.
+    monkeypatch.chdir(tmp_path)
+    assert len(load("org/quiz", limit=2).samples) == 2
+
+
+def test_hub_name_offline_without_cache_says_so_and_how_to_fix(tmp_path, monkeypatch):
+    datasets = pytest.importorskip("datasets")
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "cache")
+    monkeypatch.chdir(tmp_path)
+    assert os.environ.get("HF_HUB_OFFLINE") == "1"  # set by conftest: the tests never reach the hub
+    msg = error_of("someorg/never-cached-dataset")
+    assert "someorg/never-cached-dataset" in msg and "not in the local cache" in msg
+    assert "HF_DATASETS_CACHE" in msg and "--data" in msg and "HF_HUB_OFFLINE" in msg
+    msg = error_of(tmp_path / "missing.jsonl")  # a missing file is never taken for a hub name
+    assert "file not found" in msg
+
+
+def test_hub_name_in_a_config_file_is_not_made_relative(tmp_path):
+    from robustft.config import load_config
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("data: {path: someorg/some-dataset, split: validation}\n")
+    config = load_config(cfg)
+    assert str(config.data.path) == "someorg/some-dataset" and config.data.split == "validation"
+    cfg.write_text("data: {path: missing.csv}\n")
+    assert load_config(cfg).data.path == tmp_path / "missing.csv"
+
+
+def test_in_memory_records_dataframe_and_dataset():
+    import pandas as pd
+
+    rows = [{"question": "Q1?", "answer": "a"}, {"question": "Q2?", "answer": "b"}]
+    assert [s.label for s in load_dataset(DataConfig(), rows).samples] == ["a", "b"]
+    assert [s.label for s in load_dataset(DataConfig(), pd.DataFrame(rows)).samples] == ["a", "b"]
+    datasets = pytest.importorskip("datasets")
+    assert len(load_dataset(DataConfig(limit=1), datasets.Dataset.from_list(rows)).samples) == 1
+    with pytest.raises(InputError, match="item 2 is a str"):
+        load_dataset(DataConfig(), [{"question": "Q", "answer": "a"}, "oops"])
+
+
+# --- large fields ----------------------------------------------------------------------------
+
+
+def test_csv_fields_larger_than_the_csv_modules_limit_load(tmp_path):
+    import csv as _csv
+
+    from robustft.data import read_csv
+
+    context = "long context paragraph. " * 20_000  # ~480 KB, past csv's 128 KiB default limit
+    p = tmp_path / "big.csv"
+    with p.open("w", newline="", encoding="utf-8") as fh:
+        writer = _csv.writer(fh)
+        writer.writerow(["question", "answer"])
+        writer.writerow([context + "What is it about?", "paragraphs"])
+    before = _csv.field_size_limit()
+    ds = load(p)
+    assert len(ds.samples[0].question) > 400_000 and ds.samples[0].label == "paragraphs"
+    assert read_csv(p)[0]["answer"] == "paragraphs"
+    assert _csv.field_size_limit() == before  # the module's global limit is left as it was
+
+
+# --- the shared record readers ---------------------------------------------------------------
+
+
+def test_read_records_reads_every_text_format_alike(tmp_path):
+    from robustft.data import read_csv, read_json_records, read_records
+
+    expected = [{"id": "1", "text": "a, b"}, {"id": "2", "text": "c\nd"}]
+    write(tmp_path, "r.csv", 'id,text\n1,"a, b"\n2,"c\nd"\n')
+    write(tmp_path, "r.tsv", 'id\ttext\n1\ta, b\n2\t"c\nd"\n')
+    write(tmp_path, "r.jsonl", "".join(json.dumps(r) + "\n" for r in expected))
+    write(tmp_path, "r.json", json.dumps({"data": expected}))
+    for name in ("r.csv", "r.tsv", "r.jsonl", "r.json"):
+        assert read_records(tmp_path / name) == expected, name
+    assert read_csv(tmp_path / "r.csv") == expected and read_json_records(tmp_path / "r.json") == expected
+    assert read_csv(write(tmp_path, "excel.csv", '\ufeffid;text\n1;"a, b"\n2;"c\nd"\n'), delimiter=";") == expected
+    with pytest.raises(InputError, match=r"r\.csv.*row 2"):
+        read_csv(write(tmp_path, "r.csv", 'id,text\n1,a\n2,b,c\n'))
+    with pytest.raises(InputError, match="unsupported"):
+        read_records(write(tmp_path, "r.txt", "x"))
+
+
+# --- splicing one value into JSON text -------------------------------------------------------
+
+
+def _leaf_paths(value, path=()):
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _leaf_paths(v, path + (k,))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _leaf_paths(v, path + (i,))
+    else:
+        yield list(path)
+
+
+@pytest.mark.parametrize("indent, separators", [(None, (", ", ": ")), (None, (",", ":")), (2, (",", ": ")),
+                                                ("\t", (" ,", " : "))])
+def test_replace_value_changes_one_value_and_keeps_every_other_character(indent, separators):
+    from robustft.data.jsonspan import replace_value, value_span
+
+    doc = {"id": "x\"}{,", "n": [1, 2.50, -3e2, True, None], "messages": [
+        {"role": "user", "content": "caf\u00e9 \\ [\"quoted\"] {braces}"}, {"role": "assistant", "content": ""}],
+           "nested": {"a": {"b": [[], {}, "deep"]}}, "k:ey": "v"}
+    text = json.dumps(doc, indent=indent, separators=separators, ensure_ascii=True)
+    for path in _leaf_paths(doc):
+        replaced = replace_value(text, path, "NEW")
+        expected = json.loads(text)
+        node = expected
+        for step in path[:-1]:
+            node = node[step]
+        node[path[-1]] = "NEW"
+        assert json.loads(replaced) == expected, path
+        s, e = value_span(text, path)
+        assert replaced[:s] == text[:s] and replaced[s + len('"NEW"'):] == text[e:]
+    with pytest.raises(KeyError):
+        value_span(text, ["missing"])
+    with pytest.raises(IndexError):
+        value_span(text, ["messages", 5])

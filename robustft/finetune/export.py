@@ -1,8 +1,18 @@
-"""The fine-tuning set in the formats other training tools read.
+"""The fine-tuning set as files other training tools read.
 
-    export(config, data=..., out=..., fmt=None) -> ExportResult
+    export_run(run_dir, out=None, fmt="input") -> ExportResult     from a `robustft denoise` run
+    export(config, data=..., out=..., fmt=None) -> ExportResult     training pairs from a file
 
-Every format holds the same pairs `robustft train` trains on: the base expert's question prompt
+From a run directory, the default (``input``) writes the fine-tuning set in the input's own
+format: the records the run read, in input order, without the dropped ones, each with its answer
+replaced by the label to train on and everything else as it was (`robustft.data.writeback`). A
+`messages` file comes back as a `messages` file with only the corrected assistant turns changed,
+ShareGPT as ShareGPT, Alpaca as Alpaca (LLaMA-Factory reads both), a table with the same columns.
+The input is read again from where the run read it (its resolved configuration in summary.json),
+and each kept record's question is checked against the run's, so a changed input is an error,
+not a silently wrong file.
+
+The other formats hold the pairs `robustft train` trains on: the base expert's question prompt
 (`PromptLibrary.question_prompt`) and the completion `Answer: X`.
 
 - ``messages``: JSON Lines, one ``{"id", "messages": [{"role": "user", ...}, {"role": "assistant",
@@ -18,22 +28,25 @@ Every format holds the same pairs `robustft train` trains on: the base expert's 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from ..config import RobustFTConfig
-from ..data import read_jsonl, write_jsonl
-from ..errors import ConfigError, InputError
+from ..data import load_source, read_jsonl, write_json, write_jsonl
+from ..data.sources import looks_like_hub_name
+from ..data.writeback import write_back
+from ..errors import ConfigError, InputError, UserError
 from ..prompts import PromptLibrary
+from ..run.rundir import DENOISED, SUMMARY
 
-__all__ = ["FORMATS", "ExportResult", "export", "infer_format", "load_export", "to_alpaca", "to_hf_dataset",
-           "to_messages"]
+__all__ = ["FORMATS", "PAIR_FORMATS", "ExportResult", "export", "export_run", "infer_format", "load_export",
+           "run_config", "run_summary", "to_alpaca", "to_hf_dataset", "to_messages"]
 
-Format = Literal["messages", "alpaca", "hf"]
-FORMATS: tuple[str, ...] = ("messages", "alpaca", "hf")
+Format = Literal["input", "messages", "alpaca", "hf"]
+PAIR_FORMATS: tuple[str, ...] = ("messages", "alpaca", "hf")
+FORMATS: tuple[str, ...] = ("input", *PAIR_FORMATS)
+_PAIR_FILES = {"messages": "fine_tuning_set.jsonl", "alpaca": "fine_tuning_set.json", "hf": "fine_tuning_set_hf"}
 
 
 @dataclass
@@ -41,6 +54,11 @@ class ExportResult:
     path: Path
     format: str
     count: int
+    changed: int | None = None  # input format: records whose answer was replaced
+
+    def describe(self) -> str:
+        corrected = f" ({self.changed} with a corrected answer)" if self.changed is not None else ""
+        return f"wrote {self.count} samples{corrected} as {self.format} to {self.path}"
 
 
 def to_messages(examples: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -81,8 +99,11 @@ def export(config: RobustFTConfig, *, data: str | Path | None = None, out: str |
     if out is None:
         raise ConfigError("no output: pass --out PATH (file.jsonl, file.json or a folder)")
     fmt = fmt or infer_format(out)
-    if fmt not in FORMATS:
-        raise ConfigError(f"unknown export format {fmt!r}; use one of: {', '.join(FORMATS)}")
+    if fmt == "input":
+        raise ConfigError("--format input (the input's own format) needs the run directory: "
+                          "robustft export RUN_DIR [--out PATH]")
+    if fmt not in PAIR_FORMATS:
+        raise ConfigError(f"unknown export format {fmt!r}; use one of: {', '.join(PAIR_FORMATS)}")
     out_path = Path(out)
     dataset = load_training_set(config.data, data_path)
     examples = sft_examples(dataset, PromptLibrary(config.denoise.prompts_dir), config.data.instruction)
@@ -100,16 +121,102 @@ def export(config: RobustFTConfig, *, data: str | Path | None = None, out: str |
 
 
 def _write_json_atomic(path: Path, value: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    write_json(path, value, indent=1)
+
+
+# --- from a run directory, in the input's own format -----------------------------------------
+
+
+def run_summary(run_dir: Path) -> dict[str, Any]:
+    """summary.json of a finished run, or a UserError that says what to pass instead."""
+    path = run_dir / SUMMARY
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir}: not a directory; pass the run directory `robustft denoise --out` wrote")
+    if not path.is_file():
+        raise UserError(f"{run_dir}: no {SUMMARY}: not a finished run directory; pass the folder `robustft denoise "
+                        "--out` wrote (it has summary.json once the run has finished)")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(value, fh, ensure_ascii=False, indent=1)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        summary = None
+    if not isinstance(summary, dict):
+        raise UserError(f"{path}: not a valid summary; run `robustft denoise` with the same --out again to "
+                        "rewrite it")
+    return summary
+
+
+def run_config(summary: dict[str, Any]) -> RobustFTConfig:
+    """The resolved configuration a run recorded (`summary["config"]`). Only the sections export
+    needs are read, and fields this version does not know are left out, so the run directory of an
+    older or newer version still exports."""
+    raw = summary.get("config") or {}
+    known = {name: {k: v for k, v in (raw.get(name) or {}).items()
+                    if k in getattr(RobustFTConfig.model_fields[name].annotation, "model_fields", {})}
+             for name in ("data", "denoise")}
+    try:
+        return RobustFTConfig(**known)
+    except Exception as e:  # noqa: BLE001 - a pydantic ValidationError: the recorded config is unusable
+        raise UserError(f"summary.json: the recorded configuration cannot be used ({e})") from None
+
+
+def _input_of(run_dir: Path, summary: dict[str, Any], config: RobustFTConfig) -> Any:
+    """Where the run's input is now: summary["data"] (absolute), the configured path, or a hub name."""
+    recorded = [summary.get("data"), config.data.path]
+    for candidate in recorded:
+        if candidate and Path(candidate).exists():
+            return candidate
+    name = str(config.data.path or "")
+    if name and looks_like_hub_name(name):
+        return name
+    raise InputError(f"the input this run read is not there any more (recorded as {recorded[0] or name})",
+                     path=run_dir, fix="pass --data with the file (or hub name) the run read")
+
+
+def _default_out(run_dir: Path, dataset: Any) -> Path:
+    src = dataset.source
+    if src.kind == "hub":
+        name = src.location.replace("/", "__") + ".jsonl"
+    elif src.kind == "records":
+        name = "fine_tuning_set.jsonl"
+    else:
+        name = Path(src.location).name
+    return run_dir / "export" / name
+
+
+def export_run(run_dir: str | Path, *, out: str | Path | None = None, fmt: str | None = None,
+               data: str | Path | None = None, data_overrides: dict[str, Any] | None = None) -> ExportResult:
+    """Write the fine-tuning set of the run in `run_dir` to `out` (default RUN_DIR/export/<input's
+    name>) in `fmt`: "input" (default: the input's own format) or a training-pair format."""
+    run_dir = Path(run_dir)
+    summary = run_summary(run_dir)
+    config = run_config(summary)
+    if data_overrides:
+        config = config.model_copy(update={"data": config.data.model_copy(
+            update={k: v for k, v in data_overrides.items() if v is not None})})
+    fmt = fmt or "input"
+    denoised_path = run_dir / DENOISED
+    if not denoised_path.is_file():
+        raise UserError(f"{run_dir}: no {DENOISED}; run `robustft denoise` with --out {run_dir} to finish the run")
+    if fmt != "input":
+        return export(config, data=denoised_path, out=out if out is not None else run_dir / "export" /
+                      _PAIR_FILES.get(fmt, "fine_tuning_set"), fmt=fmt)
+    source = data if data is not None else _input_of(run_dir, summary, config)
+    table, dataset = load_source(config.data, source)
+    kept = read_jsonl(denoised_path)
+    by_id = {s.id: s for s in dataset.samples}
+    for record in kept:
+        sample = by_id.get(str(record.get("id")))
+        if sample is None or " ".join(str(record.get("question", "")).split()) != " ".join(sample.question.split()):
+            what = "is not in it" if sample is None else "has a different question there"
+            raise InputError(f"sample '{record.get('id')}' of {denoised_path} {what}: the input changed since the run",
+                             path=dataset.path, fix="pass --data with the input the run read (or run denoise "
+                                                    "again on the changed input)")
+    out_path = Path(out) if out is not None else _default_out(run_dir, dataset)
+    if dataset.source.kind not in ("hub", "records") and out_path.resolve() == Path(dataset.source.location):
+        raise ConfigError(f"--out {out_path} is the input itself; pass another path (the input stays as it is)")
+    result = write_back(table, dataset, {str(r["id"]): r["label"] for r in kept}, out_path)
+    return ExportResult(path=result.path, format=f"{dataset.source.shape} ({result.kind})", count=result.count,
+                        changed=result.changed)
 
 
 def load_export(path: str | Path, fmt: str | None = None) -> list[dict[str, str]]:
@@ -127,4 +234,4 @@ def load_export(path: str | Path, fmt: str | None = None) -> list[dict[str, str]
 
         return [{"prompt": r["prompt"][0]["content"], "completion": r["completion"][0]["content"]}
                 for r in load_from_disk(str(path))]
-    raise ConfigError(f"unknown export format {fmt!r}; use one of: {', '.join(FORMATS)}")
+    raise ConfigError(f"unknown export format {fmt!r}; use one of: {', '.join(PAIR_FORMATS)}")

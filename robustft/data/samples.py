@@ -1,0 +1,373 @@
+"""Building samples from rows: ids, questions, answers, options, the task type, and the checks that
+make every bad row an `InputError` naming the file, the row, the field and the fix.
+
+    load_dataset(cfg, source=None) -> Dataset          read `source` (default cfg.path) and build
+    build_dataset(table, cfg) -> Dataset               build from rows already read
+
+Row numbers in messages count *data rows from 1*: a CSV header is not counted, nor are blank
+lines, so "row 1" is the first sample (whose default id is "0": ids taken from row numbers are
+0-based, as `Sample.row` is). When a row does not start on the line a person would expect
+(multi-line quoted CSV fields, blank lines in JSON Lines) the message also gives the line.
+
+Columns (names from `DataConfig`): in a table the question and answer are required; in a chat
+shape they come from the conversation (`robustft.data.shapes`). The id is optional everywhere
+(the 0-based row number without it). Options, when present and non-empty, make the dataset
+multiple choice: a JSON list of strings (a real list in JSON / Parquet / datasets), with the label
+a letter (``"b"``, or an option's exact text, is accepted and normalised to ``"B"``). With
+``data.task`` set to text, numeric or open the options column is not used (it stays in
+`Sample.extra`). Every other column is kept, unchanged, in `Sample.extra`.
+
+Task inference (``data.task: auto``): options -> multiple_choice; every label a number ->
+numeric (normalised: ``"1,234.50"`` -> ``"1234.5"``); answers that are long free text -> open,
+when the median answer has `OPEN_MEDIAN_WORDS` (8) words or more (a short answer such as "Paris"
+or "the Treaty of Versailles" stays text, compared as a string; a paragraph can only be compared
+by meaning); else text. Open-ended labels are kept exactly as written (only surrounding
+whitespace is dropped).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from ..answers import letters, normalize_label, parse_number
+from ..config import DataConfig
+from ..errors import InputError
+from .records import Row, Table, json_type
+from .shapes import SHAPE_HINT, Shape, ShapeError, parse_row, recognise
+from .sources import open_source
+
+__all__ = ["Dataset", "DataSource", "Sample", "OPEN_MEDIAN_WORDS", "build_dataset", "infer_task", "load_dataset",
+           "load_source"]
+
+OPEN_MEDIAN_WORDS = 8
+_MAX_OPTIONS = 26
+_OPTIONS_EXAMPLE = '["first option", "second option"]'
+
+
+@dataclass
+class Sample:
+    id: str                    # the id column, or the 0-based row number as a string
+    question: str              # a conversation's last user turn; Alpaca: instruction + input
+    label: str                 # the given (maybe noisy) answer, normalised: MC -> "A".."Z"
+    options: list[str] | None  # present => multiple choice
+    row: int                   # 0-based data row (header not counted)
+    extra: dict = field(default_factory=dict)  # other columns, kept as they came
+    # Chat shapes: the turns before the answer, [{"role": "system"|"user"|"assistant", "content"}],
+    # ending with the last user turn (whose content is `question`). None for tables.
+    conversation: list[dict[str, str]] | None = None
+
+
+@dataclass
+class DataSource:
+    """What was read and how, so that the same format can be written back (`robustft export`)."""
+
+    location: str              # the path (absolute) or hub name as read
+    kind: str                  # csv | tsv | jsonl | json | parquet | disk | hub | records
+    shape: str                 # table | messages | sharegpt | alpaca
+    columns: list[str]         # every column / top-level key, in order
+    answer_column: str         # the column holding the answer (Alpaca: output; chats: the conversation)
+    split: str | None = None
+
+
+@dataclass
+class Dataset:
+    samples: list[Sample]
+    task: str                  # "multiple_choice" | "text" | "numeric" | "open"
+    path: Path
+    source: DataSource | None = None
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __iter__(self) -> Iterator[Sample]:
+        return iter(self.samples)
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+
+_COLUMN_KEYS = {
+    "question": ("question_column", "--question-column", "questions"),
+    "answer": ("answer_column", "--answer-column", "answers (labels)"),
+    "options": ("options_column", "--options-column", "options (a JSON list of strings)"),
+}
+
+
+def _missing_column(table: Table, name: str, role: str, why: str = "") -> InputError:
+    key, flag, what = _COLUMN_KEYS[role]
+    found = ", ".join(repr(c) for c in table.columns) or "none"
+    near = [c for c in table.columns if c.strip().casefold() == name.casefold()]
+    if near:
+        fix = f"set data.{key}: {near[0]} (or {flag} {near[0]}; column names are case-sensitive)"
+    elif len(table.columns) == 1 and any(d in table.columns[0] for d in ";\t|"):
+        fix = ("the header looks separated by something other than commas: save the file "
+               "comma-separated (or tab-separated as .tsv)")
+    elif role == "options":
+        fix = f"set data.{key} (or {flag}) to the column that holds the {what}"
+    else:
+        fix = (f"set data.{key} (or {flag}) to the column that holds the {what}; the recognised shapes are "
+               f"{SHAPE_HINT}")
+    return InputError(f"missing column '{name}'{why} ({table.noun} found: {found})",
+                      path=table.path, field=name, fix=fix)
+
+
+class _RowContext:
+    def __init__(self, table: Table, row: Row, sample_id: str | None = None):
+        self.table, self.row, self.sample_id = table, row, sample_id
+
+    def error(self, field_name: str | None, message: str, fix: str) -> InputError:
+        notes = []
+        if self.sample_id is not None:
+            notes.append(f"id '{self.sample_id}'")
+        row = self.row
+        if row.line is not None and row.line != row.number + self.table.header_lines:
+            notes.append(f"starts on line {row.line}")
+        if notes:
+            message = f"{message} ({'; '.join(notes)})"
+        return InputError(message, path=self.table.path, row=row.number, field=field_name, fix=fix)
+
+
+def _as_text(value: Any, ctx: _RowContext, field_name: str) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float) and math.isnan(value):
+        return ""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise ctx.error(field_name, f"is {json_type(value)}, not text", fix="write this field as a string")
+
+
+def _parse_options(raw: Any, ctx: _RowContext, col: str) -> list[str] | None:
+    """The options list, or None when the field is empty."""
+    if raw is None or (isinstance(raw, float) and math.isnan(raw)):
+        return None
+    fix = f"write the options as a JSON list of strings, e.g. {_OPTIONS_EXAMPLE}"
+    if isinstance(raw, str):
+        if not raw.strip():
+            return None
+        try:
+            parsed = json.loads(raw)
+        except json.JSONDecodeError:
+            shown = raw if len(raw) <= 60 else raw[:57] + "..."
+            hint = (" (it looks like a Python list: JSON needs double quotes)"
+                    if raw.lstrip().startswith("[") and "'" in raw else "")
+            raise ctx.error(col, f"options {shown!r} are not a JSON list{hint}", fix=fix) from None
+    else:
+        parsed = raw.tolist() if hasattr(raw, "tolist") else raw
+    if isinstance(parsed, tuple):
+        parsed = list(parsed)
+    if not isinstance(parsed, list):
+        raise ctx.error(col, f"options must be a JSON list of strings, not {json_type(parsed)}", fix=fix)
+    if not parsed:
+        return None
+    for i, option in enumerate(parsed, 1):
+        if not isinstance(option, str):
+            raise ctx.error(col, f"option {i} is {json_type(option)}, not a string", fix=fix)
+        if not option.strip():
+            raise ctx.error(col, f"option {i} is empty", fix="remove the empty option or give it its text")
+    if len(parsed) > _MAX_OPTIONS:
+        raise ctx.error(col, f"has {len(parsed)} options; at most {_MAX_OPTIONS} are supported",
+                        fix="split the question or reduce its options")
+    return parsed
+
+
+# --- building --------------------------------------------------------------------------------
+
+
+@dataclass
+class _Parsed:
+    row: Row
+    sample_id: str
+    question: str
+    label: str
+    options: list[str] | None
+    conversation: list[dict[str, str]] | None
+    used: set[str]
+
+
+def load_source(cfg: DataConfig, source: Any = None) -> tuple[Table, Dataset]:
+    """The rows as read and the dataset built from them (`robustft export` needs both)."""
+    chosen = source if source is not None else cfg.path
+    if chosen is None:
+        raise InputError("no data given", fix="pass --data FILE (or a hub name), or set data.path in the config")
+    table = open_source(chosen, limit=cfg.limit, split=cfg.split)
+    return table, build_dataset(table, cfg)
+
+
+def load_dataset(cfg: DataConfig, path: Any = None, *, out_of_range_labels: str | None = None) -> Dataset:
+    """Read the samples at ``path`` (default ``cfg.path``: a file, a folder, a hub name, or records
+    in memory), fields and task as ``cfg`` says.
+
+    ``cfg.limit`` keeps the first N rows (rows after them are not read from text files). Raises
+    `InputError` naming the file, the data row (counted from 1, header and blank lines not
+    counted), the field and the fix.
+
+    ``out_of_range_labels="keep"`` accepts, in multiple choice, a label that is a letter past the
+    last option (e.g. "D" with three options) and keeps it as that letter: such a label is
+    certainly wrong, which is what denoising is for (the published ARC noisy50/noisy70 files have
+    one). The default (``cfg.out_of_range_labels``, "error") rejects it. Any other label that fits
+    no option is always an error.
+    """
+    if out_of_range_labels is not None:
+        if out_of_range_labels not in ("error", "keep"):
+            raise ValueError(f"out_of_range_labels must be 'error' or 'keep', not {out_of_range_labels!r}")
+        cfg = cfg.model_copy(update={"out_of_range_labels": out_of_range_labels})
+    return load_source(cfg, path)[1]
+
+
+def build_dataset(table: Table, cfg: DataConfig) -> Dataset:
+    shape = recognise(table.columns, cfg, table.rows[0].values if table.rows else None)
+    columns = set(table.columns)
+    idcol, ocol = cfg.id_column, cfg.options_column
+    if shape.name == "table":
+        if cfg.question_column not in columns:
+            raise _missing_column(table, cfg.question_column, "question")
+        if cfg.answer_column not in columns:
+            raise _missing_column(table, cfg.answer_column, "answer")
+    elif shape.name == "alpaca":
+        for name in ("instruction", "output"):
+            if name not in columns:
+                raise InputError(f"missing field '{name}' (data.format is alpaca; {table.noun} found: "
+                                 f"{', '.join(repr(c) for c in table.columns)})", path=table.path, field=name,
+                                 fix="give every record 'instruction', 'output' and optionally 'input'")
+    elif shape.column not in columns:
+        raise InputError(f"missing field '{shape.column}' (data.format is {shape.name}; {table.noun} found: "
+                         f"{', '.join(repr(c) for c in table.columns)})", path=table.path, field=shape.column,
+                         fix="set data.conversation_column to the field that holds the conversation")
+    if cfg.task == "multiple_choice" and ocol not in columns:
+        raise _missing_column(table, ocol, "options", why=" (data.task is multiple_choice)")
+    has_id = idcol in columns
+    use_options = ocol in columns and cfg.task in ("auto", "multiple_choice")
+
+    parsed: list[_Parsed] = []
+    first_row_of: dict[str, int] = {}
+    for row in table.rows:
+        ctx = _RowContext(table, row)
+        if has_id:
+            sample_id = _as_text(row.values.get(idcol), ctx, idcol).strip()
+            if not sample_id:
+                raise ctx.error(idcol, "id is empty",
+                                fix=f"give every row an id, or remove the '{idcol}' column to use row "
+                                    "numbers as ids (set data.id_column if ids live in another column)")
+            if sample_id in first_row_of:
+                raise ctx.error(idcol, f"duplicate id '{sample_id}': row {first_row_of[sample_id]} has it too",
+                                fix="ids must be unique: change or remove one of the two rows")
+            first_row_of[sample_id] = row.number
+            ctx.sample_id = sample_id
+        else:
+            sample_id = str(row.number - 1)
+        question, label, conversation, used = _question_and_answer(shape, row, ctx, cfg)
+        options = _parse_options(row.values.get(ocol), ctx, ocol) if use_options else None
+        parsed.append(_Parsed(row, sample_id, question, label, options, conversation, used))
+
+    task = _decide_task(cfg.task, parsed, table, ocol)
+    samples = []
+    for item in parsed:
+        ctx = _RowContext(table, item.row, item.sample_id if has_id else None)
+        label = _normalise(item, task, ctx, _answer_field(shape, cfg), ocol,
+                           keep_out_of_range=cfg.out_of_range_labels == "keep")
+        used = item.used | ({idcol} if has_id else set()) | ({ocol} if task == "multiple_choice" else set())
+        extra = {k: v for k, v in item.row.values.items() if k not in used}
+        samples.append(Sample(id=item.sample_id, question=item.question, label=label,
+                              options=item.options if task == "multiple_choice" else None,
+                              row=item.row.number - 1, extra=extra, conversation=item.conversation))
+    path = Path(table.path) if isinstance(table.path, (str, Path)) else Path(str(table.path))
+    if table.kind not in ("hub", "records"):
+        path = path.resolve()
+    source = DataSource(location=str(path), kind=table.kind, shape=shape.name, columns=list(table.columns),
+                        answer_column=_answer_field(shape, cfg), split=table.split)
+    return Dataset(samples=samples, task=task, path=path, source=source)
+
+
+def _answer_field(shape: Shape, cfg: DataConfig) -> str:
+    """The column that holds the answer: the answer column, Alpaca's output, or the conversation."""
+    return {"table": cfg.answer_column, "alpaca": "output"}.get(shape.name) or str(shape.column)
+
+
+def _question_and_answer(shape: Shape, row: Row, ctx: _RowContext, cfg: DataConfig):
+    if shape.name == "table":
+        qcol, acol = cfg.question_column, cfg.answer_column
+        if qcol not in row.values:
+            raise ctx.error(qcol, f"no '{qcol}' field in this record", fix="give every record a question")
+        question = _as_text(row.values[qcol], ctx, qcol).strip()
+        if not question:
+            raise ctx.error(qcol, "question is empty", fix="write the question, or remove the row")
+        if acol not in row.values:
+            raise ctx.error(acol, f"no '{acol}' field in this record", fix="give every record an answer")
+        label = _as_text(row.values[acol], ctx, acol).strip()
+        if not label:
+            raise ctx.error(acol, "label is empty", fix="write the answer, or remove the row")
+        return question, label, None, {qcol, acol}
+    try:
+        p = parse_row(shape, row.values)
+    except ShapeError as e:
+        raise ctx.error(e.field, str(e), fix=e.fix) from None
+    if not p.question.strip():
+        raise ctx.error(p.slot.column, "the question (the last user turn) is empty",
+                        fix="write the question, or remove the record")
+    if not p.answer.strip():
+        raise ctx.error(p.slot.column, "the answer (the last assistant turn) is empty",
+                        fix="write the answer, or remove the record")
+    return p.question.strip(), p.answer.strip(), p.conversation, p.used
+
+
+def infer_task(labels: list[str], has_options: bool = False) -> str:
+    """The task `data.task: auto` picks for these labels (see the module docstring)."""
+    if has_options:
+        return "multiple_choice"
+    if labels and all(parse_number(label) is not None for label in labels):
+        return "numeric"
+    if labels and statistics.median(len(label.split()) for label in labels) >= OPEN_MEDIAN_WORDS:
+        return "open"
+    return "text"
+
+
+def _decide_task(requested: str, parsed: list[_Parsed], table: Table, ocol: str) -> str:
+    with_options = [p for p in parsed if p.options is not None]
+    if requested == "multiple_choice" or (requested == "auto" and with_options):
+        for item in parsed:
+            if item.options is None:
+                why = (f" (other rows have options, e.g. row {with_options[0].row.number})"
+                       if with_options else " (data.task is multiple_choice)")
+                raise _RowContext(table, item.row).error(
+                    ocol, f"options are empty{why}",
+                    fix=f"give every row its options as a JSON list, e.g. {_OPTIONS_EXAMPLE}")
+        return "multiple_choice"
+    if requested != "auto":
+        return requested
+    return infer_task([p.label for p in parsed])
+
+
+def _normalise(item: _Parsed, task: str, ctx: _RowContext, acol: str, ocol: str,
+               keep_out_of_range: bool) -> str:
+    if task == "open":
+        return item.label
+    try:
+        return normalize_label(item.label, task, item.options)
+    except ValueError:
+        pass
+    if task == "multiple_choice" and keep_out_of_range:
+        try:
+            return normalize_label(item.label, task, None)  # any letter A-Z
+        except ValueError:
+            pass
+    shown = item.label if len(item.label) <= 60 else item.label[:57] + "..."
+    if task == "multiple_choice":
+        valid = letters(len(item.options or []))
+        raise ctx.error(
+            acol, f"label {shown!r} is not one of the options: valid labels are {', '.join(valid)} "
+                  f"(or an option's exact text)",
+            fix=f"set the label to a letter {valid[0]}-{valid[-1]} (A = first option), or check that "
+                f"'{ocol}' lists every option" + (
+                    "; if the letter is just a wrong label, set data.out_of_range_labels: keep "
+                    "(--out-of-range-labels keep) to have it relabeled" if len(shown) == 1 and shown.isalpha() else ""))
+    raise ctx.error(
+        acol, f"label {shown!r} is not a number",
+        fix="correct the label, or set data.task to text (or auto) if the answers are not numbers")
