@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from robustft.backends.models import FakeChatModel, ModelPool, OpenAIChatModel, build_chat_model
-from robustft.agents.calls import is_retryable
+from robustft.agents.calls import ModelCalls, is_retryable
 from robustft.agents.runtime import AgentRuntime
 from robustft.config import ModelConfig, load_config
 from robustft.demo import DEMO_GOLD
@@ -51,7 +51,9 @@ def test_openai_backend_needs_a_name_and_url():
 
 def test_server_errors_are_retried_until_they_succeed(flaky_server):
     config = load_config(None, {"model": {"name": "sim", "base_url": flaky_server.base_url, "max_retries": 8}})
-    rt = AgentRuntime(config=config, task="multiple_choice", pool=ModelPool(), prompts=PromptLibrary(), backoff_s=0.01)
+    pool = ModelPool()
+    rt = AgentRuntime(config=config, task="multiple_choice", pool=pool, prompts=PromptLibrary(),
+                      calls=ModelCalls(pool, None, concurrency=12, backoff_s=0.01))
     before_errors = flaky_server.errors
 
     async def many():
@@ -79,7 +81,8 @@ def test_a_request_that_cannot_succeed_is_not_repeated():
     fake = FakeChatModel([Status(404)])
     pool = ModelPool()
     pool.add(config.model_for("base"), fake)
-    rt = AgentRuntime(config=config, task="multiple_choice", pool=pool, prompts=PromptLibrary(), backoff_s=0)
+    rt = AgentRuntime(config=config, task="multiple_choice", pool=pool, prompts=PromptLibrary(),
+                      calls=ModelCalls(pool, None, concurrency=1, backoff_s=0))
     with pytest.raises(ModelCallError, match="after 1 attempt: Status: HTTP 404"):
         asyncio.run(rt.generate("base", "hi"))
     assert len(fake.calls) == 1
