@@ -386,3 +386,30 @@ def test_a_taken_port_is_a_clear_error():
         with pytest.raises(ConfigError, match=f"cannot listen on 127.0.0.1:{first.port}"):
             SimServer(DEMO_GOLD, port=first.port).start()
         assert get(first.base_url + "/models")[0] == 200
+
+
+def test_wrong_routes_methods_and_sizes_get_json_errors():
+    import socket
+
+    with SimServer(DEMO_GOLD) as sim:
+        assert post(sim.base_url + "/completions", b"{}")[0] == 404
+        assert post(sim.base_url + "/models", b"{}")[0] == 405
+        status, payload = get_error(sim.base_url + "/chat/completions")
+        assert status == 405 and "POST" in payload["error"]["message"]
+        with socket.create_connection(("127.0.0.1", sim.port), timeout=10) as raw:
+            raw.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                        b"Content-Length: 20000000\r\n\r\n{")
+            head = raw.recv(65536).split(b"\r\n", 1)[0]
+        assert head == b"HTTP/1.1 413 Request Entity Too Large"
+        assert sim.paths == {"/v1/completions": 1, "/v1/models": 1, "/v1/chat/completions": 2}
+
+
+def get_error(url: str) -> tuple[int, dict]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())

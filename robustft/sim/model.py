@@ -19,7 +19,7 @@ from ..answers import letters, parse_number
 from ..errors import ConfigError
 from . import facts
 from .embeddings import DIMENSIONS, embed, encode_base64
-from .faults import ENDPOINT_FAULTS, parse_faults
+from .faults import ENDPOINT_FAULTS, FAULT_KINDS, parse_faults
 from .gold import GoldItem
 from .index import QuestionIndex, normalize_space
 
@@ -290,23 +290,20 @@ class SimModel:
             self._seen[key] = attempt + 1
         return attempt
 
-    def _count(self, counter: str, kind: str | None = None) -> None:
+    def _count(self, counter: str) -> None:
         with self._lock:
-            if kind is None:
-                setattr(self, counter, getattr(self, counter) + 1)
-            else:
-                self.faults[kind] += 1
+            setattr(self, counter, getattr(self, counter) + 1)
 
-    def _fault(self, draw: tuple, applies: dict[str, bool] | None = None) -> str | None:
+    def _fault(self, draw: tuple, applicable: set[str]) -> str | None:
+        """The fault this attempt suffers, if any: one of the chosen kinds that apply to it."""
         if not self.fault_rate or _uniform("fault", *draw) >= self.fault_rate:
             return None
-        kinds = [k for k in self.fault_kinds if applies is None or applies.get(k, True)]
-        if applies is None:
-            kinds = [k for k in kinds if k in ENDPOINT_FAULTS]
+        kinds = [kind for kind in self.fault_kinds if kind in applicable]
         if not kinds:
             return None
         kind = kinds[int(_uniform("fault-kind", *draw) * len(kinds))]
-        self._count("faults", kind)
+        with self._lock:
+            self.faults[kind] += 1
         return kind
 
     def _fault_reply(self, kind: str) -> Reply | None:
@@ -464,8 +461,12 @@ class SimModel:
             self._count("unmatched")
         rng = _rng("answer", self.seed, request.seed, prompt)
         decision = self._decide(prompt, item, rng)
-        fault = self._fault(draw, {"no_logprobs": request.logprobs,
-                                   "not_an_option": decision.kind in ("choice", "verdict", "numeric")})
+        applicable = set(FAULT_KINDS)
+        if not request.logprobs:
+            applicable.discard("no_logprobs")
+        if decision.kind not in ("choice", "verdict", "numeric"):
+            applicable.discard("not_an_option")
+        fault = self._fault(draw, applicable)
         refused = self._fault_reply(fault) if fault else None
         if refused is not None:
             return refused
@@ -531,7 +532,7 @@ class SimModel:
             self._count("errors")
             return Reply(500, _error("simulated server error (error_rate); retry the request", "server_error",
                                      code="simulated_error"))
-        fault = self._fault(draw)
+        fault = self._fault(draw, set(ENDPOINT_FAULTS))
         refused = self._fault_reply(fault) if fault else None
         if refused is not None:
             return refused
