@@ -96,7 +96,8 @@ def test_a_batch_of_64_is_cheap():
 def test_bad_embedding_requests_get_400(server):
     url = server.base_url + "/embeddings"
     for body in ({"input": "x"}, {"model": "m"}, {"model": "m", "input": []}, {"model": "m", "input": [1, 2]},
-                 {"model": "m", "input": "x", "encoding_format": "int8"}, {"model": "m", "input": "x", "dimensions": 0}):
+                 {"model": "m", "input": "x", "encoding_format": "int8"},
+                 {"model": "m", "input": "x", "dimensions": 0}):
         status, payload = post(url, json.dumps(body).encode())
         assert status == 400 and payload["error"]["type"] == "invalid_request_error", body
     assert post(url, b"{oops")[0] == 400

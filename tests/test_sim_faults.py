@@ -26,7 +26,8 @@ def gold():
 def chat_body(item, *, logprobs: bool = True, judge_label: str | None = None) -> dict:
     prompt = mc_prompt(item)
     if judge_label is not None:
-        prompt += f"Given answer (may be wrong): {judge_label}\nFinish with \"Answer: \", then Y if the given answer is wrong, or N if it is right."
+        prompt += (f"Given answer (may be wrong): {judge_label}\n"
+                   "Finish with \"Answer: \", then Y if the given answer is wrong, or N if it is right.")
     return {"model": "sim", "messages": [{"role": "user", "content": prompt}], "logprobs": logprobs}
 
 

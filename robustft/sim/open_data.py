@@ -3,8 +3,9 @@
     python -m robustft.sim make-open-data --source ../shared/data/arc/labeled.csv --out data/open30 --noise 0.3
 
 Each question's gold response is a short paragraph built around its key fact (the text of its
-correct option) that also names the question's subject; the other options are its distractors. `--noise` makes exactly
-round(noise x rows) responses wrong, of two kinds (see `robustft.sim.facts` for "right"):
+correct option) that also names the question's subject; the other options are its distractors.
+`--noise` makes exactly round(noise x rows) responses wrong, of two kinds (see
+`robustft.sim.facts` for "right"):
 
 - `swap`: another question's gold response (one that does not state this question's key fact);
 - `key_changed`: this question's gold response with its key fact replaced by another option's text.
@@ -226,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m robustft.sim make-open-data",
         description="Make open-ended gold and noisy files (CSV, JSONL, chat messages) from a multiple-choice "
                     "gold file: each response is a paragraph built around the correct option's text.")
-    parser.add_argument("--source", required=True, metavar="FILE", help="multiple-choice gold file (e.g. arc/labeled.csv)")
+    parser.add_argument("--source", required=True, metavar="FILE",
+                        help="multiple-choice gold file (e.g. arc/labeled.csv)")
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for the files (created)")
     parser.add_argument("--noise", type=float, default=0.3, help="fraction of wrong responses (0.3)")
     parser.add_argument("--swap-fraction", type=float, default=0.5,
