@@ -5,6 +5,7 @@
 - denoise_quality: denoising quality and speed with simulated experts (see its docstring).
 - train_eval: one tiny model fine-tuned on the noisy-50, robustft and gold labels of FPB, then
   test accuracy.
+- sim_server: CPU per request and requests per second of the simulated expert server.
 
 Everything runs offline on the CPU. The experts are simulated by `robustft.sim`.
 """
@@ -15,7 +16,7 @@ import argparse
 import importlib
 import time
 
-BENCHMARKS = ("denoise_quality", "train_eval")
+BENCHMARKS = ("denoise_quality", "train_eval", "sim_server")
 
 
 def main(argv: list[str] | None = None) -> None:

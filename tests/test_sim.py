@@ -9,27 +9,20 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
-from pathlib import Path
 
 import openai
 import pytest
 
 from robustft.errors import ConfigError, InputError
 from robustft.sim import DEMO_DATA, QuestionIndex, SimServer, load_gold
+from simhelp import ARC_GOLD, LETTERS, ROOT, arc_gold_path, ask, final_answer, get, mc_prompt, post
 
-ROOT = Path(__file__).resolve().parents[1]
-ARC_GOLD = ROOT.parent / "shared" / "data" / "arc" / "labeled.csv"
 DEMO_GOLD = DEMO_DATA / "demo_gold.csv"
-LETTERS = "ABCDE"
 
 
 @pytest.fixture(scope="module")
 def gold():
-    if not ARC_GOLD.exists():
-        pytest.skip(f"benchmark data not found at {ARC_GOLD}")
-    return load_gold(ARC_GOLD)
+    return load_gold(arc_gold_path())
 
 
 @pytest.fixture(scope="module")
@@ -42,35 +35,6 @@ def server(gold):
 def client(server):
     with openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0) as c:
         yield c
-
-
-def mc_prompt(item, step_by_step=False) -> str:
-    options = "\n".join(f"{LETTERS[i]}. {o}" for i, o in enumerate(item.options))
-    how = "Think it through step by step." if step_by_step else "Answer directly."
-    return f"{how}\nEnd with a line \"Answer: \" and a letter.\n\nQuestion:\n{item.question}\nOptions:\n{options}\n"
-
-
-def ask(client, prompt: str, **kwargs):
-    return client.chat.completions.create(model="sim", messages=[{"role": "user", "content": prompt}], **kwargs)
-
-
-def final_answer(text: str) -> str | None:
-    lines = [line for line in text.splitlines() if line.startswith("Answer: ")]
-    return lines[-1][len("Answer: "):].strip() if lines else None
-
-
-def post(url: str, body: bytes, content_type: str = "application/json") -> tuple[int, dict]:
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": content_type}, method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
-
-
-def get(url: str) -> tuple[int, dict]:
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return response.status, json.loads(response.read())
 
 
 def test_openai_client_gets_logprobs_and_usage(client, gold):
@@ -269,10 +233,12 @@ def test_concurrent_requests_overlap(gold):
 
     with SimServer(ARC_GOLD, latency_ms=100) as sim:
         elapsed, replies = asyncio.run(run(sim.base_url))
-        assert sim.requests == 50
-    print(f"50 concurrent requests at 100 ms latency took {elapsed:.2f} s (serial: 5 s)")
+        assert sim.requests == 50 and sim.in_flight == 0
+        overlapping = sim.max_in_flight
+    print(f"50 concurrent requests at 100 ms latency took {elapsed:.2f} s (serial: 5 s), "
+          f"{overlapping} in flight at most")
     assert len(replies) == 50 and all(final_answer(r.choices[0].message.content) for r in replies)
-    assert elapsed < 2.0
+    assert overlapping >= 10 and elapsed < 4.5  # the client's own cost dominates the wall time
 
 
 def _nll_by_correctness(calibration, items):
@@ -326,8 +292,8 @@ def test_bad_gold_files(tmp_path):
         SimServer(tmp_path / "missing.csv")
     cases = {
         "no_answer.csv": ("question\nWhat?\n", "missing column 'answer'"),
-        "bad_options.csv": ('question,answer,options\nWhat?,A,"[oops"\n', "JSON list"),
-        "bad_letter.csv": ('question,answer,options\nWhat?,E,"[""x"", ""y""]"\n', "neither a letter"),
+        "bad_options.csv": ('question,answer,options\nWhat?,A,"[oops"\n', "not a JSON list"),
+        "bad_letter.csv": ('question,answer,options\nWhat?,E,"[""x"", ""y""]"\n', "not one of the options"),
         "empty.csv": ("", "empty"),
         "bad.jsonl": ('{"question": "What?", "answer": "x"}\nnot json\n', "not valid JSON"),
     }
@@ -344,11 +310,12 @@ def test_bad_gold_files(tmp_path):
 def test_jsonl_gold_with_text_answers(tmp_path):
     path = tmp_path / "gold.jsonl"
     rows = [{"question": "How many legs has a spider?", "answer": "8"},
-            {"question": "Name the closest star to Earth.", "answer": "the Sun"},
-            {"question": "Pick the even number.", "answer": "four", "options": ["three", "four"]}]
+            {"question": "Name the closest star to Earth.", "answer": "the Sun"}]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    items = load_gold(path)
-    assert [i.answer for i in items] == ["8", "the Sun", "B"] and items[2].options == ("three", "four")
+    assert [(i.answer, i.options) for i in load_gold(path)] == [("8", None), ("the Sun", None)]
+    choice = tmp_path / "choice.jsonl"
+    choice.write_text(json.dumps({"question": "Pick the even number.", "answer": "four", "options": ["three", "four"]}))
+    assert [(i.answer, i.options) for i in load_gold(choice)] == [("B", ("three", "four"))]
     with SimServer(path, accuracy=0.0) as sim, openai.OpenAI(base_url=sim.base_url, api_key="x") as c:
         spider = final_answer(ask(c, "Question: How many legs has a spider? Step by step.").choices[0].message.content)
         star = final_answer(ask(c, "Question: Name the closest star to Earth.").choices[0].message.content)
@@ -391,3 +358,58 @@ def test_demo_questions_are_all_found():
         assert all(final_answer(ask(c, mc_prompt(item)).choices[0].message.content) == item.answer
                    for item in items)
         assert sim.unmatched == 0
+
+
+def test_judge_reads_what_y_means_and_which_answer_is_given(gold):
+    item = gold[0]
+    wrong = next(letter for letter in LETTERS[:len(item.options)] if letter != item.answer)
+    block = f"Question:\n{item.question}\nOptions:\n" + "\n".join(
+        f"{LETTERS[i]}. {o}" for i, o in enumerate(item.options))
+    variants = [  # (prompt for a given label, whether Y means "the given answer is wrong")
+        (lambda label: f"{block}\nGiven answer (may be wrong): {label}\nDirect prediction: {wrong}\n"
+                       "Finish with \"Answer: \", then Y if the given answer is wrong, or N if it is right.", True),
+        (lambda label: f"Is the given answer correct? Reply Y or N.\n\n{block}\nThe given answer: ({label})\n", False),
+        (lambda label: f"{block}\nProposed label: {label}\nAnswer Y if this label is right and N if it is not.", False),
+        (lambda label: f"{block}\nGiven answer: {label}\nAnswer Y or N: is the given answer mislabeled?", True),
+        (lambda label: f"{block}\nGiven answer: {item.options[LETTERS.index(label)]}\nY = wrong, N = right.", True),
+    ]
+    with SimServer(ARC_GOLD, accuracy=1.0) as sim, openai.OpenAI(base_url=sim.base_url, api_key="x") as c:
+        for make, y_means_wrong in variants:
+            for label, is_right in ((item.answer, True), (wrong, False)):
+                verdict = final_answer(ask(c, make(label)).choices[0].message.content)
+                assert verdict == ("Y" if is_right != y_means_wrong else "N"), make(label)
+        assert sim.unmatched == 0
+
+
+def test_a_taken_port_is_a_clear_error():
+    with SimServer(DEMO_GOLD) as first:
+        with pytest.raises(ConfigError, match=f"cannot listen on 127.0.0.1:{first.port}"):
+            SimServer(DEMO_GOLD, port=first.port).start()
+        assert get(first.base_url + "/models")[0] == 200
+
+
+def test_wrong_routes_methods_and_sizes_get_json_errors():
+    import socket
+
+    with SimServer(DEMO_GOLD) as sim:
+        assert post(sim.base_url + "/completions", b"{}")[0] == 404
+        assert post(sim.base_url + "/models", b"{}")[0] == 405
+        status, payload = get_error(sim.base_url + "/chat/completions")
+        assert status == 405 and "POST" in payload["error"]["message"]
+        with socket.create_connection(("127.0.0.1", sim.port), timeout=10) as raw:
+            raw.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                        b"Content-Length: 20000000\r\n\r\n{")
+            head = raw.recv(65536).split(b"\r\n", 1)[0]
+        assert head == b"HTTP/1.1 413 Request Entity Too Large"
+        assert sim.paths == {"/v1/completions": 1, "/v1/models": 1, "/v1/chat/completions": 2}
+
+
+def get_error(url: str) -> tuple[int, dict]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())

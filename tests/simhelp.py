@@ -1,0 +1,55 @@
+"""Helpers shared by the robustft.sim tests: where the ARC gold answers are, prompts, raw HTTP."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+if not SHARED.is_dir():  # a git worktree of the development layout sits one level deeper
+    SHARED = Path("/work/shared/data")
+ARC_GOLD = SHARED / "arc" / "labeled.csv"
+LETTERS = "ABCDEFGH"
+
+
+def arc_gold_path() -> Path:
+    """The ARC gold file, or skip the test when the benchmark data is absent."""
+    if not ARC_GOLD.exists():
+        pytest.skip(f"benchmark data not found at {ARC_GOLD}")
+    return ARC_GOLD
+
+
+def mc_prompt(item, step_by_step: bool = False) -> str:
+    options = "\n".join(f"{LETTERS[i]}. {o}" for i, o in enumerate(item.options))
+    how = "Think it through step by step." if step_by_step else "Answer directly."
+    return f"{how}\nEnd with a line \"Answer: \" and a letter.\n\nQuestion:\n{item.question}\nOptions:\n{options}\n"
+
+
+def ask(client, prompt: str, **kwargs):
+    return client.chat.completions.create(model="sim", messages=[{"role": "user", "content": prompt}], **kwargs)
+
+
+def final_answer(text: str) -> str | None:
+    """What follows the last 'Answer:' marker (the convention of every task), or None."""
+    if "Answer:" not in text:
+        return None
+    return text.rsplit("Answer:", 1)[1].strip()
+
+
+def post(url: str, body: bytes, content_type: str = "application/json") -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": content_type}, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def get(url: str) -> tuple[int, dict]:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.status, json.loads(response.read())
