@@ -9,7 +9,7 @@ import pytest
 
 from robustft.inspect.ablation import VARIANTS, format_table, parse_variants, run_ablation
 from robustft.backends.store import CachingPool, ResponseStore, model_identity
-from robustft.backends.models import FakeChatModel
+from robustft.backends.fake import FakeChatModel
 from robustft.agents.runtime import AgentRuntime
 from robustft.cli import main
 from robustft.config import ModelConfig

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from robustft.backends.models import ModelPool
+from robustft.backends.registry import ModelPool
 from robustft.agents.runtime import AgentRuntime
 from robustft.errors import UserError
 from robustft.graph.build import build_graph

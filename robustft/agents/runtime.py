@@ -18,7 +18,8 @@ from ..entropy import response_score
 from ..errors import ModelCallError
 from ..prompts import PromptLibrary, prompt_values
 from ..retrieval import Example
-from ..backends.models import ChatModel, Generation, ModelPool
+from ..backends.base import ChatBackend as ChatModel, Generation
+from ..backends.registry import ModelPool
 
 # 4xx errors other than these are the request's own fault (bad model name, bad key, prompt too
 # long): sending it again cannot help.
@@ -87,7 +88,7 @@ class AgentRuntime:
             record["completion_tokens"] += gen.completion_tokens
             record["response"] = gen.text
             record["answer"] = parse(gen.text)
-            record["score"] = response_score(self.config.denoise.score, gen.text, gen.tokens, gen.token_logprobs)
+            record["score"] = response_score(self.config.denoise.score, gen)
             if record["answer"] is not None:
                 break
         if record["answer"] is None:

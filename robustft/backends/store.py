@@ -29,10 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ModelConfig
-from .models import ChatModel, Generation, Messages, ModelPool
+from .base import ChatBackend as ChatModel, Generation, Messages
+from .registry import ModelPool
 
 # ModelConfig fields that do not change what a model answers.
-_NOT_IDENTITY = {"base_url", "api_key_env", "timeout_s", "max_retries", "batch_size"}
+_NOT_IDENTITY = {"base_url", "api_key_env", "timeout_s", "max_retries", "retry_backoff_max_s", "give_up_after_s",
+                 "batch_size"}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (

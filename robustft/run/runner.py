@@ -24,7 +24,7 @@ from typing import Any, Awaitable, Callable
 
 from tqdm.auto import tqdm
 
-from ..backends.models import ModelPool
+from ..backends.registry import ModelPool
 from ..agents.runtime import AgentRuntime, describe
 from ..config import ROLES, RobustFTConfig
 from ..data import Dataset, load_dataset
