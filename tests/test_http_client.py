@@ -401,3 +401,22 @@ def test_embeddings_spread_over_replicas_and_reject_a_short_reply():
     with StubServer(short) as server, pytest.raises(BackendError, match="1 embeddings for 2 texts"):
         asyncio.run(run(server.base_url, ["a", "b"]))
     assert asyncio.run(run("http://127.0.0.1:9/v1", [])) == []
+
+
+def test_the_inlined_per_token_entropy_equals_topk_entropy():
+    import random
+
+    from robustft.backends.openai import _token_entropy
+    from robustft.entropy import topk_entropy
+
+    rng = random.Random(2)
+    for _ in range(300):
+        weights = [rng.random() ** 2 for _ in range(8)]
+        probs = [w / sum(weights) for w in weights]
+        names = [f"t{i}" for i in range(8)]
+        shown = rng.sample(range(8), rng.randint(1, 5))
+        sampled = rng.randrange(8)
+        entry = {"token": names[sampled], "logprob": math.log(probs[sampled]),
+                 "top_logprobs": [{"token": names[i], "logprob": math.log(probs[i])} for i in shown]}
+        values = [math.log(probs[i]) for i in shown] + ([] if sampled in shown else [math.log(probs[sampled])])
+        assert _token_entropy(entry) == pytest.approx(topk_entropy(values), abs=1e-12)
