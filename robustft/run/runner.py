@@ -61,7 +61,8 @@ def run_fingerprint(config: RobustFTConfig, dataset: Dataset, prompts: PromptLib
     for name in PROMPT_NAMES:
         prompt_hash.update(Path(prompts.source_of(name)).read_bytes())
     # Where a server lives and how patiently we call it do not change its answers.
-    volatile = {"base_url", "api_key_env", "timeout_s", "max_retries", "batch_size"}
+    volatile = {"base_url", "api_key_env", "timeout_s", "max_retries", "retry_backoff_max_s", "give_up_after_s",
+                "batch_size"}
     # Unset options are left out, so adding an optional field never orphans existing run directories.
     models = {role: {k: v for k, v in config.model_for(role).model_dump(mode="json").items()
                      if k not in volatile and v is not None} for role in ROLES}
