@@ -6,6 +6,10 @@
 - train_eval: one tiny model fine-tuned on the noisy-50, robustft and gold labels of FPB, then
   test accuracy.
 - sim_server: CPU per request and requests per second of the simulated expert server.
+- client_overhead: CPU per model call of robustft's HTTP client beside langchain's ChatOpenAI and
+  the openai SDK.
+- selection_scores: how well each selection score (mean_nll, answer_nll, entropy) separates right
+  relabels from wrong ones (AUROC), with simulated experts.
 
 Everything runs offline on the CPU. The experts are simulated by `robustft.sim`.
 """
@@ -16,7 +20,7 @@ import argparse
 import importlib
 import time
 
-BENCHMARKS = ("denoise_quality", "train_eval", "sim_server")
+BENCHMARKS = ("denoise_quality", "train_eval", "sim_server", "client_overhead", "selection_scores")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,26 +16,23 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def _model_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """--model with --base-url is an OpenAI-compatible server; --model alone a local model,
-    unless the config file already names a server."""
-    from .config import load_config
+    """The model settings that --model, --base-url and --max-tokens set (see `model_flag_updates`)."""
+    from .config import ModelConfig, load_config, model_flag_updates
 
-    overrides: dict[str, Any] = {"model.name": args.model, "model.base_url": args.base_url,
-                                 "model.max_tokens": getattr(args, "max_tokens", None)}
-    if args.base_url:
-        overrides["model.provider"] = "openai"
-    elif args.model:
-        from_file = load_config(args.config) if getattr(args, "config", None) else None
-        if not (from_file and from_file.model.base_url and from_file.model.provider == "openai"):
-            overrides["model.provider"] = "transformers"
+    configured = load_config(args.config).model if getattr(args, "config", None) else ModelConfig()
+    updates = model_flag_updates(configured, model=args.model, base_url=args.base_url)
+    overrides: dict[str, Any] = {f"model.{key}": value for key, value in updates.items()}
+    overrides["model.max_tokens"] = getattr(args, "max_tokens", None)
     return overrides
 
 
 def _add_model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", metavar="NAME", help="model name on the server (with --base-url), "
                    "or a local transformers model directory / hub name (without)")
-    p.add_argument("--base-url", metavar="URL", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 "
-                   "(vllm serve); the API key is read from $OPENAI_API_KEY (any value for local servers)")
+    p.add_argument("--base-url", metavar="URL", action="append",
+                   help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (vllm serve); repeat it for "
+                        "replicas of the same model (each call goes to the least busy one; one that keeps failing "
+                        "is rested). The API key is read from $OPENAI_API_KEY (any value for local servers)")
 
 
 DATA_HELP = ("CSV, TSV, JSONL, JSON, Parquet, a save_to_disk folder, or a Hugging Face Hub name (org/name); "

@@ -7,16 +7,16 @@ file is a valid config; `examples/*.yaml` show the common set-ups.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
 
 Role = Literal["base", "reasoning", "context", "reviewer", "judge"]
 ROLES: tuple[str, ...] = ("base", "reasoning", "context", "reviewer", "judge")
-Provider = Literal["openai", "transformers", "vllm", "fake"]
 TaskType = Literal["auto", "multiple_choice", "text", "numeric", "open"]
 DataFormat = Literal["auto", "table", "messages", "sharegpt", "alpaca"]
 Ablation = Literal["reasoning", "checker", "context", "reviewer", "selection"]
@@ -26,23 +26,94 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-class ModelConfig(StrictModel):
-    """One chat model. `provider` picks the backend in `robustft.backends.models`."""
+def check_base_urls(value: str | Sequence[str] | None, field: str = "model.base_url") -> list[str]:
+    """The URLs in `value` (one or a list), each with scheme http or https and a host; else ConfigError."""
+    if value is None:
+        return []
+    urls = [value] if isinstance(value, str) else list(value)
+    if not urls:
+        raise ConfigError(f"{field}: an empty list; give at least one URL such as http://127.0.0.1:8000/v1")
+    for url in urls:
+        problem = _url_problem(url)
+        if problem:
+            raise ConfigError(f"{field}: {problem}; give a URL such as http://127.0.0.1:8000/v1")
+    return urls
 
-    provider: Provider = Field("openai", description=(
+
+def _url_problem(url: object) -> str | None:
+    if not isinstance(url, str):
+        return f"{url!r} is not a string"
+    if not url.strip():
+        return "an empty URL"
+    if url != url.strip() or any(c.isspace() for c in url):
+        return f"{url!r} contains spaces"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError as exc:
+        return f"{url!r} is not a valid URL ({exc})"
+    if parts.scheme not in ("http", "https"):
+        return f"{url!r} must start with http:// or https://"
+    if not parts.hostname:
+        return f"{url!r} has no host"
+    return None
+
+
+def _url_field(value: Any) -> Any:
+    if value is None:
+        return None
+    if not isinstance(value, (str, list, tuple)):
+        raise ValueError("must be a URL or a list of URLs")
+    urls = [value] if isinstance(value, str) else list(value)
+    if not urls:
+        raise ValueError("an empty list; give at least one URL such as http://127.0.0.1:8000/v1")
+    for url in urls:
+        problem = _url_problem(url)
+        if problem:
+            raise ValueError(f"{problem}; give a URL such as http://127.0.0.1:8000/v1")
+    return value if isinstance(value, str) else urls
+
+
+def _provider_field(value: Any) -> Any:
+    if value is None:
+        return None
+    from .backends.registry import check_provider
+
+    try:
+        return check_provider(value)
+    except ConfigError as exc:
+        raise ValueError(str(exc).removeprefix("model.provider: ")) from None
+
+
+class ModelConfig(StrictModel):
+    """One chat model. `provider` names a backend registered in the entry-point group
+    `robustft.backends` (see `robustft.backends.registry`)."""
+
+    provider: str = Field("openai", description=(
         "The backend: openai (any OpenAI-compatible server: vllm serve, hosted APIs), transformers (a local "
-        "model), vllm (in-process vLLM), fake (scripted replies, for tests). --base-url sets openai, --model "
-        "alone transformers."))
+        "model), vllm (in-process vLLM), fake (scripted replies, for tests), or any installed plugin "
+        "registered under the entry-point group robustft.backends. --base-url sets openai, --model alone "
+        "transformers."))
     name: str | None = Field(None, description="Model name on the server, or a local path / hub name. Flag: --model.")
-    base_url: str | None = Field(None, description="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1. Flag: --base-url.")
+    base_url: str | list[str] | None = Field(None, description=(
+        "OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1, or a list of replicas serving the same model "
+        "(each call goes to the one with the fewest calls in flight; a failing one is rested). Flag: --base-url, "
+        "repeatable."))
     api_key_env: str = Field("OPENAI_API_KEY", description=(
         "Environment variable holding the API key (the key itself is never written anywhere; any value, or "
         "none, for local servers)."))
     temperature: float = Field(1.0, ge=0.0, description="Sampling temperature of every expert call (the paper's: 1.0).")
     max_tokens: int = Field(512, gt=0, description="Longest reply, in tokens. Flag: --max-tokens.")
     logprobs: bool = Field(True, description="Ask for token log-probabilities; entropy selection needs them.")
+    top_logprobs: int | None = Field(None, ge=0, le=20, description=(
+        "Alternatives returned per generated token, for the entropy score. None: 5 when denoise.score is "
+        "'entropy', else 0."))
     timeout_s: float = Field(120.0, gt=0, description="Seconds before a request is abandoned (then retried).")
-    max_retries: int = Field(3, ge=0, description="Retries of a failed request, with backoff.")
+    max_retries: int = Field(3, ge=0, le=10, description="Retries of a failed request, with jittered exponential backoff.")
+    retry_backoff_max_s: float = Field(30.0, gt=0, description="Longest wait between two retries of a request.")
+    give_up_after_s: float = Field(300.0, gt=0, description=(
+        "When every call to a model has failed for this long, the run stops (resumable) instead of "
+        "marking the remaining samples failed."))
     seed: int | None = Field(None, description="Sampling seed sent with each request, when the server honours one.")
     device: str = Field("auto", description="transformers/vllm: 'cpu', 'cuda', 'auto'.")
     dtype: str = Field("auto", description="transformers/vllm: 'auto', 'float32', 'bfloat16', ...")
@@ -51,25 +122,78 @@ class ModelConfig(StrictModel):
     adapter: str | None = Field(None, description=(
         "transformers: a PEFT LoRA adapter directory (what `robustft train` writes) applied on top of the model."))
 
+    @field_validator("base_url", mode="before")
+    @classmethod
+    def _valid_urls(cls, value: Any) -> Any:
+        return _url_field(value)
+
+    @field_validator("provider")
+    @classmethod
+    def _registered_provider(cls, value: Any) -> Any:
+        return _provider_field(value)
+
+    @property
+    def base_urls(self) -> list[str]:
+        """`base_url` as a list (empty when unset)."""
+        if self.base_url is None:
+            return []
+        return [self.base_url] if isinstance(self.base_url, str) else list(self.base_url)
+
 
 class ModelOverride(StrictModel):
     """A role's changes to the default model; unset fields inherit."""
 
-    provider: Provider | None = None
+    provider: str | None = None
     name: str | None = None
-    base_url: str | None = None
+    base_url: str | list[str] | None = None
     api_key_env: str | None = None
     temperature: float | None = Field(None, ge=0.0)
     max_tokens: int | None = Field(None, gt=0)
     logprobs: bool | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=20)
     timeout_s: float | None = Field(None, gt=0)
-    max_retries: int | None = Field(None, ge=0)
+    max_retries: int | None = Field(None, ge=0, le=10)
+    retry_backoff_max_s: float | None = Field(None, gt=0)
+    give_up_after_s: float | None = Field(None, gt=0)
     seed: int | None = None
     device: str | None = None
     dtype: str | None = None
     batch_size: int | None = Field(None, gt=0)
     script: list[str] | None = None
     adapter: str | None = None
+
+    @field_validator("base_url", mode="before")
+    @classmethod
+    def _valid_urls(cls, value: Any) -> Any:
+        return _url_field(value)
+
+    @field_validator("provider")
+    @classmethod
+    def _registered_provider(cls, value: Any) -> Any:
+        return _provider_field(value)
+
+
+def model_flag_updates(configured: ModelConfig, *, model: str | None = None,
+                       base_url: str | Sequence[str] | None = None) -> dict[str, Any]:
+    """The model fields that `--model` and `--base-url` set, for every command that takes them.
+
+    `--base-url` (one or more): an OpenAI-compatible server, provider `openai`. `--model` alone: a
+    local transformers model, unless the configuration already names a server (a `base_url`) or
+    another backend (`vllm`, a plugin), whose model name it then changes. An empty value of
+    either flag is an error, never a silent switch to a local model.
+    """
+    updates: dict[str, Any] = {}
+    if model is not None:
+        if not model.strip():
+            raise ConfigError("--model is empty: pass the model name the server serves, or a local model path")
+        updates["name"] = model
+    if base_url is not None:
+        urls = check_base_urls(base_url, "--base-url")
+        updates["base_url"] = urls[0] if len(urls) == 1 else urls
+        updates["provider"] = "openai"
+    elif model is not None and configured.provider == "openai" and not configured.base_url:
+        updates["provider"] = "transformers"
+    return updates
 
 
 class DataConfig(StrictModel):
@@ -127,12 +251,22 @@ class DenoiseConfig(StrictModel):
         "Longest context-relabeling prompt, in tokens (tiktoken cl100k, or an estimate offline): the least "
         "similar examples are left out until the prompt fits. None: always show k examples."))
     beta: float = Field(0.5, gt=0.0, le=1.0, description="Fraction of relabeled samples kept (lowest scores).")
-    score: Literal["mean_nll", "answer_nll"] = Field("mean_nll", description=(
+    score: Literal["mean_nll", "answer_nll", "entropy"] = Field("mean_nll", description=(
         "mean_nll: the paper's mean negative log-probability of all generated tokens; answer_nll: "
-        "of the answer tokens after 'Answer:' only."))
+        "of the answer tokens after 'Answer:' only; entropy: the mean predictive entropy per generated "
+        "token, from the top model.top_logprobs alternatives (5 unless set)."))
     embedding_model: str = Field("sentence-transformers/all-MiniLM-L6-v2", description=(
-        "Sentence-embedding model for retrieving similar clean samples (a hub name or a local directory)."))
-    embedding_batch_size: int = Field(64, gt=0, description="Questions embedded together.")
+        "Sentence-embedding model for retrieving similar clean samples: a hub name or a local directory for "
+        "sentence-transformers, or the model name the embedding server serves. Flag: --embedding-model."))
+    embedding_base_url: str | list[str] | None = Field(None, description=(
+        "An OpenAI-compatible /v1/embeddings endpoint (vllm serve of an embedding model, TEI, a hosted API) to "
+        "embed the questions with, instead of a local sentence-transformers model. Flag: --embedding-base-url."))
+    embedding_batch_size: int = Field(64, gt=0, description="Questions embedded together (per request to a server).")
+
+    @field_validator("embedding_base_url", mode="before")
+    @classmethod
+    def _embedding_urls(cls, value: Any) -> Any:
+        return _url_field(value)
     concurrency: int = Field(32, gt=0, description="Model calls in flight at once.")
     parse_retries: int = Field(2, ge=0, description="Re-asks when a response holds no usable answer.")
     ablate: list[Ablation] = Field(default_factory=list, description="Parts of the method to switch off.")
@@ -218,11 +352,14 @@ class RobustFTConfig(StrictModel):
         return self
 
     def model_for(self, role: str) -> ModelConfig:
+        """The model `role` calls: the default model with the role's override, settings resolved."""
         override = self.roles.get(role)  # type: ignore[call-overload]
-        if override is None:
-            return self.model
-        merged = {**self.model.model_dump(), **override.model_dump(exclude_unset=True)}
-        return ModelConfig(**merged)
+        model = self.model
+        if override is not None:
+            model = ModelConfig(**{**model.model_dump(), **override.model_dump(exclude_unset=True)})
+        if model.top_logprobs is None:
+            model = model.model_copy(update={"top_logprobs": 5 if self.denoise.score == "entropy" else 0})
+        return model
 
     def public_dict(self) -> dict[str, Any]:
         """The resolved configuration as written to summary.json: plain JSON, no secrets.

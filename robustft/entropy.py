@@ -1,16 +1,30 @@
 """Selection scores from token log-probabilities, and β selection over all relabeled samples.
 
-The paper scores a response by the mean negative log-probability of its generated tokens (it calls
-this entropy); lower means the model was more certain. `answer_nll` narrows that to the tokens of
-the final answer, which ignores how confidently the model phrased its reasoning.
+Three scores of a reply; lower means the model was more certain:
+
+- `mean_nll` (the paper's, which it calls entropy): the mean negative log-probability of the
+  generated tokens, i.e. the surprise of the tokens actually sampled.
+- `answer_nll`: the same over the tokens of the final answer only, ignoring how confidently the
+  model phrased its reasoning.
+- `entropy`: the mean over generated tokens of the predictive entropy of the model's next-token
+  distribution, i.e. how spread out the model's belief was at each step, whatever it sampled.
+  Servers return only the top-k alternatives (`model.top_logprobs`); the probability mass outside
+  them, 1 - (sum of their probabilities), is counted as one more outcome (`topk_entropy`). That
+  is the least entropy any full distribution with those top-k tokens can have: a lower bound,
+  exact when the top k hold all the mass, never an overstatement of the model's uncertainty.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 from .answers import answer_char_span
+
+if TYPE_CHECKING:
+    from .backends.base import Generation
+
+SCORES = ("mean_nll", "answer_nll", "entropy")
 
 
 def mean_nll(logprobs: Sequence[float] | None) -> float | None:
@@ -39,13 +53,38 @@ def answer_nll(text: str, tokens: Sequence[str] | None, logprobs: Sequence[float
     return mean_nll(picked) if picked else mean_nll(logprobs)
 
 
-def response_score(method: str, text: str, tokens: Sequence[str] | None,
-                   logprobs: Sequence[float] | None) -> float | None:
+def topk_entropy(logprobs: Iterable[float]) -> float:
+    """Entropy in nats of a next-token distribution known by the log-probabilities of some of its
+    tokens (the top k): -sum p log p over them, plus the rest of the mass as one more outcome."""
+    h = 0.0
+    total = 0.0
+    for lp in logprobs:
+        if lp > -700.0:  # exp underflows below this; such a token adds nothing
+            p = math.exp(lp) if lp < 0.0 else 1.0
+            total += p
+            h -= p * (lp if lp < 0.0 else 0.0)
+    rest = 1.0 - total
+    if rest > 1e-12:
+        h -= rest * math.log(rest)
+    return h
+
+
+def mean_entropy(entropies: Sequence[float] | None) -> float | None:
+    if not entropies:
+        return None
+    return math.fsum(entropies) / len(entropies)
+
+
+def response_score(method: str, gen: "Generation") -> float | None:
+    """The selection score `method` (one of `SCORES`) of a reply; None when the backend gave
+    nothing to compute it from (no logprobs, or no top-k alternatives for `entropy`)."""
     if method == "mean_nll":
-        return mean_nll(logprobs)
+        return mean_nll(gen.token_logprobs)
     if method == "answer_nll":
-        return answer_nll(text, tokens, logprobs)
-    raise ValueError(f"unknown score method {method!r}; use 'mean_nll' or 'answer_nll'")
+        return answer_nll(gen.text, gen.tokens, gen.token_logprobs)
+    if method == "entropy":
+        return mean_entropy(gen.token_entropies)
+    raise ValueError(f"unknown score method {method!r}; use one of {', '.join(SCORES)}")
 
 
 def select_lowest(scores: Mapping[str, float | None], beta: float) -> tuple[list[str], float | None]:

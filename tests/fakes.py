@@ -6,7 +6,9 @@ import re
 from pathlib import Path
 from typing import Callable
 
-from robustft.backends.models import FakeChatModel, Generation, ModelPool
+from robustft.backends.base import Generation
+from robustft.backends.fake import FakeChatModel
+from robustft.backends.registry import ModelPool
 from robustft.config import ROLES, RobustFTConfig, load_config
 from robustft.data import Dataset, Sample
 

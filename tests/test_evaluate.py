@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from robustft.backends.models import FakeChatModel
+from robustft.backends.fake import FakeChatModel
 from robustft.cli import main
 from robustft.config import load_config
 from robustft.data import load_dataset, read_jsonl

@@ -6,9 +6,8 @@ import json
 
 import pytest
 
-from robustft.backends.models import ModelPool
+from robustft.backends.registry import ModelPool
 from robustft.agents.runtime import AgentRuntime
-from robustft.errors import UserError
 from robustft.graph.build import build_graph
 from robustft.run.runner import denoise
 from robustft.prompts import PromptLibrary

@@ -12,7 +12,7 @@ import torch
 
 from robustft.backends.transformers import TransformersChatModel
 from robustft.backends.vllm import VLLMChatModel
-from robustft.backends.models import build_chat_model
+from robustft.backends.registry import build_chat_model
 from robustft.config import ModelConfig
 from robustft.errors import ConfigError
 from robustft.testing import build_tiny_model, fingerprint

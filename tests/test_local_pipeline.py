@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from robustft.backends.models import ModelPool
+from robustft.backends.registry import ModelPool
 from robustft.config import load_config
 from robustft.demo import DEMO_DATA
 from robustft.run.runner import denoise

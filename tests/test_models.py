@@ -6,7 +6,9 @@ import asyncio
 
 import pytest
 
-from robustft.backends.models import FakeChatModel, ModelPool, OpenAIChatModel, build_chat_model
+from robustft.backends.fake import FakeChatModel
+from robustft.backends.openai import OpenAIChatModel
+from robustft.backends.registry import ModelPool, build_chat_model
 from robustft.agents.calls import ModelCalls, is_retryable
 from robustft.agents.runtime import AgentRuntime
 from robustft.config import ModelConfig, load_config

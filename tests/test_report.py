@@ -80,7 +80,7 @@ def test_the_label_matrix_counts_every_sample(run_dir):
 
 
 def test_relabels_without_scores_are_reported(tmp_path):
-    from robustft.backends.models import Generation
+    from robustft.backends.base import Generation
 
     def no_logprobs(sid, messages):
         return Generation(text=f"Answer: {GOLD[sid]}", token_logprobs=None)

@@ -9,7 +9,6 @@ not on a timer.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess

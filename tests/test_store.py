@@ -7,7 +7,9 @@ import asyncio
 import pytest
 
 from robustft.agents.calls import ModelCalls
-from robustft.backends.models import FakeChatModel, Generation, ModelPool
+from robustft.backends.base import Generation
+from robustft.backends.fake import FakeChatModel
+from robustft.backends.registry import ModelPool
 from robustft.backends.store import ResponseStore, decode_generation, encode_generation, model_identity
 from robustft.config import ModelConfig
 from robustft.errors import ModelCallError

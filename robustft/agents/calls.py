@@ -25,7 +25,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ..backends.models import Generation, Messages, ModelPool
+from ..backends.base import Generation, Messages
+from ..backends.registry import ModelPool
 from ..backends.store import Occurrences, ResponseStore, identity_digest, model_identity, request_digest, response_key
 from ..config import ModelConfig
 from ..errors import ModelCallError, RobustFTError
@@ -149,7 +150,10 @@ class ModelCalls:
         model, health = self._backend(config)
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.concurrency)
-        limit = config.timeout_s * 1.5 + 5  # the backend's own timeout should fire first
+        # The backend's own timeout should fire first; a client that re-sends a timed-out call to
+        # another replica may take one timeout per replica.
+        replicas = len(config.base_url) if isinstance(config.base_url, list) else 1
+        limit = config.timeout_s * (replicas + 1) + 5
         stats = self.stats
         for attempt in range(config.max_retries + 1):
             async with self._slots:

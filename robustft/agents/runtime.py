@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..answers import extract_answer
-from ..backends.models import Generation, ModelPool
 from ..config import ROLES, ModelConfig, RobustFTConfig
 from ..entropy import response_score
 from ..errors import ModelCallError
 from ..prompts import PromptLibrary, prompt_values
+from ..backends.base import Generation
+from ..backends.registry import ModelPool
 from .calls import ModelCalls
 
 
@@ -60,7 +61,7 @@ class AgentRuntime:
             record["completion_tokens"] += gen.completion_tokens
             record["response"] = gen.text
             record["answer"] = parse(gen.text)
-            record["score"] = response_score(method, gen.text, gen.tokens, gen.token_logprobs)
+            record["score"] = response_score(method, gen)
             if record["answer"] is not None:
                 break
         if record["answer"] is None:

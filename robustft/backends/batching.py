@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from .models import Generation, Messages
+from .base import Generation, Messages
 
 
 @dataclass

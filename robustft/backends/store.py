@@ -36,7 +36,7 @@ import ormsgpack
 
 from ..config import ModelConfig
 from ..errors import UserError
-from .models import Generation, Messages
+from .base import Generation, Messages
 
 # ModelConfig fields that do not change what a model answers.
 NOT_IDENTITY = frozenset({"base_url", "api_key_env", "timeout_s", "max_retries", "batch_size",

@@ -36,7 +36,7 @@ from typing import Any
 from ..config import ModelConfig
 from ..errors import ConfigError
 from .batching import _MicroBatchingModel
-from .models import Generation, Messages
+from .base import Generation, Messages
 
 
 def _resolve_device(device: str) -> str:

@@ -1,30 +1,38 @@
-"""The vLLM engine in process (`vllm.LLM`), generated in micro-batches (see `batching`)."""
+"""The vLLM engine in process (`vllm.LLM`), generated in micro-batches (see `batching`).
+
+Each batch of queued requests is one `LLM.chat(list of conversations, SamplingParams(...))` call;
+vLLM schedules it internally (continuous batching, paged KV cache), so a larger `model.batch_size`
+(e.g. the run's `denoise.concurrency`) suits it better than the transformers default of 8.
+
+Logprobs: `SamplingParams(logprobs=k)` returns, per generated token, a `{token_id: Logprob}`
+mapping holding the sampled token and the k most likely ones (k or k + 1 entries; `FlatLogprobs`
+in recent vLLM, a list of dicts before, both read the same way here). k is `model.top_logprobs`
+(0: the sampled token only). The values come from the raw distribution by default (vLLM's
+`logprobs_mode="raw_logprobs"`: before temperature, penalties and top-k/top-p), as the
+transformers backend and `vllm serve` give them.
+
+Tested here on objects built with vLLM's own field names (`RequestOutput.outputs[0]`,
+`CompletionOutput.text/token_ids/logprobs`, `Logprob.logprob/rank/decoded_token`) and a stand-in
+`vllm` module; never run against the real engine, which needs a GPU.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from ..config import ModelConfig
+from ..entropy import topk_entropy
 from ..errors import ConfigError
+from .base import Generation, Messages
 from .batching import _MicroBatchingModel
-from .models import Generation, Messages
+
+INSTALL_HINT = ("provider 'vllm' needs the vllm package and a GPU: pip install 'robustft[vllm]' (or pip install "
+                "vllm); or use provider 'transformers' for a local model on CPU, or serve the model with "
+                "`vllm serve` and use provider 'openai' with --base-url")
 
 
 class VLLMChatModel(_MicroBatchingModel):
-    """The vLLM engine in process (`vllm.LLM`), for fast local generation on a GPU.
-
-    Each batch of queued requests is one `LLM.chat(list of conversations, SamplingParams(...))`
-    call; vLLM schedules it internally (continuous batching, paged KV cache), so a larger
-    `model.batch_size` (e.g. the run's `denoise.concurrency`) suits it better than the
-    transformers default of 8. Logprobs: `SamplingParams(logprobs=0)` returns the sampled
-    token's logprob, from the raw distribution by default (vLLM V1 `logprobs_mode`), as the
-    transformers backend does.
-
-    Written against vLLM's documented offline API (`LLM`, `LLM.chat` over a list of
-    conversations, `SamplingParams`, `RequestOutput.outputs[0].logprobs` as one
-    {token_id: Logprob} mapping per generated token); untested here, where there is neither
-    vllm nor a GPU.
-    """
+    """The vLLM engine in process, for fast local generation on a GPU."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config.batch_size)
@@ -32,9 +40,7 @@ class VLLMChatModel(_MicroBatchingModel):
         try:
             import vllm
         except ImportError:
-            raise ConfigError("provider 'vllm' needs the vllm package and a GPU: pip install 'robustft[vllm]' "
-                              "(or use provider 'transformers' for a local model on CPU, or serve the model "
-                              "with `vllm serve` and use provider 'openai' with --base-url)") from None
+            raise ConfigError(INSTALL_HINT) from None
         if not config.name:
             raise ConfigError("model.name is empty for provider 'vllm': pass --model PATH_OR_HUB_NAME")
         self.name = config.name
@@ -46,22 +52,34 @@ class VLLMChatModel(_MicroBatchingModel):
         except Exception as e:  # noqa: BLE001 - engine start-up errors are configuration errors
             raise ConfigError(f"model.name {config.name!r}: vLLM could not load it: {e}\n"
                               "  fix: check the model path or hub name, the GPU and model.dtype") from None
+        top = config.top_logprobs or 0
+        self._entropies = bool(config.logprobs and top)
         self._params = vllm.SamplingParams(temperature=config.temperature, max_tokens=config.max_tokens,
-                                           logprobs=0 if config.logprobs else None, seed=config.seed)
+                                           logprobs=top if config.logprobs else None, seed=config.seed)
 
     def _generate_batch(self, batch: list[Messages]) -> list[Generation | Exception]:
         outputs = self._llm.chat(batch, sampling_params=self._params, use_tqdm=False)
-        return [self._to_generation(output) for output in outputs]
+        return [generation_from_output(output, entropies=self._entropies) for output in outputs]
 
-    def _to_generation(self, output: Any) -> Generation:
-        completion = output.outputs[0]
-        token_ids = list(completion.token_ids)
-        logprobs = tokens = None
-        if completion.logprobs is not None:
-            logprobs, tokens = [], []
-            for token_id, step in zip(token_ids, completion.logprobs):
-                entry = step[token_id]
-                logprobs.append(float(entry.logprob))
-                tokens.append(entry.decoded_token or "")
-        return Generation(text=completion.text, token_logprobs=logprobs, tokens=tokens,
-                          prompt_tokens=len(output.prompt_token_ids or []), completion_tokens=len(token_ids))
+
+def generation_from_output(output: Any, *, entropies: bool = False) -> Generation:
+    """A `Generation` from a vLLM `RequestOutput` (its first completion).
+
+    `entropies`: also the per-token entropy from the top-k alternatives (`robustft.entropy`);
+    meaningful only when the request asked for k > 0 of them.
+    """
+    completion = output.outputs[0]
+    token_ids = list(completion.token_ids)
+    logprobs = tokens = token_entropies = None
+    if completion.logprobs is not None:
+        logprobs, tokens = [], []
+        token_entropies = [] if entropies else None
+        for token_id, step in zip(token_ids, completion.logprobs):
+            entry = step[token_id]
+            logprobs.append(float(entry.logprob))
+            tokens.append(entry.decoded_token or "")
+            if token_entropies is not None:
+                token_entropies.append(topk_entropy(float(alt.logprob) for alt in step.values()))
+    return Generation(text=completion.text, token_logprobs=logprobs, tokens=tokens,
+                      prompt_tokens=len(output.prompt_token_ids or []), completion_tokens=len(token_ids),
+                      token_entropies=token_entropies)

@@ -28,11 +28,11 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from .. import __version__
 from ..answers import answers_match, extract_answer
-from ..config import ModelConfig, RobustFTConfig
+from ..config import ModelConfig, RobustFTConfig, model_flag_updates
 from ..data import Dataset, write_jsonl
 from ..errors import ConfigError, InputError, RobustFTError, UserError
 from ..prompts import PromptLibrary
@@ -64,18 +64,13 @@ def _check_adapter(adapter: str | Path) -> None:
                          fix="pass the --out directory of a finished `robustft train` run")
 
 
-def eval_model_config(config: RobustFTConfig, *, model: str | None = None, base_url: str | None = None,
+def eval_model_config(config: RobustFTConfig, *, model: str | None = None,
+                      base_url: str | Sequence[str] | None = None,
                       adapter: str | Path | None = None) -> ModelConfig:
     """The model to evaluate: `config.model` with the flags applied and the eval settings
     (temperature, max_tokens, batch size; no logprobs). `base_url` means a server; `model` alone a
-    local transformers model, unless the config already names a server."""
-    update: dict[str, Any] = {}
-    if model:
-        update["name"] = model
-    if base_url:
-        update.update(provider="openai", base_url=base_url)
-    elif model and not (config.model.provider == "openai" and config.model.base_url):
-        update["provider"] = "transformers"
+    local transformers model, unless the config already names a server (`model_flag_updates`)."""
+    update: dict[str, Any] = model_flag_updates(config.model, model=model, base_url=base_url)
     if adapter is not None:
         update["adapter"] = str(adapter)
     e = config.eval
@@ -168,7 +163,7 @@ async def score_samples(dataset: Dataset, chat_model: Any, prompts: PromptLibrar
             generation, error = await _ask(chat_model, messages[first], cfg)
             if generation is None:
                 if cfg.provider == "openai":
-                    raise UserError(f"model {cfg.name!r} at {cfg.base_url} did not answer the first test question: "
+                    raise UserError(f"model {cfg.name!r} at {', '.join(cfg.base_urls)} did not answer the first test question: "
                                     f"{error}\n  fix: check that the server is running, --base-url, and the model "
                                     "name it serves (GET /v1/models lists them)")
                 raise RobustFTError(f"model {cfg.name!r} failed on the first test question: {error}")
@@ -197,7 +192,7 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, int | float]:
 
 
 def evaluate(config: RobustFTConfig, *, data: str | Path | None = None, model: str | None = None,
-             base_url: str | None = None, adapter: str | Path | None = None, out: str | Path | None = None,
+             base_url: str | Sequence[str] | None = None, adapter: str | Path | None = None, out: str | Path | None = None,
              limit: int | None = None, progress: bool = True, chat_model: Any = None,
              write: bool = True) -> EvalResult:
     """Accuracy of a model on the labeled test set `data` (default `config.experiment.test_data`).
@@ -206,7 +201,7 @@ def evaluate(config: RobustFTConfig, *, data: str | Path | None = None, model: s
     takes the first N rows. Writes predictions and the result to `out` (default: `default_out_dir`)
     unless `write` is False.
     """
-    from ..backends.models import build_chat_model
+    from ..backends.registry import build_chat_model
     from .train import load_training_set
 
     data_path = data if data is not None else config.experiment.test_data
@@ -226,10 +221,17 @@ def evaluate(config: RobustFTConfig, *, data: str | Path | None = None, model: s
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
         backend = chat_model if chat_model is not None else build_chat_model(mc)
+    async def run() -> list[dict[str, Any]]:
+        try:
+            return await score_samples(dataset, backend, prompts, mc, instruction=config.data.instruction,
+                                       concurrency=config.eval.concurrency, rel_tol=config.data.numeric_rel_tol,
+                                       progress=progress)
+        finally:
+            if chat_model is None and hasattr(backend, "aclose"):
+                await backend.aclose()
+
     try:
-        records = asyncio.run(score_samples(dataset, backend, prompts, mc, instruction=config.data.instruction,
-                                            concurrency=config.eval.concurrency,
-                                            rel_tol=config.data.numeric_rel_tol, progress=progress))
+        records = asyncio.run(run())
     finally:
         if chat_model is None and hasattr(backend, "close"):
             backend.close()

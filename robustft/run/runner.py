@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from ..agents.calls import ModelCalls, ServiceDown
 from ..agents.runtime import AgentRuntime
-from ..backends.models import ModelPool
+from ..backends.registry import ModelPool
 from ..backends.store import NOT_IDENTITY, ResponseStore
 from ..config import RobustFTConfig
 from ..data import Dataset, Sample, load_dataset
@@ -254,7 +254,8 @@ class DenoiseRun:
             try:
                 await self.calls.send_unstored(cfg, probe)
             except (ModelCallError, ServiceDown) as exc:
-                where = f" at {cfg.base_url}" if cfg.base_url else ""
+                urls = cfg.base_url if isinstance(cfg.base_url, list) else [cfg.base_url] if cfg.base_url else []
+                where = f" at {', '.join(urls)}" if urls else ""
                 raise UserError(f"cannot use the {role} model {cfg.name!r}{where}: {exc}. "
                                 "Check that the server is running and that --base-url and --model are right.") from None
 

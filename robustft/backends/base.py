@@ -1,0 +1,41 @@
+"""What every chat backend shares: the message format, the reply (`Generation`) and the protocol.
+
+A backend is a class constructed from the `ModelConfig` with one method to implement:
+
+    async def generate(self, messages: Messages) -> Generation
+
+and, when it holds connections, threads or a model, `async def aclose(self)` to release them
+(`ModelPool.aclose` calls it). `messages` are OpenAI-style `{"role": ..., "content": ...}` dicts.
+Retries, answer parsing and concurrency limits live in the agents, so backends stay small.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+Messages = list[dict[str, str]]
+
+
+@dataclass
+class Generation:
+    """One reply: its text, and per generated token (when the backend can give them) the token
+    string, its log-probability and the entropy of the model's next-token distribution."""
+
+    text: str
+    token_logprobs: list[float] | None = None
+    tokens: list[str] | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    # From the top-k alternatives a server returns (`model.top_logprobs`), or the full
+    # distribution locally; in nats; None when not available. See `robustft.entropy`.
+    token_entropies: list[float] | None = None
+
+
+@runtime_checkable
+class ChatBackend(Protocol):
+    """The backend protocol. `name` is the model's name, shown in messages and records."""
+
+    name: str
+
+    async def generate(self, messages: Messages) -> Generation: ...
