@@ -1,4 +1,11 @@
-"""robustft: clean noisy supervised fine-tuning data with LLM agents, then fine-tune on it."""
+"""robustft: clean noisy supervised fine-tuning data with LLM agents, then fine-tune on it.
+
+    import robustft
+    result = robustft.denoise("noisy.csv", model="my-model", base_url="http://127.0.0.1:8000/v1", out="runs/x")
+
+`denoise` / `adenoise` (see `robustft.api`), `Result`, `RobustFTConfig` and `load_config`, and the
+backend interface (`Generation`, `ChatBackend`) for writing a model plugin.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,11 @@ __version__ = "0.1.0"
 
 # Public names, imported on first use so that `import robustft` stays light.
 _LAZY = {
+    "denoise": "robustft.api",
+    "adenoise": "robustft.api",
+    "Result": "robustft.api",
+    "RobustFTConfig": "robustft.config",
+    "load_config": "robustft.config",
     "Generation": "robustft.backends.base",
     "ChatBackend": "robustft.backends.base",
 }

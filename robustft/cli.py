@@ -35,6 +35,22 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
                         "is rested). The API key is read from $OPENAI_API_KEY (any value for local servers)")
 
 
+def _add_embedding_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--embedding-base-url", metavar="URL", action="append",
+                   help="embed the questions with an OpenAI-compatible /v1/embeddings server (vllm serve of an "
+                        "embedding model, TEI, a hosted API) instead of a local sentence-transformers model; "
+                        "repeat it for replicas")
+    p.add_argument("--embedding-model", metavar="NAME",
+                   help="embedding model: its name on that server, or a local sentence-transformers model "
+                        "(default sentence-transformers/all-MiniLM-L6-v2)")
+
+
+def _embedding_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    urls = args.embedding_base_url
+    return {"denoise.embedding_base_url": urls[0] if urls and len(urls) == 1 else urls,
+            "denoise.embedding_model": args.embedding_model}
+
+
 DATA_HELP = ("CSV, TSV, JSONL, JSON, Parquet, a save_to_disk folder, or a Hugging Face Hub name (org/name); "
              "tables and chat formats (messages, ShareGPT conversations, Alpaca)")
 
@@ -62,8 +78,10 @@ def _add_denoise(sub) -> None:
                                    "and summary.json to --out; re-running with the same --out resumes.")
     p.add_argument("--config", metavar="FILE", help="YAML config (see examples/); flags override it")
     p.add_argument("--data", metavar="SOURCE", help=DATA_HELP)
-    p.add_argument("--out", metavar="DIR", help="run directory (outputs, checkpoints, the clean index)")
+    p.add_argument("--out", metavar="DIR", help="run directory: the outputs, every model response (to resume), "
+                                                "the run's log")
     _add_model_flags(p)
+    _add_embedding_flags(p)
     p.add_argument("--concurrency", type=int, metavar="N", help="model calls in flight at once (default 32)")
     p.add_argument("--limit", type=int, metavar="N", help="take only the first N rows")
     p.add_argument("--max-tokens", type=int, metavar="N", help="max tokens per response (default 512)")
@@ -94,11 +112,21 @@ def _denoise(args: argparse.Namespace) -> int:
                       "denoise.concurrency": args.concurrency, "denoise.beta": args.beta, "denoise.k": args.k,
                       "denoise.checker": args.checker, "denoise.reflection_rounds": args.reflection_rounds,
                       "denoise.review": args.review,
-                      "denoise.prompts_dir": args.prompts_dir, **_data_overrides(args)})
+                      "denoise.prompts_dir": args.prompts_dir, **_embedding_overrides(args), **_data_overrides(args)})
     config = load_config(args.config, overrides)
     result = denoise(config, progress=not args.quiet)
     print(describe_run(result.summary, result.out_dir))
-    return 0
+    return _failed_exit(result.summary)
+
+
+def _failed_exit(summary: dict[str, Any]) -> int:
+    """0, or 3 when samples failed: `denoise && train` must not train on a sliver unnoticed."""
+    failed = summary.get("failed", 0)
+    if not failed:
+        return 0
+    print(f"robustft: {failed} of {summary['total']} samples failed (their errors are in samples.jsonl; "
+          "`robustft report` counts them); run the same command again to retry them", file=sys.stderr)
+    return 3
 
 
 def describe_run(summary: dict[str, Any], out_dir: Path) -> str:
@@ -353,6 +381,7 @@ def _add_ablate(sub) -> None:
     p.add_argument("--data", metavar="SOURCE", help=DATA_HELP)
     p.add_argument("--out", metavar="DIR", help="ablation directory (one run directory per variant inside)")
     _add_model_flags(p)
+    _add_embedding_flags(p)
     p.add_argument("--variants", metavar="LIST", help="comma-separated variants (default: all of them)")
     p.add_argument("--gold", metavar="FILE", help="correct labels: adds detection and label-accuracy figures")
     p.add_argument("--concurrency", type=int, metavar="N", help="model calls in flight at once (default 32)")
@@ -372,7 +401,7 @@ def _ablate(args: argparse.Namespace) -> int:
     variants = parse_variants(args.variants)
     overrides = _model_overrides(args)
     overrides.update({"data.path": args.data, "data.limit": args.limit, "denoise.concurrency": args.concurrency,
-                      "denoise.beta": args.beta, **_data_overrides(args)})
+                      "denoise.beta": args.beta, **_embedding_overrides(args), **_data_overrides(args)})
     config = load_config(args.config, overrides)
     out = args.out or config.out
     if out is None:
@@ -381,7 +410,8 @@ def _ablate(args: argparse.Namespace) -> int:
     print(f"\nAblation of {config.data.path} ({len(result.variants)} variants) in {result.out_dir}\n")
     print(format_table(result))
     print(f"\n{LEGEND}\ntable: {result.out_dir / 'ablation.md'}  numbers: {result.out_dir / 'ablation.json'}")
-    return 0
+    return _failed_exit({"failed": sum(v.summary.get("failed", 0) for v in result.variants),
+                         "total": sum(v.summary.get("total", 0) for v in result.variants)})
 
 
 # --- review ----------------------------------------------------------------------------------

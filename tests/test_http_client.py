@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from aiohttp import web
 
-from robustft.agents.runtime import is_retryable
+from robustft.backends.retry import is_retryable
 from robustft.backends.errors import BackendError
 from robustft.backends.http import REST_S, Endpoints, parse_retry_after
 from robustft.backends.openai import OpenAIChatModel, OpenAIEmbeddings

@@ -9,7 +9,8 @@ import pytest
 from robustft.backends.fake import FakeChatModel
 from robustft.backends.openai import OpenAIChatModel
 from robustft.backends.registry import ModelPool, build_chat_model
-from robustft.agents.calls import ModelCalls, is_retryable
+from robustft.agents.calls import ModelCalls
+from robustft.backends.retry import is_retryable
 from robustft.agents.runtime import AgentRuntime
 from robustft.config import ModelConfig, load_config
 from robustft.demo import DEMO_GOLD

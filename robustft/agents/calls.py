@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import asyncio
-import random
 import sys
 import time
 from dataclasses import dataclass
@@ -27,13 +26,10 @@ from typing import Any
 
 from ..backends.base import Generation, Messages
 from ..backends.registry import ModelPool
+from ..backends.retry import RetryPolicy, describe, with_retries
 from ..backends.store import Occurrences, ResponseStore, identity_digest, model_identity, request_digest, response_key
 from ..config import ModelConfig
-from ..errors import ModelCallError, RobustFTError
-
-# 4xx errors other than these are the request's own fault (bad model name, bad key, prompt too
-# long): sending it again cannot help.
-_RETRYABLE_4XX = frozenset({408, 409, 425, 429})
+from ..errors import RobustFTError
 
 if sys.version_info >= (3, 11):
     _timeout = asyncio.timeout
@@ -54,21 +50,6 @@ else:  # pragma: no cover - Python 3.10
 
 class ServiceDown(RobustFTError):
     """Every call to a model has failed for `model.give_up_after_s`: stop the run, keep progress."""
-
-
-def is_retryable(exc: BaseException) -> bool:
-    retryable = getattr(exc, "retryable", None)
-    if isinstance(retryable, bool):
-        return retryable
-    status = getattr(exc, "status_code", None)
-    if isinstance(status, int) and 400 <= status < 500:
-        return status in _RETRYABLE_4XX
-    return True
-
-
-def describe(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}"[:500] if text else type(exc).__name__
 
 
 @dataclass
@@ -155,36 +136,26 @@ class ModelCalls:
         replicas = len(config.base_url) if isinstance(config.base_url, list) else 1
         limit = config.timeout_s * (replicas + 1) + 5
         stats = self.stats
-        for attempt in range(config.max_retries + 1):
-            async with self._slots:
+        slots = self._slots
+
+        async def attempt() -> Generation:
+            async with slots:
                 stats.in_flight += 1
                 try:
                     async with _timeout(limit):
                         gen = await model.generate(messages)
-                    health.failing_since = None
-                    return gen
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # noqa: BLE001 - every backend raises its own types
-                    error = exc
                 finally:
                     stats.in_flight -= 1
+            health.failing_since = None
+            return gen
+
+        def failed(error: BaseException, retryable: bool) -> None:
             stats.failed_attempts += 1
-            retryable = is_retryable(error)
             if retryable:
                 self._check_give_up(config, health, error)
-            if attempt == config.max_retries or not retryable:
-                tries = f"after {attempt + 1} attempt{'s' if attempt else ''}"
-                raise ModelCallError(f"model call failed {tries}: {describe(error)}") from error
-            await asyncio.sleep(self._delay(config, attempt, error))
-        raise AssertionError("unreachable")
 
-    def _delay(self, config: ModelConfig, attempt: int, error: BaseException) -> float:
-        cap = float(getattr(config, "retry_backoff_max_s", 30.0))
-        retry_after = getattr(error, "retry_after", None)
-        if isinstance(retry_after, (int, float)) and retry_after >= 0:
-            return min(float(retry_after), cap)
-        return min(self.backoff_s * (2 ** attempt) * (0.5 + random.random()), cap)
+        return await with_retries(attempt, RetryPolicy.for_model(config, self.backoff_s), "model call",
+                                  on_failure=failed)
 
     def _check_give_up(self, config: ModelConfig, health: _Health, error: BaseException) -> None:
         now = time.monotonic()

@@ -29,10 +29,16 @@ class AgentRuntime:
     prompts: PromptLibrary
     calls: ModelCalls | None = None
     role_models: dict[str, ModelConfig] = field(init=False)
+    # The role whose reply's score ranks relabels at selection (see `scored_role`).
+    scoring: str = field(init=False)
+    # Roles whose model has returned token logprobs in this run: only those are re-asked for a reply
+    # that lacks them (a server that never gives logprobs must not triple every call).
+    gives_logprobs: set[str] = field(init=False, default_factory=set)
 
     def __post_init__(self) -> None:
         # Resolved once: the call path caches per config object, and a role override builds a new one.
         self.role_models = {role: self.config.model_for(role) for role in ROLES}
+        self.scoring = scored_role(self.config)
         if self.calls is None:
             self.calls = ModelCalls(self.pool, None, self.config.denoise.concurrency)
 
@@ -44,7 +50,8 @@ class AgentRuntime:
 
     async def ask(self, role: str, prompt_name: str, state: dict, *,
                   parse: Callable[[str], str | None] | None = None, **extra: Any) -> dict[str, Any]:
-        """Ask `role` with template `prompt_name`; re-ask while no answer can be read from the reply.
+        """Ask `role` with template `prompt_name`; re-ask while no answer can be read from the reply
+        (and, for the role whose score drives selection, while a reply lacks the logprobs asked for).
 
         Raises ModelCallError when the model keeps failing; a reply without an answer is not an
         exception: the record carries answer None and an error note, and the graph decides.
@@ -54,6 +61,7 @@ class AgentRuntime:
         record: dict[str, Any] = {"prompt": prompt, "response": None, "answer": None, "score": None,
                                   "attempts": 0, "prompt_tokens": 0, "completion_tokens": 0, "error": None}
         method = self.config.denoise.score
+        wants_score = role == self.scoring and self.role_models[role].logprobs
         for _ in range(self.config.denoise.parse_retries + 1):
             gen = await self.generate(role, prompt)
             record["attempts"] += 1
@@ -62,12 +70,24 @@ class AgentRuntime:
             record["response"] = gen.text
             record["answer"] = parse(gen.text)
             record["score"] = response_score(method, gen)
-            if record["answer"] is not None:
+            if gen.token_logprobs:
+                self.gives_logprobs.add(role)
+            unscored = wants_score and record["score"] is None and role in self.gives_logprobs
+            if record["answer"] is not None and not unscored:
                 break
         if record["answer"] is None:
             n = record["attempts"]
             record["error"] = f"no usable 'Answer:' line in the response ({n} attempt{'s' if n > 1 else ''})"
         return record
+
+
+def scored_role(config: RobustFTConfig) -> str:
+    """Whose reply scores a relabel: the context relabeler's (the paper's), or without it the
+    expert whose answer becomes the relabel."""
+    ablate = set(config.denoise.ablate)
+    if "context" not in ablate:
+        return "context"
+    return "base" if "reasoning" in ablate else "reasoning"
 
 
 def failure(node: str, exc: ModelCallError) -> dict[str, Any]:

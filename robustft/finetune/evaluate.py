@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import re
 import time
 import warnings
@@ -34,7 +33,7 @@ from .. import __version__
 from ..answers import answers_match, extract_answer
 from ..config import ModelConfig, RobustFTConfig, model_flag_updates
 from ..data import Dataset, write_jsonl
-from ..errors import ConfigError, InputError, RobustFTError, UserError
+from ..errors import ConfigError, InputError, ModelCallError, RobustFTError, UserError
 from ..prompts import PromptLibrary
 
 __all__ = ["EvalResult", "eval_model_config", "evaluate", "score_samples", "describe_eval", "default_out_dir"]
@@ -104,19 +103,13 @@ def default_out_dir(data: str | Path, model: str, adapter: str | Path | None) ->
 
 async def _ask(chat_model: Any, messages: list[dict[str, str]], cfg: ModelConfig) -> tuple[Any, str | None]:
     """(Generation or None, error or None), retrying failures that may pass (as the agents do)."""
-    from ..agents.calls import describe, is_retryable
+    from ..backends.retry import RetryPolicy, with_retries
 
-    timeout = cfg.timeout_s * 1.5 if cfg.provider == "openai" else None
-    for attempt in range(cfg.max_retries + 1):
-        try:
-            return await asyncio.wait_for(chat_model.generate(messages), timeout=timeout), None
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - every backend raises its own types
-            if attempt == cfg.max_retries or not is_retryable(exc):
-                return None, f"model call failed after {attempt + 1} attempt(s): {describe(exc)}"
-            await asyncio.sleep(0.5 * (2 ** attempt) * (0.5 + random.random()))
-    raise AssertionError("unreachable")
+    try:
+        return await with_retries(lambda: chat_model.generate(messages), RetryPolicy.for_model(cfg),
+                                  "model call"), None
+    except ModelCallError as exc:
+        return None, str(exc)
 
 
 async def score_samples(dataset: Dataset, chat_model: Any, prompts: PromptLibrary, cfg: ModelConfig, *,

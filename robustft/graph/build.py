@@ -29,7 +29,7 @@ from typing import Annotated, Any, Awaitable, Callable, Literal, TypedDict
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, Send
 
-from ..agents.calls import describe
+from ..backends.retry import describe
 from ..agents.checker import make_checker
 from ..agents.experts import make_base_expert, make_reasoning_expert
 from ..agents.relabeler import make_context_relabeler, make_reasoning_relabeler

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
-from typing import Protocol, Sequence
+from typing import TYPE_CHECKING, Protocol, Sequence
 
 import numpy as np
 
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..config import DenoiseConfig
 
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -82,11 +85,10 @@ class LocalEmbedder:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
-def make_embedder(denoise) -> Embedder:
+def make_embedder(denoise: "DenoiseConfig") -> Embedder:
     """The embedder `denoise` (a DenoiseConfig) asks for."""
-    base_url = getattr(denoise, "embedding_base_url", None)
-    if base_url:
+    if denoise.embedding_base_url:
         from .server import ServerEmbedder
 
-        return ServerEmbedder(base_url, denoise.embedding_model, denoise.embedding_batch_size)
+        return ServerEmbedder(denoise.embedding_base_url, denoise.embedding_model, denoise.embedding_batch_size)
     return LocalEmbedder(denoise.embedding_model, denoise.embedding_batch_size)

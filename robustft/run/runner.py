@@ -207,8 +207,11 @@ class DenoiseRun:
                 journal.close()
             if store is not None and store is not self.shared_store:
                 store.close()
-            if embedder is not None and hasattr(embedder, "close"):
-                embedder.close()
+            if embedder is not None:
+                if hasattr(embedder, "aclose"):
+                    await embedder.aclose()
+                elif hasattr(embedder, "close"):
+                    embedder.close()
             if hasattr(self.pool, "aclose"):
                 await self.pool.aclose()
             rundir.close()

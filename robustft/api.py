@@ -1,0 +1,162 @@
+"""The library API: `robustft.denoise(...)` and `await robustft.adenoise(...)`.
+
+    import robustft
+    result = robustft.denoise("noisy.csv", model="meta-llama/Llama-3.1-8B-Instruct",
+                              base_url="http://127.0.0.1:8000/v1", out="runs/noisy", beta=0.5)
+    result.summary["relabeled"], result.fine_tuning_set[:3], result.records[0]["nodes"]
+
+- `data`: a path (CSV, TSV, JSONL, JSON, Parquet, a `save_to_disk` folder), a Hugging Face Hub
+  name, a list of dicts, a pandas DataFrame or a Hugging Face `Dataset`.
+- `config`: a `RobustFTConfig`, a YAML path or a dict of the same shape; keyword settings
+  override it. Keywords are the command line's flags as names (`model`, `base_url`, `concurrency`,
+  `limit`, `beta`, `k`, ...), or any dotted config key through `settings={"denoise.k": 5}`.
+- `out`: the run directory; without one, a new temporary directory (its path is in the result).
+  Running again with the same `out` resumes, exactly as on the command line.
+
+`denoise` works inside a running event loop (Jupyter): the run then goes on a thread of its own.
+Messages go through `logging` (logger `robustft`); `logging.basicConfig(level=logging.INFO)`
+shows them. Errors are `robustft.errors` exceptions whose messages name settings, not flags.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import re
+import tempfile
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from .config import RobustFTConfig, load_config
+from .errors import RobustFTError, UserError
+
+log = logging.getLogger("robustft")
+
+# Keyword settings, as the command line's flags name them, and where they live in the config.
+KEYWORDS = {
+    "model": "model.name", "base_url": "model.base_url", "provider": "model.provider",
+    "max_tokens": "model.max_tokens", "temperature": "model.temperature",
+    "concurrency": "denoise.concurrency", "beta": "denoise.beta", "k": "denoise.k", "checker": "denoise.checker",
+    "reflection_rounds": "denoise.reflection_rounds", "review": "denoise.review", "score": "denoise.score",
+    "prompts_dir": "denoise.prompts_dir", "embedding_model": "denoise.embedding_model",
+    "embedding_base_url": "denoise.embedding_base_url", "ablate": "denoise.ablate",
+    "limit": "data.limit", "task": "data.task", "split": "data.split", "instruction": "data.instruction",
+    "question_column": "data.question_column", "answer_column": "data.answer_column",
+    "options_column": "data.options_column", "id_column": "data.id_column",
+    "out_of_range_labels": "data.out_of_range_labels",
+}
+
+
+@dataclass
+class Result:
+    """A finished run: `summary`, `records` (samples.jsonl), `fine_tuning_set` (denoised.jsonl)."""
+
+    out_dir: Path
+    summary: dict[str, Any]
+
+    @cached_property
+    def records(self) -> list[dict[str, Any]]:
+        from .data import read_jsonl
+
+        return read_jsonl(self.out_dir / "samples.jsonl")
+
+    @cached_property
+    def fine_tuning_set(self) -> list[dict[str, Any]]:
+        from .data import read_jsonl
+
+        return read_jsonl(self.out_dir / "denoised.jsonl")
+
+    def to_pandas(self):
+        """The fine-tuning set as a DataFrame."""
+        import pandas as pd
+
+        return pd.DataFrame(self.fine_tuning_set)
+
+
+def resolve_config(data: Any = None, *, config: RobustFTConfig | str | Path | dict | None = None,
+                   out: str | Path | None = None, settings: dict[str, Any] | None = None,
+                   **keywords: Any) -> tuple[RobustFTConfig, Any]:
+    """The config a call asks for, and the data in memory (None when the config names a source)."""
+    unknown = sorted(set(keywords) - set(KEYWORDS))
+    if unknown:
+        raise UserError(f"unknown setting {', '.join(repr(u) for u in unknown)}; settings: {', '.join(sorted(KEYWORDS))}, "
+                        "or any config key as settings={'denoise.k': 5}")
+    overrides: dict[str, Any] = {KEYWORDS[k]: v for k, v in keywords.items()}
+    overrides.update(settings or {})
+    if keywords.get("base_url") is not None and "provider" not in keywords:
+        overrides["model.provider"] = "openai"
+    in_memory = None
+    if isinstance(data, (str, Path)):
+        overrides["data.path"] = str(data)
+    elif data is not None:
+        in_memory = data
+    if out is not None:
+        overrides["out"] = str(out)
+    if isinstance(config, RobustFTConfig):
+        merged = config.model_dump(mode="json")
+        for dotted, value in overrides.items():
+            if value is not None:
+                node = merged
+                *parents, leaf = dotted.split(".")
+                for key in parents:
+                    node = node.setdefault(key, {})
+                node[leaf] = value
+        resolved = load_config(None, {k: v for k, v in merged.items()})
+    elif isinstance(config, dict):
+        resolved = load_config(None, {**config, **{k: v for k, v in overrides.items()}})
+    else:
+        resolved = load_config(config, overrides)
+    if resolved.out is None:
+        resolved = resolved.model_copy(update={"out": Path(tempfile.mkdtemp(prefix="robustft-run-"))})
+        log.info(f"no out given: the run goes to {resolved.out}")
+    return resolved, in_memory
+
+
+async def adenoise(data: Any = None, *, config: RobustFTConfig | str | Path | dict | None = None,
+                   out: str | Path | None = None, progress: bool = True, settings: dict[str, Any] | None = None,
+                   **keywords: Any) -> Result:
+    """Run the whole method (see the module docstring) in the running event loop."""
+    from .data import load_dataset
+    from .run.runner import DenoiseRun
+
+    try:
+        cfg, in_memory = resolve_config(data, config=config, out=out, settings=settings, **keywords)
+        dataset = load_dataset(cfg.data, in_memory) if in_memory is not None else None
+        result = await DenoiseRun(cfg, dataset=dataset, progress=progress).run()
+    except RobustFTError as e:
+        raise _in_settings_terms(e) from None
+    return Result(result.out_dir, result.summary)
+
+
+def denoise(data: Any = None, **kwargs: Any) -> Result:
+    """`adenoise`, for code that is not async. Inside a running event loop (a notebook) the run goes
+    on a thread of its own with its own loop, and this call waits for it."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(adenoise(data, **kwargs))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="robustft-run") as pool:
+        return pool.submit(asyncio.run, adenoise(data, **kwargs)).result()
+
+
+_FLAG = re.compile(r"--([a-z][a-z0-9-]*)(?: [A-Z][A-Z_]*)?")
+_SETTING_OF_FLAG = {flag.replace("_", "-"): name for name, flag in ((k, k) for k in KEYWORDS)}
+_SETTING_OF_FLAG.update({"out": "out", "data": "data", "config": "config"})
+
+
+def _in_settings_terms(error: RobustFTError) -> RobustFTError:
+    """The same error, with the command line's flags named as this API's settings."""
+    def setting(match: re.Match) -> str:
+        name = _SETTING_OF_FLAG.get(match.group(1))
+        return f"{name}=..." if name else match.group(0)
+
+    text = _FLAG.sub(setting, str(error))
+    if text == str(error):
+        return error
+    renamed = type(error).__new__(type(error))
+    renamed.__dict__.update(error.__dict__)
+    renamed.args = (text,)
+    return renamed
