@@ -32,6 +32,7 @@ from ..entropy import select_lowest
 from ..errors import ConfigError, ModelCallError, UserError
 from .outputs import sample_record, summarize, write_outputs
 from ..prompts import PROMPT_NAMES, PromptLibrary
+from ..prompts.check import check_prompts
 from ..retrieval import CleanIndex, Embedder, IndexedSample
 from ..graph.build import BARRIER, compile_graph
 from ..graph.state import initial_state
@@ -135,6 +136,7 @@ class DenoiseRun:
         from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
         started = time.monotonic()
+        check_prompts(self.prompts, self.config, self.dataset)
         _check_run_dir(self.out_dir, run_fingerprint(self.config, self.dataset, self.prompts))
         async with AsyncSqliteSaver.from_conn_string(str(self.out_dir / CHECKPOINTS)) as saver:
             self.app = compile_graph(self.rt, checkpointer=saver)
