@@ -97,6 +97,9 @@ def _add_denoise(sub) -> None:
     p.add_argument("--prompts-dir", metavar="DIR", help="folder of .jinja templates overriding the built-ins")
     p.add_argument("--out-of-range-labels", choices=["error", "keep"],
                    help="a label letter past the last option: stop with an error (default) or keep it to be relabeled")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check and print every prompt for the first sample and estimate the calls and tokens of "
+                        "the whole run; calls no model and writes nothing")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_data_flags(p)
     p.set_defaults(handler=_denoise)
@@ -114,6 +117,11 @@ def _denoise(args: argparse.Namespace) -> int:
                       "denoise.review": args.review,
                       "denoise.prompts_dir": args.prompts_dir, **_embedding_overrides(args), **_data_overrides(args)})
     config = load_config(args.config, overrides)
+    if args.dry_run:
+        from .run.dryrun import describe_dry_run, dry_run
+
+        _print_to_pager(describe_dry_run(dry_run(config), config))
+        return 0
     result = denoise(config, progress=not args.quiet)
     print(describe_run(result.summary, result.out_dir))
     return _failed_exit(result.summary)
@@ -497,6 +505,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _shown(text: str) -> str:
+    """An error text as it may reach the terminal: no API key, no live escape sequence."""
+    from .inspect.terminal import visible
+    from .secrets import redact
+
+    return visible(redact(text))
+
+
 def _configure_logging() -> None:
     """The library speaks through the `robustft` logger; on the command line that is stderr."""
     import logging
@@ -507,7 +523,7 @@ def _configure_logging() -> None:
 
     class Format(logging.Formatter):
         def format(self, record: logging.LogRecord) -> str:
-            text = record.getMessage()
+            text = _shown(record.getMessage())
             return text if record.levelno < logging.WARNING else f"robustft: warning: {text}"
 
     class Stderr(logging.StreamHandler):
@@ -535,16 +551,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except UserError as e:
-        print(f"robustft: error: {e}", file=sys.stderr)
+        print(f"robustft: error: {_shown(str(e))}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("\nrobustft: interrupted; progress is saved: run the same command again to resume", file=sys.stderr)
         return 130
     except RobustFTError as e:
-        print(f"robustft: error: {e}", file=sys.stderr)
+        print(f"robustft: error: {_shown(str(e))}", file=sys.stderr)
         return e.exit_code
     except Exception:  # noqa: BLE001 - the edge: anything unexpected is a bug report, exit 1
-        traceback.print_exc()
+        print(_shown(traceback.format_exc()), file=sys.stderr, end="")
         print("robustft: internal error (the traceback above); please report it", file=sys.stderr)
         return 1
 

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any, Literal, Sequence
 from urllib.parse import urlsplit
 
+import reprlib
+
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -370,14 +372,108 @@ class RobustFTConfig(StrictModel):
         return self.model_dump(mode="json")
 
 
+# A robustft config is a few kilobytes. These bounds only stop files built to exhaust the machine:
+# a "billion laughs" of nested aliases, a huge file, or nesting deep enough to overflow the stack.
+MAX_CONFIG_BYTES = 1_000_000
+MAX_CONFIG_SIZE = 2_000_000  # nodes plus characters of scalars, with every alias expanded
+
+
+class _RecursiveAlias(Exception):
+    pass
+
+
+def _expanded_size(root: yaml.Node, limit: int) -> int:
+    """How big the document becomes once every alias is expanded (capped just past `limit`).
+
+    Aliases share one node, so this is memoised per node: linear in the file, however deep the
+    aliases nest. A node that contains itself (`&a [*a]`) raises _RecursiveAlias."""
+    done: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in done:
+            return done[key]
+        if key in open_nodes:
+            raise _RecursiveAlias
+        open_nodes.add(key)
+        if isinstance(node, yaml.SequenceNode):
+            total = 1 + sum(size(child) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total = 1 + sum(size(k) + size(v) for k, v in node.value)
+        else:
+            total = 1 + len(str(node.value))
+        open_nodes.discard(key)
+        done[key] = min(total, limit + 1)
+        return done[key]
+
+    return size(root)
+
+
+def load_yaml(path: Path) -> Any:
+    """Parse a YAML file safely: plain data only, bounded in size, with errors that name the file."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: {size:,} bytes is too large for a config file (at most "
+                              f"{MAX_CONFIG_BYTES:,}); is it the right file? Data goes in data.path, not in the config")
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text; save the config as UTF-8 YAML") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the config file ({e.strerror or e}); check its permissions") from None
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.YAMLError as e:  # characters YAML does not allow
+        raise ConfigError(f"{path}: not valid YAML: {cut(str(e), 600)}") from None
+    loader.name = str(path)  # error marks name the file, not "<unicode string>"
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node, MAX_CONFIG_SIZE) > MAX_CONFIG_SIZE:
+            raise ConfigError(f"{path}: the YAML expands to more than {MAX_CONFIG_SIZE:,} values and characters "
+                              "once its aliases (*name) are expanded; a robustft config is far smaller. Write the "
+                              "settings out without nested anchors and aliases")
+        return loader.construct_document(node)
+    except _RecursiveAlias:
+        raise ConfigError(f"{path}: an alias (*name) refers to the anchor (&name) that contains it, a structure "
+                          "with no end; write the value out instead") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: the YAML is nested too deeply; a robustft config has a few levels") from None
+    except yaml.constructor.ConstructorError as e:
+        raise ConfigError(f"{path}: {cut(str(e), 600)}\n  fix: a robustft config holds plain values (text, numbers, "
+                          "lists, mappings); remove the !!tag") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {cut(str(e), 600)}") from None
+    finally:
+        loader.dispose()
+
+
+MAX_SHOWN_VALUE = 300
+
+
+def cut(text: str, limit: int = MAX_SHOWN_VALUE) -> str:
+    """A message part of at most `limit` characters."""
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def shorten_value(value: Any, limit: int = MAX_SHOWN_VALUE) -> str:
+    """repr of a value for a message, at most `limit` characters, without walking all of a huge one."""
+    r = reprlib.Repr()
+    r.maxlevel, r.maxlist, r.maxtuple, r.maxdict, r.maxset = 3, 8, 8, 8, 8
+    r.maxstring = r.maxother = limit
+    return cut(r.repr(value), limit)
+
+
 def _format_validation_error(err: ValidationError, source: str) -> str:
     lines = [f"{source}: invalid configuration"]
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        loc = cut(".".join(str(p) for p in e["loc"]) or "(top level)", 200)
         if e["type"] == "extra_forbidden":
             lines.append(f"  field '{loc}': unknown field; check its spelling against examples/*.yaml")
         else:
-            lines.append(f"  field '{loc}': {e['msg']} (got {e.get('input')!r})")
+            lines.append(f"  field '{loc}': {cut(e['msg'])} (got {shorten_value(e.get('input'))})")
     return "\n".join(lines)
 
 
@@ -386,9 +482,10 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     *parents, leaf = dotted.split(".")
     for key in parents:
         child = node.get(key)
-        if not isinstance(child, dict):
-            child = {}
-            node[key] = child
+        if child is None:
+            child = node[key] = {}
+        elif not isinstance(child, dict):
+            return  # leave the bad section to validation, which names it
         node = child
     node[leaf] = value
 
@@ -402,12 +499,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         source = str(path)
         if not path.is_file():
             raise ConfigError(f"{path}: config file not found; pass an existing YAML file to --config")
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML: {e}") from None
-        except UnicodeDecodeError:
-            raise ConfigError(f"{path}: not UTF-8 text; save the config as UTF-8 YAML") from None
+        loaded = load_yaml(path)
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
@@ -431,6 +523,10 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
             _set_dotted(raw, dotted, value)
             source = f"{path} (with flags)" if path else "flags"
     try:
-        return RobustFTConfig(**raw)
+        config = RobustFTConfig.model_validate(raw)
     except ValidationError as e:
         raise ConfigError(_format_validation_error(e, source)) from None
+    from .secrets import register_api_keys
+
+    register_api_keys(config)  # so that every error printed from here on hides the keys in use
+    return config

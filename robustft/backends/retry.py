@@ -35,8 +35,12 @@ def is_retryable(exc: BaseException) -> bool:
 
 
 def describe(exc: BaseException) -> str:
+    """The error's first line, for records and messages; API keys a server echoed are redacted
+    before the text is shortened, so no part of a key survives."""
+    from ..secrets import redact
+
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}"[:500] if text else type(exc).__name__
+    return redact(f"{type(exc).__name__}: {text}")[:500] if text else type(exc).__name__
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,9 @@ review_log.jsonl over the fresh fine-tuning set (`replay_review_log`).
 from __future__ import annotations
 
 import csv
+import io
 import json
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -42,13 +44,33 @@ from typing import Any
 from ..answers import format_options, letters, normalize_label
 from ..data import write_jsonl
 from ..errors import UserError
-from ..run.rundir import DENOISED, REVIEW_LOG, RunFiles, load_run
+from ..run.rundir import DENOISED, REVIEW_LOG, RunFiles, load_run, read_review_log
 
 COLUMNS = ["id", "status", "question", "options", "original_label", "proposed_label", "current_label", "score",
            "base_answer", "reasoning_answer", "context_answer", "reviewer_answer", "checker_reason",
            "decision", "note"]
 KEYWORDS = ("keep", "accept", "drop")
 BACKUP = "denoised.before_review.jsonl"
+
+# Spreadsheets run a cell that starts with one of these as a formula (CSV injection). OWASP's
+# remedy: a leading single quote, which spreadsheets show as text. A value that already starts with
+# quotes before such a character gets one more, so that import (which removes one) restores every
+# value exactly. Plain numbers (-3.5, +2) are left alone: they are numbers, not formulas.
+_FORMULA_START = re.compile(r"'*[=+\-@\t\r]")
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+_QUOTED = re.compile(r"'+[=+\-@\t\r]")
+
+
+def neutralise_cell(value: str) -> str:
+    """A CSV cell a spreadsheet shows as text, never evaluates."""
+    if _FORMULA_START.match(value) and not _NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
+def restore_cell(value: str) -> str:
+    """The value `neutralise_cell` was given."""
+    return value[1:] if _QUOTED.match(value) else value
 
 
 def contested(run: RunFiles, score_above: float | None = None) -> list[dict[str, Any]]:
@@ -98,7 +120,7 @@ def export_review(run_dir: str | Path, out: str | Path | None = None, *, score_a
             writer = csv.DictWriter(fh, fieldnames=COLUMNS)
             writer.writeheader()
             for rec in records:
-                writer.writerow({k: "" if v is None else v for k, v in rec.items()})
+                writer.writerow({k: "" if v is None else neutralise_cell(str(v)) for k, v in rec.items()})
         tmp.replace(path)
     return path, len(records)
 
@@ -131,32 +153,61 @@ class ImportResult:
 
 
 def _read_rows(path: Path) -> list[dict[str, Any]]:
+    if path.is_dir():
+        raise UserError(f"{path} is a folder; pass the file written by `robustft review export`")
     if not path.is_file():
         raise UserError(f"{path}: file not found; pass the file written by `robustft review export`")
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise UserError(f"{path}: cannot read the file ({e.strerror or e}); check its permissions") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise UserError(f"{path}, line {line}: not UTF-8 text; save the review file as UTF-8 "
+                        "(in a spreadsheet: CSV UTF-8)") from None
+    if "\x00" in text:
+        line = text[:text.index("\x00")].count("\n") + 1
+        raise UserError(f"{path}, line {line}: holds a NUL byte: the file is damaged or not text; "
+                        "export again with `robustft review export` and copy the decisions over") from None
     if path.suffix.lower() in (".jsonl", ".ndjson"):
         rows = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        for number, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
             try:
                 obj = json.loads(line)
             except ValueError as e:
-                raise UserError(f"{path}, line {number}: not valid JSON ({e})") from None
+                raise UserError(f"{path}, line {number}: not valid JSON ({e}); fix the line, or export again "
+                                "and copy the decisions over") from None
             if not isinstance(obj, dict):
-                raise UserError(f"{path}, line {number}: expected a JSON object")
+                raise UserError(f"{path}, line {number}: expected a JSON object with 'id' and 'decision'")
             rows.append(obj)
         return rows
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not UTF-8 text; save the review file as CSV UTF-8") from None
     first = text.splitlines()[0] if text.strip() else ""
     delimiter = max(",;\t", key=first.count) if first else ","
-    reader = csv.DictReader(text.splitlines(keepends=True), delimiter=delimiter)
-    if reader.fieldnames is None or "id" not in reader.fieldnames or "decision" not in reader.fieldnames:
-        raise UserError(f"{path}: needs the columns 'id' and 'decision' (found: {', '.join(reader.fieldnames or [])}); "
-                        "start from the file `robustft review export` writes")
-    return list(reader)
+    # newline="": only \r and \n end a row; a U+2028 or \x1c in a question is text, not a line break.
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+    # No field can be longer than the file; the default limit (128 KB) rejects long questions.
+    old_limit = csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
+    try:
+        if reader.fieldnames is None or "id" not in reader.fieldnames or "decision" not in reader.fieldnames:
+            raise UserError(f"{path}: needs the columns 'id' and 'decision' (found: "
+                            f"{', '.join(reader.fieldnames or []) or 'none'}); start from the file "
+                            "`robustft review export` writes")
+        rows = []
+        for row in reader:
+            if None in row:  # more cells than header columns: a stray delimiter or quote
+                raise UserError(f"{path}, row {len(rows) + 1}: more cells than columns; a quote or delimiter "
+                                "is out of place: fix the row, or export again and copy the decisions over")
+            rows.append({k: restore_cell(v) if isinstance(v, str) else v for k, v in row.items()})
+        return rows
+    except csv.Error as e:
+        raise UserError(f"{path}, line {reader.line_num}: not readable as CSV ({e}); fix the line, or export "
+                        "again and copy the decisions over") from None
+    finally:
+        csv.field_size_limit(old_limit)
 
 
 def parse_decisions(path: Path, run: RunFiles) -> tuple[list[Decision], int]:
@@ -214,6 +265,7 @@ def _ft_record(rec: dict[str, Any], label: str) -> dict[str, Any]:
 
 def import_review(run_dir: str | Path, file: str | Path) -> ImportResult:
     run = load_run(run_dir)
+    read_review_log(run.dir)  # a damaged log is named now, not left with new decisions after it
     path = Path(file)
     decisions, blank = parse_decisions(path, run)
     current = {d["id"]: d for d in run.fine_tuning_set()}
@@ -265,14 +317,12 @@ def replay_review_log(run_dir: Path, denoised: list[dict[str, Any]], records: li
     `robustft denoise` calls this when it rewrites denoised.jsonl, so resuming or re-selecting a
     reviewed run does not silently undo what a person decided.
     """
-    log_path = Path(run_dir) / REVIEW_LOG
-    if not log_path.exists():
+    entries = read_review_log(Path(run_dir))
+    if not entries:
         return denoised
     latest: dict[str, dict[str, Any] | None] = {}
-    for line in log_path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            entry = json.loads(line)
-            latest[entry["id"]] = entry.get("after")
+    for entry in entries:
+        latest[entry["id"]] = entry.get("after")
     by_id = {r["id"]: r for r in records}
     current = {d["id"]: d for d in denoised}
     for sid, after in latest.items():

@@ -16,6 +16,8 @@ from typing import Any
 
 from ..errors import UserError
 from ..run.rundir import RunFiles, load_run
+from ..secrets import redact_tree
+from .terminal import json_visible, visible
 
 NODE_ORDER = ("base", "reasoning", "judge", "checker", "context", "reviewer")
 TITLES = {"base": "base expert (answers directly)",
@@ -230,7 +232,9 @@ def _change_text(state: dict | None, opts) -> str:
 
 def trace(run_dir: str | Path, sample_id: str, *, full: bool = False, as_json: bool = False) -> str:
     """What `robustft trace` prints."""
-    data = build_trace(load_run(run_dir), sample_id)
+    # Runs written before keys were redacted may hold one in an error text: hide it here too.
+    data = redact_tree(build_trace(load_run(run_dir), sample_id))
     if as_json:
-        return json.dumps(data, indent=2, ensure_ascii=False)
-    return format_trace(data, full=full)
+        return json_visible(json.dumps(data, indent=2, ensure_ascii=False))
+    # The data, the replies and the file names may hold terminal escape sequences: show, never obey.
+    return visible(format_trace(data, full=full))

@@ -2,19 +2,33 @@
 
 `PromptLibrary(user_dir)` layers a user's folder over the built-in templates. Values are inserted
 as plain text, so dataset content is never interpreted as template syntax.
+
+Templates may come from a prompts folder someone else wrote, so they are treated as untrusted:
+they render in Jinja's immutable sandbox (no Python internals, no mutation of values), reach no
+file outside the prompt folders, and cannot produce an unbounded prompt. A template that reaches
+for Python internals is refused when it is loaded, naming its file and line.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import jinja2
+from jinja2 import nodes
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from ..errors import ConfigError
 
 BUILTIN_DIR = Path(__file__).parent
 TASK_PHRASES = {"multiple_choice": "multiple-choice", "text": "short-answer", "numeric": "numerical"}
+PROMPT_NAMES = ("base", "reasoning", "reflection", "context", "reviewer", "judge")
+VALUES_DOC = "robustft/prompts/README.md"
+# Far beyond any context window (about 2.5 million tokens): only a runaway template gets here.
+MAX_PROMPT_CHARS = 10_000_000
+MAX_REPEAT = 1_000_000   # `'x' * n` and friends
+MAX_INT_BITS = 4096      # no prompt needs a number larger than this; `(10**100)**100**...` would eat memory
 
 
 def prompt_values(question: str, options: list[str] | None, task: str, instruction: str = "") -> dict[str, Any]:
@@ -30,7 +44,59 @@ def prompt_values(question: str, options: list[str] | None, task: str, instructi
         hint = "only the short final answer"
     return {"question": question, "options_block": format_options(options) if options else "",
             "task_phrase": TASK_PHRASES.get(task, task), "answer_hint": hint, "instruction": instruction}
-PROMPT_NAMES = ("base", "reasoning", "reflection", "context", "reviewer", "judge")
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, plus bounds on the arithmetic that can exhaust memory or CPU."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context, operator, left, right):
+        ints = isinstance(left, int) and isinstance(right, int)
+        if operator == "**" and ints and abs(left) > 1 and left.bit_length() * max(right, 0) > MAX_INT_BITS:
+            raise jinja2.sandbox.SecurityError("the power is too large a number for a prompt template")
+        if operator == "*":
+            if ints and left.bit_length() + right.bit_length() > MAX_INT_BITS:
+                raise jinja2.sandbox.SecurityError("the product is too large a number for a prompt template")
+            for seq, n in ((left, right), (right, left)):
+                if isinstance(seq, (str, list, tuple)) and isinstance(n, int) and len(seq) * n > MAX_REPEAT:
+                    raise jinja2.sandbox.SecurityError("repeating a value that many times makes no prompt")
+        return super().call_binop(context, operator, left, right)
+
+
+class _FolderLoader(jinja2.FileSystemLoader):
+    """FileSystemLoader that refuses a file whose real path lies outside its folder: a link in a
+    shared prompts folder must not send a private file (a key, a token) to the model server."""
+
+    def get_source(self, environment, template):
+        source, filename, uptodate = super().get_source(environment, template)
+        real = os.path.realpath(filename)
+        if not any(real.startswith(os.path.realpath(d) + os.sep) for d in self.searchpath):
+            raise ConfigError(f"{filename}: links to {real}, outside the prompts folder; copy the template "
+                              "into the folder instead of linking to it")
+        return source, filename, uptodate
+
+
+def _reaches_internals(tree: nodes.Template) -> tuple[int, str] | None:
+    """The line and name of the first `_`-prefixed attribute or key the template asks for."""
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Filter)):
+        name = None
+        if isinstance(node, nodes.Getattr):
+            name = node.attr
+        elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+            name = node.arg.value
+        elif isinstance(node, nodes.Filter) and node.name == "attr" and node.args \
+                and isinstance(node.args[0], nodes.Const):
+            name = node.args[0].value
+        if isinstance(name, str) and name.startswith("_"):
+            return node.lineno, name
+    return None
+
+
+def _internals_error(filename: str, line: int, what: str) -> ConfigError:
+    return ConfigError(f"{filename}: line {line}: the template reaches for {what}, a Python internal; prompt "
+                       f"templates are rendered in a sandbox and may only use the values listed in {VALUES_DOC}. "
+                       "Remove it (and do not use prompt folders from people you do not trust)")
 
 
 class PromptLibrary:
@@ -47,18 +113,41 @@ class PromptLibrary:
                                   f"prompt; name each file after one of: {', '.join(n + '.jinja' for n in PROMPT_NAMES)}")
             search.insert(0, str(user_dir))
         self.user_dir = user_dir
-        self._env = jinja2.Environment(loader=jinja2.FileSystemLoader(search), undefined=jinja2.StrictUndefined,
-                                       autoescape=False, keep_trailing_newline=False)
+        self._env = _Sandbox(loader=_FolderLoader(search), undefined=jinja2.StrictUndefined,
+                             autoescape=False, keep_trailing_newline=False)
         self._templates: dict[str, jinja2.Template] = {}
+        self._trees: dict[str, nodes.Template] = {}
         for name in PROMPT_NAMES:
-            try:
-                self._templates[name] = self._env.get_template(f"{name}.jinja")
-            except jinja2.TemplateSyntaxError as e:
-                raise ConfigError(f"{e.filename}: line {e.lineno}: template syntax error: {e.message}") from None
+            self._load(name)
+
+    def _load(self, name: str) -> None:
+        try:
+            source, filename, _ = self._env.loader.get_source(self._env, f"{name}.jinja")
+            tree = self._env.parse(source, f"{name}.jinja", filename)
+            self._templates[name] = self._env.get_template(f"{name}.jinja")
+        except jinja2.TemplateSyntaxError as e:
+            raise ConfigError(f"{e.filename}: line {e.lineno}: template syntax error: {e.message}") from None
+        except UnicodeDecodeError:
+            where = next((p for p in (Path(d) / f"{name}.jinja" for d in self._env.loader.searchpath) if p.exists()),
+                         f"{name}.jinja")
+            raise ConfigError(f"{where}: not UTF-8 text; save the template as UTF-8") from None
+        found = _reaches_internals(tree)
+        if found:
+            raise _internals_error(filename, found[0], repr(found[1]))
+        self._trees[name] = tree
 
     def source_of(self, name: str) -> str:
         """Where a prompt comes from: the built-in file or the user's."""
         return self._templates[name].filename or name
+
+    def tree_of(self, name: str) -> nodes.Template:
+        """The parsed template (for checks that look at what it refers to)."""
+        return self._trees[name]
+
+    @property
+    def globals(self) -> frozenset[str]:
+        """Names every template may use besides its values (Jinja's `range`, `loop` helpers, ...)."""
+        return frozenset(self._env.globals)
 
     def question_prompt(self, question: str, options: list[str] | None, task: str, instruction: str = "") -> str:
         """The base expert's prompt for a question: also the prompt that training and evaluation use,
@@ -70,8 +159,27 @@ class PromptLibrary:
             template = self._templates[name]
         except KeyError:
             raise ConfigError(f"unknown prompt {name!r}; known prompts: {', '.join(PROMPT_NAMES)}") from None
+        source = self.source_of(name)
         try:
-            return template.render(**values).strip() + "\n"
+            parts, size = [], 0
+            for chunk in template.generate(**values):
+                size += len(chunk)
+                if size > MAX_PROMPT_CHARS:
+                    raise ConfigError(f"{source}: the rendered prompt grows past {MAX_PROMPT_CHARS:,} characters; "
+                                      "a template loop or repetition runs away: fix the template")
+                parts.append(chunk)
+            return "".join(parts).strip() + "\n"
+        except jinja2.sandbox.SecurityError as e:
+            raise ConfigError(f"{source}: refused by the template sandbox: {e}; prompt templates may only use "
+                              f"the values listed in {VALUES_DOC}") from None
         except jinja2.UndefinedError as e:
-            raise ConfigError(f"{self.source_of(name)}: {e.message}; the values a prompt receives are listed "
-                              "in robustft/prompts/README.md") from None
+            raise ConfigError(f"{source}: {e.message}; the values a prompt receives are listed "
+                              f"in {VALUES_DOC}") from None
+        except jinja2.TemplateNotFound as e:
+            raise ConfigError(f"{source}: includes {e.name!r}, which is not in the prompts folder; include only "
+                              "files beside it") from None
+        except RecursionError:
+            raise ConfigError(f"{source}: the template includes itself (directly or through another one); "
+                              "remove the loop of includes") from None
+        except (TypeError, ValueError, ArithmeticError, jinja2.TemplateError) as e:
+            raise ConfigError(f"{source}: the template fails to render: {type(e).__name__}: {e}") from None

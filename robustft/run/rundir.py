@@ -13,6 +13,10 @@ directory), and writes the outputs so that a kill never leaves them from two dif
 selections. `load_run(DIR)` is what the inspection commands use: the files of a finished run,
 parsed; its errors say what DIR is instead and what to pass, because `trace`, `report` and
 `review` all start there.
+
+The files are checked as they are read (JSON, the fields and types the commands rely on, one
+record per sample, counts that agree), so a damaged, truncated or hand-edited file gives one
+message naming the file, the line or record and the fix, never a traceback halfway through.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from ..errors import UserError
 from ..files import atomic_write, remove_stale_temporaries, write_json, write_jsonl
@@ -37,6 +43,119 @@ LOG = "run.log"
 LOCK = ".lock"
 WRITING = ".writing-outputs"  # present while the outputs are being replaced
 
+REWRITE = ("run the same `robustft denoise` command again with this --out: it rewrites the run's output files "
+           "from its checkpoints (finished samples are not asked again)")
+REVIEW_LOG_FIX = ("this file holds the human review decisions, one per line (`robustft review import` appends "
+                  "them): repair or delete the damaged line")
+
+Scalar = Union[str, int, float, None]
+
+
+class _Lenient(BaseModel):
+    """The shape the inspection commands rely on; other fields are allowed and kept."""
+
+    model_config = ConfigDict(extra="allow", strict=True)  # "0.5" is not a score: the commands format numbers
+
+
+class _Example(_Lenient):
+    id: Scalar = None
+    question: str | None = None
+    answer: Scalar = None
+    similarity: float | None = None
+
+
+class _Round(_Lenient):
+    prompt: str | None = None
+    response: str | None = None
+    answer: Scalar = None
+    score: float | None = None
+
+
+class _Node(_Lenient):
+    prompt: str | None = None
+    response: str | None = None
+    answer: Scalar = None
+    score: float | None = None
+    attempts: int | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    error: str | None = None
+    skipped: str | None = None
+    examples: list[_Example] | None = None
+    rounds: list[_Round] | None = None
+
+
+class _Record(_Lenient):
+    id: str | int
+    row: int | None = None
+    question: str | None = None
+    options: list[str] | None = None
+    task: str | None = None
+    original_label: Scalar
+    nodes: dict[str, _Node] = {}
+    decision: Literal["clean", "noisy"] | None = None
+    decision_reason: str | None = None
+    status: Literal["clean", "relabeled", "dropped", "failed"]
+    label: Scalar = None
+    proposed_label: Scalar = None
+    score: float | None = None
+    error: str | None = None
+
+
+class _Selection(_Lenient):
+    beta: float | None = None
+    enabled: bool | None = None
+    threshold: float | None = None
+    candidates: int | None = None
+    kept: int | None = None
+
+
+class _Summary(_Lenient):
+    total: int | None = None
+    task: str | None = None
+    selection: _Selection | None = None
+    config: dict[str, Any] | None = None
+
+
+class _FineTuning(_Lenient):
+    id: str | int
+    question: str | None = None
+    options: list[str] | None = None
+    label: Scalar = None
+    source: str | None = None
+    score: float | None = None
+
+
+class _LabelState(_Lenient):
+    label: Scalar
+    source: str | None = None
+
+
+class _ReviewEntry(_Lenient):
+    id: str | int
+    decision: Scalar = None
+    file: str | None = None
+    before: _LabelState | None = None
+    after: _LabelState | None = None
+
+
+_CHECKS = {name: TypeAdapter(model) for name, model in
+           (("record", _Record), ("summary", _Summary), ("fine-tuning record", _FineTuning),
+            ("review decision", _ReviewEntry))}
+
+
+def _checked(path: Path, what: str, number: int | None, obj: Any, fix: str) -> None:
+    try:
+        _CHECKS[what].validate_python(obj)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        got = repr(err.get("input"))
+        got = got if len(got) <= 80 else got[:77] + "..."
+        where = f"{path}, {what} {number}" if number is not None else str(path)
+        sid = obj.get("id") if isinstance(obj, dict) and isinstance(obj.get("id"), (str, int)) else None
+        where += f" (id {str(sid)[:80]})" if sid is not None else ""
+        raise UserError(f"{where}: field '{loc}': {err['msg']} (got {got}); the file was changed or damaged: {fix}") from None
 
 @dataclass
 class RunFiles:
@@ -74,25 +193,64 @@ class RunFiles:
                 for r in self.records if r["status"] in ("clean", "relabeled")]
 
     def review_log(self) -> list[dict[str, Any]]:
-        path = self.dir / REVIEW_LOG
-        return _read_jsonl(path) if path.is_file() else []
+        return read_review_log(self.dir)
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+def read_review_log(run_dir: Path) -> list[dict[str, Any]]:
+    """The human decisions logged in DIR/review_log.jsonl, checked (empty when there is none)."""
+    path = Path(run_dir) / REVIEW_LOG
+    if not path.is_file():
+        return []
+    entries = _read_jsonl(path, REVIEW_LOG_FIX)
+    for number, entry in enumerate(entries, 1):
+        _checked(path, "review decision", number, entry, REVIEW_LOG_FIX)
+        entry["id"] = str(entry["id"])
+    return entries
+
+
+def _read_text(path: Path, fix: str) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise UserError(f"{path}: cannot read it ({e.strerror or e}); check its permissions") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise UserError(f"{path}, line {line}: not UTF-8 text: the file is damaged: {fix}") from None
+
+
+def _read_jsonl(path: Path, fix: str = REWRITE) -> list[dict[str, Any]]:
+    text = _read_text(path, fix)
     out = []
-    with path.open(encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except ValueError as e:
-                raise UserError(f"{path}, line {number}: not valid JSON ({e}); the file is damaged: "
-                                "run `robustft denoise` with the same --out again to rewrite it") from None
-            if not isinstance(obj, dict):
-                raise UserError(f"{path}, line {number}: expected a JSON object per line")
-            out.append(obj)
+    lines = text.split("\n")
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError as e:
+            ends = number == len(lines) or not any(rest.strip() for rest in lines[number:])
+            what = "the file ends in the middle of a record (it was cut short)" if ends else f"not valid JSON ({e})"
+            raise UserError(f"{path}, line {number}: {what}; the file is damaged: {fix}") from None
+        if not isinstance(obj, dict):
+            raise UserError(f"{path}, line {number}: expected a JSON object per line, found "
+                            f"{type(obj).__name__}; the file is damaged: {fix}")
+        out.append(obj)
     return out
+
+
+def _read_summary(path: Path) -> dict[str, Any]:
+    text = _read_text(path, REWRITE)
+    try:
+        summary = json.loads(text)
+    except ValueError as e:
+        what = "the file is cut short" if not text.rstrip().endswith("}") else f"not valid JSON ({e})"
+        raise UserError(f"{path}: {what}; the file is damaged: {REWRITE}") from None
+    if not isinstance(summary, dict):
+        raise UserError(f"{path}: expected a JSON object, found {type(summary).__name__}; the file is damaged: {REWRITE}")
+    _checked(path, "summary", None, summary, REWRITE)
+    return summary
 
 
 def load_run(run_dir: str | Path) -> RunFiles:
@@ -117,24 +275,34 @@ def load_run(run_dir: str | Path) -> RunFiles:
         raise UserError(f"{d} is not a robustft run directory (it has no {SAMPLES}); pass the --out "
                         "directory of a `robustft denoise` run")
     records = _read_jsonl(samples)
+    if not records:
+        raise UserError(f"{samples}: holds no records; the file is damaged (a run writes one per sample): {REWRITE}")
+    first_of: dict[str, int] = {}
     for number, rec in enumerate(records, 1):
-        missing = [k for k in ("id", "status", "original_label") if k not in rec]
-        if missing:
-            raise UserError(f"{samples}, record {number}: missing {', '.join(missing)}; this file was not written "
-                            "by `robustft denoise`")
+        _checked(samples, "record", number, rec, REWRITE)
         rec["id"] = str(rec["id"])
+        if rec["id"] in first_of:
+            raise UserError(f"{samples}, record {number}: id {rec['id'][:80]} appears again (record "
+                            f"{first_of[rec['id']]}); the file was changed or two runs were mixed: {REWRITE}")
+        first_of[rec["id"]] = number
         rec.setdefault("nodes", {})
     summary: dict[str, Any] = {}
     if (d / SUMMARY).is_file():
-        try:
-            summary = json.loads((d / SUMMARY).read_text(encoding="utf-8"))
-        except ValueError:
-            raise UserError(f"{d / SUMMARY}: not valid JSON; run `robustft denoise` with the same --out again "
-                            "to rewrite it") from None
-    denoised = _read_jsonl(d / DENOISED) if (d / DENOISED).is_file() else None
-    if denoised is not None:
-        for rec in denoised:
-            rec["id"] = str(rec.get("id"))
+        summary = _read_summary(d / SUMMARY)
+        total = summary.get("total")
+        if isinstance(total, int) and total != len(records):
+            raise UserError(f"{samples}: {len(records)} records, but {d / SUMMARY} counts {total} samples; one of the "
+                            f"files is cut short or from another run: {REWRITE}")
+    denoised = None
+    if (d / DENOISED).is_file():
+        denoised = _read_jsonl(d / DENOISED)
+        for number, rec in enumerate(denoised, 1):
+            _checked(d / DENOISED, "fine-tuning record", number, rec, REWRITE)
+            rec["id"] = str(rec["id"])
+        kept = sum(1 for r in records if r["status"] in ("clean", "relabeled"))
+        if not (d / REVIEW_LOG).is_file() and len(denoised) != kept:
+            raise UserError(f"{d / DENOISED}: {len(denoised)} samples, but {samples} keeps {kept}; one of the files "
+                            f"is cut short or from another run: {REWRITE}")
     return RunFiles(dir=d, records=records, summary=summary, denoised=denoised)
 
 

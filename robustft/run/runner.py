@@ -42,6 +42,7 @@ from ..errors import ConfigError, ModelCallError, RobustFTError, UserError
 from ..graph.build import BARRIER, build_graph, run_batch
 from ..graph.state import SampleState, initial_state
 from ..prompts import PROMPT_NAMES, PromptLibrary
+from ..prompts.check import check_prompts
 from .journal import Journal
 from .outputs import Summary, final_record, fine_tuning_record, is_candidate, sample_record, state_of
 from .progress import Progress
@@ -150,6 +151,7 @@ class DenoiseRun:
 
     async def run(self) -> DenoiseResult:
         started = time.monotonic()
+        check_prompts(self.prompts, self.config, self.dataset)  # a template error costs no call
         rundir = RunDir(self.out_dir).open()
         handler = _attach_run_log(rundir.log)
         store = journal = embedder = None
