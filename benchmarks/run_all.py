@@ -2,6 +2,11 @@
 
     python -m benchmarks.run_all [--only NAME ...] [--skip NAME ...]
 
+- framework_cost: robustft's own CPU per sample around an instant server, and its start-up.
+- saturation: full ARC against a server answering in 50 ms, 64 calls in flight against one at a time.
+- scale: 20,000 and 100,000 synthetic rows: wall time, peak memory, disk per sample.
+- resume_cost: the calls sent again after kill -9 and Ctrl-C, and the resumed outputs.
+- fault_injection: a server failing a fifth of its calls in every way: failed samples, label accuracy.
 - denoise_quality: denoising quality and speed with simulated experts (see its docstring).
 - train_eval: one tiny model fine-tuned on the noisy-50, robustft and gold labels of FPB, then
   test accuracy.
@@ -20,7 +25,8 @@ import argparse
 import importlib
 import time
 
-BENCHMARKS = ("denoise_quality", "train_eval", "sim_server", "client_overhead", "selection_scores")
+BENCHMARKS = ("framework_cost", "saturation", "scale", "resume_cost", "fault_injection", "denoise_quality",
+              "train_eval", "sim_server", "client_overhead", "selection_scores")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,17 +8,21 @@ not on a timer.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from robustft.sim import SimServer
+from robustft.sim.embeddings import embed
 
 ROOT = Path(__file__).resolve().parents[1]
 ARC = ROOT.parent / "shared" / "data" / "arc"
@@ -62,6 +66,45 @@ def wait_for(condition, what: str, proc: subprocess.Popen, timeout: float = 120.
         time.sleep(0.01)
 
 
+class GatedEmbeddings:
+    """A /v1/embeddings server (the simulator's deterministic embeddings) that answers only while its
+    gate is open: with the gate shut, a run that reaches the barrier waits there for its vectors."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.gate.set()
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        async def handle(request: web.Request) -> web.Response:
+            body = await request.json()
+            while not self.gate.is_set():
+                await asyncio.sleep(0.02)
+            data = [{"object": "embedding", "index": i, "embedding": embed(t)} for i, t in enumerate(body["input"])]
+            return web.json_response({"object": "list", "data": data, "model": body["model"]})
+
+        async def start() -> None:
+            app = web.Application()
+            app.router.add_post("/v1/embeddings", handle)
+            self.runner = web.AppRunner(app)
+            await self.runner.setup()
+            site = web.TCPSite(self.runner, "127.0.0.1", 0)
+            await site.start()
+            self.base_url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/v1"
+            ready.set()
+
+        self.thread = threading.Thread(target=lambda: (self.loop.run_until_complete(start()), self.loop.run_forever()),
+                                       daemon=True)
+        self.thread.start()
+        ready.wait(30)
+
+    def close(self) -> None:
+        self.gate.set()
+        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(30)
+
+
 @pytest.fixture(scope="module")
 def sim():
     # Slow enough replies that a kill lands while calls are in flight; deterministic per prompt.
@@ -69,10 +112,19 @@ def sim():
         yield server
 
 
-def command(sim, out: Path) -> list[str]:
-    return [sys.executable, "-m", "robustft", "denoise", "--data", str(ARC / "noisy30.csv"), "--limit", str(ROWS),
-            "--model", "sim", "--base-url", sim.base_url, "--out", str(out), "--quiet",
-            "--concurrency", str(CONCURRENCY)]
+@pytest.fixture(scope="module")
+def embeddings():
+    server = GatedEmbeddings()
+    yield server
+    server.close()
+
+
+def command(sim, out: Path, embeddings=None) -> list[str]:
+    cmd = [sys.executable, "-m", "robustft", "denoise", "--data", str(ARC / "noisy30.csv"), "--limit", str(ROWS),
+           "--model", "sim", "--base-url", sim.base_url, "--out", str(out), "--quiet", "--concurrency", str(CONCURRENCY)]
+    if embeddings is not None:
+        cmd += ["--embedding-base-url", embeddings.base_url, "--embedding-model", "gated"]
+    return cmd
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +172,35 @@ def test_a_run_killed_at_any_point_resumes_to_the_uninterrupted_result(sim, whol
     # Only the calls in flight at the kill are sent again (plus each start's connection check).
     assert sim.requests - before <= whole_calls + CONCURRENCY + 1
     assert not list(out.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+def test_a_run_killed_at_the_barrier_resumes_to_the_uninterrupted_result(sim, embeddings, tmp_path, sig):
+    """Detection done, the run waiting for its question vectors: killed there, it loses nothing."""
+    reference = tmp_path / "whole"
+    done = subprocess.run(command(sim, reference, embeddings), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "run"
+    embeddings.gate.clear()
+    try:
+        proc = subprocess.Popen(command(sim, out, embeddings), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        log = out / "run.log"
+        wait_for(lambda: log.exists() and "waiting for the question embeddings" in log.read_text(), "the barrier", proc)
+        proc.send_signal(sig)
+        proc.communicate(timeout=60)
+    finally:
+        embeddings.gate.set()
+    assert journal_lines(out) == ROWS  # every sample had finished detection
+    before = sim.requests
+    resumed = subprocess.run(command(sim, out, embeddings), capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    for name in OUTPUTS:
+        assert (out / name).read_text() == (reference / name).read_text(), name
+    detect_calls = sum(n.get("attempts", 0) for r in read_jsonl(reference / "samples.jsonl")
+                       for role, n in r["nodes"].items() if role in ("base", "reasoning"))
+    relabel_calls = json.loads((reference / "summary.json").read_text())["model_calls"]["total"] - detect_calls
+    assert sim.requests - before == relabel_calls + 1  # no detection call is made again
 
 
 def test_a_run_killed_while_writing_its_outputs_is_never_read_half_written(sim, whole, tmp_path):

@@ -68,7 +68,8 @@ class EchoServer:
                                                                   f"Authorization: {self.headers.get('Authorization')}",
                                                        "type": "invalid_request_error"}}
                 else:
-                    code, payload = sim.complete(raw)
+                    reply = sim.complete(raw)
+                    code, payload = reply.status, reply.payload
                 data = json.dumps(payload).encode()
                 self.send_response(code)
                 self.send_header("Content-Type", "application/json")

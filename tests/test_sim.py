@@ -333,7 +333,9 @@ def test_cli_serves_until_interrupted(tmp_path):
     try:
         url = process.stdout.readline().strip()
         assert url.startswith("http://127.0.0.1:") and url.endswith("/v1")
-        assert get(url.removesuffix("/v1") + "/health") == (200, {"status": "ok", "questions": 80})
+        status, health = get(url.removesuffix("/v1") + "/health")
+        assert status == 200 and health["status"] == "ok" and health["questions"] == 80
+        assert health["paths"] == {"/health": 1}  # counters readable from another process
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=10) == 0

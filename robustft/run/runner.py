@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import hashlib
+import importlib
 import itertools
 import json
 import logging
@@ -39,7 +40,6 @@ from ..config import RobustFTConfig
 from ..data import Dataset, Sample, load_dataset
 from ..entropy import select_lowest
 from ..errors import ConfigError, ModelCallError, RobustFTError, UserError
-from ..graph.build import BARRIER, build_graph, run_batch
 from ..graph.state import SampleState, initial_state
 from ..prompts import PROMPT_NAMES, PromptLibrary
 from ..prompts.check import check_prompts
@@ -169,8 +169,8 @@ class DenoiseRun:
             calls = ModelCalls(self.pool, store, self.config.denoise.concurrency)
             self.rt = AgentRuntime(config=self.config, task=self.dataset.task, pool=self.pool, prompts=self.prompts,
                                    calls=calls)
-            graph = build_graph(self.rt)
-            self.app = graph.compile()
+            # LangGraph takes a second or more to import: do it while the first calls go out.
+            wiring = asyncio.get_running_loop().run_in_executor(None, importlib.import_module, "robustft.graph.build")
             self.journal, self.fingerprints, self.calls = journal, fingerprints, calls
             self.display = Progress(calls.stats, bars=self.progress, quiet_log_every_s=self.quiet_log_every_s)
 
@@ -185,13 +185,15 @@ class DenoiseRun:
             if (detect or waiting) and self.preflight:
                 await self._preflight()
             vectors = None
-            if BARRIER in graph.nodes and (detect or waiting):
+            if "context" not in self.config.denoise.ablate and (detect or waiting):  # there is a barrier
                 from ..retrieval import LocalEmbedder, QuestionVectors, make_embedder
 
                 embedder = make_embedder(self.config.denoise)
                 vectors = QuestionVectors(embedder, store, batch_size=self.config.denoise.embedding_batch_size,
                                           in_flight=1 if isinstance(embedder, LocalEmbedder) else 4)
                 vectors.start([s.question for s in self.dataset.samples])
+            build = await wiring
+            self.app, self._run_batch = build.build_graph(self.rt).compile(), build.run_batch
             await self._drive("detect", (initial_state(s) for s in detect), len(detect))
             journal.sync()
             noisy = [sid for sid in fingerprints if self._entry_status(sid) == "noisy"]
@@ -283,7 +285,7 @@ class DenoiseRun:
             async def worker() -> None:
                 for batch in batches:
                     left = {state["id"]: state for state in batch}
-                    async for final in run_batch(self.app, batch):
+                    async for final in self._run_batch(self.app, batch):
                         left.pop(final["id"], None)
                         bar.advance(failed=self._record(final))
                     for state in left.values():  # cannot happen unless LangGraph drops a sample

@@ -168,7 +168,10 @@ class SimServer:
             if path == "/v1/models":
                 return self._json(200, {"object": "list", "data": [
                     {"id": "sim", "object": "model", "created": 0, "owned_by": "robustft"}]})
-            return self._json(200, {"status": "ok", "questions": len(self.model.index)})
+            # The counters, so that a benchmark can read them from another process.
+            return self._json(200, {"status": "ok", "questions": len(self.model.index), "paths": self.paths,
+                                    "in_flight": self.in_flight_by_path, "max_in_flight": self.max_in_flight_by_path,
+                                    "faults": dict(self.faults)})
         return self._json(404, _error(f"no route {path}", "invalid_request_error", code="not_found"))
 
     async def _serve(self, path: str, body: bytes) -> Reply:
