@@ -5,8 +5,11 @@
 - denoise_quality: denoising quality and speed with simulated experts (see its docstring).
 - train_eval: one tiny model fine-tuned on the noisy-50, robustft and gold labels of FPB, then
   test accuracy.
+- local_batching: a local transformers model at 32 calls in flight against one at a time (whole
+  denoise runs on FPB), the batches that formed, tokens per second alone and batched.
 
-Everything runs offline on the CPU. The experts are simulated by `robustft.sim`.
+Everything runs offline on the CPU. The experts are simulated by `robustft.sim`, the local model is
+`robustft.testing`'s tiny random Llama.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import argparse
 import importlib
 import time
 
-BENCHMARKS = ("denoise_quality", "train_eval")
+BENCHMARKS = ("denoise_quality", "train_eval", "local_batching")
 
 
 def main(argv: list[str] | None = None) -> None:
