@@ -15,8 +15,11 @@
   the openai SDK.
 - selection_scores: how well each selection score (mean_nll, answer_nll, entropy) separates right
   relabels from wrong ones (AUROC), with simulated experts.
+- local_batching: a local transformers model at 32 calls in flight against one at a time (whole
+  denoise runs on FPB), the batches that formed, tokens per second alone and batched.
 
-Everything runs offline on the CPU. The experts are simulated by `robustft.sim`.
+Everything runs offline on the CPU. The experts are simulated by `robustft.sim`, the local model is
+`robustft.testing`'s tiny random Llama.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import importlib
 import time
 
 BENCHMARKS = ("framework_cost", "saturation", "scale", "resume_cost", "fault_injection", "denoise_quality",
-              "train_eval", "sim_server", "client_overhead", "selection_scores")
+              "train_eval", "local_batching", "sim_server", "client_overhead", "selection_scores")
 
 
 def main(argv: list[str] | None = None) -> None:

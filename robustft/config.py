@@ -119,7 +119,9 @@ class ModelConfig(StrictModel):
     seed: int | None = Field(None, description="Sampling seed sent with each request, when the server honours one.")
     device: str = Field("auto", description="transformers/vllm: 'cpu', 'cuda', 'auto'.")
     dtype: str = Field("auto", description="transformers/vllm: 'auto', 'float32', 'bfloat16', ...")
-    batch_size: int = Field(8, gt=0, description="transformers: prompts generated together.")
+    batch_size: int = Field(32, gt=0, description=(
+        "transformers/vllm: concurrent requests generated together, at most (transformers splits a "
+        "batch that runs out of GPU memory)."))
     script: list[str] | None = Field(None, description="fake: responses returned in turn (tests).")
     adapter: str | None = Field(None, description=(
         "transformers: a PEFT LoRA adapter directory (what `robustft train` writes) applied on top of the model."))

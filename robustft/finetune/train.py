@@ -11,7 +11,8 @@ The prompt is `PromptLibrary.question_prompt`, the one `robustft eval` and the b
 the model is trained on exactly what it is later asked. TRL renders both with the tokenizer's chat
 template and, with `completion_only_loss`, gives every prompt token the label -100: only the
 completion carries loss. A model without a chat template gets the plain transcript the local
-backend uses (`user: ...\\nassistant:`) as a string prompt, and the completion ` Answer: B`.
+backend sends it (`robustft.backends.hf.plain_transcript`: `user: ...\\nassistant:`) as a string
+prompt, and the completion ` Answer: B`.
 
 Input: `denoised.jsonl` from `robustft denoise` (its `label` column is the label to train on), or
 any dataset `robustft.data.load_dataset` reads (CSV, JSON Lines, a Hugging Face dataset folder).
@@ -37,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
+from ..backends.hf import load_model, plain_transcript, resolve_dtype
 from ..config import DataConfig, RobustFTConfig, TrainConfig
 from ..data import Dataset, Sample, load_dataset, read_jsonl
 from ..errors import ConfigError, InputError, UserError
@@ -107,11 +109,6 @@ def sft_examples(dataset: Dataset, prompts: PromptLibrary, instruction: str = ""
             for s in dataset.samples]
 
 
-def _plain_transcript(messages: list[dict[str, str]]) -> str:
-    """What the local backend sends a model without a chat template (keep in step with it)."""
-    return "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
-
-
 def _for_tokenizer(examples: list[dict[str, Any]], tokenizer: Any) -> list[dict[str, Any]]:
     """The records as the trainer gets them for this tokenizer.
 
@@ -125,7 +122,7 @@ def _for_tokenizer(examples: list[dict[str, Any]], tokenizer: Any) -> list[dict[
         return [{"prompt": e["prompt"],
                  "completion": [{"role": "assistant", "content": e["completion"][0]["content"] + suffix}]}
                 for e in examples]
-    return [{"prompt": _plain_transcript(e["prompt"]), "completion": " " + e["completion"][0]["content"]}
+    return [{"prompt": plain_transcript(e["prompt"]), "completion": " " + e["completion"][0]["content"]}
             for e in examples]
 
 
@@ -160,10 +157,7 @@ def _dtype(cfg: TrainConfig) -> Any:
         if _use_gpu(cfg) and torch.cuda.is_bf16_supported():
             return torch.bfloat16
         return torch.float32
-    value = getattr(torch, cfg.dtype, None)
-    if not isinstance(value, torch.dtype):
-        raise ConfigError(f"train.dtype: unknown dtype {cfg.dtype!r}; use auto, float32, bfloat16 or float16")
-    return value
+    return resolve_dtype(cfg.dtype, "train.dtype")
 
 
 def sft_config(cfg: TrainConfig, out_dir: Path, *, progress: bool = True) -> Any:
@@ -215,26 +209,6 @@ def lora_config(cfg: TrainConfig) -> Any:
                       target_modules=cfg.target_modules, bias="none", task_type="CAUSAL_LM")
 
 
-def _load_base(name: str, dtype: Any) -> tuple[Any, Any]:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    local = Path(name).expanduser()
-    if local.exists() and not (local / "config.json").is_file():
-        raise ConfigError(f"--model {name!r}: {local} holds no config.json, so it is not a transformers model "
-                          "directory; pass the directory that save_pretrained wrote")
-    source = str(local) if local.exists() else name
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
-    except Exception as e:  # noqa: BLE001 - any load failure is a configuration problem
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        where = (f"cannot load {source} as a transformers causal LM" if local.exists() else
-                 "no such local directory, and it cannot be loaded from the Hugging Face hub")
-        raise ConfigError(f"--model {name!r}: {where}: {reason}\n  fix: pass a model directory written by "
-                          "save_pretrained (config.json, weights, tokenizer files), or a reachable hub name") from None
-    return tokenizer, model
-
-
 def build_trainer(examples: list[dict[str, Any]], model_name: str, cfg: TrainConfig, out_dir: Path, *,
                   progress: bool = True, callbacks: list | None = None) -> Any:
     """An `SFTTrainer` ready to train `model_name` with a fresh LoRA adapter on `examples`
@@ -247,7 +221,7 @@ def build_trainer(examples: list[dict[str, Any]], model_name: str, cfg: TrainCon
     if not examples:
         raise InputError("the fine-tuning set is empty", fix="check the data file (a denoise run that kept no "
                          "sample writes an empty denoised.jsonl)")
-    tokenizer, model = _load_base(model_name, _dtype(cfg))
+    tokenizer, model = load_model(model_name, dtype=_dtype(cfg), setting="--model")
     records = _for_tokenizer(examples, tokenizer)
     dataset = HFDataset.from_list(records)
     with warnings.catch_warnings():
