@@ -82,6 +82,7 @@ class ModelCalls:
         self.stats = CallStats()
         self.occurrences = Occurrences()
         self._slots: asyncio.Semaphore | None = None
+        self._lookups: bool | None = None
         # Keyed by id() of the ModelConfig, which each entry also holds so that the id is never reused.
         self._identities: dict[int, tuple[ModelConfig, bytes]] = {}
         self._backends: dict[int, tuple[ModelConfig, Any, _Health]] = {}
@@ -105,7 +106,9 @@ class ModelCalls:
         request = request_digest(self.identity(config), messages)
         n = self.occurrences.claim(request)
         key = response_key(request, n)
-        if self.store is not None:
+        if self._lookups is None:  # a store empty at the start of the run holds nothing to look up
+            self._lookups = self.store is not None and not self.store.is_empty()
+        if self._lookups:
             hit = self.store.get(key)
             if hit is not None:
                 self.stats.reused += 1

@@ -91,6 +91,10 @@ def _unfloats(blob: bytes | None) -> list[float] | None:
     return out.tolist()
 
 
+def _as_stored(values: list[float] | None) -> list[float] | None:
+    return None if values is None else array("f", values).tolist()
+
+
 def encode_generation(gen: Generation) -> bytes:
     tokens: Any = gen.tokens
     if tokens is not None and "".join(tokens) == gen.text:
@@ -143,10 +147,14 @@ class ResponseStore:
         return decode_generation(row[0]) if row else None
 
     def put(self, key: bytes, gen: Generation) -> Generation:
-        """Persist `gen`; returns it as a later run will read it back."""
-        blob = encode_generation(gen)
-        self._db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?)", (key, blob))
-        return decode_generation(blob)
+        """Persist `gen`; returns it as a later run will read it back (numbers as float32)."""
+        self._db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?)", (key, encode_generation(gen)))
+        return Generation(text=gen.text, token_logprobs=_as_stored(gen.token_logprobs), tokens=gen.tokens,
+                          prompt_tokens=gen.prompt_tokens, completion_tokens=gen.completion_tokens,
+                          token_entropies=_as_stored(gen.token_entropies))
+
+    def is_empty(self) -> bool:
+        return self._db.execute("SELECT 1 FROM responses LIMIT 1").fetchone() is None
 
     def get_vectors(self, keys: list[bytes]) -> dict[bytes, bytes]:
         """Stored embeddings (float16 bytes, see `robustft.retrieval`) of the keys that have one."""

@@ -12,6 +12,7 @@ for Python internals is refused when it is loaded, naming its file and line.
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,12 @@ MAX_INT_BITS = 4096      # no prompt needs a number larger than this; `(10**100)
 
 def prompt_values(question: str, options: list[str] | None, task: str, instruction: str = "") -> dict[str, Any]:
     """The values every prompt receives (see README.md beside this file)."""
+    # Every node of a sample asks for the same values: made once per sample, copied per prompt.
+    return dict(_prompt_values(question, tuple(options) if options else None, task, instruction))
+
+
+@lru_cache(maxsize=4096)
+def _prompt_values(question: str, options: tuple[str, ...] | None, task: str, instruction: str) -> dict[str, Any]:
     from ..answers import format_options
 
     if task == "multiple_choice" and options:
@@ -42,7 +49,7 @@ def prompt_values(question: str, options: list[str] | None, task: str, instructi
         hint = "only the final number"
     else:
         hint = "only the short final answer"
-    return {"question": question, "options_block": format_options(options) if options else "",
+    return {"question": question, "options_block": format_options(list(options)) if options else "",
             "task_phrase": TASK_PHRASES.get(task, task), "answer_hint": hint, "instruction": instruction}
 
 
