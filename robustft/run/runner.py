@@ -53,7 +53,7 @@ log = logging.getLogger("robustft")
 # A fatal condition of the machine, not of one sample: stop the run with the path and the fix.
 _ENVIRONMENT_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
                        errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
-                       errno.EIO: "an input/output error"}
+                       errno.EIO: "an input/output error", errno.EFBIG: "the file-size limit (ulimit -f) reached"}
 
 
 class EnvironmentFailure(RobustFTError):
