@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from robustft.cli import main
 from robustft.demo import DEMO_DATA, DEMO_GOLD
 from robustft.sim import SimServer
@@ -144,3 +146,28 @@ def test_quiet_mode_logs_progress_lines(tmp_path, caplog):
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("detect: ")]
     assert lines, caplog.text
     assert "samples (" in lines[-1] and "calls/s" in lines[-1] and "tok" in lines[-1]
+
+
+@pytest.mark.parametrize("case", ["file", "under a file", "damaged store", "damaged journal"])
+def test_an_unusable_run_directory_is_a_clear_error_and_costs_no_call(tmp_path, capsys, case):
+    with SimServer(DEMO_GOLD, accuracy=0.8, seed=0) as sim:
+        out = tmp_path / "run"
+        if case == "file":
+            out.write_text("not a folder")
+        elif case == "under a file":
+            (tmp_path / "plain").write_text("x")
+            out = tmp_path / "plain" / "run"
+        else:
+            out.mkdir()
+            if case == "damaged store":
+                (out / "responses.sqlite").write_bytes(b"this is not a database" * 100)
+            else:
+                (out / "samples.jsonl").write_text('{"id": "a", "status": "clean"}\nnot json at all\n{"id": "b"}\n')
+        code = main(["denoise", "--data", str(DEMO_DATA), "--limit", "4", "--model", "sim", "--base-url", sim.base_url,
+                     "--out", str(out), "--quiet"])
+        err = capsys.readouterr().err
+        assert code == 2, err
+        assert sim.requests == 0 and "Traceback" not in err
+    expected = {"file": "a file is in the way", "under a file": "cannot write there",
+                "damaged store": "move it away", "damaged journal": "line 2"}[case]
+    assert expected in err and str(out.name) in err
