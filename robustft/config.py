@@ -250,6 +250,10 @@ class DenoiseConfig(StrictModel):
         "on_disagreement: the reviewer is asked only when the reasoning and context answers differ "
         "(when they agree, that answer is the label, with no call); always: ask it for every relabel, "
         "as the paper's code does."))
+    open_similarity: float = Field(0.65, ge=-1.0, le=1.0, description=(
+        "Open-ended responses (data.task: open): two responses agree (checker, reviewer) when the cosine "
+        "similarity of their embeddings (embedding_model) is at least this. The default was measured with "
+        "all-MiniLM-L6-v2 (README, Open-ended responses); another embedding model needs its own threshold."))
     k: int = Field(3, gt=0, description="Clean examples retrieved for each noisy sample.")
     context_token_budget: int | None = Field(None, gt=0, description=(
         "Longest context-relabeling prompt, in tokens (tiktoken cl100k, or an estimate offline): the least "
@@ -260,8 +264,9 @@ class DenoiseConfig(StrictModel):
         "of the answer tokens after 'Answer:' only; entropy: the mean predictive entropy per generated "
         "token, from the top model.top_logprobs alternatives (5 unless set)."))
     embedding_model: str = Field("sentence-transformers/all-MiniLM-L6-v2", description=(
-        "Sentence-embedding model for retrieving similar clean samples: a hub name or a local directory for "
-        "sentence-transformers, or the model name the embedding server serves. Flag: --embedding-model."))
+        "Sentence-embedding model for retrieving similar clean samples and comparing open-ended responses: a hub "
+        "name or a local directory for sentence-transformers, or the model name the embedding server serves. "
+        "Flag: --embedding-model."))
     embedding_base_url: str | list[str] | None = Field(None, description=(
         "An OpenAI-compatible /v1/embeddings endpoint (vllm serve of an embedding model, TEI, a hosted API) to "
         "embed the questions with, instead of a local sentence-transformers model. Flag: --embedding-base-url."))

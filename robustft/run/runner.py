@@ -41,7 +41,7 @@ from ..data import Dataset, Sample, load_dataset
 from ..entropy import select_lowest
 from ..errors import ConfigError, ModelCallError, RobustFTError, UserError
 from ..graph.state import SampleState, initial_state
-from ..prompts import PROMPT_NAMES, PromptLibrary
+from ..prompts import PROMPT_NAMES, PromptLibrary, template_name
 from ..prompts.check import check_prompts
 from .journal import Journal
 from .outputs import Summary, final_record, fine_tuning_record, is_candidate, sample_record, state_of
@@ -96,13 +96,14 @@ def method_settings(config: RobustFTConfig, prompts: PromptLibrary, task: str) -
     d = config.denoise
     return {
         "task": task, "models": models,
-        "prompts": {name: hashlib.sha256(Path(prompts.source_of(name)).read_bytes()).hexdigest()[:16]
-                    for name in PROMPT_NAMES},
+        "prompts": {template_name(name, task): hashlib.sha256(Path(prompts.source_of(name, task)).read_bytes())
+                    .hexdigest()[:16] for name in PROMPT_NAMES},
         "method": {"reflection_rounds": d.reflection_rounds, "checker": d.checker, "review": d.review, "k": d.k,
                    "context_token_budget": d.context_token_budget, "score": d.score,
                    "embedding_model": d.embedding_model, "parse_retries": d.parse_retries,
                    "ablate": sorted(d.ablate), "instruction": config.data.instruction,
-                   "numeric_rel_tol": config.data.numeric_rel_tol},
+                   "numeric_rel_tol": config.data.numeric_rel_tol,
+                   **({"open_similarity": d.open_similarity} if task == "open" else {})},
     }
 
 
@@ -185,13 +186,21 @@ class DenoiseRun:
             if (detect or waiting) and self.preflight:
                 await self._preflight()
             vectors = None
-            if "context" not in self.config.denoise.ablate and (detect or waiting):  # there is a barrier
-                from ..retrieval import LocalEmbedder, QuestionVectors, make_embedder
+            # Embeddings: questions for retrieval at the barrier; open-ended responses, compared by meaning.
+            compares_meaning = self.dataset.task == "open"
+            has_barrier = "context" not in self.config.denoise.ablate
+            if (has_barrier or compares_meaning) and (detect or waiting):
+                from ..retrieval import LocalEmbedder, QuestionVectors, TextVectors, make_embedder
 
                 embedder = make_embedder(self.config.denoise)
-                vectors = QuestionVectors(embedder, store, batch_size=self.config.denoise.embedding_batch_size,
-                                          in_flight=1 if isinstance(embedder, LocalEmbedder) else 4)
-                vectors.start([s.question for s in self.dataset.samples])
+                in_flight = 1 if isinstance(embedder, LocalEmbedder) else 4
+                if compares_meaning:
+                    self.rt.texts = TextVectors(embedder, store, batch_size=self.config.denoise.embedding_batch_size,
+                                                in_flight=in_flight)
+                if has_barrier:
+                    vectors = QuestionVectors(embedder, store, batch_size=self.config.denoise.embedding_batch_size,
+                                              in_flight=in_flight)
+                    vectors.start([s.question for s in self.dataset.samples])
             build = await wiring
             self.app, self._run_batch = build.build_graph(self.rt).compile(), build.run_batch
             await self._drive("detect", (initial_state(s) for s in detect), len(detect))
@@ -341,7 +350,8 @@ class DenoiseRun:
         examples = {}
         for sid, hits in zip(noisy, found):
             examples[sid] = [{"id": hid, "question": by_id[hid].question, "answer": by_id[hid].label,
-                              "options": by_id[hid].options, "similarity": similarity} for hid, similarity in hits]
+                              "options": by_id[hid].options, "similarity": similarity,
+                              "conversation": by_id[hid].conversation} for hid, similarity in hits]
         return examples
 
     # --- selection and outputs ----------------------------------------------------------------
