@@ -17,6 +17,8 @@
   relabels from wrong ones (AUROC), with simulated experts.
 - local_batching: a local transformers model at 32 calls in flight against one at a time (whole
   denoise runs on FPB), the batches that formed, tokens per second alone and batched.
+- ray_overhead: the same ARC run on the local runner and on a local Ray instance: wall time and CPU
+  per sample side by side, and whether the outputs are identical (needs `robustft[ray]`).
 
 Everything runs offline on the CPU. The experts are simulated by `robustft.sim`, the local model is
 `robustft.testing`'s tiny random Llama.
@@ -29,7 +31,7 @@ import importlib
 import time
 
 BENCHMARKS = ("framework_cost", "saturation", "scale", "resume_cost", "fault_injection", "denoise_quality",
-              "train_eval", "local_batching", "sim_server", "client_overhead", "selection_scores")
+              "train_eval", "local_batching", "sim_server", "client_overhead", "selection_scores", "ray_overhead")
 
 
 def main(argv: list[str] | None = None) -> None:
