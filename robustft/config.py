@@ -336,8 +336,9 @@ class RunConfig(StrictModel):
         "node's address) or ray://HOST:10001 (Ray Client). None: start a Ray instance on this machine for the "
         "run, or use the one this process is already connected to. Flag: --ray-address."))
     ray_workers: int | None = Field(None, gt=0, description=(
-        "Sample workers (Ray actors of one CPU each). None: one per CPU the cluster has left after the model "
-        "actors, at most one per denoise.concurrency call. denoise.concurrency is split between them."))
+        "Sample workers (Ray actors; each reserves a CPU, or an equal share when more are asked for than the "
+        "cluster has free). None: one per CPU the cluster has left after the model actors, at most one per "
+        "denoise.concurrency call. denoise.concurrency is split between them."))
     ray_engine_providers: list[str] = Field(default_factory=lambda: ["transformers", "vllm"], description=(
         "Providers whose model runs inside the robustft process: on Ray each such model runs in its own actors "
         "(one model copy each), and the workers send their requests there. Other providers (openai) are called "

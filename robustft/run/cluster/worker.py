@@ -2,9 +2,9 @@
 
 Each `SampleWorker` builds what a local run builds (the prompts, the agents' runtime, the compiled
 graph) from the run's config, with two differences: its response store is the driver's
-`StoreActor` (`ClusterCalls`), and in-process models are proxies to their engine actors. It holds
-no state between batches that an answer depends on, so a batch can be sent to any worker, and
-sent again after a worker died.
+`StoreActor` (`ClusterCalls`), and in-process models are proxies to their engine actors. What it
+keeps between batches does not change an answer (only whether a role's model gives logprobs at
+all is learned per worker), so a batch can go to any worker, and again after a worker died.
 """
 
 from __future__ import annotations
@@ -75,9 +75,9 @@ class SampleWorker:
         pool = ModelPool()
         for role in ROLES:
             model = config.model_for(role)
-            actors = engines.get(model.model_dump_json())
-            if actors:
-                pool.add(model, ModelProxy(model, actors))
+            replicas = engines.get(model.model_dump_json())
+            if replicas:
+                pool.add(model, ModelProxy(model, replicas))
         self.calls = ClusterCalls(pool, store, concurrency)
         self.rt = AgentRuntime(config=config, task=task, pool=pool, prompts=library, calls=self.calls)
         self.app = build_graph(self.rt).compile()
