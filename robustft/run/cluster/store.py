@@ -116,7 +116,7 @@ class StoreClient:
             asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._flush()))
 
     async def _flush(self) -> None:
-        from ray.exceptions import RayActorError
+        from ray.exceptions import RayActorError, RayTaskError
 
         releases, puts, claims = self._releases, self._puts, self._claims
         self._releases, self._puts, self._claims, self._scheduled = [], [], [], False
@@ -125,8 +125,12 @@ class StoreClient:
             found = await self.actor.exchange.remote(releases, [item for item, _ in puts],
                                                      [item for item, _ in claims])
         except BaseException as e:  # noqa: BLE001 - handed to every call waiting on this exchange
-            error = StoreUnavailable(f"the response store actor is unavailable: {e}") \
-                if isinstance(e, RayActorError) else e
+            if isinstance(e, RayActorError):
+                error: BaseException = StoreUnavailable(f"the response store actor is unavailable: {e}")
+            elif isinstance(e, RayTaskError) and isinstance(e.cause, Exception):
+                error = e.cause  # the store's own error, e.g. StoreWriteError (a full disk): it stops the run
+            else:
+                error = e
             for future in waiting:
                 if not future.done():
                     future.set_exception(error)
