@@ -204,14 +204,23 @@ def test_a_ray_run_whose_driver_is_killed_resumes_to_the_local_result(cluster, s
     driver.communicate(timeout=60)
     assert driver.returncode == -signal.SIGKILL
     assert not (out / "summary.json").exists()
+    journaled = [json.loads(line) for line in (out / "samples.jsonl").read_bytes().splitlines() if line.endswith(b"}")]
     said: list[str] = []
     resumed = DenoiseRun(load_config(None, settings(sim.base_url, out, "ray")), progress=False, log=said.append)
-    asyncio.run(resumed.run())
+    result = asyncio.run(resumed.run())
     assert any(line.startswith(f"resuming {out}") for line in said), said
     assert_same_outputs(out, reference)
-    # Finished samples are not asked again: only the calls in flight at the kill (and each
-    # start's connection check) are made twice.
-    assert sim.requests - before <= local_calls + CONCURRENCY + 2
+    # What the journal holds is not asked again: the resumed run pays at most the calls the local
+    # run made for what was still to do (calls the killed run finished come from the store).
+    def calls(records):
+        return sum(node.get("attempts") or 0 for record in records for node in record["nodes"].values())
+
+    reference_records = [json.loads(line) for line in (reference / "samples.jsonl").read_text().splitlines()]
+    assert result.summary["this_run"]["calls_paid"] <= calls(reference_records) - calls(journaled)
+    # All told, the kill cost the calls in flight, plus those the killed driver's workers started
+    # before Ray stopped them (each had its sample's store claim already): at most one per sample
+    # in flight (twice the concurrency), and each start's connection check.
+    assert sim.requests - before <= local_calls + 2 * CONCURRENCY + 2
 
 
 def test_without_ray_installed_the_ray_executor_is_a_clear_config_error(monkeypatch, tmp_path, capsys):
