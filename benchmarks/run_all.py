@@ -22,6 +22,8 @@
 - open_quality: open-ended responses at 30/50/70 % noise with simulated experts: detection precision
   and recall, the fine-tuning set's share of right responses, selection score vs. length, and a chat
   file cleaned and exported through the command line.
+- ray_overhead: the same ARC run on the local runner and on a local Ray instance: wall time and CPU
+  per sample side by side, and whether the outputs are identical (needs `robustft[ray]`).
 
 Everything runs offline on the CPU. The experts are simulated by `robustft.sim`, the local model is
 `robustft.testing`'s tiny random Llama.
@@ -35,7 +37,7 @@ import time
 
 BENCHMARKS = ("framework_cost", "saturation", "scale", "resume_cost", "fault_injection", "denoise_quality",
               "train_eval", "local_batching", "open_similarity", "open_quality", "sim_server", "client_overhead",
-              "selection_scores")
+              "selection_scores", "ray_overhead")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -326,6 +326,34 @@ class EvalConfig(StrictModel):
     batch_size: int = Field(16, gt=0, description="Local model: prompts generated together.")
 
 
+class RunConfig(StrictModel):
+    """Where `denoise` runs its samples: in this process, or spread over a Ray cluster (docs/ray.md).
+
+    None of these settings changes an answer: a run started on one executor resumes on the other.
+    """
+
+    executor: Literal["local", "ray"] = Field("local", description=(
+        "local: every sample runs in this process. ray: batches of samples run on Ray workers (pip install "
+        "'robustft[ray]'); detection, the clean index, selection and the run directory stay here, so the "
+        "outputs are the local runner's. Flag: --executor."))
+    ray_address: str | None = Field(None, description=(
+        "The Ray cluster to run on: 'auto' (the cluster `ray start` runs on this machine), HOST:6379 (a head "
+        "node's address) or ray://HOST:10001 (Ray Client). None: start a Ray instance on this machine for the "
+        "run, or use the one this process is already connected to. Flag: --ray-address."))
+    ray_workers: int | None = Field(None, gt=0, description=(
+        "Sample workers (Ray actors; each reserves a CPU, or an equal share when more are asked for than the "
+        "cluster has free). None: one per CPU the cluster has left after the model actors, at most one per "
+        "denoise.concurrency call. denoise.concurrency is split between them."))
+    ray_engine_providers: list[str] = Field(default_factory=lambda: ["transformers", "vllm"], description=(
+        "Providers whose model runs inside the robustft process: on Ray each such model runs in its own actors "
+        "(one model copy each), and the workers send their requests there. Other providers (openai) are called "
+        "by every worker directly."))
+    ray_model_replicas: int = Field(1, gt=0, description=(
+        "Actors (model copies) per in-process model; each worker spreads its requests over them."))
+    ray_gpus_per_model: float = Field(0.0, ge=0.0, description=(
+        "GPUs each model actor reserves (1: a model per GPU; 0: the model runs on CPU)."))
+
+
 ExperimentMethod = Literal["base", "noisy", "robustft"]
 
 
@@ -352,6 +380,8 @@ class RobustFTConfig(StrictModel):
     eval: EvalConfig = Field(default_factory=EvalConfig, description="Test-set accuracy (robustft eval).")
     experiment: ExperimentConfig = Field(default_factory=ExperimentConfig, description=(
         "denoise, train and eval in one command (robustft run)."))
+    run: RunConfig = Field(default_factory=RunConfig, description=(
+        "Where denoise runs its samples: this process, or a Ray cluster."))
     out: Path | None = Field(None, description="Output directory (the run directory of denoise). Flag: --out.")
 
     @model_validator(mode="after")

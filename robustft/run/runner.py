@@ -6,6 +6,9 @@
     select   all relabels are ranked together by score; the β fraction with the lowest is kept
     write    samples.jsonl, denoised.jsonl, summary.json
 
+The batches of the two passes run on an executor (`executors`): this process's event loop, or Ray
+workers (`cluster`, docs/ray.md); every other step stays here.
+
 What makes a run durable and cheap to run again lives in the run directory:
 
 - every model response and embedding is stored as it arrives (`DIR/responses.sqlite`), so a run
@@ -23,7 +26,6 @@ import asyncio
 import errno
 import hashlib
 import importlib
-import itertools
 import json
 import logging
 import time
@@ -43,6 +45,7 @@ from ..errors import ConfigError, ModelCallError, RobustFTError, UserError
 from ..graph.state import SampleState, initial_state
 from ..prompts import PROMPT_NAMES, PromptLibrary, template_name
 from ..prompts.check import check_prompts
+from .executors import make_executor
 from .journal import Journal
 from .outputs import Summary, final_record, fine_tuning_record, is_candidate, sample_record, state_of
 from .progress import Progress
@@ -155,7 +158,7 @@ class DenoiseRun:
         check_prompts(self.prompts, self.config, self.dataset)  # a template error costs no call
         rundir = RunDir(self.out_dir).open()
         handler = _attach_run_log(rundir.log)
-        store = journal = embedder = None
+        store = journal = embedder = executor = None
         try:
             store = self.shared_store if self.shared_store is not None else ResponseStore(rundir.store)
             journal = Journal(rundir.samples).open()
@@ -172,7 +175,8 @@ class DenoiseRun:
                                    calls=calls)
             # LangGraph takes a second or more to import: do it while the first calls go out.
             wiring = asyncio.get_running_loop().run_in_executor(None, importlib.import_module, "robustft.graph.build")
-            self.journal, self.fingerprints, self.calls = journal, fingerprints, calls
+            self.journal, self.fingerprints, self.calls, self.store = journal, fingerprints, calls, store
+            executor = self.executor = make_executor(self)
             self.display = Progress(calls.stats, bars=self.progress, quiet_log_every_s=self.quiet_log_every_s)
 
             detect, waiting, reused = self._plan()
@@ -183,8 +187,10 @@ class DenoiseRun:
             if reused:
                 self.say(f"resuming {self.out_dir}: {reused} of {len(self.dataset)} samples already finished"
                          + (f", {len(waiting)} waiting for relabeling" if waiting else ""))
-            if (detect or waiting) and self.preflight:
-                await self._preflight()
+            if detect or waiting:
+                await executor.start(len(detect) + len(waiting))
+                if self.preflight:
+                    await self._preflight()
             vectors = None
             # Embeddings: questions for retrieval at the barrier; open-ended responses, compared by meaning.
             compares_meaning = self.dataset.task == "open"
@@ -203,12 +209,12 @@ class DenoiseRun:
                     vectors.start([s.question for s in self.dataset.samples])
             build = await wiring
             self.app, self._run_batch = build.build_graph(self.rt).compile(), build.run_batch
-            await self._drive("detect", (initial_state(s) for s in detect), len(detect))
+            await executor.drive("detect", (initial_state(s) for s in detect), len(detect))
             journal.sync()
             noisy = [sid for sid in fingerprints if self._entry_status(sid) == "noisy"]
             if noisy and vectors is not None:
                 examples = await self._retrieve(noisy, vectors)
-                await self._drive("relabel", self._relabel_states(noisy, examples), len(noisy))
+                await executor.drive("relabel", self._relabel_states(noisy, examples), len(noisy))
                 journal.sync()
             summary = self._finish(rundir, time.monotonic() - started, reused, calls)
             rundir.mark("finished", settings)
@@ -216,6 +222,8 @@ class DenoiseRun:
         except OSError as e:
             raise _environment_failure(e, self.out_dir) from None
         finally:
+            if executor is not None:
+                await executor.close()
             if journal is not None:
                 journal.close()
             if store is not None and store is not self.shared_store:
@@ -276,40 +284,6 @@ class DenoiseRun:
                                 "Check that the server is running and that --base-url and --model are right.") from None
 
     # --- the two passes through the graph -----------------------------------------------------
-
-    async def _drive(self, phase: str, states: Iterable[SampleState], total: int) -> None:
-        """Send samples through the graph in batches, with enough in flight to keep `concurrency`
-        calls busy, appending each sample's record to the journal as it leaves the graph.
-
-        A batch is one graph invocation (see `graph.build`); a sample that leaves early is written
-        at once, so batching costs no durability. More samples are in flight than calls, so that
-        when some samples of a batch wait on a slow call, the others' calls keep the servers busy.
-        """
-        if not total:
-            return
-        concurrency = self.config.denoise.concurrency
-        size = max(1, min(16, concurrency // 4))
-        batches = _chunks(iter(states), size)
-        with self.display.phase(phase, total) as bar:
-            async def worker() -> None:
-                for batch in batches:
-                    left = {state["id"]: state for state in batch}
-                    async for final in self._run_batch(self.app, batch):
-                        left.pop(final["id"], None)
-                        bar.advance(failed=self._record(final))
-                    for state in left.values():  # cannot happen unless LangGraph drops a sample
-                        bar.advance(failed=self._record({**state, "status": "failed",
-                                                         "error": "internal error: the sample left the graph unseen"}))
-
-            workers = max(1, min(-(-total // size), -(-2 * concurrency // size)))
-            tasks = [asyncio.ensure_future(worker()) for _ in range(workers)]
-            try:
-                await asyncio.gather(*tasks)
-            except BaseException:
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-                raise
 
     def _record(self, state: dict[str, Any]) -> bool:
         """Append a sample's record to the journal; returns whether the sample failed."""
@@ -393,11 +367,6 @@ class DenoiseRun:
 
         rundir.write_outputs(records(), result, fine_tuning_record)
         return json.loads(rundir.summary.read_text(encoding="utf-8"))
-
-
-def _chunks(items: Iterator, size: int) -> Iterator[list]:
-    while batch := list(itertools.islice(items, size)):
-        yield batch
 
 
 def _environment_failure(e: OSError, out_dir: Path) -> RobustFTError:
