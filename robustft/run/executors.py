@@ -17,6 +17,7 @@ with the runner either way.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import itertools
 from typing import TYPE_CHECKING, Iterable, Iterator, Protocol
 
@@ -38,11 +39,9 @@ class Executor(Protocol):
 
 def make_executor(run: "DenoiseRun") -> Executor:
     if run.config.run.executor == "ray":
-        try:
-            import ray  # noqa: F401
-        except ImportError:
+        if importlib.util.find_spec("ray") is None:
             raise ConfigError("run.executor is 'ray' but Ray is not installed: pip install 'robustft[ray]' (or "
-                              "pip install ray), or use --executor local") from None
+                              "pip install ray), or use --executor local")
         from .cluster import RayExecutor
 
         return RayExecutor(run)
