@@ -195,14 +195,12 @@ def _add_train(sub) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from .config import load_config
-    from .finetune.experiment import resolve_config_paths
     from .finetune.train import describe_training, train
 
     config = load_config(args.config, {
         "data.limit": args.limit, "train.epochs": args.epochs, "train.max_steps": args.max_steps,
         "train.learning_rate": args.learning_rate, "train.lora_r": args.lora_r, "train.batch_size": args.batch_size,
         **_data_overrides(args)})
-    config = resolve_config_paths(config, args.config)
     result = train(config, data=args.data, model=args.model, out=args.out, progress=not args.quiet)
     print(describe_training(result))
     return 0
@@ -316,7 +314,7 @@ def _run(args: argparse.Namespace) -> int:
     from .finetune.experiment import run_experiment
 
     config = load_config(args.config, {"data.limit": args.limit, "experiment.test_limit": args.test_limit})
-    result = run_experiment(config, config_path=args.config, out=args.out, progress=not args.quiet)
+    result = run_experiment(config, out=args.out, progress=not args.quiet)
     print(f"\nTest accuracy on {result.results['test_data']}\n\n{result.table}\n")
     print(f"results: {result.out_dir / 'results.json'}  (table: {result.out_dir / 'results.md'})")
     return 0
@@ -479,10 +477,9 @@ def _config(args: argparse.Namespace) -> int:
 
     text = annotated_config()
     if args.out:
-        from .data.records import atomic_text
+        from .files import write_text
 
-        with atomic_text(args.out) as f:
-            f.write(text)
+        write_text(args.out, text)
         print(f"wrote every setting with its default to {args.out}")
     else:
         _print_to_pager(text.rstrip("\n"))

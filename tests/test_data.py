@@ -522,6 +522,47 @@ def test_read_records_reads_every_text_format_alike(tmp_path):
         read_records(write(tmp_path, "r.txt", "x"))
 
 
+def test_the_pieces_other_readers_keep_their_own_messages_with():
+    from robustft.data.records import BadJsonLine, NotUTF8, json_lines, utf8_text
+
+    assert utf8_text("\ufeffcafé\n".encode()) == "café\n"
+    with pytest.raises(NotUTF8) as bad_bytes:
+        utf8_text(b'{"a": 1}\n{"b": "\xff"}\n')
+    assert (bad_bytes.value.line, bad_bytes.value.offset, bad_bytes.value.byte) == (2, 16, 0xFF)
+    text = '{"a": 1}\n\n  \n{"b": 2}\r\n'
+    assert list(json_lines(text)) == [(1, 1, '{"a": 1}', {"a": 1}), (2, 4, '{"b": 2}', {"b": 2})]
+    for damaged, line, last in [('{"a": 1}\n{"b": \n\n', 2, True), ('{"a": \n{"b": 2}\n', 1, False)]:
+        with pytest.raises(BadJsonLine) as bad_line:
+            list(json_lines(damaged))
+        assert (bad_line.value.line, bad_line.value.last) == (line, last)
+
+
+def test_atomic_writes_leave_the_old_file_or_the_new_one(tmp_path):
+    from robustft.files import atomic_folder, atomic_write, remove_stale_temporaries, write_text
+
+    target = tmp_path / "f.txt"
+    write_text(target, "old\n")
+    target.chmod(0o600)
+    with pytest.raises(RuntimeError), atomic_write(target) as f:
+        f.write("half")
+        raise RuntimeError("killed while writing")
+    assert target.read_text() == "old\n" and os.listdir(tmp_path) == ["f.txt"]
+    with atomic_write(target, newline="") as f:
+        f.write("a\r\nb\n")
+    assert target.read_bytes() == b"a\r\nb\n" and target.stat().st_mode & 0o777 == 0o600
+    folder = tmp_path / "ds"
+    with atomic_folder(folder) as tmp:
+        tmp.mkdir()
+        (tmp / "part").write_text("1")
+    with pytest.raises(RuntimeError), atomic_folder(folder) as tmp:
+        tmp.mkdir()
+        raise RuntimeError
+    assert os.listdir(folder) == ["part"] and sorted(os.listdir(tmp_path)) == ["ds", "f.txt"]
+    (tmp_path / ".f.txt.abc.tmp").write_text("left by a killed writer")
+    (tmp_path / ".ds.def.tmp").mkdir()
+    assert remove_stale_temporaries(tmp_path) == 2 and sorted(os.listdir(tmp_path)) == ["ds", "f.txt"]
+
+
 # --- splicing one value into JSON text -------------------------------------------------------
 
 

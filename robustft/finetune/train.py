@@ -42,6 +42,7 @@ from ..backends.hf import load_model, plain_transcript, resolve_dtype
 from ..config import DataConfig, RobustFTConfig, TrainConfig
 from ..data import Dataset, Sample, load_dataset, read_jsonl
 from ..errors import ConfigError, InputError, UserError
+from ..files import write_json
 from ..prompts import PromptLibrary
 
 __all__ = ["TrainResult", "completion_text", "load_training_set", "sft_examples", "train", "build_trainer",
@@ -281,12 +282,6 @@ def _check_out_dir(out_dir: Path, fingerprint: str) -> dict[str, Any] | None:
     return state
 
 
-def _write_json(path: Path, value: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
-    tmp.replace(path)
-
-
 def train(config: RobustFTConfig, *, data: str | Path | None = None, model: str | None = None,
           out: str | Path | None = None, progress: bool = True) -> TrainResult:
     """Fine-tune `model` (default `config.train.model`) with LoRA on `data` (default
@@ -314,7 +309,7 @@ def train(config: RobustFTConfig, *, data: str | Path | None = None, model: str 
         state = _check_out_dir(out_dir, fingerprint)
         if processes.is_main_process and (state is None or state.get("status") != "done"):
             out_dir.mkdir(parents=True, exist_ok=True)
-            _write_json(out_dir / STATE_FILE, {"fingerprint": fingerprint, "status": "running"})
+            write_json(out_dir / STATE_FILE, {"fingerprint": fingerprint, "status": "running"})
     if state is not None and state.get("status") == "done" and (out_dir / SUMMARY_FILE).is_file():
         summary = json.loads((out_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
         return TrainResult(out_dir=out_dir, summary=summary, skipped=True)
@@ -329,7 +324,7 @@ def train(config: RobustFTConfig, *, data: str | Path | None = None, model: str 
         "robustft_version": __version__,
     }
     if processes.is_main_process:
-        _write_json(out_dir / CONFIG_FILE, resolved)
+        write_json(out_dir / CONFIG_FILE, resolved)
 
     started = time.monotonic()
     trainer = build_trainer(examples, str(model_name), cfg, out_dir, progress=progress)
@@ -349,8 +344,8 @@ def train(config: RobustFTConfig, *, data: str | Path | None = None, model: str 
     }
     if trainer.is_world_process_zero():
         trainer.save_state()
-        _write_json(out_dir / SUMMARY_FILE, summary)
-        _write_json(out_dir / STATE_FILE, {"fingerprint": fingerprint, "status": "done"})
+        write_json(out_dir / SUMMARY_FILE, summary)
+        write_json(out_dir / STATE_FILE, {"fingerprint": fingerprint, "status": "done"})
     return TrainResult(out_dir=out_dir, summary=summary, log_history=history)
 
 

@@ -14,6 +14,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from ..answers import letters, option_text
 from ..errors import UserError
 from ..run.rundir import RunFiles, load_run
 from ..secrets import redact_tree
@@ -25,7 +26,6 @@ TITLES = {"base": "base expert (answers directly)",
           "judge": "judge (an LLM decides whether the label is wrong)",
           "context": "context relabeler (answers again, shown similar clean samples)",
           "reviewer": "reviewer (weighs the reasoning and context answers, gives the label)"}
-LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 PROMPT_HEAD, PROMPT_TAIL, RESPONSE_LINES = 4, 6, 24
 
 
@@ -103,11 +103,8 @@ def build_trace(run: RunFiles, sample_id: str) -> dict[str, Any]:
 def _label_text(label: Any, options: list[str] | None) -> str:
     if label is None:
         return "(none)"
-    if options and isinstance(label, str) and len(label) == 1 and label in LETTERS:
-        i = LETTERS.index(label)
-        if i < len(options):
-            return f"{label} ({options[i]})"
-    return str(label)
+    text = option_text(label, options)
+    return f"{label} ({text})" if text is not None else str(label)
 
 
 def _indent(text: str, prefix: str) -> str:
@@ -136,7 +133,7 @@ def format_trace(trace: dict[str, Any], full: bool = False) -> str:
            f"outcome: {final}", "", "question:", _indent(str(trace.get("question")), "    ")]
     if opts:
         out.append("options:")
-        out += [f"    {LETTERS[i]}. {o}" for i, o in enumerate(opts)]
+        out += [f"    {letter}. {o}" for letter, o in zip(letters(len(opts)), opts)]
     out.append(f"given label: {_label_text(trace['original_label'], opts)}")
     n = 0
     for step in trace["steps"]:
