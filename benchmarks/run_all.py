@@ -19,7 +19,7 @@
   denoise runs on FPB), the batches that formed, tokens per second alone and batched.
 
 Everything runs offline on the CPU. The experts are simulated by `robustft.sim`, the local model is
-`robustft.testing`'s tiny random Llama.
+`tests/tiny_model.py`'s tiny random Llama.
 """
 
 from __future__ import annotations
