@@ -23,7 +23,8 @@ from pathlib import Path
 from robustft.answers import letters
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
+# The shared benchmark data with gold labels: ../shared/data beside the checkout, or $ROBUSTFT_SHARED_DATA.
+DATA = Path(os.environ.get("ROBUSTFT_SHARED_DATA") or ROOT.parent / "shared" / "data")
 RESULTS = Path(__file__).parent / "results"
 
 _WORDS = ("atom cell energy force gravity heat light magnet mass motion orbit planet pressure river rock "

@@ -33,10 +33,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from ._runs import DATA as SHARED_DATA
+
 ROOT = Path(__file__).resolve().parents[1]
-# ../shared beside the checkout (or beside the folder of worktrees it is one of)
-DATA = next((p / "shared" / "data" / "fpb" / "noisy50.csv" for p in (ROOT.parent, ROOT.parent.parent)
-             if (p / "shared" / "data").is_dir()), ROOT.parent / "shared" / "data" / "fpb" / "noisy50.csv")
+DATA = SHARED_DATA / "fpb" / "noisy50.csv"
 RESULTS = Path(__file__).parent / "results"
 GOAL = 3.0
 

@@ -25,11 +25,10 @@ from pathlib import Path
 import aiohttp
 import psutil
 
+from ._runs import DATA
+
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
-if not SHARED.is_dir():  # a git worktree of the development layout sits one level deeper
-    SHARED = Path("/work/shared/data")
-GOLD = SHARED / "arc" / "labeled.csv"
+GOLD = DATA / "arc" / "labeled.csv"
 RESULTS = Path(__file__).parent / "results"
 
 

@@ -45,8 +45,10 @@ from robustft.run.runner import denoise
 from robustft.sim import SimServer
 from robustft.finetune.train import load_training_set, quiet_libraries, train
 
+from ._runs import DATA as SHARED_DATA
+
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "fpb"
+DATA = SHARED_DATA / "fpb"
 RESULTS = Path(__file__).parent / "results"
 HEAD_SCALE = 16.0
 TRAIN = {"lora_r": 16, "lora_alpha": 32, "learning_rate": 3e-3, "batch_size": 16, "gradient_accumulation_steps": 1,
