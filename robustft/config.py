@@ -89,7 +89,21 @@ def _provider_field(value: Any, info: ValidationInfo) -> Any:
         raise ValueError(str(exc).removeprefix("model.provider: ")) from None
 
 
-class ModelConfig(StrictModel):
+class _ModelChecks(StrictModel):
+    """The checks a model's settings get, whole (`ModelConfig`) or as a role's changes (`ModelOverride`)."""
+
+    @field_validator("base_url", mode="before", check_fields=False)
+    @classmethod
+    def _valid_urls(cls, value: Any) -> Any:
+        return _url_field(value)
+
+    @field_validator("provider", check_fields=False)
+    @classmethod
+    def _registered_provider(cls, value: Any, info: ValidationInfo) -> Any:
+        return _provider_field(value, info)
+
+
+class ModelConfig(_ModelChecks):
     """One chat model. `provider` names a backend registered in the entry-point group
     `robustft.backends` (see `robustft.backends.registry`)."""
 
@@ -128,16 +142,6 @@ class ModelConfig(StrictModel):
     adapter: str | None = Field(None, description=(
         "transformers: a PEFT LoRA adapter directory (what `robustft train` writes) applied on top of the model."))
 
-    @field_validator("base_url", mode="before")
-    @classmethod
-    def _valid_urls(cls, value: Any) -> Any:
-        return _url_field(value)
-
-    @field_validator("provider")
-    @classmethod
-    def _registered_provider(cls, value: Any, info: ValidationInfo) -> Any:
-        return _provider_field(value, info)
-
     @property
     def base_urls(self) -> list[str]:
         """`base_url` as a list (empty when unset)."""
@@ -146,7 +150,7 @@ class ModelConfig(StrictModel):
         return [self.base_url] if isinstance(self.base_url, str) else list(self.base_url)
 
 
-class ModelOverride(StrictModel):
+class ModelOverride(_ModelChecks):
     """A role's changes to the default model; unset fields inherit."""
 
     provider: str | None = None
@@ -167,16 +171,6 @@ class ModelOverride(StrictModel):
     batch_size: int | None = Field(None, gt=0)
     script: list[str] | None = None
     adapter: str | None = None
-
-    @field_validator("base_url", mode="before")
-    @classmethod
-    def _valid_urls(cls, value: Any) -> Any:
-        return _url_field(value)
-
-    @field_validator("provider")
-    @classmethod
-    def _registered_provider(cls, value: Any, info: ValidationInfo) -> Any:
-        return _provider_field(value, info)
 
 
 def model_flag_updates(configured: ModelConfig, *, model: str | None = None,

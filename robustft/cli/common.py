@@ -48,6 +48,10 @@ DATA_HELP = ("CSV, TSV, JSONL, JSON, Parquet, a save_to_disk folder, or a Huggin
              "tables and chat formats (messages, ShareGPT conversations, Alpaca)")
 
 
+def add_run_dir(p: argparse.ArgumentParser, metavar: str = "DIR", **kwargs: Any) -> None:
+    p.add_argument("dir", metavar=metavar, help="run directory (robustft denoise --out)", **kwargs)
+
+
 def add_data_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data columns (override data.* in the config)")
     g.add_argument("--question-column", metavar="NAME", help="column holding the question (default question)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import DATA_HELP, add_data_flags, add_model_flags, data_overrides
+from .common import DATA_HELP, add_data_flags, add_model_flags, add_run_dir, data_overrides
 
 
 def add_train(sub) -> None:
@@ -89,7 +89,7 @@ def add_export(sub) -> None:
                                    "Alpaca JSON, or a Hugging Face dataset folder in TRL's prompt-completion format. "
                                    "Without RUN_DIR, --data FILE (denoised.jsonl or labeled data) and --out give "
                                    "those pairs.")
-    p.add_argument("dir", metavar="RUN_DIR", nargs="?", help="run directory (robustft denoise --out)")
+    add_run_dir(p, metavar="RUN_DIR", nargs="?")
     p.add_argument("--data", metavar="SOURCE", help="with RUN_DIR: the input the run read, when it has moved; "
                    "without: denoised.jsonl, or labeled data: " + DATA_HELP)
     p.add_argument("--out", metavar="PATH", help="file or folder to write; its suffix picks the file type "

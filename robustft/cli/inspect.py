@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import (DATA_HELP, add_data_flags, add_embedding_flags, add_model_flags, data_overrides,
+from .common import (DATA_HELP, add_data_flags, add_embedding_flags, add_model_flags, add_run_dir, data_overrides,
                      embedding_overrides, failed_exit, model_overrides, print_to_pager)
 
 
@@ -15,7 +15,7 @@ def add_trace(sub) -> None:
                                    "(shortened; --full for all of it), the model's reply, the extracted answer and "
                                    "its score, the checker's decision and why, the retrieved examples and their "
                                    "similarity, the reviewer's verdict, selection, any human review, the final status.")
-    p.add_argument("dir", metavar="DIR", help="run directory (robustft denoise --out)")
+    add_run_dir(p)
     p.add_argument("sample_id", metavar="SAMPLE_ID", help="the sample's id (its row number when the data has no id column)")
     p.add_argument("--full", action="store_true", help="show prompts and replies in full")
     p.add_argument("--json", action="store_true", help="print the trace as JSON")
@@ -36,7 +36,7 @@ def add_report(sub) -> None:
                                    "answers, same ids or same row order), also the noise detector's precision, recall "
                                    "and F1, the accuracy of the relabels, and the label accuracy of the input versus "
                                    "the fine-tuning set.")
-    p.add_argument("dir", metavar="DIR", help="run directory (robustft denoise --out)")
+    add_run_dir(p)
     p.add_argument("--gold", metavar="FILE", help="the same samples with correct labels (CSV, JSONL, ...)")
     p.set_defaults(handler=_report)
 
@@ -102,14 +102,14 @@ def add_review(sub) -> None:
                                    "DIR/review_log.jsonl.")
     actions = p.add_subparsers(dest="review_action", required=True, metavar="ACTION")
     e = actions.add_parser("export", help="write the contested samples to a file to edit")
-    e.add_argument("dir", metavar="DIR", help="run directory (robustft denoise --out)")
+    add_run_dir(e)
     e.add_argument("--out", metavar="FILE", help="file to write: .csv (default DIR/review.csv) or .jsonl")
     e.add_argument("--score-above", type=float, metavar="X",
                    help="of the kept relabels, export only those with a selection score above X (the uncertain ones)")
     e.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
     e.set_defaults(handler=_review)
     i = actions.add_parser("import", help="apply a reviewed file's decisions to the fine-tuning set")
-    i.add_argument("dir", metavar="DIR", help="run directory (robustft denoise --out)")
+    add_run_dir(i)
     i.add_argument("file", metavar="FILE", help="the exported file with its 'decision' column filled in")
     i.set_defaults(handler=_review)
 

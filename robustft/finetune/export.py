@@ -33,6 +33,7 @@ from typing import Any
 
 from ..config import RobustFTConfig
 from ..data import load_source, read_json_records, read_jsonl
+from ..data.records import JSONL_SUFFIXES
 from ..data.sources import looks_like_hub_name
 from ..data.writeback import write_back
 from ..errors import ConfigError, InputError, UserError
@@ -79,7 +80,7 @@ def to_hf_dataset(examples: list[dict[str, Any]]) -> Any:
 def infer_format(out: str | Path) -> str:
     """``.jsonl`` -> messages, ``.json`` -> alpaca, anything else (a folder) -> hf."""
     suffix = Path(out).suffix.lower()
-    if suffix in (".jsonl", ".ndjson"):
+    if suffix in JSONL_SUFFIXES:
         return "messages"
     if suffix == ".json":
         return "alpaca"

@@ -41,6 +41,7 @@ from .. import __version__
 from ..backends.hf import load_model, plain_transcript, resolve_dtype
 from ..config import DataConfig, RobustFTConfig, TrainConfig
 from ..data import Dataset, Sample, load_dataset, read_jsonl
+from ..data.records import JSONL_SUFFIXES
 from ..errors import ConfigError, InputError, UserError
 from ..files import write_json
 from ..prompts import PromptLibrary
@@ -71,7 +72,7 @@ def completion_text(label: str) -> str:
 
 def is_denoised_file(path: Path) -> bool:
     """A `denoised.jsonl` written by `robustft denoise`: records with `label` and `original_label`."""
-    if path.is_dir() or path.suffix.lower() not in (".jsonl", ".ndjson"):
+    if path.is_dir() or path.suffix.lower() not in JSONL_SUFFIXES:
         return False
     try:
         with path.open(encoding="utf-8") as fh:

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from ..answers import format_options, letters, normalize_label
-from ..data.records import BadJsonLine, NotUTF8, json_lines, no_field_limit, utf8_text
+from ..data.records import JSONL_SUFFIXES, BadJsonLine, NotUTF8, json_lines, no_field_limit, utf8_text
 from ..errors import UserError
 from ..files import atomic_write, write_jsonl
 from ..run.outputs import human_record
@@ -109,7 +109,7 @@ def export_review(run_dir: str | Path, out: str | Path | None = None, *, score_a
                         "or --force to overwrite it")
     current = {d["id"]: d for d in run.fine_tuning_set()}
     rows = contested(run, score_above)
-    as_jsonl = path.suffix.lower() in (".jsonl", ".ndjson")
+    as_jsonl = path.suffix.lower() in JSONL_SUFFIXES
     records = [_row(r, current.get(r["id"]), not as_jsonl) for r in rows]
     if as_jsonl:
         write_jsonl(path, records)
@@ -168,7 +168,7 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
         line = text[:text.index("\x00")].count("\n") + 1
         raise UserError(f"{path}, line {line}: holds a NUL byte: the file is damaged or not text; "
                         "export again with `robustft review export` and copy the decisions over") from None
-    if path.suffix.lower() in (".jsonl", ".ndjson"):
+    if path.suffix.lower() in JSONL_SUFFIXES:
         return _jsonl_rows(path, text)
     return _csv_rows(path, text)
 
