@@ -270,7 +270,9 @@ class DenoiseConfig(StrictModel):
     concurrency: int = Field(32, gt=0, description="Model calls in flight at once.")
     parse_retries: int = Field(2, ge=0, description="Re-asks when a response holds no usable answer.")
     ablate: list[Ablation] = Field(default_factory=list, description="Parts of the method to switch off.")
-    prompts_dir: Path | None = Field(None, description="Folder of .jinja templates overriding the built-ins by name.")
+    prompts_dir: Path | None = Field(None, description=(
+        "Folder of .jinja templates overriding the built-ins by name. A relative path in a config file is "
+        "relative to that file."))
 
 
 LRScheduler = Literal["cosine", "linear", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial"]
@@ -323,7 +325,9 @@ ExperimentMethod = Literal["base", "noisy", "robustft"]
 class ExperimentConfig(StrictModel):
     """`robustft run CONFIG`: denoise, fine-tune and evaluate, plus the paper's baselines."""
 
-    test_data: Path | None = Field(None, description="Held-out test set (same columns as data).")
+    test_data: Path | None = Field(None, description=(
+        "Held-out test set (same columns as data); robustft eval's default --data. A relative path in a config "
+        "file is relative to that file."))
     test_limit: int | None = Field(None, gt=0, description="Evaluate on the first N test rows only.")
     methods: list[ExperimentMethod] = Field(default_factory=lambda: ["base", "noisy", "robustft"], description=(
         "base: the model as it is; noisy: SFT on the noisy labels; robustft: SFT on the denoised set."))

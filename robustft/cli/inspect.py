@@ -116,6 +116,7 @@ def add_review(sub) -> None:
 
 def _review(args: argparse.Namespace) -> int:
     from ..inspect.review import export_review, import_review
+    from ..run.rundir import DENOISED, REVIEW_LOG
 
     if args.review_action == "export":
         path, n = export_review(args.dir, args.out, score_above=args.score_above, force=args.force)
@@ -127,6 +128,6 @@ def _review(args: argparse.Namespace) -> int:
     result = import_review(args.dir, args.file)
     print(result.describe())
     if result.changed:
-        print(f"fine-tuning set: {Path(args.dir) / 'denoised.jsonl'}   changes logged in "
-              f"{Path(args.dir) / 'review_log.jsonl'}")
+        print(f"fine-tuning set: {Path(args.dir) / DENOISED}   changes logged in "
+              f"{Path(args.dir) / REVIEW_LOG}")
     return 0

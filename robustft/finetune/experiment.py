@@ -33,6 +33,7 @@ from .. import __version__
 from ..config import ModelConfig, RobustFTConfig, resolve_config_paths
 from ..errors import ConfigError
 from ..files import write_json, write_text
+from ..run.rundir import DENOISED
 
 __all__ = ["ExperimentResult", "METHOD_NAMES", "run_experiment", "format_table"]
 
@@ -131,7 +132,7 @@ def run_experiment(config: RobustFTConfig, *, config_path: str | Path | None = N
         adapter = None
         train_samples = None
         if method != "base":
-            data = config.data.path if method == "noisy" else out_dir / "denoise" / "denoised.jsonl"
+            data = config.data.path if method == "noisy" else out_dir / "denoise" / DENOISED
             stage(f"fine-tune {config.train.model} on {data} -> {folder}")
             trained = train(config, data=data, model=config.train.model, out=folder, progress=progress)
             if trained.skipped:

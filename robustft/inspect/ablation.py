@@ -35,12 +35,11 @@ from ..config import RobustFTConfig
 from ..errors import ConfigError
 from ..files import write_json, write_text
 from .metrics import GoldLabels, match_gold, pct, run_gold_metrics
-from ..run.rundir import load_run
+from ..run.rundir import STORE, load_run
 
 SWITCHES = {"reasoning": "no-reasoning", "checker": "no-checker", "context": "no-context",
             "reviewer": "no-reviewer", "selection": "no-selection"}
 VARIANTS: dict[str, list[str]] = {"full": [], **{name: [switch] for switch, name in SWITCHES.items()}}
-STORE = "responses.sqlite"
 
 
 def parse_variants(text: str | list[str] | None) -> dict[str, list[str]]:

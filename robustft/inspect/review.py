@@ -45,7 +45,7 @@ from ..data.records import JSONL_SUFFIXES, BadJsonLine, NotUTF8, json_lines, no_
 from ..errors import UserError
 from ..files import atomic_write, write_jsonl
 from ..run.outputs import human_record
-from ..run.rundir import BACKUP, DENOISED, REVIEW_LOG, RunFiles, load_run, read_review_log
+from ..run.rundir import BACKUP, DENOISED, REVIEW_LOG, SAMPLES, RunFiles, load_run, read_review_log
 
 COLUMNS = ["id", "status", "question", "options", "original_label", "proposed_label", "current_label", "score",
            "base_answer", "reasoning_answer", "context_answer", "reviewer_answer", "checker_reason",
@@ -224,7 +224,7 @@ def parse_decisions(path: Path, run: RunFiles) -> tuple[list[Decision], int]:
             continue
         rec = run.by_id.get(sid)
         if rec is None:
-            raise UserError(f"{where}: no sample with this id in {run.dir / 'samples.jsonl'}; keep the id column "
+            raise UserError(f"{where}: no sample with this id in {run.dir / SAMPLES}; keep the id column "
                             "as exported, and import into the run the file was exported from")
         if sid in seen:
             raise UserError(f"{where}: id {sid} appears again (first on row {seen[sid]}); give one decision per sample")

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..answers import letters, option_text
 from ..errors import UserError
-from ..run.rundir import RunFiles, load_run
+from ..run.rundir import SAMPLES, RunFiles, load_run
 from ..secrets import redact_tree
 from .terminal import json_visible, visible
 
@@ -44,7 +44,7 @@ def find_record(run: RunFiles, sample_id: str) -> dict[str, Any]:
     if not hint:
         first = [r["id"] for r in run.records[:3]]
         hint = f"; ids look like {', '.join(first)}" if first else "; the run has no samples"
-    raise UserError(f"{run.dir / 'samples.jsonl'}: no sample with id {sample_id!r} among {len(run.records)}{hint}")
+    raise UserError(f"{run.dir / SAMPLES}: no sample with id {sample_id!r} among {len(run.records)}{hint}")
 
 
 def _selection_step(run: RunFiles, rec: dict[str, Any]) -> dict[str, Any] | None:
