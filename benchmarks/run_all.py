@@ -17,6 +17,13 @@
   relabels from wrong ones (AUROC), with simulated experts.
 - local_batching: a local transformers model at 32 calls in flight against one at a time (whole
   denoise runs on FPB), the batches that formed, tokens per second alone and batched.
+- open_similarity: cosine similarity of agreeing and disagreeing open-ended responses (MiniLM), the
+  measurement behind the default `denoise.open_similarity`.
+- open_quality: open-ended responses at 30/50/70 % noise with simulated experts: detection precision
+  and recall, the fine-tuning set's share of right responses, selection score vs. length, and a chat
+  file cleaned and exported through the command line.
+- ray_overhead: the same ARC run on the local runner and on a local Ray instance: wall time and CPU
+  per sample side by side, and whether the outputs are identical (needs `robustft[ray]`).
 
 Everything runs offline on the CPU. The experts are simulated by `robustft.sim`, the local model is
 `tests/tiny_model.py`'s tiny random Llama.
@@ -29,7 +36,8 @@ import importlib
 import time
 
 BENCHMARKS = ("framework_cost", "saturation", "scale", "resume_cost", "fault_injection", "denoise_quality",
-              "train_eval", "local_batching", "sim_server", "client_overhead", "selection_scores")
+              "train_eval", "local_batching", "open_similarity", "open_quality", "sim_server", "client_overhead",
+              "selection_scores", "ray_overhead")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -12,6 +12,10 @@ Task types:
   ``"50"``, ``"3/4"`` -> ``"0.75"``); compared within a relative tolerance. Numbers are parsed with
   a strict regular expression, never evaluated.
 - ``text``: free text, compared DROP-style (normalised, either contains the other).
+- ``open``: an open-ended response: everything after the last ``Answer:`` marker, to the end of the
+  reply (it may span several lines). Two responses are compared by meaning, with embeddings
+  (`robustft.agents.similarity`), not here: `answers_match` only says whether they are the same
+  text (normalised), which is what a string comparison can honestly say.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ __all__ = [
     "parse_number",
 ]
 
-TASKS: tuple[str, ...] = ("multiple_choice", "text", "numeric")
+TASKS: tuple[str, ...] = ("multiple_choice", "text", "numeric", "open")
 
 _MAX_OPTIONS = 26
 
@@ -197,16 +201,49 @@ def _boxed_span(text: str) -> tuple[int, int] | None:
     return None if last is None else _strip_span(text, last.start(1), last.end(1))
 
 
-def answer_char_span(text: str) -> tuple[int, int] | None:
+_MARKER_CLOSE = re.compile(r"(?:\*\*|__|\*)?")  # the close of "**Answer:**", right after the colon
+
+
+_LINE_MARKER = re.compile(r"^[ \t>#*_]*answer[ \t]*(?:\*\*|__|\*)?[ \t]*[:\uff1a]", re.IGNORECASE | re.MULTILINE)
+
+
+def _open_span(text: str) -> tuple[int, int] | None:
+    """Everything after the last line that starts with the marker (else the last marker anywhere)
+    to the end of the reply, without surrounding whitespace (and without the marker's own closing
+    emphasis, as in ``**Answer:**``); a response may end in markdown of its own, which is kept.
+
+    A line start is preferred because a paragraph may say "the short answer: ..." in passing."""
+    last = None
+    for last in _LINE_MARKER.finditer(text):
+        pass
+    if last is None:
+        for last in _MARKER.finditer(text):
+            pass
+    if last is None:
+        return None
+    start, end = _MARKER_CLOSE.match(text, last.end()).end(), len(text)
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return (start, end) if start < end else None
+
+
+def answer_char_span(text: str, task: str | None = None) -> tuple[int, int] | None:
     """``(start, end)`` of the final answer value in ``text``, so that ``text[start:end]`` is it.
 
     The value after the last ``Answer:`` marker to the end of that line, stripped of whitespace
     and markdown emphasis (or the next non-empty line when the marker ends its line); None when
     the last marker has nothing after it. Without a marker: the same fallbacks as `extract_answer` ("the answer is X", ``\\boxed{X}``, a
     one-line response). None when there is nothing to point at.
+
+    ``task="open"``: everything after the last marker to the end of the reply (every line of the
+    response), and nothing without a marker.
     """
     if not text:
         return None
+    if task == "open":
+        return _open_span(text)
     if _MARKER.search(text):
         return _marker_span(text)
     span = _answer_is_span(text) or _boxed_span(text)
@@ -291,6 +328,8 @@ def extract_answer(text: str, task: str, options: list[str] | None = None) -> st
       an option's text written instead of its letter maps to that letter.
     - numeric: the first number on the answer line, canonical (``"$1,234.50"`` -> ``"1234.5"``).
     - text: the answer line, stripped.
+    - open: everything after the last marker to the end of the reply, stripped (it may span
+      several lines); no fallbacks: a reply without a marker has no readable response.
 
     The last ``Answer:`` marker decides (a later, unusable one means None: it is the model's final
     word). Without any marker: "the answer is X", then ``\\boxed{X}``, then a response that is
@@ -299,6 +338,9 @@ def extract_answer(text: str, task: str, options: list[str] | None = None) -> st
     _check_task(task)
     if not text:
         return None
+    if task == "open":
+        span = _open_span(text)
+        return text[span[0]:span[1]] if span is not None else None
     span = _marker_span(text)
     if span is not None:
         return _from_value(text[span[0]:span[1]], task, options)
@@ -340,6 +382,8 @@ def answers_match(pred: str | None, label: str, task: str, rel_tol: float = 1e-2
     - numeric: both parse as numbers and are within ``rel_tol`` (absolute 1e-9 near zero).
     - text: after `normalize_text`, either contains the other on word boundaries
       ("paris" matches "the city of paris"); an empty string matches only an empty one.
+    - open: the same text after `normalize_text` (responses that agree in meaning but not in
+      wording are told apart by `robustft.agents.similarity`, with embeddings).
     """
     _check_task(task)
     if pred is None or label is None:
@@ -352,6 +396,8 @@ def answers_match(pred: str | None, label: str, task: str, rel_tol: float = 1e-2
             return False
         return math.isclose(p, g, rel_tol=rel_tol, abs_tol=1e-9)
     p, g = normalize_text(pred), normalize_text(label)
+    if task == "open":
+        return p == g and (bool(p) or pred.strip() == label.strip())
     if not p or not g:
         return p == g and pred.strip().casefold() == label.strip().casefold()
     return f" {p} " in f" {g} " or f" {g} " in f" {p} "
@@ -364,7 +410,7 @@ def normalize_label(label: str, task: str, options: list[str] | None = None) -> 
       text (case and surrounding whitespace ignored) are accepted. A letter wins over an option
       whose text is that letter.
     - numeric: the canonical number (``"1,234"`` -> ``"1234"``).
-    - text: the label stripped.
+    - text, open: the label stripped.
 
     Raises ValueError, saying what was expected, for an empty label or one that does not fit.
     """

@@ -47,6 +47,7 @@ KEYWORDS = {
     "question_column": "data.question_column", "answer_column": "data.answer_column",
     "options_column": "data.options_column", "id_column": "data.id_column",
     "out_of_range_labels": "data.out_of_range_labels",
+    "executor": "run.executor", "ray_address": "run.ray_address",
 }
 
 

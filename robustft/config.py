@@ -246,6 +246,10 @@ class DenoiseConfig(StrictModel):
         "on_disagreement: the reviewer is asked only when the reasoning and context answers differ "
         "(when they agree, that answer is the label, with no call); always: ask it for every relabel, "
         "as the paper's code does."))
+    open_similarity: float = Field(0.65, ge=-1.0, le=1.0, description=(
+        "Open-ended responses (data.task: open): two responses agree (checker, reviewer) when the cosine "
+        "similarity of their embeddings (embedding_model) is at least this. The default was measured with "
+        "all-MiniLM-L6-v2 (README, Open-ended responses); another embedding model needs its own threshold."))
     k: int = Field(3, gt=0, description="Clean examples retrieved for each noisy sample.")
     context_token_budget: int | None = Field(None, gt=0, description=(
         "Longest context-relabeling prompt, in tokens (tiktoken cl100k, or an estimate offline): the least "
@@ -256,8 +260,9 @@ class DenoiseConfig(StrictModel):
         "of the answer tokens after 'Answer:' only; entropy: the mean predictive entropy per generated "
         "token, from the top model.top_logprobs alternatives (5 unless set)."))
     embedding_model: str = Field("sentence-transformers/all-MiniLM-L6-v2", description=(
-        "Sentence-embedding model for retrieving similar clean samples: a hub name or a local directory for "
-        "sentence-transformers, or the model name the embedding server serves. Flag: --embedding-model."))
+        "Sentence-embedding model for retrieving similar clean samples and comparing open-ended responses: a hub "
+        "name or a local directory for sentence-transformers, or the model name the embedding server serves. "
+        "Flag: --embedding-model."))
     embedding_base_url: str | list[str] | None = Field(None, description=(
         "An OpenAI-compatible /v1/embeddings endpoint (vllm serve of an embedding model, TEI, a hosted API) to "
         "embed the questions with, instead of a local sentence-transformers model. Flag: --embedding-base-url."))
@@ -319,6 +324,34 @@ class EvalConfig(StrictModel):
     batch_size: int = Field(16, gt=0, description="Local model: prompts generated together.")
 
 
+class RunConfig(StrictModel):
+    """Where `denoise` runs its samples: in this process, or spread over a Ray cluster (docs/ray.md).
+
+    None of these settings changes an answer: a run started on one executor resumes on the other.
+    """
+
+    executor: Literal["local", "ray"] = Field("local", description=(
+        "local: every sample runs in this process. ray: batches of samples run on Ray workers (pip install "
+        "'robustft[ray]'); detection, the clean index, selection and the run directory stay here, so the "
+        "outputs are the local runner's. Flag: --executor."))
+    ray_address: str | None = Field(None, description=(
+        "The Ray cluster to run on: 'auto' (the cluster `ray start` runs on this machine), HOST:6379 (a head "
+        "node's address) or ray://HOST:10001 (Ray Client). None: start a Ray instance on this machine for the "
+        "run, or use the one this process is already connected to. Flag: --ray-address."))
+    ray_workers: int | None = Field(None, gt=0, description=(
+        "Sample workers (Ray actors; each reserves a CPU, or an equal share when more are asked for than the "
+        "cluster has free). None: one per CPU the cluster has left after the model actors, at most one per "
+        "denoise.concurrency call. denoise.concurrency is split between them."))
+    ray_engine_providers: list[str] = Field(default_factory=lambda: ["transformers", "vllm"], description=(
+        "Providers whose model runs inside the robustft process: on Ray each such model runs in its own actors "
+        "(one model copy each), and the workers send their requests there. Other providers (openai) are called "
+        "by every worker directly."))
+    ray_model_replicas: int = Field(1, gt=0, description=(
+        "Actors (model copies) per in-process model; each worker spreads its requests over them."))
+    ray_gpus_per_model: float = Field(0.0, ge=0.0, description=(
+        "GPUs each model actor reserves (1: a model per GPU; 0: the model runs on CPU)."))
+
+
 ExperimentMethod = Literal["base", "noisy", "robustft"]
 
 
@@ -347,6 +380,8 @@ class RobustFTConfig(StrictModel):
     eval: EvalConfig = Field(default_factory=EvalConfig, description="Test-set accuracy (robustft eval).")
     experiment: ExperimentConfig = Field(default_factory=ExperimentConfig, description=(
         "denoise, train and eval in one command (robustft run)."))
+    run: RunConfig = Field(default_factory=RunConfig, description=(
+        "Where denoise runs its samples: this process, or a Ray cluster."))
     out: Path | None = Field(None, description="Output directory (the run directory of denoise). Flag: --out.")
 
     @model_validator(mode="after")

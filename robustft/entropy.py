@@ -5,7 +5,8 @@ Three scores of a reply; lower means the model was more certain:
 - `mean_nll` (the paper's, which it calls entropy): the mean negative log-probability of the
   generated tokens, i.e. the surprise of the tokens actually sampled.
 - `answer_nll`: the same over the tokens of the final answer only, ignoring how confidently the
-  model phrased its reasoning.
+  model phrased its reasoning. For open-ended responses the answer is every line after the last
+  `Answer:` marker, so the whole response is scored, and no reasoning before it.
 - `entropy`: the mean over generated tokens of the predictive entropy of the model's next-token
   distribution, i.e. how spread out the model's belief was at each step, whatever it sampled.
   Servers return only the top-k alternatives (`model.top_logprobs`); the probability mass outside
@@ -33,15 +34,17 @@ def mean_nll(logprobs: Sequence[float] | None) -> float | None:
     return -math.fsum(logprobs) / len(logprobs)
 
 
-def answer_nll(text: str, tokens: Sequence[str] | None, logprobs: Sequence[float] | None) -> float | None:
-    """Mean negative log-probability of the tokens that spell the final answer.
+def answer_nll(text: str, tokens: Sequence[str] | None, logprobs: Sequence[float] | None,
+               task: str | None = None) -> float | None:
+    """Mean negative log-probability of the tokens that spell the final answer (for `task` "open":
+    the whole response after the last `Answer:` marker, see `answers.answer_char_span`).
 
     Token strings from OpenAI-compatible servers concatenate to the response text; when they do not
     (some local tokenizers add byte markers), the whole-response score is the honest fallback.
     """
     if not logprobs:
         return None
-    span = answer_char_span(text)
+    span = answer_char_span(text, task)
     if not tokens or span is None or len(tokens) != len(logprobs) or "".join(tokens) != text:
         return mean_nll(logprobs)
     start, end = span
@@ -75,13 +78,13 @@ def mean_entropy(entropies: Sequence[float] | None) -> float | None:
     return math.fsum(entropies) / len(entropies)
 
 
-def response_score(method: str, gen: "Generation") -> float | None:
+def response_score(method: str, gen: "Generation", task: str | None = None) -> float | None:
     """The selection score `method` (one of `SCORES`) of a reply; None when the backend gave
     nothing to compute it from (no logprobs, or no top-k alternatives for `entropy`)."""
     if method == "mean_nll":
         return mean_nll(gen.token_logprobs)
     if method == "answer_nll":
-        return answer_nll(gen.text, gen.tokens, gen.token_logprobs)
+        return answer_nll(gen.text, gen.tokens, gen.token_logprobs, task)
     if method == "entropy":
         return mean_entropy(gen.token_entropies)
     raise ValueError(f"unknown score method {method!r}; use one of {', '.join(SCORES)}")

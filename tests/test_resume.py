@@ -244,6 +244,29 @@ def test_a_torn_last_line_in_the_journal_is_cut_off_and_its_sample_run_again(sim
         assert (out / name).read_text() == (whole_out / name).read_text(), name
 
 
+def test_a_full_disk_stops_the_run_and_a_rerun_with_space_loses_nothing(sim, whole, tmp_path):
+    """Writes refused mid-run (a file-size limit stands in for a full disk): the run stops with one
+    message naming the file, marks no sample failed, and the same command later finishes it."""
+    import resource
+
+    whole_out, _ = whole
+    out = tmp_path / "run"
+
+    def small_disk():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a refused write raises instead of killing
+        resource.setrlimit(resource.RLIMIT_FSIZE, (48_000, 48_000))
+
+    full = subprocess.run(command(sim, out), capture_output=True, text=True, timeout=300, preexec_fn=small_disk)
+    assert full.returncode == 1, full.stderr
+    assert "Traceback" not in full.stderr and "nothing is lost" in full.stderr and str(out) in full.stderr
+    assert "run the same command again" in full.stderr
+    assert '"status":"failed"' not in (out / "samples.jsonl").read_text()
+    resumed = subprocess.run(command(sim, out), capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    for name in OUTPUTS:
+        assert (out / name).read_text() == (whole_out / name).read_text(), name
+
+
 def test_two_runs_on_one_directory_cannot_mix(sim, tmp_path):
     out = tmp_path / "run"
     first = subprocess.Popen(command(sim, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

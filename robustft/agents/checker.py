@@ -5,16 +5,22 @@ Rules (`denoise.checker`):
 - majority: clean when at least half of the expert answers equal the label.
 - judge: an LLM sees the label and both answers and says whether the label is wrong.
 With the `checker` ablation every sample is sent to relabeling.
+
+"Equals" is the task's own comparison (`agents.similarity`): for open-ended responses, an expert's
+response agrees with the given one when their embeddings' cosine similarity reaches
+`denoise.open_similarity`.
 """
 
 from __future__ import annotations
 
 import re
 
-from ..answers import answers_match
+import asyncio
+
 from ..errors import ModelCallError
 from ..graph.state import SampleState
 from .runtime import AgentRuntime, failure
+from .similarity import agreement
 
 _VERDICT = re.compile(r"answer\s*:\s*\**\s*\(?\s*([YN])\b", re.IGNORECASE)
 
@@ -32,23 +38,34 @@ def expert_answers(state: SampleState) -> dict[str, str | None]:
 def make_checker(rt: AgentRuntime):
     rule = rt.config.denoise.checker
     disabled = "checker" in rt.config.denoise.ablate
-    tol = rt.config.data.numeric_rel_tol
+    open_ended = rt.task == "open"
+    threshold = rt.config.denoise.open_similarity
 
     async def checker(state: SampleState) -> dict:
         """Reads label, nodes.base, nodes.reasoning. Writes decision, decision_reason, status clean or
         noisy (and nodes.judge)."""
         label = state["label"]
         answers = expert_answers(state)
-        shown = ", ".join(f"{name} answer {ans if ans is not None else '(none)'}" for name, ans in answers.items())
         if disabled:
             return _decided(False, "checker switched off (ablation): every sample is relabeled")
-        agree = [answers_match(ans, label, rt.task, tol) for ans in answers.values()]
+        try:
+            found = await asyncio.gather(*(agreement(rt, ans, label) for ans in answers.values()))
+        except ModelCallError as exc:
+            return {"status": "failed", "error": f"embedding the responses to compare them failed: {exc}"}
+        agree = [a.agree for a in found]
+        if open_ended:
+            shown = ", ".join(f"{name} {a.describe() or 'no response'}" for name, a in zip(answers, found))
+            shown = f"{shown} to the given response (agrees at >= {threshold:g})"
+            label_text, verb = "the given response", "agree with"
+        else:
+            shown = ", ".join(f"{name} answer {ans if ans is not None else '(none)'}" for name, ans in answers.items())
+            label_text, verb = f"the label {label}", "equal"
         if rule == "paper":
             clean = all(agree) and bool(agree)
-            why = f"{shown}; {'all equal' if clean else 'not all equal'} the label {label}"
+            why = f"{shown}; {'all' if clean else 'not all'} {verb} {label_text}"
         elif rule == "majority":
             clean = sum(agree) * 2 >= len(agree) and bool(agree)
-            why = f"{shown}; {sum(agree)} of {len(agree)} equal the label {label}"
+            why = f"{shown}; {sum(agree)} of {len(agree)} {verb} {label_text}"
         else:
             try:
                 record = await rt.ask("judge", "judge", state, parse=parse_verdict, label=label,
@@ -59,10 +76,10 @@ def make_checker(rt: AgentRuntime):
             verdict = record["answer"]
             if verdict is None:  # an unreadable verdict falls back to the paper's rule
                 clean = all(agree) and bool(agree)
-                why = f"judge gave no verdict; paper rule: {shown} vs label {label}"
+                why = f"judge gave no verdict; paper rule: {shown} vs {label_text}"
             else:
                 clean = verdict == "N"
-                why = f"judge says the label {label} is {'right' if clean else 'wrong'} ({shown})"
+                why = f"judge says {label_text} is {'right' if clean else 'wrong'} ({shown})"
             return {"nodes": {"judge": record}, **_decided(clean, why)}
         return _decided(clean, why)
 

@@ -2,13 +2,16 @@
 
 The examples come from the clean index, which exists only after detection has finished for the
 whole dataset; the runner retrieves them for all noisy samples at the barrier and each sample
-carries its own in its state (`examples`).
+carries its own in its state (`examples`). An example from a chat sample with earlier turns is
+shown as its conversation written out (`prompts.shown_question`); for open-ended responses each
+example's response is shown, and the relabeler writes a new response.
 """
 
 from __future__ import annotations
 
 from ..answers import format_options
 from ..errors import ModelCallError
+from ..prompts import shown_question
 from ..tokens import count_tokens
 from ..graph.state import Example, SampleState
 from .runtime import AgentRuntime, failure
@@ -36,7 +39,8 @@ def make_context_relabeler(rt: AgentRuntime):
 
 
 def _shown(examples: list[Example]) -> list[dict]:
-    return [{"question": ex["question"], "options_block": format_options(ex["options"]) if ex["options"] else "",
+    return [{"question": shown_question(ex["question"], ex.get("conversation")),
+             "options_block": format_options(ex["options"]) if ex["options"] else "",
              "answer": ex["answer"]} for ex in examples]
 
 
@@ -50,8 +54,7 @@ def fit_budget(rt: AgentRuntime, state: SampleState, examples: list[Example]) ->
     if budget is None:
         return examples
     kept = list(examples)
-    values = rt.prompt_values(state)
-    while kept and count_tokens(rt.prompts.render("context", **values, examples=_shown(kept))) > budget:
+    while kept and count_tokens(rt.render("context", state, examples=_shown(kept))) > budget:
         kept.pop()
     return kept
 

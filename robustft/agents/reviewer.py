@@ -1,17 +1,22 @@
-"""The reviewer: sees the reasoning expert's and the context relabeler's answers, gives the label."""
+"""The reviewer: sees the reasoning expert's and the context relabeler's answers, gives the label.
+
+For open-ended responses it chooses between the two responses or merges them into one; the two
+agree (and the reviewer is not asked, with `denoise.review: on_disagreement`) when their
+embeddings are at least `denoise.open_similarity` alike.
+"""
 
 from __future__ import annotations
 
-from ..answers import answers_match
 from ..errors import ModelCallError
 from ..graph.state import SampleState
 from .relabeler import propose
 from .runtime import AgentRuntime, failure
+from .similarity import agreement
 
 
 def make_reviewer(rt: AgentRuntime):
     always = rt.config.denoise.review == "always"
-    tol = rt.config.data.numeric_rel_tol
+    what = "responses" if rt.task == "open" else "answers"
     # With the reasoning expert switched off (ablation) the base answer stands in: say so.
     first_source = ("Answered directly" if "reasoning" in rt.config.denoise.ablate
                     else "After step-by-step reasoning")
@@ -31,13 +36,18 @@ def make_reviewer(rt: AgentRuntime):
         context_answer = context.get("answer")
         if reasoning_answer is None and context_answer is None:
             return {"status": "failed", "error": "no relabel: neither the reasoning nor the context answer could be read"}
-        agree = None not in (reasoning_answer, context_answer) and answers_match(
-            context_answer, reasoning_answer, rt.task, tol)
-        if agree and not always:
+        found = None
+        if not always:
+            try:
+                found = await agreement(rt, context_answer, reasoning_answer)
+            except ModelCallError as exc:
+                return {"status": "failed", "error": f"embedding the responses to compare them failed: {exc}"}
+        if found is not None and found.agree:
             # Two agents agree: a third call could only add noise to a settled label.
+            how = f" ({found.describe()})" if found.similarity is not None else ""
             record = {"prompt": None, "response": None, "answer": context_answer, "score": None, "attempts": 0,
                       "prompt_tokens": 0, "completion_tokens": 0, "error": None,
-                      "skipped": "the reasoning and context answers agree (denoise.review: on_disagreement)"}
+                      "skipped": f"the reasoning and context {what} agree{how} (denoise.review: on_disagreement)"}
             return {"nodes": {"reviewer": record}, **propose(context_answer, context.get("score"), "context answer")}
         try:
             record = await rt.ask("reviewer", "reviewer", state, first_source=first_source,

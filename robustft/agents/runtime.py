@@ -4,21 +4,32 @@
 response store, the concurrency limit and retries live in `calls.ModelCalls`), re-ask when the
 reply holds no usable answer, score the reply, and return a node record that goes into the
 sample's state as it is (and so into samples.jsonl).
+
+A chat sample (`state["conversation"]`: a system prompt and earlier turns) is sent as the
+conversation it is: its earlier turns as they were, then the rendered prompt as the last user
+message (the template's `question` is the last user turn). The node record keeps that last message
+as its `prompt`; the earlier turns are in the sample's record once.
+
+Open-ended responses are compared by meaning: `similarity` is the cosine of two texts' embeddings
+from the run's embedder (`texts`, set by the runner), each vector cached in the response store.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..answers import extract_answer
 from ..config import ROLES, ModelConfig, RobustFTConfig
 from ..entropy import response_score
-from ..errors import ModelCallError
+from ..errors import ConfigError, ModelCallError
 from ..prompts import PromptLibrary, prompt_values
-from ..backends.base import Generation
+from ..backends.base import Generation, Messages
 from ..backends.registry import ModelPool
 from .calls import ModelCalls
+
+if TYPE_CHECKING:
+    from ..retrieval.texts import TextVectors
 
 
 @dataclass
@@ -28,6 +39,8 @@ class AgentRuntime:
     pool: ModelPool
     prompts: PromptLibrary
     calls: ModelCalls | None = None
+    # Embeddings for comparing open-ended responses by meaning (the runner gives its embedder's).
+    texts: "TextVectors | None" = None
     role_models: dict[str, ModelConfig] = field(init=False)
     # The role whose reply's score ranks relabels at selection (see `scored_role`).
     scoring: str = field(init=False)
@@ -45,8 +58,27 @@ class AgentRuntime:
     def prompt_values(self, state: dict) -> dict[str, Any]:
         return prompt_values(state["question"], state.get("options"), self.task, self.config.data.instruction)
 
-    async def generate(self, role: str, prompt: str) -> Generation:
-        return await self.calls.call(self.role_models[role], [{"role": "user", "content": prompt}])
+    def render(self, prompt_name: str, state: dict, **extra: Any) -> str:
+        """Prompt `prompt_name` for this sample, from the task's template."""
+        return self.prompts.render(prompt_name, **self.prompt_values(state), **extra)
+
+    @staticmethod
+    def messages(state: dict, prompt: str) -> Messages:
+        """What a model is sent: a chat sample's earlier turns as they were, then `prompt` in place
+        of the last user turn."""
+        earlier = (state.get("conversation") or [])[:-1]
+        return [*({"role": t["role"], "content": t["content"]} for t in earlier), {"role": "user", "content": prompt}]
+
+    async def generate(self, role: str, prompt: str | Messages) -> Generation:
+        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+        return await self.calls.call(self.role_models[role], messages)
+
+    async def similarity(self, a: str, b: str) -> float:
+        """Cosine similarity of the embeddings of two texts (open-ended responses)."""
+        if self.texts is None:
+            raise ConfigError("comparing open-ended responses needs embeddings, and this runtime has none: give "
+                              "AgentRuntime texts=TextVectors(make_embedder(config.denoise), store)")
+        return await self.texts.similarity(a, b)
 
     async def ask(self, role: str, prompt_name: str, state: dict, *,
                   parse: Callable[[str], str | None] | None = None, **extra: Any) -> dict[str, Any]:
@@ -56,20 +88,21 @@ class AgentRuntime:
         Raises ModelCallError when the model keeps failing; a reply without an answer is not an
         exception: the record carries answer None and an error note, and the graph decides.
         """
-        prompt = self.prompts.render(prompt_name, **self.prompt_values(state), **extra)
+        prompt = self.render(prompt_name, state, **extra)
+        messages = self.messages(state, prompt)
         parse = parse or (lambda text: extract_answer(text, self.task, state.get("options")))
         record: dict[str, Any] = {"prompt": prompt, "response": None, "answer": None, "score": None,
                                   "attempts": 0, "prompt_tokens": 0, "completion_tokens": 0, "error": None}
         method = self.config.denoise.score
         wants_score = role == self.scoring and self.role_models[role].logprobs
         for _ in range(self.config.denoise.parse_retries + 1):
-            gen = await self.generate(role, prompt)
+            gen = await self.generate(role, messages)
             record["attempts"] += 1
             record["prompt_tokens"] += gen.prompt_tokens
             record["completion_tokens"] += gen.completion_tokens
             record["response"] = gen.text
             record["answer"] = parse(gen.text)
-            record["score"] = response_score(method, gen)
+            record["score"] = response_score(method, gen, self.task)
             if gen.token_logprobs:
                 self.gives_logprobs.add(role)
             unscored = wants_score and record["score"] is None and role in self.gives_logprobs

@@ -32,6 +32,9 @@ def _api_key(env_name: str) -> str:
 class OpenAIChatModel:
     """Chat completions from an OpenAI-compatible server."""
 
+    # Each call is cut at `model.timeout_s` per replica here (a timed-out call is re-sent to another).
+    enforces_timeout = True
+
     def __init__(self, config: ModelConfig):
         if not config.name:
             raise ConfigError("model.name is empty: pass --model NAME (the name the server serves)")

@@ -35,7 +35,7 @@ from typing import Any, Iterable
 import ormsgpack
 
 from ..config import ModelConfig
-from ..errors import UserError
+from ..errors import RobustFTError, UserError
 from .base import Generation, Messages
 
 # ModelConfig fields that do not change what a model answers.
@@ -118,6 +118,10 @@ def decode_generation(blob: bytes) -> Generation:
                       completion_tokens=completion_tokens, token_entropies=_unfloats(entropies))
 
 
+class StoreWriteError(RobustFTError):
+    """The store could not be written (exit 1): the run stops with its progress kept."""
+
+
 class ResponseStore:
     """The SQLite file (WAL journal): each write commits at once, so it survives any kill."""
 
@@ -148,7 +152,10 @@ class ResponseStore:
 
     def put(self, key: bytes, gen: Generation) -> Generation:
         """Persist `gen`; returns it as a later run will read it back (numbers as float32)."""
-        self._db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?)", (key, encode_generation(gen)))
+        try:
+            self._db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?)", (key, encode_generation(gen)))
+        except sqlite3.OperationalError as e:
+            raise self._write_failed(e) from None
         return Generation(text=gen.text, token_logprobs=_as_stored(gen.token_logprobs), tokens=gen.tokens,
                           prompt_tokens=gen.prompt_tokens, completion_tokens=gen.completion_tokens,
                           token_entropies=_as_stored(gen.token_entropies))
@@ -166,9 +173,19 @@ class ResponseStore:
         return found
 
     def put_vectors(self, items: Iterable[tuple[bytes, bytes]]) -> None:
-        with self._db:
-            self._db.execute("BEGIN")
-            self._db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?)", items)
+        try:
+            with self._db:
+                self._db.execute("BEGIN")
+                self._db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?)", items)
+        except sqlite3.OperationalError as e:
+            raise self._write_failed(e) from None
+
+    def _write_failed(self, e: sqlite3.OperationalError) -> StoreWriteError:
+        """A write the machine refused (a full disk, a read-only folder): the run must stop, not
+        fail the sample whose response it was; every response stored before is kept."""
+        return StoreWriteError(f"{self.path}: cannot write ({e}). The run stopped; nothing is lost: every finished "
+                               "sample and stored response is kept. Free space (or fix the folder), then run the same "
+                               "command again to continue.")
 
     def __len__(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]

@@ -40,6 +40,12 @@ def add_denoise(sub) -> None:
                    help="check and print every prompt for the first sample and estimate the calls and tokens of "
                         "the whole run; calls no model and writes nothing")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--executor", choices=["local", "ray"],
+                   help="where the samples run: this process (default) or a Ray cluster (pip install 'robustft[ray]'; "
+                        "docs/ray.md)")
+    p.add_argument("--ray-address", metavar="ADDR",
+                   help="with --executor ray: the cluster to join ('auto', HOST:6379 or ray://HOST:10001); default: "
+                        "start Ray on this machine")
     add_data_flags(p)
     p.set_defaults(handler=_denoise)
 
@@ -54,7 +60,8 @@ def _denoise(args: argparse.Namespace) -> int:
                       "denoise.concurrency": args.concurrency, "denoise.beta": args.beta, "denoise.k": args.k,
                       "denoise.checker": args.checker, "denoise.reflection_rounds": args.reflection_rounds,
                       "denoise.review": args.review,
-                      "denoise.prompts_dir": args.prompts_dir, **embedding_overrides(args), **data_overrides(args)})
+                      "denoise.prompts_dir": args.prompts_dir, "run.executor": args.executor,
+                      "run.ray_address": args.ray_address, **embedding_overrides(args), **data_overrides(args)})
     config = load_config(args.config, overrides)
     if args.dry_run:
         from ..run.dryrun import describe_dry_run, dry_run

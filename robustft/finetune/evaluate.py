@@ -203,6 +203,11 @@ def evaluate(config: RobustFTConfig, *, data: str | Path | None = None, model: s
     mc = eval_model_config(config, model=model, base_url=base_url, adapter=adapter)
     data_cfg = config.data.model_copy(update={"limit": limit})
     dataset = load_training_set(data_cfg, data_path)
+    if dataset.task == "open":
+        raise UserError(f"{data_path}: open-ended responses cannot be scored by robustft eval, which compares each "
+                        "answer with the label as text; a response worded differently is not wrong. Evaluate the "
+                        "fine-tuned model with a judge or a similarity metric of your own, or set data.task to text "
+                        "if the answers are short")
     prompts = PromptLibrary(config.denoise.prompts_dir)
     out_dir = Path(out) if out is not None else default_out_dir(data_path, mc.name or "model", mc.adapter)
 

@@ -13,7 +13,8 @@ and each kept record's question is checked against the run's, so a changed input
 not a silently wrong file.
 
 The other formats hold the pairs `robustft train` trains on: the base expert's question prompt
-(`PromptLibrary.question_prompt`) and the completion `Answer: X`.
+(`PromptLibrary.question_prompt`) and the completion `Answer: X`, after a chat sample's earlier
+turns; for open-ended responses, the conversation as written and the response itself.
 
 - ``messages``: JSON Lines, one ``{"id", "messages": [{"role": "user", ...}, {"role": "assistant",
   ...}]}`` per sample (OpenAI fine-tuning, Axolotl ``chat_template``, TRL language modeling).
@@ -22,7 +23,7 @@ The other formats hold the pairs `robustft train` trains on: the base expert's q
   ``completion`` as lists of messages: TRL's conversational prompt-completion type, ready for
   ``SFTTrainer(train_dataset=load_from_disk(DIR))`` (loss on the completion only by default).
 
-`load_export(path)` reads any of the three back as (prompt, completion) pairs.
+`load_export(path)` reads any of the three back as (last prompt message, completion) pairs.
 """
 
 from __future__ import annotations
@@ -65,9 +66,27 @@ def to_messages(examples: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"id": e["id"], "messages": [*e["prompt"], *e["completion"]]} for e in examples]
 
 
-def to_alpaca(examples: list[dict[str, Any]]) -> list[dict[str, str]]:
-    return [{"instruction": e["prompt"][0]["content"], "input": "", "output": e["completion"][0]["content"]}
-            for e in examples]
+def to_alpaca(examples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Alpaca records; a chat sample's system prompt goes to `system` and its earlier exchanges to
+    `history` ([[user, assistant], ...]), as LLaMA-Factory reads them."""
+    records = []
+    for e in examples:
+        *earlier, last = e["prompt"]
+        record: dict[str, Any] = {"instruction": last["content"], "input": "", "output": e["completion"][0]["content"]}
+        system = "\n\n".join(t["content"] for t in earlier if t["role"] == "system")
+        if system:
+            record["system"] = system
+        history, asked = [], None
+        for turn in earlier:
+            if turn["role"] == "user":
+                asked = turn["content"]
+            elif turn["role"] == "assistant":
+                history.append([asked or "", turn["content"]])
+                asked = None
+        if history:
+            record["history"] = history
+        records.append(record)
+    return records
 
 
 def to_hf_dataset(examples: list[dict[str, Any]]) -> Any:
@@ -189,7 +208,7 @@ def load_export(path: str | Path, fmt: str | None = None) -> list[dict[str, str]
     path = Path(path)
     fmt = fmt or infer_format(path)
     if fmt == "messages":
-        return [{"prompt": r["messages"][0]["content"], "completion": r["messages"][-1]["content"]}
+        return [{"prompt": r["messages"][-2]["content"], "completion": r["messages"][-1]["content"]}
                 for r in read_jsonl(path)]
     if fmt == "alpaca":
         return [{"prompt": r["instruction"] + (f"\n\n{r['input']}" if r.get("input") else ""),
@@ -197,6 +216,6 @@ def load_export(path: str | Path, fmt: str | None = None) -> list[dict[str, str]
     if fmt == "hf":
         from datasets import load_from_disk
 
-        return [{"prompt": r["prompt"][0]["content"], "completion": r["completion"][0]["content"]}
+        return [{"prompt": r["prompt"][-1]["content"], "completion": r["completion"][0]["content"]}
                 for r in load_from_disk(str(path))]
     raise ConfigError(f"unknown export format {fmt!r}; use one of: {', '.join(PAIR_FORMATS)}")

@@ -8,14 +8,21 @@ Each sample becomes one conversational prompt-completion pair:
     completion  [{"role": "assistant", "content": "Answer: B"}]
 
 The prompt is `PromptLibrary.question_prompt`, the one `robustft eval` and the base expert send, so
-the model is trained on exactly what it is later asked. TRL renders both with the tokenizer's chat
-template and, with `completion_only_loss`, gives every prompt token the label -100: only the
-completion carries loss. A model without a chat template gets the plain transcript the local
-backend sends it (`robustft.backends.hf.plain_transcript`: `user: ...\\nassistant:`) as a string
-prompt, and the completion ` Answer: B`.
+the model is trained on exactly what it is later asked. A chat sample's earlier turns (system
+prompt, earlier user and assistant turns) come first, as the experts saw them.
 
-Input: `denoised.jsonl` from `robustft denoise` (its `label` column is the label to train on), or
-any dataset `robustft.data.load_dataset` reads (CSV, JSON Lines, a Hugging Face dataset folder).
+Open-ended responses (task `open`) train a model to respond as the data does: the prompt is the
+conversation as written (its system prompt and turns, ending with the last user turn; a table row:
+its question as one user message), and the completion is the response itself.
+
+TRL renders both with the tokenizer's chat template and, with `completion_only_loss`, gives every
+prompt token the label -100: only the completion carries loss. A model without a chat template
+gets the plain transcript the local backend sends it (`robustft.backends.hf.plain_transcript`:
+`user: ...\\nassistant:`) as a string prompt, and the completion ` Answer: B`.
+
+Input: `denoised.jsonl` from `robustft denoise` (its `label` column is the label to train on, its
+`conversation` a chat sample's turns), or any dataset `robustft.data.load_dataset` reads (CSV,
+JSON Lines, chat formats, a Hugging Face dataset folder).
 
 `out` receives the adapter (`adapter_config.json`, `adapter_model.safetensors`), the tokenizer,
 `train_config.json` (the resolved settings), `train_summary.json` (steps, losses, time) and
@@ -65,9 +72,9 @@ class TrainResult:
 # --- the fine-tuning set ---------------------------------------------------------------------
 
 
-def completion_text(label: str) -> str:
-    """The answer in the form every prompt asks for."""
-    return f"Answer: {label}"
+def completion_text(label: str, task: str | None = None) -> str:
+    """The answer in the form every prompt asks for; an open-ended response as it is."""
+    return label if task == "open" else f"Answer: {label}"
 
 
 def is_denoised_file(path: Path) -> bool:
@@ -93,21 +100,43 @@ def load_training_set(data: DataConfig, path: str | Path) -> Dataset:
         first = read_jsonl(path)[0]
         update: dict[str, Any] = {"answer_column": "label", "id_column": "id", "question_column": "question",
                                   "options_column": "options"}
-        if data.task == "auto" and first.get("task") in ("multiple_choice", "text", "numeric"):
+        if data.task == "auto" and first.get("task") in ("multiple_choice", "text", "numeric", "open"):
             update["task"] = first["task"]
         data = data.model_copy(update=update)
+        dataset = load_dataset(data, path)
+        for sample in dataset.samples:
+            sample.conversation = _recorded_conversation(sample, path)
+        return dataset
     return load_dataset(data, path)
 
 
+def _recorded_conversation(sample: Sample, path: Path) -> list[dict[str, str]] | None:
+    """The `conversation` denoise recorded for a chat sample (None for a table row)."""
+    turns = sample.extra.pop("conversation", None)
+    if turns is None:
+        return None
+    if not (isinstance(turns, list) and turns and all(
+            isinstance(t, dict) and isinstance(t.get("role"), str) and isinstance(t.get("content"), str)
+            for t in turns)):
+        raise InputError("'conversation' is not a list of {role, content} turns", path=path, row=sample.row + 1,
+                         field="conversation", fix="keep the conversation as robustft denoise wrote it, or remove "
+                                                   "the field to train on the question alone")
+    return [{"role": t["role"], "content": t["content"]} for t in turns]
+
+
 def _prompt_messages(prompts: PromptLibrary, sample: Sample, task: str, instruction: str) -> list[dict[str, str]]:
-    return [{"role": "user", "content": prompts.question_prompt(sample.question, sample.options, task, instruction)}]
+    turns = sample.conversation or [{"role": "user", "content": sample.question}]
+    if task == "open":
+        return [dict(t) for t in turns]
+    last = {"role": "user", "content": prompts.question_prompt(sample.question, sample.options, task, instruction)}
+    return [*(dict(t) for t in turns[:-1]), last]
 
 
 def sft_examples(dataset: Dataset, prompts: PromptLibrary, instruction: str = "") -> list[dict[str, Any]]:
     """Conversational prompt-completion records (TRL's format), one per sample, with its `id`."""
     return [{"id": s.id,
              "prompt": _prompt_messages(prompts, s, dataset.task, instruction),
-             "completion": [{"role": "assistant", "content": completion_text(s.label)}]}
+             "completion": [{"role": "assistant", "content": completion_text(s.label, dataset.task)}]}
             for s in dataset.samples]
 
 
@@ -319,9 +348,12 @@ def train(config: RobustFTConfig, *, data: str | Path | None = None, model: str 
         "model": str(model_name), "data": str(data_path), "samples": len(examples), "task": dataset.task,
         "train": cfg.model_dump(mode="json"), "instruction": config.data.instruction,
         "prompts_dir": str(config.denoise.prompts_dir) if config.denoise.prompts_dir else None,
-        "prompt_format": {"prompt": "[{role: user, content: PromptLibrary.question_prompt(...)}]",
-                          "completion": "[{role: assistant, content: 'Answer: <label>'}]",
-                          "loss": "completion tokens only"},
+        "prompt_format": ({"prompt": "the conversation as written (a table row: [{role: user, content: question}])",
+                           "completion": "[{role: assistant, content: <the response>}]",
+                           "loss": "completion tokens only"} if dataset.task == "open" else
+                          {"prompt": "[earlier turns..., {role: user, content: PromptLibrary.question_prompt(...)}]",
+                           "completion": "[{role: assistant, content: 'Answer: <label>'}]",
+                           "loss": "completion tokens only"}),
         "robustft_version": __version__,
     }
     if processes.is_main_process:

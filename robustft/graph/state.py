@@ -28,6 +28,7 @@ class Example(TypedDict):
     answer: str
     options: list[str] | None
     similarity: float
+    conversation: list[dict[str, str]] | None  # chat samples: shown as text (`prompts.shown_question`)
 
 
 class SampleState(TypedDict, total=False):
@@ -37,6 +38,9 @@ class SampleState(TypedDict, total=False):
     question: str
     options: list[str] | None
     label: str
+    # Chat samples: the turns before the answer ({"role", "content"}), ending with the last user
+    # turn, whose content is `question`; every prompt is sent after the earlier turns. None for tables.
+    conversation: list[dict[str, str]] | None
     # Set by the runner at the barrier: the nearest clean samples, most similar first.
     examples: list[Example] | None
     # Written by the nodes.
@@ -51,5 +55,6 @@ class SampleState(TypedDict, total=False):
 
 def initial_state(sample) -> SampleState:
     return SampleState(id=sample.id, row=sample.row, question=sample.question, options=sample.options,
-                       label=sample.label, examples=None, nodes={}, decision=None, decision_reason=None,
-                       status="pending", proposed_label=None, score=None, error=None)
+                       label=sample.label, conversation=getattr(sample, "conversation", None), examples=None,
+                       nodes={}, decision=None, decision_reason=None, status="pending", proposed_label=None,
+                       score=None, error=None)

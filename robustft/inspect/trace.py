@@ -4,6 +4,10 @@ Built from the sample's record in samples.jsonl, the run's summary.json (the sel
 and review_log.jsonl (human decisions): each node that ran, in graph order, with its prompt, the
 model's response, the extracted answer and score; the checker's decision and why; the retrieved
 examples with their similarity; the reviewer's verdict; selection; human review; the final status.
+
+A chat sample's earlier turns (system prompt, earlier user and assistant turns) are shown before
+its question, since every prompt was sent after them. Long labels (open-ended responses) are shown
+in full once, as the given response and the response to train on, and previewed elsewhere.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ TITLES = {"base": "base expert (answers directly)",
           "context": "context relabeler (answers again, shown similar clean samples)",
           "reviewer": "reviewer (weighs the reasoning and context answers, gives the label)"}
 PROMPT_HEAD, PROMPT_TAIL, RESPONSE_LINES = 4, 6, 24
+PREVIEW_CHARS = 70  # a long label (an open-ended response) is previewed in lines that hold other things
+TURN_LINES = 6
 
 
 def find_record(run: RunFiles, sample_id: str) -> dict[str, Any]:
@@ -93,18 +99,37 @@ def build_trace(run: RunFiles, sample_id: str) -> dict[str, Any]:
     review = [e for e in run.review_log() if str(e.get("id")) == rec["id"]]
     in_ft = next((d for d in run.fine_tuning_set() if d.get("id") == rec["id"]), None)
     return {"id": rec["id"], "row": rec.get("row"), "question": rec.get("question"), "options": rec.get("options"),
-            "task": rec.get("task") or run.task, "original_label": rec.get("original_label"), "steps": steps,
+            "conversation": _earlier_turns(rec.get("conversation")), "task": rec.get("task") or run.task, "original_label": rec.get("original_label"), "steps": steps,
             "status": rec["status"], "label": rec.get("label"), "proposed_label": rec.get("proposed_label"),
             "score": rec.get("score"), "error": rec.get("error"), "human_review": review,
             "in_fine_tuning_set": in_ft is not None, "fine_tuning_label": in_ft.get("label") if in_ft else None,
             "fine_tuning_source": in_ft.get("source") if in_ft else None, "run_dir": str(run.dir)}
 
 
-def _label_text(label: Any, options: list[str] | None) -> str:
+def _earlier_turns(conversation: Any) -> list[dict[str, str]]:
+    """The turns before the question (the conversation's last turn is the question itself); a
+    damaged field shows as no turns rather than stopping the trace."""
+    if not isinstance(conversation, list):
+        return []
+    turns = [{"role": str(t.get("role")), "content": str(t.get("content"))}
+             for t in conversation if isinstance(t, dict)]
+    return turns[:-1]
+
+
+def is_long(label: Any) -> bool:
+    return isinstance(label, str) and (len(label) > PREVIEW_CHARS + 10 or "\n" in label)
+
+
+def _label_text(label: Any, options: list[str] | None, full: bool = False) -> str:
     if label is None:
         return "(none)"
     text = option_text(label, options)
-    return f"{label} ({text})" if text is not None else str(label)
+    if text is not None:
+        return f"{label} ({text})"
+    if is_long(label) and not full:
+        first = label.strip().splitlines()[0] if label.strip() else ""
+        return f"\"{first[:PREVIEW_CHARS].rstrip()}...\" ({len(label.split())} words)"
+    return str(label)
 
 
 def _indent(text: str, prefix: str) -> str:
@@ -129,12 +154,25 @@ def _fmt_score(score: Any) -> str:
 def format_trace(trace: dict[str, Any], full: bool = False) -> str:
     opts = trace.get("options")
     final = _final_text(trace)
-    out = [f"sample {trace['id']} (row {trace['row']}) in {trace['run_dir']}",
-           f"outcome: {final}", "", "question:", _indent(str(trace.get("question")), "    ")]
+    out = [f"sample {trace['id']} (row {trace['row']}) in {trace['run_dir']}", f"outcome: {final}", ""]
+    turns = trace.get("conversation") or []
+    if turns:
+        out.append(f"conversation before the question ({len(turns)} turn{'s' if len(turns) > 1 else ''}; "
+                   "every prompt was sent after them):")
+        for turn in turns:
+            body = turn["content"] if full else shorten(turn["content"], TURN_LINES - 1, 1, "turn")
+            out.append(_indent(f"{turn['role']}: {body}", "    "))
+        out.append("question (the last user turn):")
+    else:
+        out.append("question:")
+    out.append(_indent(str(trace.get("question")), "    "))
     if opts:
         out.append("options:")
         out += [f"    {letter}. {o}" for letter, o in zip(letters(len(opts)), opts)]
-    out.append(f"given label: {_label_text(trace['original_label'], opts)}")
+    if is_long(trace["original_label"]):
+        out += ["given response:", _indent(str(trace["original_label"]), "    ")]
+    else:
+        out.append(f"given label: {_label_text(trace['original_label'], opts)}")
     n = 0
     for step in trace["steps"]:
         node = step["node"]
@@ -149,12 +187,13 @@ def format_trace(trace: dict[str, Any], full: bool = False) -> str:
             out.append(f"   why: {step['reason']}")
             continue
         if node == "reasoning_relabel":
-            out.append(f"{n}. relabel: {_label_text(step['proposed_label'], opts)} (score {_fmt_score(step['score'])})")
+            out.append(f"{n}. relabel: {_label_text(step['proposed_label'], opts, full)} "
+                       f"(score {_fmt_score(step['score'])})")
             out.append(f"   {step['note']}")
             continue
         if step.get("skipped"):
             out.append(f"{n}. {node}: not asked: {step['skipped']}")
-            out.append(f"   label: {_label_text(step.get('answer'), opts)}")
+            out.append(f"   label: {_label_text(step.get('answer'), opts, full)}")
             continue
         out.append(f"{n}. {TITLES.get(node, node)}")
         if "prompt" not in step:  # the node's model kept failing: only the error was recorded
@@ -166,7 +205,8 @@ def format_trace(trace: dict[str, Any], full: bool = False) -> str:
             for e in ex:
                 q = e.get("question", "")
                 q = q if full or len(q) <= 70 else q[:67] + "..."
-                out.append(f"     {e.get('similarity', 0):.3f}  {e.get('id')}  answer {e.get('answer')}  {q}")
+                out.append(f"     {e.get('similarity', 0):.3f}  {e.get('id')}  answer {_label_text(e.get('answer'), None, full)}"
+                           f"  {q}")
             if not ex:
                 out.append("     (none: there were no clean samples to show)")
         prompt = step.get("prompt")
@@ -182,7 +222,7 @@ def format_trace(trace: dict[str, Any], full: bool = False) -> str:
             out.append(f"   reflection rounds: {len(step['rounds'])} (answers {answers}; the last readable one counts)")
         extra = f", attempts {step.get('attempts')}" if (step.get("attempts") or 1) > 1 else ""
         label = "verdict (label wrong?)" if node == "judge" else ("verdict" if node == "reviewer" else "answer")
-        out.append(f"   {label}: {_label_text(step.get('answer'), opts) if node != 'judge' else step.get('answer')}"
+        out.append(f"   {label}: {_label_text(step.get('answer'), opts, full) if node != 'judge' else step.get('answer')}"
                    f"   score {_fmt_score(step.get('score'))}"
                    f"   tokens {step.get('prompt_tokens', 0)} in / {step.get('completion_tokens', 0)} out{extra}")
         if step.get("error"):
@@ -197,6 +237,8 @@ def format_trace(trace: dict[str, Any], full: bool = False) -> str:
                 f"   {_change_text(e.get('before'), opts)} -> {_change_text(e.get('after'), opts)}"]
     out.append("")
     out.append(f"final status: {final}")
+    if trace.get("label") is not None and is_long(trace["label"]) and trace["status"] == "relabeled":
+        out += ["response to train on:", _indent(str(trace["label"]), "    ")]
     if trace["human_review"]:
         where = (f"in the fine-tuning set with label {_label_text(trace['fine_tuning_label'], opts)} "
                  f"(source {trace['fine_tuning_source']})" if trace["in_fine_tuning_set"]

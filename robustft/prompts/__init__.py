@@ -3,6 +3,9 @@
 `PromptLibrary(user_dir)` layers a user's folder over the built-in templates. Values are inserted
 as plain text, so dataset content is never interpreted as template syntax.
 
+Open-ended responses (task `open`) have templates of their own, `<name>_open.jinja`: the values
+say the task, and `render("base", task="open", ...)` renders `base_open.jinja`.
+
 Templates may come from a prompts folder someone else wrote, so they are treated as untrusted:
 they render in Jinja's immutable sandbox (no Python internals, no mutation of values), reach no
 file outside the prompt folders, and cannot produce an unbounded prompt. A template that reaches
@@ -23,13 +26,27 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from ..errors import ConfigError
 
 BUILTIN_DIR = Path(__file__).parent
-TASK_PHRASES = {"multiple_choice": "multiple-choice", "text": "short-answer", "numeric": "numerical"}
+TASK_PHRASES = {"multiple_choice": "multiple-choice", "text": "short-answer", "numeric": "numerical",
+                "open": "open-ended"}
 PROMPT_NAMES = ("base", "reasoning", "reflection", "context", "reviewer", "judge")
+# Tasks whose prompts are files of their own: `<name>_<task>.jinja`.
+OWN_TEMPLATES = ("open",)
+TEMPLATE_NAMES = PROMPT_NAMES + tuple(f"{name}_{task}" for task in OWN_TEMPLATES for name in PROMPT_NAMES)
 VALUES_DOC = "robustft/prompts/README.md"
 # Far beyond any context window (about 2.5 million tokens): only a runaway template gets here.
 MAX_PROMPT_CHARS = 10_000_000
 MAX_REPEAT = 1_000_000   # `'x' * n` and friends
 MAX_INT_BITS = 4096      # no prompt needs a number larger than this; `(10**100)**100**...` would eat memory
+
+
+def template_name(name: str, task: str | None) -> str:
+    """The template file (without .jinja) that prompt `name` uses for `task`."""
+    return f"{name}_{task}" if task in OWN_TEMPLATES else name
+
+
+def templates_for(task: str | None) -> tuple[str, ...]:
+    """The template names a task's prompts come from, in PROMPT_NAMES order."""
+    return tuple(template_name(name, task) for name in PROMPT_NAMES)
 
 
 def prompt_values(question: str, options: list[str] | None, task: str, instruction: str = "") -> dict[str, Any]:
@@ -47,10 +64,23 @@ def _prompt_values(question: str, options: tuple[str, ...] | None, task: str, in
         hint = f"only the letter of the correct option ({', '.join(letters[:-1])} or {letters[-1]})"
     elif task == "numeric":
         hint = "only the final number"
+    elif task == "open":
+        hint = "your complete response (it may span several lines)"
     else:
         hint = "only the short final answer"
     return {"question": question, "options_block": format_options(list(options)) if options else "",
-            "task_phrase": TASK_PHRASES.get(task, task), "answer_hint": hint, "instruction": instruction}
+            "task_phrase": TASK_PHRASES.get(task, task), "answer_hint": hint, "instruction": instruction,
+            "task": task}
+
+
+def shown_question(question: str, conversation: list[dict[str, str]] | None) -> str:
+    """A sample's question as text for another sample's prompt (a retrieved example): a conversation
+    with earlier turns is written out turn by turn (`render_conversation`), else the question."""
+    if conversation and len(conversation) > 1:
+        from ..data.shapes import render_conversation
+
+        return render_conversation(conversation)
+    return question
 
 
 class _Sandbox(ImmutableSandboxedEnvironment):
@@ -114,17 +144,17 @@ class PromptLibrary:
             if not user_dir.is_dir():
                 raise ConfigError(f"denoise.prompts_dir: {user_dir} is not a folder; "
                                   "point it at a folder of .jinja files named after the prompts they replace")
-            unknown = sorted(p.name for p in user_dir.glob("*.jinja") if p.stem not in PROMPT_NAMES)
+            unknown = sorted(p.name for p in user_dir.glob("*.jinja") if p.stem not in TEMPLATE_NAMES)
             if unknown:
                 raise ConfigError(f"denoise.prompts_dir: {user_dir} has {', '.join(unknown)}, which replace no "
-                                  f"prompt; name each file after one of: {', '.join(n + '.jinja' for n in PROMPT_NAMES)}")
+                                  f"prompt; name each file after one of: {', '.join(n + '.jinja' for n in TEMPLATE_NAMES)}")
             search.insert(0, str(user_dir))
         self.user_dir = user_dir
         self._env = _Sandbox(loader=_FolderLoader(search), undefined=jinja2.StrictUndefined,
                              autoescape=False, keep_trailing_newline=False)
         self._templates: dict[str, jinja2.Template] = {}
         self._trees: dict[str, nodes.Template] = {}
-        for name in PROMPT_NAMES:
+        for name in TEMPLATE_NAMES:
             self._load(name)
 
     def _load(self, name: str) -> None:
@@ -143,13 +173,14 @@ class PromptLibrary:
             raise _internals_error(filename, found[0], repr(found[1]))
         self._trees[name] = tree
 
-    def source_of(self, name: str) -> str:
-        """Where a prompt comes from: the built-in file or the user's."""
+    def source_of(self, name: str, task: str | None = None) -> str:
+        """Where a prompt (for `task`) comes from: the built-in file or the user's."""
+        name = template_name(name, task)
         return self._templates[name].filename or name
 
-    def tree_of(self, name: str) -> nodes.Template:
+    def tree_of(self, name: str, task: str | None = None) -> nodes.Template:
         """The parsed template (for checks that look at what it refers to)."""
-        return self._trees[name]
+        return self._trees[template_name(name, task)]
 
     @property
     def globals(self) -> frozenset[str]:
@@ -162,6 +193,9 @@ class PromptLibrary:
         return self.render("base", **prompt_values(question, options, task, instruction))
 
     def render(self, name: str, **values: Any) -> str:
+        """Prompt `name` with `values` (see `prompt_values`), from the template of `values["task"]`."""
+        if name in PROMPT_NAMES:
+            name = template_name(name, values.get("task"))
         try:
             template = self._templates[name]
         except KeyError:

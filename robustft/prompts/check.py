@@ -1,5 +1,7 @@
 """Every prompt the method will use, checked against the values it will receive, before any call.
 
+The templates checked are the dataset's task's (`base_open.jinja` ... for open-ended responses).
+
 A mistake in a late-stage template (context, reviewer, judge, reflection) would otherwise surface
 only after the whole detection phase has been paid for. `check_prompts` renders each template in
 use with the first sample's real values and representative later-stage values (retrieved
@@ -19,7 +21,7 @@ from ..answers import format_options
 from ..config import RobustFTConfig
 from ..data import Dataset, Sample
 from ..errors import ConfigError
-from . import VALUES_DOC, PromptLibrary, prompt_values
+from . import VALUES_DOC, PromptLibrary, prompt_values, shown_question
 
 # What each node passes besides the values every prompt receives (agents/*.py; README.md beside this).
 STAGE_VALUES = {"reflection": ("previous",), "context": ("examples",),
@@ -61,7 +63,8 @@ def stage_values(name: str, sample: Sample, examples: list[Sample], config: Robu
     if name == "reflection":
         values["previous"] = previous if previous is not None else f"Thinking it through step by step.\nAnswer: {answer}"
     elif name == "context":
-        values["examples"] = [{"question": ex.question, "options_block": format_options(ex.options) if ex.options else "",
+        values["examples"] = [{"question": shown_question(ex.question, ex.conversation),
+                               "options_block": format_options(ex.options) if ex.options else "",
                                "answer": ex.label} for ex in examples]
     elif name == "reviewer":
         first = "Answered directly" if "reasoning" in config.denoise.ablate else "After step-by-step reasoning"
@@ -88,8 +91,8 @@ def check_prompts(library: PromptLibrary, config: RobustFTConfig, dataset: Datas
     problems = []
     for name in prompts_in_use(config):
         values = stage_values(name, sample, examples, config, dataset.task)
-        source = library.source_of(name)
-        unknown = meta.find_undeclared_variables(library.tree_of(name)) - set(values) - library.globals
+        source = library.source_of(name, dataset.task)
+        unknown = meta.find_undeclared_variables(library.tree_of(name, dataset.task)) - set(values) - library.globals
         if unknown:
             problems.append(f"{source}: uses {', '.join(sorted(unknown))}, which the {name} prompt does not "
                             f"receive; it receives {', '.join(sorted(values))} (see {VALUES_DOC})")

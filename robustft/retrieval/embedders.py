@@ -9,8 +9,9 @@ an OpenAI-compatible `/v1/embeddings` server.
 from __future__ import annotations
 
 import asyncio
+import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
 import numpy as np
 
@@ -46,6 +47,10 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.where(norms == 0, 1.0, norms)
 
 
+_LOADED: dict[tuple[str, int], tuple[Any, threading.Lock]] = {}
+_LOADING = threading.Lock()
+
+
 class LocalEmbedder:
     """A sentence-transformers model on this machine, loaded on first use in its own thread."""
 
@@ -53,8 +58,18 @@ class LocalEmbedder:
         self.model_name = model_name
         self.batch_size = batch_size
         self.identity = f"local:{model_name}"
-        self._impl = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="robustft-embed")
+
+    def _loaded(self) -> tuple[Any, threading.Lock]:
+        """The model, loaded once per process (runs one after another in a notebook, or the test
+        suite, do not pay seconds each), with a lock: its tokenizer must not be used by two threads
+        at once."""
+        key = (self.model_name, self.batch_size)
+        with _LOADING:
+            found = _LOADED.get(key)
+            if found is None:
+                found = _LOADED[key] = (self._load(), threading.Lock())
+        return found
 
     def _load(self):
         from langchain_huggingface import HuggingFaceEmbeddings
@@ -72,11 +87,11 @@ class LocalEmbedder:
                               f"({type(e).__name__}: {e}).{hint}") from None
 
     def embed_sync(self, texts: Sequence[str]) -> np.ndarray:
-        if self._impl is None:
-            self._impl = self._load()
+        impl, lock = self._loaded()
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
-        return normalise(self._impl.embed_documents(list(texts)))
+        with lock:
+            return normalise(impl.embed_documents(list(texts)))
 
     async def embed(self, texts: Sequence[str]) -> np.ndarray:
         return await asyncio.get_running_loop().run_in_executor(self._executor, self.embed_sync, list(texts))

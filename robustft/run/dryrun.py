@@ -105,7 +105,7 @@ def dry_run(config: RobustFTConfig, dataset: Dataset | None = None) -> DryRun:
     library = PromptLibrary(config.denoise.prompts_dir)
     check_prompts(library, config, dataset)
     prompts = render_first_sample(library, config, dataset)
-    result = DryRun(dataset=dataset, prompts=prompts, sources={n: library.source_of(n) for n in prompts},
+    result = DryRun(dataset=dataset, prompts=prompts, sources={n: library.source_of(n, dataset.task) for n in prompts},
                     estimate=estimate(config, dataset, library))
     if config.out is not None and (Path(config.out) / RUN_FILE).is_file():
         result.notes.append(f"{config.out} already holds a run: `denoise` would resume it, asking only the samples "

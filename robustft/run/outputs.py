@@ -25,7 +25,8 @@ def sample_record(state: dict[str, Any], task: str, fingerprint: str | None) -> 
         status = "failed"
     return {
         "id": state["id"], "row": state.get("row"), "question": state.get("question"),
-        "options": state.get("options"), "task": task, "original_label": state.get("label"),
+        "options": state.get("options"), **_conversation(state), "task": task,
+        "original_label": state.get("label"),
         "nodes": state.get("nodes") or {}, "decision": state.get("decision"),
         "decision_reason": state.get("decision_reason"), "status": status,
         "label": state.get("label") if status == "clean" else None,
@@ -35,10 +36,17 @@ def sample_record(state: dict[str, Any], task: str, fingerprint: str | None) -> 
     }
 
 
+def _conversation(state: dict[str, Any]) -> dict[str, Any]:
+    """A chat sample's conversation before the answer (only when there is one: tables stay as they were)."""
+    conversation = state.get("conversation")
+    return {"conversation": conversation} if conversation else {}
+
+
 def state_of(record: dict[str, Any]) -> dict[str, Any]:
     """The graph state a journal record was made from (to relabel a sample detected earlier)."""
     return {"id": record["id"], "row": record.get("row"), "question": record.get("question"),
-            "options": record.get("options"), "label": record.get("original_label"), "examples": None,
+            "options": record.get("options"), "conversation": record.get("conversation"),
+            "label": record.get("original_label"), "examples": None,
             "nodes": record.get("nodes") or {}, "decision": record.get("decision"),
             "decision_reason": record.get("decision_reason"), "status": record["status"],
             "proposed_label": record.get("proposed_label"), "score": record.get("score"), "error": record.get("error")}
@@ -65,6 +73,7 @@ def fine_tuning_record(record: dict[str, Any]) -> dict[str, Any] | None:
     out = {"id": record["id"], "question": record["question"]}
     if record.get("options"):
         out["options"] = record["options"]
+    out.update(_conversation(record))
     out.update({"task": record["task"], "label": record["label"], "original_label": record["original_label"],
                 "source": "clean" if record["status"] == "clean" else "relabeled",
                 "score": record["score"] if record["status"] == "relabeled" else None})

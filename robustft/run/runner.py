@@ -6,6 +6,9 @@
     select   all relabels are ranked together by score; the β fraction with the lowest is kept
     write    samples.jsonl, denoised.jsonl, summary.json
 
+The batches of the two passes run on an executor (`executors`): this process's event loop, or Ray
+workers (`cluster`, docs/ray.md); every other step stays here.
+
 What makes a run durable and cheap to run again lives in the run directory:
 
 - every model response and embedding is stored as it arrives (`DIR/responses.sqlite`), so a run
@@ -23,7 +26,6 @@ import asyncio
 import errno
 import hashlib
 import importlib
-import itertools
 import json
 import logging
 import time
@@ -41,8 +43,9 @@ from ..data import Dataset, Sample, load_dataset
 from ..entropy import select_lowest
 from ..errors import ConfigError, ModelCallError, RobustFTError, UserError
 from ..graph.state import SampleState, initial_state
-from ..prompts import PROMPT_NAMES, PromptLibrary
+from ..prompts import PROMPT_NAMES, PromptLibrary, template_name
 from ..prompts.check import check_prompts
+from .executors import make_executor
 from .journal import Journal
 from .outputs import Summary, final_record, fine_tuning_record, is_candidate, sample_record, state_of
 from .progress import Progress
@@ -53,7 +56,7 @@ log = logging.getLogger("robustft")
 # A fatal condition of the machine, not of one sample: stop the run with the path and the fix.
 _ENVIRONMENT_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
                        errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
-                       errno.EIO: "an input/output error"}
+                       errno.EIO: "an input/output error", errno.EFBIG: "the file-size limit (ulimit -f) reached"}
 
 
 class EnvironmentFailure(RobustFTError):
@@ -96,13 +99,14 @@ def method_settings(config: RobustFTConfig, prompts: PromptLibrary, task: str) -
     d = config.denoise
     return {
         "task": task, "models": models,
-        "prompts": {name: hashlib.sha256(Path(prompts.source_of(name)).read_bytes()).hexdigest()[:16]
-                    for name in PROMPT_NAMES},
+        "prompts": {template_name(name, task): hashlib.sha256(Path(prompts.source_of(name, task)).read_bytes())
+                    .hexdigest()[:16] for name in PROMPT_NAMES},
         "method": {"reflection_rounds": d.reflection_rounds, "checker": d.checker, "review": d.review, "k": d.k,
                    "context_token_budget": d.context_token_budget, "score": d.score,
                    "embedding_model": d.embedding_model, "parse_retries": d.parse_retries,
                    "ablate": sorted(d.ablate), "instruction": config.data.instruction,
-                   "numeric_rel_tol": config.data.numeric_rel_tol},
+                   "numeric_rel_tol": config.data.numeric_rel_tol,
+                   **({"open_similarity": d.open_similarity} if task == "open" else {})},
     }
 
 
@@ -154,7 +158,7 @@ class DenoiseRun:
         check_prompts(self.prompts, self.config, self.dataset)  # a template error costs no call
         rundir = RunDir(self.out_dir).open()
         handler = _attach_run_log(rundir.log)
-        store = journal = embedder = None
+        store = journal = embedder = executor = None
         try:
             store = self.shared_store if self.shared_store is not None else ResponseStore(rundir.store)
             journal = Journal(rundir.samples).open()
@@ -171,7 +175,8 @@ class DenoiseRun:
                                    calls=calls)
             # LangGraph takes a second or more to import: do it while the first calls go out.
             wiring = asyncio.get_running_loop().run_in_executor(None, importlib.import_module, "robustft.graph.build")
-            self.journal, self.fingerprints, self.calls = journal, fingerprints, calls
+            self.journal, self.fingerprints, self.calls, self.store = journal, fingerprints, calls, store
+            executor = self.executor = make_executor(self)
             self.display = Progress(calls.stats, bars=self.progress, quiet_log_every_s=self.quiet_log_every_s)
 
             detect, waiting, reused = self._plan()
@@ -182,24 +187,34 @@ class DenoiseRun:
             if reused:
                 self.say(f"resuming {self.out_dir}: {reused} of {len(self.dataset)} samples already finished"
                          + (f", {len(waiting)} waiting for relabeling" if waiting else ""))
-            if (detect or waiting) and self.preflight:
-                await self._preflight()
+            if detect or waiting:
+                await executor.start(len(detect) + len(waiting))
+                if self.preflight:
+                    await self._preflight()
             vectors = None
-            if "context" not in self.config.denoise.ablate and (detect or waiting):  # there is a barrier
-                from ..retrieval import LocalEmbedder, QuestionVectors, make_embedder
+            # Embeddings: questions for retrieval at the barrier; open-ended responses, compared by meaning.
+            compares_meaning = self.dataset.task == "open"
+            has_barrier = "context" not in self.config.denoise.ablate
+            if (has_barrier or compares_meaning) and (detect or waiting):
+                from ..retrieval import LocalEmbedder, QuestionVectors, TextVectors, make_embedder
 
                 embedder = make_embedder(self.config.denoise)
-                vectors = QuestionVectors(embedder, store, batch_size=self.config.denoise.embedding_batch_size,
-                                          in_flight=1 if isinstance(embedder, LocalEmbedder) else 4)
-                vectors.start([s.question for s in self.dataset.samples])
+                in_flight = 1 if isinstance(embedder, LocalEmbedder) else 4
+                if compares_meaning:
+                    self.rt.texts = TextVectors(embedder, store, batch_size=self.config.denoise.embedding_batch_size,
+                                                in_flight=in_flight)
+                if has_barrier:
+                    vectors = QuestionVectors(embedder, store, batch_size=self.config.denoise.embedding_batch_size,
+                                              in_flight=in_flight)
+                    vectors.start([s.question for s in self.dataset.samples])
             build = await wiring
             self.app, self._run_batch = build.build_graph(self.rt).compile(), build.run_batch
-            await self._drive("detect", (initial_state(s) for s in detect), len(detect))
+            await executor.drive("detect", (initial_state(s) for s in detect), len(detect))
             journal.sync()
             noisy = [sid for sid in fingerprints if self._entry_status(sid) == "noisy"]
             if noisy and vectors is not None:
                 examples = await self._retrieve(noisy, vectors)
-                await self._drive("relabel", self._relabel_states(noisy, examples), len(noisy))
+                await executor.drive("relabel", self._relabel_states(noisy, examples), len(noisy))
                 journal.sync()
             summary = self._finish(rundir, time.monotonic() - started, reused, calls)
             rundir.mark("finished", settings)
@@ -207,6 +222,8 @@ class DenoiseRun:
         except OSError as e:
             raise _environment_failure(e, self.out_dir) from None
         finally:
+            if executor is not None:
+                await executor.close()
             if journal is not None:
                 journal.close()
             if store is not None and store is not self.shared_store:
@@ -268,40 +285,6 @@ class DenoiseRun:
 
     # --- the two passes through the graph -----------------------------------------------------
 
-    async def _drive(self, phase: str, states: Iterable[SampleState], total: int) -> None:
-        """Send samples through the graph in batches, with enough in flight to keep `concurrency`
-        calls busy, appending each sample's record to the journal as it leaves the graph.
-
-        A batch is one graph invocation (see `graph.build`); a sample that leaves early is written
-        at once, so batching costs no durability. More samples are in flight than calls, so that
-        when some samples of a batch wait on a slow call, the others' calls keep the servers busy.
-        """
-        if not total:
-            return
-        concurrency = self.config.denoise.concurrency
-        size = max(1, min(16, concurrency // 4))
-        batches = _chunks(iter(states), size)
-        with self.display.phase(phase, total) as bar:
-            async def worker() -> None:
-                for batch in batches:
-                    left = {state["id"]: state for state in batch}
-                    async for final in self._run_batch(self.app, batch):
-                        left.pop(final["id"], None)
-                        bar.advance(failed=self._record(final))
-                    for state in left.values():  # cannot happen unless LangGraph drops a sample
-                        bar.advance(failed=self._record({**state, "status": "failed",
-                                                         "error": "internal error: the sample left the graph unseen"}))
-
-            workers = max(1, min(-(-total // size), -(-2 * concurrency // size)))
-            tasks = [asyncio.ensure_future(worker()) for _ in range(workers)]
-            try:
-                await asyncio.gather(*tasks)
-            except BaseException:
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-                raise
-
     def _record(self, state: dict[str, Any]) -> bool:
         """Append a sample's record to the journal; returns whether the sample failed."""
         record = sample_record(state, self.dataset.task, self.fingerprints[state["id"]])
@@ -341,7 +324,8 @@ class DenoiseRun:
         examples = {}
         for sid, hits in zip(noisy, found):
             examples[sid] = [{"id": hid, "question": by_id[hid].question, "answer": by_id[hid].label,
-                              "options": by_id[hid].options, "similarity": similarity} for hid, similarity in hits]
+                              "options": by_id[hid].options, "similarity": similarity,
+                              "conversation": by_id[hid].conversation} for hid, similarity in hits]
         return examples
 
     # --- selection and outputs ----------------------------------------------------------------
@@ -383,11 +367,6 @@ class DenoiseRun:
 
         rundir.write_outputs(records(), result, fine_tuning_record)
         return json.loads(rundir.summary.read_text(encoding="utf-8"))
-
-
-def _chunks(items: Iterator, size: int) -> Iterator[list]:
-    while batch := list(itertools.islice(items, size)):
-        yield batch
 
 
 def _environment_failure(e: OSError, out_dir: Path) -> RobustFTError:
