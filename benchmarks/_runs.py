@@ -20,8 +20,11 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from robustft.answers import letters
+
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
+# The shared benchmark data with gold labels: ../shared/data beside the checkout, or $ROBUSTFT_SHARED_DATA.
+DATA = Path(os.environ.get("ROBUSTFT_SHARED_DATA") or ROOT.parent / "shared" / "data")
 RESULTS = Path(__file__).parent / "results"
 
 _WORDS = ("atom cell energy force gravity heat light magnet mass motion orbit planet pressure river rock "
@@ -46,8 +49,8 @@ def synthetic(folder: Path, rows: int, *, noise: float = 0.3, seed: int = 0) -> 
             question = (f"Question {i}: how does the {topic[0]} change the {topic[1]} of a {topic[2]} "
                         f"near the {topic[3]}?")
             options = json.dumps([f"it {verb} the {rng.choice(_WORDS)}" for verb in ("raises", "lowers", "keeps", "splits")])
-            answer = "ABCD"[rng.randrange(4)]
-            label = answer if rng.random() >= noise else rng.choice([x for x in "ABCD" if x != answer])
+            answer = rng.choice(letters(4))
+            label = answer if rng.random() >= noise else rng.choice([x for x in letters(4) if x != answer])
             gw.writerow([f"s{i}", question, options, answer])
             nw.writerow([f"s{i}", question, options, label])
     return gold, noisy

@@ -28,8 +28,9 @@ from robustft.run.runner import denoise
 from robustft.inspect.metrics import gold_metrics
 from robustft.sim import SimServer
 
+from ._runs import DATA
+
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
 RESULTS = Path(__file__).parent / "results"
 
 

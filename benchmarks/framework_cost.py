@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
             return m, sim.requests() - before
 
         for repeat in range(args.repeats):
-            small, calls_small = run(args.small, work / f"small-{repeat}")
+            small, _ = run(args.small, work / f"small-{repeat}")
             large, calls_large = run(args.large, work / f"large-{repeat}")
             slope = (large.cpu_s - small.cpu_s) / (args.large - args.small)
             slopes.append(slope)

@@ -1,7 +1,7 @@
 """Does batching pay for a local transformers model? A whole denoise run, at 32 calls in flight
 against one at a time.
 
-On ../shared/data/fpb/noisy50.csv, with the tiny random Llama of `robustft.testing` (built once
+On ../shared/data/fpb/noisy50.csv, with the tiny random Llama of `tests/tiny_model.py` (built once
 here, offline):
 
 - whole process: `robustft denoise --model TINY --max-tokens 32 --limit 96 --concurrency C` as a
@@ -33,10 +33,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from ._runs import DATA as SHARED_DATA
+
 ROOT = Path(__file__).resolve().parents[1]
-# ../shared beside the checkout (or beside the folder of worktrees it is one of)
-DATA = next((p / "shared" / "data" / "fpb" / "noisy50.csv" for p in (ROOT.parent, ROOT.parent.parent)
-             if (p / "shared" / "data").is_dir()), ROOT.parent / "shared" / "data" / "fpb" / "noisy50.csv")
+DATA = SHARED_DATA / "fpb" / "noisy50.csv"
 RESULTS = Path(__file__).parent / "results"
 GOAL = 3.0
 
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if not DATA.exists():
         raise SystemExit(f"benchmark data not found at {DATA}")
-    from robustft.testing import build_tiny_model
+    from tests.tiny_model import build_tiny_model  # test support: run from the repository root
 
     started = time.perf_counter()
     load_before = os.getloadavg()
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> dict:
     cpu = {c: statistics.median(r["cpu_s"] for r in rs) for c, rs in runs.items()}
     result = {
         "dataset": "fpb/noisy50.csv", "limit": args.limit, "max_tokens": args.max_tokens,
-        "model": "robustft.testing tiny Llama (2 layers, hidden 64, vocab 512), CPU",
+        "model": "tests/tiny_model.py tiny Llama (2 layers, hidden 64, vocab 512), CPU",
         "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
         "whole_process": {str(c): rs for c, rs in runs.items()},

@@ -26,7 +26,7 @@
   per sample side by side, and whether the outputs are identical (needs `robustft[ray]`).
 
 Everything runs offline on the CPU. The experts are simulated by `robustft.sim`, the local model is
-`robustft.testing`'s tiny random Llama.
+`tests/tiny_model.py`'s tiny random Llama.
 """
 
 from __future__ import annotations

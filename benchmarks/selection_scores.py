@@ -40,10 +40,10 @@ from robustft.entropy import SCORES, response_score, select_lowest
 from robustft.run.runner import denoise
 from robustft.sim import SimServer
 
+from ._runs import DATA
+
 ROOT = Path(__file__).resolve().parents[1]
 # ../shared/data beside the checkout (a worktree one level deeper finds it one more level up)
-DATA = next((p for p in (ROOT.parent / "shared" / "data", ROOT.parents[1] / "shared" / "data") if p.exists()),
-            ROOT.parent / "shared" / "data")
 RESULTS = Path(__file__).parent / "results"
 TOP_LOGPROBS = 5
 

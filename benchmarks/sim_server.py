@@ -25,16 +25,15 @@ from pathlib import Path
 import aiohttp
 import psutil
 
+from ._runs import DATA
+
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
-if not SHARED.is_dir():  # a git worktree of the development layout sits one level deeper
-    SHARED = Path("/work/shared/data")
-GOLD = SHARED / "arc" / "labeled.csv"
+GOLD = DATA / "arc" / "labeled.csv"
 RESULTS = Path(__file__).parent / "results"
-LETTERS = "ABCDEFGH"
 
 
 def _bodies(n: int) -> list[dict]:
+    from robustft.answers import format_options
     from robustft.sim import load_gold
 
     items = load_gold(GOLD)
@@ -42,7 +41,7 @@ def _bodies(n: int) -> list[dict]:
     for i in range(n):
         item = items[i % len(items)]
         how = "Think it through step by step." if i % 2 else "Answer directly."
-        options = "\n".join(f"{LETTERS[j]}. {o}" for j, o in enumerate(item.options or ()))
+        options = format_options(list(item.options or ()))
         prompt = f"{how}\nEnd with a line \"Answer: \" and a letter.\n\nQuestion:\n{item.question}\nOptions:\n{options}\n"
         bodies.append({"model": "sim", "messages": [{"role": "user", "content": prompt}], "logprobs": True,
                        "max_tokens": 512, "seed": i // len(items)})

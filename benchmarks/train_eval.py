@@ -12,7 +12,7 @@ Each adapter is scored on `test.csv` with `robustft eval` (local transformers, g
 also reports each training set's label accuracy against gold, the majority-class rate of the test
 set, and the untrained model.
 
-The model is built here, offline, and is no language model. It is `robustft.testing`'s
+The model is built here, offline, and is no language model. It is `tests/tiny_model.py`'s
 two-layer random Llama (hidden size 64) with its BPE tokenizer trained on the training questions.
 Its output head is scaled up 16x: a random head with the usual 0.02 init, after the final RMSNorm,
 cannot produce logits large enough for a confident answer. TRL does not train LoRA on the output
@@ -45,8 +45,10 @@ from robustft.run.runner import denoise
 from robustft.sim import SimServer
 from robustft.finetune.train import load_training_set, quiet_libraries, train
 
+from ._runs import DATA as SHARED_DATA
+
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "fpb"
+DATA = SHARED_DATA / "fpb"
 RESULTS = Path(__file__).parent / "results"
 HEAD_SCALE = 16.0
 TRAIN = {"lora_r": 16, "lora_alpha": 32, "learning_rate": 3e-3, "batch_size": 16, "gradient_accumulation_steps": 1,
@@ -59,7 +61,7 @@ def build_bench_model(path: Path, questions: list[str]) -> Path:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from robustft.testing import build_tiny_model
+    from tests.tiny_model import build_tiny_model  # test support: run from the repository root
 
     source = build_tiny_model(path.parent / "tiny-source", vocab_texts=questions)
     model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
@@ -148,7 +150,7 @@ def main(argv: list[str] | None = None) -> dict:
         "dataset": "fpb", "train_rows": len(gold_ds.samples), "test_rows": len(test.samples),
         "expert_accuracy": args.accuracy, "denoise": {k: summary[k] for k in
                                                       ("total", "clean", "noisy", "relabeled", "dropped", "failed")},
-        "denoise_s": round(denoise_s, 1), "model": {"base": "robustft.testing tiny Llama (2 layers, hidden 64)",
+        "denoise_s": round(denoise_s, 1), "model": {"base": "tests/tiny_model.py tiny Llama (2 layers, hidden 64)",
                                                     "vocab_fitted_to": "training questions",
                                                     "output_head_scale": HEAD_SCALE},
         "train": {**TRAIN, "epochs": args.epochs, "seeds": args.seeds}, "eval": EVAL,

@@ -31,9 +31,11 @@ __all__ = [
     "answers_match",
     "extract_answer",
     "format_options",
+    "letter_index",
     "letters",
     "normalize_label",
     "normalize_text",
+    "option_text",
     "parse_number",
 ]
 
@@ -47,6 +49,19 @@ def letters(n: int) -> list[str]:
     if not 0 <= n <= _MAX_OPTIONS:
         raise ValueError(f"{n} options cannot be lettered; at most {_MAX_OPTIONS} options are supported")
     return [chr(ord("A") + i) for i in range(n)]
+
+
+def letter_index(label: object) -> int | None:
+    """The option an option letter names, from 0 (``"C"`` -> 2); None for anything else."""
+    if isinstance(label, str) and len(label) == 1 and "A" <= label <= "Z":
+        return ord(label) - ord("A")
+    return None
+
+
+def option_text(label: object, options: list[str] | None) -> str | None:
+    """The text of the option ``label`` names (``"B"`` -> ``options[1]``); None when it names none."""
+    i = letter_index(label)
+    return options[i] if options and i is not None and i < len(options) else None
 
 
 def format_options(options: list[str]) -> str:
@@ -271,7 +286,8 @@ def _option_letter(value: str, options: list[str]) -> str | None:
 def _letter_in_range(letter: str, options: list[str] | None) -> str | None:
     letter = letter.upper()
     n = _MAX_OPTIONS if options is None else len(options)
-    return letter if ord(letter) - ord("A") < n else None
+    index = letter_index(letter)
+    return letter if index is not None and index < n else None
 
 
 def _mc_from_value(value: str, options: list[str] | None) -> str | None:

@@ -61,14 +61,16 @@ class Result:
     @cached_property
     def records(self) -> list[dict[str, Any]]:
         from .data import read_jsonl
+        from .run.rundir import SAMPLES
 
-        return read_jsonl(self.out_dir / "samples.jsonl")
+        return read_jsonl(self.out_dir / SAMPLES)
 
     @cached_property
     def fine_tuning_set(self) -> list[dict[str, Any]]:
         from .data import read_jsonl
+        from .run.rundir import DENOISED
 
-        return read_jsonl(self.out_dir / "denoised.jsonl")
+        return read_jsonl(self.out_dir / DENOISED)
 
     def to_pandas(self):
         """The fine-tuning set as a DataFrame."""

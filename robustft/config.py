@@ -6,14 +6,13 @@ file is a valid config; `examples/*.yaml` show the common set-ups.
 
 from __future__ import annotations
 
+import reprlib
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal, Sequence, get_args, get_origin
 from urllib.parse import urlsplit
 
-import reprlib
-
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from .errors import ConfigError
 
@@ -76,9 +75,12 @@ def _url_field(value: Any) -> Any:
     return value if isinstance(value, str) else urls
 
 
-def _provider_field(value: Any) -> Any:
-    if value is None:
-        return None
+RECORDED = "recorded"  # validation context: a configuration a finished run recorded (see `recorded_config`)
+
+
+def _provider_field(value: Any, info: ValidationInfo) -> Any:
+    if value is None or (info.context or {}).get(RECORDED):
+        return value  # a recorded run used it; its plugin need not be installed to read the run
     from .backends.registry import check_provider
 
     try:
@@ -87,7 +89,21 @@ def _provider_field(value: Any) -> Any:
         raise ValueError(str(exc).removeprefix("model.provider: ")) from None
 
 
-class ModelConfig(StrictModel):
+class _ModelChecks(StrictModel):
+    """The checks a model's settings get, whole (`ModelConfig`) or as a role's changes (`ModelOverride`)."""
+
+    @field_validator("base_url", mode="before", check_fields=False)
+    @classmethod
+    def _valid_urls(cls, value: Any) -> Any:
+        return _url_field(value)
+
+    @field_validator("provider", check_fields=False)
+    @classmethod
+    def _registered_provider(cls, value: Any, info: ValidationInfo) -> Any:
+        return _provider_field(value, info)
+
+
+class ModelConfig(_ModelChecks):
     """One chat model. `provider` names a backend registered in the entry-point group
     `robustft.backends` (see `robustft.backends.registry`)."""
 
@@ -126,16 +142,6 @@ class ModelConfig(StrictModel):
     adapter: str | None = Field(None, description=(
         "transformers: a PEFT LoRA adapter directory (what `robustft train` writes) applied on top of the model."))
 
-    @field_validator("base_url", mode="before")
-    @classmethod
-    def _valid_urls(cls, value: Any) -> Any:
-        return _url_field(value)
-
-    @field_validator("provider")
-    @classmethod
-    def _registered_provider(cls, value: Any) -> Any:
-        return _provider_field(value)
-
     @property
     def base_urls(self) -> list[str]:
         """`base_url` as a list (empty when unset)."""
@@ -144,7 +150,7 @@ class ModelConfig(StrictModel):
         return [self.base_url] if isinstance(self.base_url, str) else list(self.base_url)
 
 
-class ModelOverride(StrictModel):
+class ModelOverride(_ModelChecks):
     """A role's changes to the default model; unset fields inherit."""
 
     provider: str | None = None
@@ -165,16 +171,6 @@ class ModelOverride(StrictModel):
     batch_size: int | None = Field(None, gt=0)
     script: list[str] | None = None
     adapter: str | None = None
-
-    @field_validator("base_url", mode="before")
-    @classmethod
-    def _valid_urls(cls, value: Any) -> Any:
-        return _url_field(value)
-
-    @field_validator("provider")
-    @classmethod
-    def _registered_provider(cls, value: Any) -> Any:
-        return _provider_field(value)
 
 
 def model_flag_updates(configured: ModelConfig, *, model: str | None = None,
@@ -279,7 +275,9 @@ class DenoiseConfig(StrictModel):
     concurrency: int = Field(32, gt=0, description="Model calls in flight at once.")
     parse_retries: int = Field(2, ge=0, description="Re-asks when a response holds no usable answer.")
     ablate: list[Ablation] = Field(default_factory=list, description="Parts of the method to switch off.")
-    prompts_dir: Path | None = Field(None, description="Folder of .jinja templates overriding the built-ins by name.")
+    prompts_dir: Path | None = Field(None, description=(
+        "Folder of .jinja templates overriding the built-ins by name. A relative path in a config file is "
+        "relative to that file."))
 
 
 LRScheduler = Literal["cosine", "linear", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial"]
@@ -360,7 +358,9 @@ ExperimentMethod = Literal["base", "noisy", "robustft"]
 class ExperimentConfig(StrictModel):
     """`robustft run CONFIG`: denoise, fine-tune and evaluate, plus the paper's baselines."""
 
-    test_data: Path | None = Field(None, description="Held-out test set (same columns as data).")
+    test_data: Path | None = Field(None, description=(
+        "Held-out test set (same columns as data); robustft eval's default --data. A relative path in a config "
+        "file is relative to that file."))
     test_limit: int | None = Field(None, gt=0, description="Evaluate on the first N test rows only.")
     methods: list[ExperimentMethod] = Field(default_factory=lambda: ["base", "noisy", "robustft"], description=(
         "base: the model as it is; noisy: SFT on the noisy labels; robustft: SFT on the denoised set."))
@@ -385,9 +385,10 @@ class RobustFTConfig(StrictModel):
     out: Path | None = Field(None, description="Output directory (the run directory of denoise). Flag: --out.")
 
     @model_validator(mode="after")
-    def _roles_resolve(self) -> "RobustFTConfig":
-        for role in self.roles:
-            self.model_for(role)  # a role override that breaks the model fails here, not mid-run
+    def _roles_resolve(self, info: ValidationInfo) -> "RobustFTConfig":
+        if not (info.context or {}).get(RECORDED):
+            for role in self.roles:
+                self.model_for(role)  # a role override that breaks the model fails here, not mid-run
         return self
 
     def model_for(self, role: str) -> ModelConfig:
@@ -527,8 +528,51 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     node[leaf] = value
 
 
+# The settings that name files or folders, and how a relative one in a config file is read: beside
+# the file unless it exists from the current directory ("beside"); the same, unless it is found
+# nowhere and reads as a Hugging Face Hub name ("data"); beside the file only when it is there,
+# since it may name a hub model instead ("if_there"). `out` stays relative to the current directory.
+PATH_SETTINGS: dict[tuple[str, str], str] = {
+    ("data", "path"): "data", ("denoise", "prompts_dir"): "beside", ("experiment", "test_data"): "beside",
+    ("train", "model"): "if_there", ("model", "adapter"): "beside",
+}
+
+
+def _resolve_relative_paths(raw: dict[str, Any], config_file: Path) -> None:
+    """Make the relative paths of a config file's settings (`PATH_SETTINGS`) relative to the file,
+    so that a config travels with its data and every command reads the same files."""
+    from .data.sources import looks_like_hub_name
+
+    for (section, name), rule in PATH_SETTINGS.items():
+        part = raw.get(section)
+        if not isinstance(part, dict) or not isinstance(part.get(name), str):
+            continue
+        value = Path(part[name])
+        if value.is_absolute() or value.exists():
+            continue
+        beside = config_file.parent / value
+        if rule == "if_there" and not beside.exists():
+            continue
+        if rule == "data" and not beside.exists() and looks_like_hub_name(part[name]):
+            continue
+        part[name] = str(beside)
+
+
+def resolve_config_paths(config: RobustFTConfig, config_file: str | Path | None) -> RobustFTConfig:
+    """`config` with its relative paths read as `load_config(config_file)` reads them; for a
+    configuration built in code that belongs with a file (`load_config` has done it already)."""
+    if config_file is None:
+        return config
+    raw = config.model_dump(mode="json")
+    _resolve_relative_paths(raw, Path(config_file))
+    return RobustFTConfig.model_validate(raw)
+
+
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> RobustFTConfig:
-    """Read YAML (if given), apply dotted-key overrides from flags (None values are skipped)."""
+    """Read YAML (if given), apply dotted-key overrides from flags (None values are skipped).
+
+    Relative paths in the file are relative to the file (`PATH_SETTINGS`); those given as
+    overrides, like flags, are relative to the current directory."""
     raw: dict[str, Any] = {}
     source = "flags"
     if path is not None:
@@ -542,19 +586,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: the top level must be a mapping (key: value), not {type(loaded).__name__}")
         raw = loaded
-        # Relative paths in a config file are relative to the file, so configs travel with their data
-        # (a data.path that is found nowhere and reads as org/name is a Hugging Face Hub name).
-        from .data.sources import looks_like_hub_name
-
-        for key in ("data", "denoise"):
-            section = raw.get(key)
-            field = "path" if key == "data" else "prompts_dir"
-            if isinstance(section, dict) and isinstance(section.get(field), str):
-                p = Path(section[field])
-                beside = path.parent / p
-                hub_name = key == "data" and not beside.exists() and looks_like_hub_name(section[field])
-                if not p.is_absolute() and not p.exists() and not hub_name:
-                    section[field] = str(beside)
+        _resolve_relative_paths(raw, path)
     for dotted, value in (overrides or {}).items():
         if value is not None:
             _set_dotted(raw, dotted, value)
@@ -567,3 +599,62 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
 
     register_api_keys(config)  # so that every error printed from here on hides the keys in use
     return config
+
+
+def recorded_config(raw: Any) -> RobustFTConfig:
+    """The configuration a finished run recorded (summary.json's "config"), typed.
+
+    Written by this version or another, it always reads: settings this version does not know are
+    left out, settings added since take their defaults, a provider whose plugin is not installed
+    here is kept as recorded, and a value that no longer validates takes its default.
+    """
+    tree = _known_settings(RobustFTConfig, raw)
+    for _ in range(100):
+        try:
+            return RobustFTConfig.model_validate(tree, context={RECORDED: True})
+        except ValidationError as e:
+            if not any(_drop_setting(tree, err["loc"]) for err in e.errors()):
+                break
+    return RobustFTConfig()
+
+
+def _section_model(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
+    """The settings model a field holds, and whether it holds a mapping of them (like `roles`)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation, False
+    if get_origin(annotation) is dict:
+        value = get_args(annotation)[1]
+        if isinstance(value, type) and issubclass(value, BaseModel):
+            return value, True
+    return None, False
+
+
+def _known_settings(model: type[BaseModel], raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        return {}
+    known: dict[str, Any] = {}
+    for name, field in model.model_fields.items():
+        if name not in raw:
+            continue
+        section, mapping = _section_model(field.annotation)
+        if section is None:
+            known[name] = raw[name]
+        elif mapping:
+            known[name] = {k: _known_settings(section, v) for k, v in (raw[name] or {}).items()} \
+                if isinstance(raw[name], dict) else {}
+        else:
+            known[name] = _known_settings(section, raw[name])
+    return known
+
+
+def _drop_setting(tree: dict[str, Any], loc: tuple) -> bool:
+    """Remove the deepest setting on the path `loc` that `tree` holds; False when there is none."""
+    node, parent, key = tree, None, None
+    for part in loc:
+        if not isinstance(node, dict) or part not in node:
+            break
+        parent, key, node = node, part, node[part]
+    if parent is None:
+        return False
+    del parent[key]
+    return True

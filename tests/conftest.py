@@ -12,8 +12,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
-    """A tiny random Llama chat model (robustft.testing.build_tiny_model), built once per session."""
-    from robustft.testing import build_tiny_model
+    """A tiny random Llama chat model (tests/tiny_model.py), built once per session."""
+    from tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-llama")
 

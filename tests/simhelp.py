@@ -7,21 +7,16 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import pytest
+from shared_data import ARC, shared_file
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
-if not SHARED.is_dir():  # a git worktree of the development layout sits one level deeper
-    SHARED = Path("/work/shared/data")
-ARC_GOLD = SHARED / "arc" / "labeled.csv"
+ARC_GOLD = ARC / "labeled.csv"
 LETTERS = "ABCDEFGH"
 
 
 def arc_gold_path() -> Path:
     """The ARC gold file, or skip the test when the benchmark data is absent."""
-    if not ARC_GOLD.exists():
-        pytest.skip(f"benchmark data not found at {ARC_GOLD}")
-    return ARC_GOLD
+    return shared_file("arc", "labeled.csv")
 
 
 def mc_prompt(item, step_by_step: bool = False) -> str:

@@ -1,4 +1,5 @@
-"""The command line end to end: real CLI process, real HTTP (robustft.sim), real Chroma and MiniLM."""
+"""The command line end to end: real CLI process, real HTTP (robustft.sim), real Chroma and MiniLM.
+The 200-row ARC run needs the shared benchmark data; the exit-code tests do not."""
 
 from __future__ import annotations
 
@@ -14,9 +15,7 @@ import pytest
 from robustft.cli import main
 from robustft.sim import SimServer
 
-ROOT = Path(__file__).resolve().parents[1]
-ARC = ROOT.parent / "shared" / "data" / "arc"
-pytestmark = pytest.mark.skipif(not ARC.exists(), reason=f"benchmark data not found at {ARC}")
+from shared_data import ARC, shared_file
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -30,7 +29,7 @@ def gold_labels(n: int) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def arc_server():
-    with SimServer(ARC / "labeled.csv", accuracy=0.8, seed=1) as sim:
+    with SimServer(shared_file("arc", "labeled.csv"), accuracy=0.8, seed=1) as sim:
         yield sim
 
 
@@ -77,8 +76,8 @@ def test_rerunning_the_same_command_resumes_without_model_calls(arc_run, arc_ser
     assert (out / "samples.jsonl").read_text() == before
 
 
-def test_an_unreachable_server_is_a_clear_error_not_200_failures(tmp_path, capsys):
-    code = main(["denoise", "--data", str(ARC / "noisy30.csv"), "--limit", "5", "--model", "m",
+def test_an_unreachable_server_is_a_clear_error_not_200_failures(tmp_path, toy_mc_csv, capsys):
+    code = main(["denoise", "--data", str(toy_mc_csv), "--limit", "5", "--model", "m",
                  "--base-url", "http://127.0.0.1:9/v1", "--out", str(tmp_path / "o"), "--quiet"])
     err = capsys.readouterr().err
     assert code == 2
@@ -115,8 +114,8 @@ def test_bad_config_exits_2(tmp_path, capsys):
     assert "denoise.beta" in capsys.readouterr().err
 
 
-def test_missing_out_is_a_clear_error(capsys):
-    assert main(["denoise", "--data", str(ARC / "test.csv"), "--model", "m", "--base-url", "http://x/v1"]) == 2
+def test_missing_out_is_a_clear_error(toy_mc_csv, capsys):
+    assert main(["denoise", "--data", str(toy_mc_csv), "--model", "m", "--base-url", "http://x/v1"]) == 2
     assert "--out" in capsys.readouterr().err
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-from robustft.config import load_config
+from robustft.config import PATH_SETTINGS, load_config, recorded_config
 from robustft.errors import ConfigError
 from robustft.prompts import PromptLibrary
 
@@ -52,6 +52,46 @@ def test_relative_data_path_is_relative_to_the_config_file(tmp_path):
     path = tmp_path / "sub" / "c.yaml"
     path.write_text("data: {path: d.csv}\n")
     assert load_config(path).data.path == tmp_path / "sub" / "d.csv"
+
+
+def test_every_path_setting_of_a_file_is_relative_to_it_and_flags_to_the_current_directory(tmp_path, monkeypatch):
+    cfg_dir, cwd = tmp_path / "cfg", tmp_path / "cwd"
+    (cfg_dir / "models" / "tiny").mkdir(parents=True)
+    (cfg_dir / "prompts").mkdir()
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    (cfg_dir / "c.yaml").write_text(
+        "data: {path: d.csv}\ndenoise: {prompts_dir: prompts}\nexperiment: {test_data: t.csv}\n"
+        "train: {model: models/tiny}\nmodel: {adapter: adapters/a}\nout: runs/x\n")
+    cfg = load_config(tmp_path / "cfg" / "c.yaml")
+    resolved = {(s, n): str(getattr(getattr(cfg, s), n)) for s, n in PATH_SETTINGS}
+    assert resolved == {("data", "path"): str(cfg_dir / "d.csv"), ("denoise", "prompts_dir"): str(cfg_dir / "prompts"),
+                        ("experiment", "test_data"): str(cfg_dir / "t.csv"),
+                        ("train", "model"): str(cfg_dir / "models" / "tiny"),
+                        ("model", "adapter"): str(cfg_dir / "adapters" / "a")}
+    assert str(cfg.out) == "runs/x"  # outputs go where the command runs
+    hub = tmp_path / "cfg" / "hub.yaml"
+    hub.write_text("data: {path: org/name}\ntrain: {model: meta-llama/Llama-3.1-8B-Instruct}\n")
+    assert (str(load_config(hub).data.path), load_config(hub).train.model) == ("org/name", "meta-llama/Llama-3.1-8B-Instruct")
+    (cwd / "mine.csv").write_text("question,answer\nq,a\n")
+    flagged = load_config(tmp_path / "cfg" / "c.yaml", {"data.path": "mine.csv", "experiment.test_data": "t2.csv"})
+    assert str(flagged.data.path) == "mine.csv" and str(flagged.experiment.test_data) == "t2.csv"
+
+
+def test_a_recorded_config_of_another_version_reads():
+    recorded = load_config(None, {"model.name": "m", "roles": {"reviewer": {"name": "big"}}}).public_dict()
+    recorded["model"]["provider"] = "a-plugin-not-installed-here"
+    recorded["denoise"].update(setting_of_a_newer_version=1, beta="not a number")
+    recorded["section_of_a_newer_version"] = {"x": 1}
+    recorded["roles"]["judgee"] = {"name": "typo"}
+    del recorded["train"]  # an older version had none
+    cfg = recorded_config(recorded)
+    assert cfg.model.provider == "a-plugin-not-installed-here" and cfg.model.name == "m"
+    assert cfg.denoise.beta == 0.5 and cfg.roles["reviewer"].name == "big" and "judgee" not in cfg.roles
+    assert cfg.train.lora_r == 8
+    assert recorded_config(None) == recorded_config({"data": "not a section"}) == load_config()
+    with pytest.raises(ConfigError, match="no backend named"):  # a config to run with is still checked
+        load_config(None, {"model.provider": "a-plugin-not-installed-here"})
 
 
 def test_public_dict_holds_no_secret(monkeypatch):

@@ -18,10 +18,9 @@ from robustft.cli import main
 from robustft.config import ModelConfig, ModelOverride, RobustFTConfig, load_config
 from robustft.config_doc import annotated_config, field_help
 
+from shared_data import SHARED_DATA as SHARED, needs_shared_data
+
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data"
-if not SHARED.is_dir():
-    SHARED = Path("/work/shared/data")
 
 
 def all_fields(model: type[BaseModel], prefix: str = ""):
@@ -151,7 +150,7 @@ def test_paper_configs_read_exactly_the_files_the_script_writes():
     assert "scripts/get_paper_data.py" in (paper / "README.md").read_text()
 
 
-@pytest.mark.skipif(not SHARED.is_dir(), reason="shared benchmark data not present")
+@needs_shared_data
 def test_the_script_rebuilds_the_shared_files_from_the_repositorys_layout(tmp_path):
     """A stand-in for the published repository (its layout: noisy sets under noisy/, FPB noisy sets with
     the `gt` column), made from the shared copy; the script must give back the shared files exactly."""

@@ -8,10 +8,7 @@ from robustft.config import DataConfig
 from robustft.data import Dataset, Sample, load_dataset, read_jsonl, write_jsonl
 from robustft.errors import InputError, UserError
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-if not SHARED.is_dir():
-    SHARED = Path("/work/shared/data")
-needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="shared benchmark data not present")
+from shared_data import SHARED_DATA as SHARED, needs_shared_data as needs_shared
 
 OPTS = '"[""red"", ""green"", ""blue""]"'
 
@@ -55,7 +52,7 @@ def test_load_arc_noisy30():
     assert ds.samples[-1].row == 1777
     assert len({s.id for s in ds.samples}) == 1778
     assert all(s.label in "ABCDE" and ord(s.label) - 65 < len(s.options) for s in ds.samples)
-    assert ds.path == SHARED / "arc" / "noisy30.csv"
+    assert ds.path.resolve() == (SHARED / "arc" / "noisy30.csv").resolve()
 
 
 @needs_shared
@@ -520,6 +517,47 @@ def test_read_records_reads_every_text_format_alike(tmp_path):
         read_csv(write(tmp_path, "r.csv", 'id,text\n1,a\n2,b,c\n'))
     with pytest.raises(InputError, match="unsupported"):
         read_records(write(tmp_path, "r.txt", "x"))
+
+
+def test_the_pieces_other_readers_keep_their_own_messages_with():
+    from robustft.data.records import BadJsonLine, NotUTF8, json_lines, utf8_text
+
+    assert utf8_text("\ufeffcafé\n".encode()) == "café\n"
+    with pytest.raises(NotUTF8) as bad_bytes:
+        utf8_text(b'{"a": 1}\n{"b": "\xff"}\n')
+    assert (bad_bytes.value.line, bad_bytes.value.offset, bad_bytes.value.byte) == (2, 16, 0xFF)
+    text = '{"a": 1}\n\n  \n{"b": 2}\r\n'
+    assert list(json_lines(text)) == [(1, 1, '{"a": 1}', {"a": 1}), (2, 4, '{"b": 2}', {"b": 2})]
+    for damaged, line, last in [('{"a": 1}\n{"b": \n\n', 2, True), ('{"a": \n{"b": 2}\n', 1, False)]:
+        with pytest.raises(BadJsonLine) as bad_line:
+            list(json_lines(damaged))
+        assert (bad_line.value.line, bad_line.value.last) == (line, last)
+
+
+def test_atomic_writes_leave_the_old_file_or_the_new_one(tmp_path):
+    from robustft.files import atomic_folder, atomic_write, remove_stale_temporaries, write_text
+
+    target = tmp_path / "f.txt"
+    write_text(target, "old\n")
+    target.chmod(0o600)
+    with pytest.raises(RuntimeError), atomic_write(target) as f:
+        f.write("half")
+        raise RuntimeError("killed while writing")
+    assert target.read_text() == "old\n" and os.listdir(tmp_path) == ["f.txt"]
+    with atomic_write(target, newline="") as f:
+        f.write("a\r\nb\n")
+    assert target.read_bytes() == b"a\r\nb\n" and target.stat().st_mode & 0o777 == 0o600
+    folder = tmp_path / "ds"
+    with atomic_folder(folder) as tmp:
+        tmp.mkdir()
+        (tmp / "part").write_text("1")
+    with pytest.raises(RuntimeError), atomic_folder(folder) as tmp:
+        tmp.mkdir()
+        raise RuntimeError
+    assert os.listdir(folder) == ["part"] and sorted(os.listdir(tmp_path)) == ["ds", "f.txt"]
+    (tmp_path / ".f.txt.abc.tmp").write_text("left by a killed writer")
+    (tmp_path / ".ds.def.tmp").mkdir()
+    assert remove_stale_temporaries(tmp_path) == 2 and sorted(os.listdir(tmp_path)) == ["ds", "f.txt"]
 
 
 # --- splicing one value into JSON text -------------------------------------------------------

@@ -8,8 +8,8 @@ from pathlib import Path
 import yaml
 
 from robustft.cli import main
-from robustft.config import load_config
-from robustft.finetune.experiment import METHOD_DIRS, resolve_config_paths
+from robustft.config import load_config, resolve_config_paths
+from robustft.finetune.experiment import METHOD_DIRS
 from robustft.sim import DEMO_DATA, SimServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -86,6 +86,30 @@ def test_relative_paths_are_relative_to_the_config_file(tmp_path):
     hub = resolve_config_paths(load_config(None, {"train.model": "meta-llama/Llama-3.1-8B-Instruct"}),
                                tmp_path / "cfg" / "run.yaml")
     assert hub.train.model == "meta-llama/Llama-3.1-8B-Instruct"  # no such folder: a hub name, kept
+
+
+def test_eval_and_run_read_a_configs_paths_alike(tmp_path, tiny_model_dir, monkeypatch, capsys):
+    """Relative paths in a config file are relative to the file, for every command (the test set
+    too): from another directory, `eval --config` scores the same file `run` does."""
+    cfg = tmp_path / "cfg"
+    (cfg / "models").mkdir(parents=True)
+    (cfg / "models" / "tiny").symlink_to(tiny_model_dir)
+    (cfg / "test.csv").write_bytes((DEMO_DATA / "demo_gold.csv").read_bytes())
+    (cfg / "exp.yaml").write_text(yaml.safe_dump({
+        "data": {"path": "test.csv"}, "train": {"model": "models/tiny"}, "eval": {"max_tokens": 4},
+        "experiment": {"test_data": "test.csv", "test_limit": 4, "methods": ["base"]}}), encoding="utf-8")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+
+    assert main(["eval", "--config", "../cfg/exp.yaml", "--model", str(tiny_model_dir), "--limit", "4",
+                 "--out", "eval", "--quiet"]) == 0, capsys.readouterr().err
+    assert main(["run", "../cfg/exp.yaml", "--out", "exp", "--quiet"]) == 0, capsys.readouterr().err
+    evaluated = json.loads((elsewhere / "eval" / "result.json").read_text())
+    run = json.loads((elsewhere / "exp" / "results.json").read_text())
+    assert Path(evaluated["data"]).resolve() == Path(run["test_data"]).resolve() == (cfg / "test.csv").resolve()
+    assert Path(run["model"]).resolve() == tiny_model_dir.resolve()
+    assert run["methods"][0]["accuracy"] == evaluated["accuracy"] and evaluated["total"] == 4
 
 
 def test_paper_configs_are_valid(tmp_path):

@@ -18,6 +18,8 @@ from robustft.finetune.export import export, export_run, infer_format, load_expo
 from robustft.prompts import PromptLibrary
 from robustft.finetune.train import load_training_set, sft_examples
 
+from shared_data import ARC, needs_shared_data
+
 
 def expected_pairs(config, path) -> list[dict[str, str]]:
     examples = sft_examples(load_training_set(config.data, path), PromptLibrary(), config.data.instruction)
@@ -80,10 +82,6 @@ def test_cli_export_and_its_errors(tmp_path, toy_mc_csv, capsys):
 
 # --- robustft export RUN_DIR: the input's own format -----------------------------------------
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-if not SHARED.is_dir():
-    SHARED = Path("/work/shared/data")
-ARC = SHARED / "arc"
 
 
 def fake_run(run: Path, data: Path, new_labels: dict[str, str | None], **data_cfg) -> list:
@@ -256,7 +254,7 @@ def test_column_flags_map_the_data(tmp_path, capsys):
 # --- a messages file through denoise and export, end to end ----------------------------------
 
 
-@pytest.mark.skipif(not ARC.is_dir(), reason=f"benchmark data not found at {ARC}")
+@needs_shared_data
 def test_a_messages_file_round_trips_through_denoise_and_export(tmp_path):
     from robustft.data import read_csv
     from robustft.sim import SimServer

@@ -15,7 +15,7 @@ from robustft.backends.vllm import VLLMChatModel
 from robustft.backends.registry import build_chat_model
 from robustft.config import ModelConfig
 from robustft.errors import ConfigError
-from robustft.testing import build_tiny_model, fingerprint
+from tiny_model import build_tiny_model, fingerprint
 
 QUESTIONS = ["What is 2 + 3?", "Which option is correct? A. one B. two", "Reflect on the answer.",
              "The capital of France is", "Answer with a letter.", "0 1 2 3 4 5 6 7 8 9",

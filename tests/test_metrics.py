@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from robustft.errors import UserError
-from robustft.inspect.metrics import detection_scores, gold_metrics, load_gold, run_gold_metrics
+from robustft.inspect.metrics import detection_scores, gold_metrics, match_gold, run_gold_metrics
 from robustft.run.rundir import load_run
 
 from recorded import GOLD, NOISY, make_run, write_gold
@@ -19,7 +19,7 @@ def run_dir(tmp_path_factory):
 
 def test_hand_computed_figures_of_the_constructed_run(run_dir, tmp_path):
     run = load_run(run_dir)
-    m = run_gold_metrics(run, load_gold(write_gold(tmp_path / "gold.csv"), run))
+    m = run_gold_metrics(run, match_gold(write_gold(tmp_path / "gold.csv"), run))
     d = m["detection"]
     assert (d["true_positive"], d["false_positive"], d["false_negative"], d["true_negative"]) == (3, 1, 1, 7)
     assert (d["precision"], d["recall"], d["f1"]) == (0.75, 0.75, 0.75)
@@ -35,7 +35,7 @@ def test_hand_computed_figures_of_the_constructed_run(run_dir, tmp_path):
 
 def test_figures_agree_with_a_direct_count_over_samples_jsonl(run_dir, tmp_path):
     run = load_run(run_dir)
-    m = run_gold_metrics(run, load_gold(write_gold(tmp_path / "gold.csv"), run))
+    m = run_gold_metrics(run, match_gold(write_gold(tmp_path / "gold.csv"), run))
     flagged = {r["id"] for r in run.records if r["decision"] == "noisy"}
     wrong = {r["id"] for r in run.records if r["original_label"] != GOLD[r["id"]]}
     assert m["detection"]["precision"] == len(flagged & wrong) / len(flagged)
@@ -45,7 +45,7 @@ def test_figures_agree_with_a_direct_count_over_samples_jsonl(run_dir, tmp_path)
 
 def test_gold_without_ids_is_matched_by_row_order(run_dir, tmp_path):
     run = load_run(run_dir)
-    gold = load_gold(write_gold(tmp_path / "gold.csv", with_ids=False), run)
+    gold = match_gold(write_gold(tmp_path / "gold.csv", with_ids=False), run)
     assert gold.matched_by == "row" and gold.labels == GOLD
 
 
@@ -55,7 +55,7 @@ def test_gold_rows_that_do_not_line_up_are_refused(run_dir, tmp_path):
     lines = path.read_text().splitlines()
     path.write_text("\n".join([lines[0], *reversed(lines[1:])]) + "\n")
     with pytest.raises(UserError, match="do not line up"):
-        load_gold(path, run)
+        match_gold(path, run)
 
 
 def test_gold_with_foreign_ids_and_other_questions_is_refused(run_dir, tmp_path):
@@ -63,14 +63,14 @@ def test_gold_with_foreign_ids_and_other_questions_is_refused(run_dir, tmp_path)
     path = tmp_path / "gold.csv"
     path.write_text("id,question,answer,options\nx1,Something else entirely?,A,\"[\"\"a\"\", \"\"b\"\"]\"\n")
     with pytest.raises(UserError, match="do not line up"):
-        load_gold(path, run)
+        match_gold(path, run)
 
 
 def test_a_gold_label_outside_the_options_names_the_row(run_dir, tmp_path):
     run = load_run(run_dir)
     path = write_gold(tmp_path / "gold.csv", labels={**GOLD, "q4": "Z"})
     with pytest.raises(UserError, match="gold"):
-        load_gold(path, run)
+        match_gold(path, run)
 
 
 def test_partial_gold_counts_only_matched_samples():

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from robustft.backends.store import model_identity
-from robustft.cli import _model_overrides, build_parser, main
+from robustft.cli import build_parser, main
+from robustft.cli.common import model_overrides
 from robustft.config import ModelConfig, load_config, model_flag_updates
 from robustft.errors import ConfigError
 from robustft.finetune.evaluate import eval_model_config
@@ -88,7 +89,7 @@ def test_denoise_and_eval_apply_the_same_rule():
     args = build_parser().parse_args(["denoise", "--model", "m", "--base-url", "http://a/v1",
                                       "--base-url", "http://b/v1"])
     assert args.base_url == ["http://a/v1", "http://b/v1"]
-    overrides = _model_overrides(args)
+    overrides = model_overrides(args)
     assert overrides["model.base_url"] == ["http://a/v1", "http://b/v1"] and overrides["model.provider"] == "openai"
     config = load_config(None, overrides)
     evaluated = eval_model_config(load_config(), model="m", base_url=["http://a/v1", "http://b/v1"])

@@ -27,14 +27,11 @@ from robustft.config import load_config
 from robustft.run.runner import DenoiseRun
 from robustft.sim import SimServer
 from robustft.sim.server import CHAT_PATH
+from shared_data import ARC, needs_shared_data
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'robustft[ray]')")
 
-ROOT = Path(__file__).resolve().parents[1]
-ARC = ROOT.parent / "shared" / "data" / "arc"
-if not ARC.is_dir():
-    ARC = Path("/work/shared/data/arc")
-needs_arc = pytest.mark.skipif(not ARC.exists(), reason=f"benchmark data not found at {ARC}")
+needs_arc = needs_shared_data
 
 ROWS, CONCURRENCY = 40, 8
 OUTPUTS = ("samples.jsonl", "denoised.jsonl")

@@ -24,9 +24,9 @@ from aiohttp import web
 from robustft.sim import SimServer
 from robustft.sim.embeddings import embed
 
-ROOT = Path(__file__).resolve().parents[1]
-ARC = ROOT.parent / "shared" / "data" / "arc"
-pytestmark = pytest.mark.skipif(not ARC.exists(), reason=f"benchmark data not found at {ARC}")
+from shared_data import ARC, needs_shared_data
+
+pytestmark = needs_shared_data  # every test here runs against the ARC gold answers
 
 ROWS, CONCURRENCY = 40, 8
 OUTPUTS = ("samples.jsonl", "denoised.jsonl")

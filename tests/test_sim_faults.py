@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from robustft.errors import ConfigError
-from robustft.sim import SimServer, load_gold
+from robustft.sim import DEMO_DATA, SimServer, load_gold
 from robustft.sim.faults import FAULT_KINDS, parse_faults
 from simhelp import ARC_GOLD, LETTERS, arc_gold_path, ask, final_answer, mc_prompt, post
 
@@ -87,7 +87,7 @@ def test_parse_faults():
     with pytest.raises(ConfigError, match="'timeout'.*choose from"):
         parse_faults("500,timeout")
     with pytest.raises(ConfigError):
-        SimServer(arc_gold_path(), fault_rate=1.5)
+        SimServer(DEMO_DATA / "demo_gold.csv", fault_rate=1.5)
 
 
 @pytest.mark.parametrize("kind", ["500", "429", "broken_json", "empty", "no_logprobs", "no_answer", "not_an_option"])

@@ -1,11 +1,16 @@
-"""Reading and writing records: the one place that turns CSV, TSV, JSON Lines and JSON files into
-rows (and JSON Lines back into a file). Every module that reads a file of records uses these.
+"""Reading records: the one place that turns CSV, TSV, JSON Lines and JSON files into rows. Every
+module that reads a file of records uses these, or the pieces they are made of.
 
     read_records(path)  -> list[dict]   CSV / TSV / JSON Lines / JSON, by suffix
     read_jsonl(path)    -> list[dict]   one object per line
     read_csv(path)      -> list[dict]   a header, then one row per record (fields up to any size)
-    write_jsonl(path, records)          atomically (temp file, then rename)
-    write_json(path, value)             atomically
+
+    utf8_text(data)     -> str          bytes to text, or NotUTF8 saying where they are not
+    json_lines(text)    -> (row, line, text, value) per non-blank line, or BadJsonLine saying where
+    no_field_limit()                    lifts the csv module's 128 KiB field limit while reading
+
+The pieces let a reader with its own file (the run directory's, a review file) keep its own
+messages. Writing (atomically) is `robustft.files`; `write_jsonl` and `write_json` are also here.
 
 Errors are `InputError`s that name the file, the data row (counted from 1, header and blank
 lines not counted), the line where it starts when that differs, and the fix.
@@ -19,21 +24,19 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import dataclasses
-import datetime as _dt
 import io
 import json
-import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from ..errors import InputError
+from ..files import write_json, write_jsonl
 
-__all__ = ["Row", "Table", "read_csv", "read_json_records", "read_jsonl", "read_records", "read_table",
-           "write_json", "write_jsonl", "json_type"]
+__all__ = ["BadJsonLine", "NotUTF8", "Row", "Table", "json_lines", "json_type", "no_field_limit", "read_csv",
+           "read_json_records", "read_jsonl", "read_records", "read_table", "utf8_text", "write_json",
+           "write_jsonl"]
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 TEXT_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json"}
@@ -86,27 +89,44 @@ def _read_bytes(path: Path) -> bytes:
                          fix="check the file's permissions") from None
 
 
-def decode(path: Path, data: bytes, csv_delimiter: str | None = None) -> str:
-    """UTF-8 text (a byte-order mark is dropped), or an InputError naming the row and byte."""
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise InputError("the file is UTF-16 encoded, not UTF-8", path=path,
-                         fix="re-save the file as UTF-8 (in a spreadsheet: 'CSV UTF-8')")
+class NotUTF8(ValueError):
+    """Bytes that are not UTF-8 text, and where: the first bad byte's offset and line."""
+
+    def __init__(self, data: bytes, error: UnicodeDecodeError):
+        self.offset = error.start
+        self.byte = data[error.start]
+        self.line = data.count(b"\n", 0, error.start) + 1
+        self.before = data[:data.rfind(b"\n", 0, error.start) + 1]  # the whole lines before that one
+        super().__init__(f"byte 0x{self.byte:02X} at byte offset {self.offset} (line {self.line}) is not UTF-8")
+
+
+def utf8_text(data: bytes) -> str:
+    """`data` as text, a leading byte-order mark dropped; `NotUTF8` when it is not UTF-8."""
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
-        line_start = data.rfind(b"\n", 0, e.start) + 1
-        line = data.count(b"\n", 0, e.start) + 1
-        prefix = data[:line_start].decode("utf-8", errors="replace")
+        raise NotUTF8(data, e) from None
+
+
+def decode(path: Path, data: bytes, csv_delimiter: str | None = None) -> str:
+    """UTF-8 text (a byte-order mark is dropped), or an InputError naming the row and byte."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise InputError("the file is UTF-16 encoded, not UTF-8", path=path,
+                         fix="re-save the file as UTF-8 (in a spreadsheet: 'CSV UTF-8')")
+    try:
+        return utf8_text(data)
+    except NotUTF8 as e:
+        prefix = e.before.decode("utf-8", errors="replace")
         if csv_delimiter is not None:
-            with _no_field_limit():
+            with no_field_limit():
                 records = [r for r in csv.reader(io.StringIO(prefix, newline=""), delimiter=csv_delimiter) if r]
             row = len(records) if records else None
         else:
             row = sum(1 for ln in prefix.split("\n") if ln.strip()) + 1
         raise InputError(
-            f"not UTF-8 text: byte 0x{data[e.start]:02X} at byte offset {e.start} (line {line}) "
+            f"not UTF-8 text: byte 0x{e.byte:02X} at byte offset {e.offset} (line {e.line}) "
             "cannot be decoded",
             path=path, row=row,
             fix="re-save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8 IN > OUT`, or "
@@ -125,7 +145,7 @@ def _text_of(path: Path, csv_delimiter: str | None = None) -> str:
 
 
 @contextlib.contextmanager
-def _no_field_limit() -> Iterator[None]:
+def no_field_limit() -> Iterator[None]:
     """The csv module refuses fields over 128 KiB by default; long contexts are normal in SFT data."""
     old = csv.field_size_limit()
     limit = sys.maxsize
@@ -155,7 +175,7 @@ def _read_csv_table(path: Path, kind: str, limit: int | None = None, delimiter: 
     header_lines = 0
     consumed = 0
     try:
-        with _no_field_limit():
+        with no_field_limit():
             for record in reader:
                 start, consumed = consumed + 1, reader.line_num
                 if not record or (len(record) == 1 and not record[0].strip()):
@@ -217,8 +237,18 @@ def read_csv(path: str | Path, delimiter: str | None = None) -> list[dict[str, s
 # --- JSON Lines and JSON ---------------------------------------------------------------------
 
 
-def _iter_jsonl(path: Path, text: str) -> Iterator[tuple[int, int, str, Any]]:
-    """(data row from 1, line, the line's text, value) per non-blank line."""
+class BadJsonLine(ValueError):
+    """A line of JSON Lines text that is not JSON: its line, its data row, the parser's error, and
+    whether it is the last line that holds anything (a file cut short ends in one)."""
+
+    def __init__(self, line: int, row: int, error: json.JSONDecodeError, last: bool):
+        self.line, self.row, self.error, self.last = line, row, error, last
+        super().__init__(f"line {line} is not valid JSON: {error}")
+
+
+def json_lines(text: str) -> Iterator[tuple[int, int, str, Any]]:
+    """(data row from 1, line, the line's text, value) per non-blank line of JSON Lines text;
+    `BadJsonLine` at the first line that is not JSON. Only "\n" ends a line."""
     lines = text.split("\n")
     last = max((i for i, ln in enumerate(lines, 1) if ln.strip()), default=0)
     number = 0
@@ -229,15 +259,22 @@ def _iter_jsonl(path: Path, text: str) -> Iterator[tuple[int, int, str, Any]]:
         try:
             value = json.loads(line)
         except json.JSONDecodeError as e:
-            truncated = lineno == last and not text.endswith("\n")
-            raise InputError(
-                f"line {lineno} is not valid JSON: {e.msg} (column {e.colno})",
-                path=path, row=number,
-                fix=("the last line looks cut off: the file may be truncated; remove or complete it"
-                     if truncated else
-                     "each line must hold exactly one JSON object, e.g. "
-                     '{"question": "...", "answer": "..."}')) from None
+            raise BadJsonLine(lineno, number, e, lineno == last) from None
         yield number, lineno, line.rstrip("\r"), value
+
+
+def _iter_jsonl(path: Path, text: str) -> Iterator[tuple[int, int, str, Any]]:
+    try:
+        yield from json_lines(text)
+    except BadJsonLine as bad:
+        truncated = bad.last and not text.endswith("\n")
+        raise InputError(
+            f"line {bad.line} is not valid JSON: {bad.error.msg} (column {bad.error.colno})",
+            path=path, row=bad.row,
+            fix=("the last line looks cut off: the file may be truncated; remove or complete it"
+                 if truncated else
+                 "each line must hold exactly one JSON object, e.g. "
+                 '{"question": "...", "answer": "..."}')) from None
 
 
 def _objects(path: Path, items: Iterable[tuple[int, int | None, str | None, Any]]) -> list[Row]:
@@ -359,62 +396,3 @@ def read_table(path: Path, kind: str, limit: int | None = None, json_key: str | 
     if kind in DELIMITERS:
         return _read_csv_table(path, kind, limit)
     return _read_json_table(path, kind, limit, json_key)
-
-
-# --- writing ---------------------------------------------------------------------------------
-
-
-def json_default(obj: Any) -> Any:
-    if isinstance(obj, Path):
-        return str(obj)
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return dataclasses.asdict(obj)
-    if isinstance(obj, (set, frozenset, tuple)):
-        return list(obj)
-    if isinstance(obj, (_dt.date, _dt.datetime, _dt.time)):
-        return obj.isoformat()
-    if isinstance(obj, bytes):
-        return obj.decode("utf-8", errors="replace")
-    if hasattr(obj, "tolist"):  # numpy arrays and scalars, torch tensors
-        return obj.tolist()
-    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
-
-
-@contextlib.contextmanager
-def atomic_text(path: str | Path, newline: str | None = "\n") -> Iterator[io.TextIOBase]:
-    """A text file written in full or not at all: a temp file in the same folder, then rename.
-
-    Readers see either the old file or the complete new one. The folder is created if needed and
-    an existing file's permissions are kept.
-    """
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    mode = p.stat().st_mode & 0o777 if p.exists() else 0o644
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline=newline) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, p)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def write_jsonl(path: str | Path, records: Iterable[Any]) -> None:
-    """Write one JSON object per line, atomically (see `atomic_text`). Paths, dataclasses and
-    numpy values are converted."""
-    with atomic_text(path) as f:
-        for record in records:
-            f.write(json.dumps(record, ensure_ascii=False, default=json_default))
-            f.write("\n")
-
-
-def write_json(path: str | Path, value: Any, indent: int | None = 2) -> None:
-    """Write one JSON document, atomically."""
-    with atomic_text(path) as f:
-        json.dump(value, f, ensure_ascii=False, indent=indent, default=json_default)
-        f.write("\n")

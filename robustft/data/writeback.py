@@ -24,17 +24,16 @@ import copy
 import csv
 import io
 import json
-import os
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..answers import option_text
 from ..errors import InputError
+from ..files import atomic_folder, atomic_write, json_default
 from .jsonspan import dumps_like, item_spans, replace_value, value_span
-from .records import Row, Table, atomic_text, json_default
+from .records import Row, Table
 from .samples import Dataset
 from .shapes import AnswerSlot, Shape, parse_row
 from .sources import PARQUET_SUFFIXES
@@ -62,10 +61,9 @@ def kind_for(out: str | Path) -> str:
 def answer_like(original: Any, label: str, task: str, options: list[str] | None) -> Any:
     """`label` written in the form `original` had (letter or option text; a number's type)."""
     if task == "multiple_choice" and options:
-        original_text = str(original).strip()
-        index = ord(label) - ord("A")
-        if not _LETTER.fullmatch(original_text) and 0 <= index < len(options):
-            return options[index]
+        text = option_text(label, options)
+        if not _LETTER.fullmatch(str(original).strip()) and text is not None:
+            return text
         return label
     if isinstance(original, bool) or not isinstance(original, (int, float)):
         return label
@@ -170,7 +168,7 @@ def _dumps(values: dict[str, Any]) -> str:
 
 def _write_jsonl(out: Path, table: Table, records: list[_Out], same_kind: bool) -> None:
     newline = table.newline if same_kind else "\n"
-    with atomic_text(out, newline="") as f:
+    with atomic_write(out, newline="") as f:
         for r in records:
             f.write((r.raw if r.raw is not None else _dumps(r.values)) + newline)
 
@@ -191,7 +189,7 @@ def _write_json(out: Path, table: Table, records: list[_Out], same_kind: bool) -
     items = _json_item_texts(table) if same_kind else None
     if text is None or items is None or any(r.raw is None for r in records):
         body = json.dumps([r.values for r in records], ensure_ascii=False, indent=2, default=json_default)
-        with atomic_text(out) as f:
+        with atomic_write(out) as f:
             f.write(body + "\n")
         return
     # Keep the document around the list, and the list's own layout (indentation, separators).
@@ -201,7 +199,7 @@ def _write_json(out: Path, table: Table, records: list[_Out], same_kind: bool) -
     closing = text[spans[-1][1]:list_end - 1] if spans else ""
     separator = text[spans[0][1]:spans[1][0]] if len(spans) > 1 else "," + opening
     inner = opening + separator.join(r.raw for r in records) + closing if records else ""  # type: ignore[misc]
-    with atomic_text(out, newline="") as f:
+    with atomic_write(out, newline="") as f:
         f.write(text[:list_start] + "[" + inner + "]" + text[list_end:])
 
 
@@ -215,7 +213,7 @@ def _write_csv(out: Path, table: Table, records: list[_Out], same_kind: bool) ->
     delimiter = "\t" if kind_for(out) == "tsv" else ","
     newline = table.newline if same_kind else "\n"
     columns = list(table.columns)
-    with atomic_text(out, newline="") as f:
+    with atomic_write(out, newline="") as f:
         if same_kind and table.header_raw is not None:
             f.write(table.header_raw if table.header_raw.endswith(("\n", "\r")) else table.header_raw + newline)
         else:
@@ -236,15 +234,8 @@ def _write_parquet(out: Path, table: Table, records: list[_Out], same_kind: bool
 
     schema = table.schema if same_kind and isinstance(table.schema, pa.Schema) else None
     arrow = pa.Table.from_pylist([r.values for r in records], schema=schema)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
-        pq.write_table(arrow, tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(out, binary=True) as f:
+        pq.write_table(arrow, f)
 
 
 def _write_disk(out: Path, table: Table, records: list[_Out], same_kind: bool) -> None:
@@ -256,12 +247,5 @@ def _write_disk(out: Path, table: Table, records: list[_Out], same_kind: bool) -
                              "or .parquet")
     features = table.schema if isinstance(table.schema, datasets.Features) else None
     ds = datasets.Dataset.from_list([r.values for r in records], features=features)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        ds.save_to_disk(str(tmp / "ds"))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp / "ds", out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with atomic_folder(out) as folder:
+        ds.save_to_disk(str(folder))

@@ -21,7 +21,6 @@ correct, response, error) and `OUT/result.json` (accuracy, counts, model, data, 
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import time
 import warnings
@@ -32,8 +31,9 @@ from typing import Any, Sequence
 from .. import __version__
 from ..answers import answers_match, extract_answer
 from ..config import ModelConfig, RobustFTConfig, model_flag_updates
-from ..data import Dataset, write_jsonl
+from ..data import Dataset
 from ..errors import ConfigError, InputError, ModelCallError, RobustFTError, UserError
+from ..files import write_json, write_jsonl
 from ..prompts import PromptLibrary
 
 __all__ = ["EvalResult", "eval_model_config", "evaluate", "score_samples", "describe_eval", "default_out_dir"]
@@ -241,11 +241,8 @@ def evaluate(config: RobustFTConfig, *, data: str | Path | None = None, model: s
         "wall_time_s": round(time.monotonic() - started, 2), "robustft_version": __version__,
     }
     if write:
-        out_dir.mkdir(parents=True, exist_ok=True)
         write_jsonl(out_dir / PREDICTIONS_FILE, records)
-        tmp = out_dir / (RESULT_FILE + ".tmp")
-        tmp.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        tmp.replace(out_dir / RESULT_FILE)
+        write_json(out_dir / RESULT_FILE, result)
     return EvalResult(out_dir=out_dir if write else None, result=result, predictions=records)
 
 

@@ -1,6 +1,6 @@
 """`robustft run CONFIG`: one experiment of the paper's Table 1 on one dataset.
 
-    run_experiment(config, config_path=...) -> ExperimentResult
+    run_experiment(load_config(CONFIG)) -> ExperimentResult
 
 From one YAML config (see examples/paper/): denoise the noisy training set with the experts
 (`model`), fine-tune `train.model` with LoRA on the result, and evaluate it on
@@ -30,10 +30,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import __version__
-from ..config import ModelConfig, RobustFTConfig
+from ..config import ModelConfig, RobustFTConfig, resolve_config_paths
 from ..errors import ConfigError
+from ..files import write_json, write_text
+from ..run.rundir import DENOISED
 
-__all__ = ["ExperimentResult", "METHOD_NAMES", "resolve_config_paths", "run_experiment", "format_table"]
+__all__ = ["ExperimentResult", "METHOD_NAMES", "run_experiment", "format_table"]
 
 METHOD_NAMES = {"base": "model as it is (no fine-tuning)", "noisy": "SFT on the noisy labels",
                 "robustft": "SFT on the RobustFT output"}
@@ -47,23 +49,6 @@ class ExperimentResult:
     out_dir: Path
     results: dict[str, Any]
     table: str
-
-
-def resolve_config_paths(config: RobustFTConfig, config_path: str | Path | None) -> RobustFTConfig:
-    """Relative paths in a config file are relative to the file: `experiment.test_data` (as
-    `data.path` is), and `train.model` when such a directory exists beside the file (otherwise it
-    may be a hub name)."""
-    if config_path is None:
-        return config
-    base = Path(config_path).parent
-    update: dict[str, Any] = {}
-    test = config.experiment.test_data
-    if test is not None and not test.is_absolute() and not test.exists():
-        update["experiment"] = config.experiment.model_copy(update={"test_data": base / test})
-    model = config.train.model
-    if model and not Path(model).is_absolute() and not Path(model).exists() and (base / model).exists():
-        update["train"] = config.train.model_copy(update={"model": str(base / model)})
-    return config.model_copy(update=update) if update else config
 
 
 def _local_model(config: RobustFTConfig) -> ModelConfig:
@@ -100,6 +85,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 def run_experiment(config: RobustFTConfig, *, config_path: str | Path | None = None, out: str | Path | None = None,
                    progress: bool = True, log: Callable[[str], None] | None = None) -> ExperimentResult:
+    """Run the experiment `config` describes. Its relative paths are read as `load_config` reads
+    them; a configuration built in code gives `config_path`, the file they are relative to."""
     from .evaluate import evaluate
     from ..run.runner import denoise
     from .train import train
@@ -145,7 +132,7 @@ def run_experiment(config: RobustFTConfig, *, config_path: str | Path | None = N
         adapter = None
         train_samples = None
         if method != "base":
-            data = config.data.path if method == "noisy" else out_dir / "denoise" / "denoised.jsonl"
+            data = config.data.path if method == "noisy" else out_dir / "denoise" / DENOISED
             stage(f"fine-tune {config.train.model} on {data} -> {folder}")
             trained = train(config, data=data, model=config.train.model, out=folder, progress=progress)
             if trained.skipped:
@@ -175,7 +162,6 @@ def run_experiment(config: RobustFTConfig, *, config_path: str | Path | None = N
                "test_data": str(test_data), "model": config.train.model, "denoise_model": config.model.name,
                "wall_time_s": round(time.monotonic() - started, 2), "robustft_version": __version__,
                "config": config.public_dict()}
-    (out_dir / RESULTS_FILE).write_text(json.dumps(results, indent=2, ensure_ascii=False, default=str) + "\n",
-                                        encoding="utf-8")
-    (out_dir / TABLE_FILE).write_text(f"Test accuracy on {test_data}\n\n{table}\n", encoding="utf-8")
+    write_json(out_dir / RESULTS_FILE, results)
+    write_text(out_dir / TABLE_FILE, f"Test accuracy on {test_data}\n\n{table}\n")
     return ExperimentResult(out_dir=out_dir, results=results, table=table)

@@ -28,23 +28,23 @@ turns; for open-ended responses, the conversation as written and the response it
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from ..config import RobustFTConfig
-from ..data import load_source, read_jsonl, write_json, write_jsonl
+from ..data import load_source, read_json_records, read_jsonl
+from ..data.records import JSONL_SUFFIXES
 from ..data.sources import looks_like_hub_name
 from ..data.writeback import write_back
 from ..errors import ConfigError, InputError, UserError
+from ..files import atomic_folder, write_json, write_jsonl
 from ..prompts import PromptLibrary
-from ..run.rundir import DENOISED, SUMMARY
+from ..run.rundir import DENOISED, read_summary, run_config
 
 __all__ = ["FORMATS", "PAIR_FORMATS", "ExportResult", "export", "export_run", "infer_format", "load_export",
-           "run_config", "run_summary", "to_alpaca", "to_hf_dataset", "to_messages"]
+           "to_alpaca", "to_hf_dataset", "to_messages"]
 
-Format = Literal["input", "messages", "alpaca", "hf"]
 PAIR_FORMATS: tuple[str, ...] = ("messages", "alpaca", "hf")
 FORMATS: tuple[str, ...] = ("input", *PAIR_FORMATS)
 _PAIR_FILES = {"messages": "fine_tuning_set.jsonl", "alpaca": "fine_tuning_set.json", "hf": "fine_tuning_set_hf"}
@@ -99,7 +99,7 @@ def to_hf_dataset(examples: list[dict[str, Any]]) -> Any:
 def infer_format(out: str | Path) -> str:
     """``.jsonl`` -> messages, ``.json`` -> alpaca, anything else (a folder) -> hf."""
     suffix = Path(out).suffix.lower()
-    if suffix in (".jsonl", ".ndjson"):
+    if suffix in JSONL_SUFFIXES:
         return "messages"
     if suffix == ".json":
         return "alpaca"
@@ -129,53 +129,18 @@ def export(config: RobustFTConfig, *, data: str | Path | None = None, out: str |
     if fmt == "messages":
         write_jsonl(out_path, to_messages(examples))
     elif fmt == "alpaca":
-        _write_json_atomic(out_path, to_alpaca(examples))
+        write_json(out_path, to_alpaca(examples), indent=1)
     else:
         if out_path.exists() and (not out_path.is_dir() or any(out_path.iterdir())):
             if not (out_path / "dataset_info.json").is_file():
                 raise InputError("exists and is not a dataset folder this command wrote", path=out_path,
                                  fix="pass --out with a new or empty folder")
-        to_hf_dataset(examples).save_to_disk(str(out_path))
+        with atomic_folder(out_path) as folder:
+            to_hf_dataset(examples).save_to_disk(str(folder))
     return ExportResult(path=out_path, format=fmt, count=len(examples))
 
 
-def _write_json_atomic(path: Path, value: Any) -> None:
-    write_json(path, value, indent=1)
-
-
 # --- from a run directory, in the input's own format -----------------------------------------
-
-
-def run_summary(run_dir: Path) -> dict[str, Any]:
-    """summary.json of a finished run, or a UserError that says what to pass instead."""
-    path = run_dir / SUMMARY
-    if not run_dir.is_dir():
-        raise UserError(f"{run_dir}: not a directory; pass the run directory `robustft denoise --out` wrote")
-    if not path.is_file():
-        raise UserError(f"{run_dir}: no {SUMMARY}: not a finished run directory; pass the folder `robustft denoise "
-                        "--out` wrote (it has summary.json once the run has finished)")
-    try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError:
-        summary = None
-    if not isinstance(summary, dict):
-        raise UserError(f"{path}: not a valid summary; run `robustft denoise` with the same --out again to "
-                        "rewrite it")
-    return summary
-
-
-def run_config(summary: dict[str, Any]) -> RobustFTConfig:
-    """The resolved configuration a run recorded (`summary["config"]`). Only the sections export
-    needs are read, and fields this version does not know are left out, so the run directory of an
-    older or newer version still exports."""
-    raw = summary.get("config") or {}
-    known = {name: {k: v for k, v in (raw.get(name) or {}).items()
-                    if k in getattr(RobustFTConfig.model_fields[name].annotation, "model_fields", {})}
-             for name in ("data", "denoise")}
-    try:
-        return RobustFTConfig(**known)
-    except Exception as e:  # noqa: BLE001 - a pydantic ValidationError: the recorded config is unusable
-        raise UserError(f"summary.json: the recorded configuration cannot be used ({e})") from None
 
 
 def _input_of(run_dir: Path, summary: dict[str, Any], config: RobustFTConfig) -> Any:
@@ -207,7 +172,7 @@ def export_run(run_dir: str | Path, *, out: str | Path | None = None, fmt: str |
     """Write the fine-tuning set of the run in `run_dir` to `out` (default RUN_DIR/export/<input's
     name>) in `fmt`: "input" (default: the input's own format) or a training-pair format."""
     run_dir = Path(run_dir)
-    summary = run_summary(run_dir)
+    summary = read_summary(run_dir)
     config = run_config(summary)
     if data_overrides:
         config = config.model_copy(update={"data": config.data.model_copy(
@@ -247,7 +212,7 @@ def load_export(path: str | Path, fmt: str | None = None) -> list[dict[str, str]
                 for r in read_jsonl(path)]
     if fmt == "alpaca":
         return [{"prompt": r["instruction"] + (f"\n\n{r['input']}" if r.get("input") else ""),
-                 "completion": r["output"]} for r in json.loads(path.read_text(encoding="utf-8"))]
+                 "completion": r["output"]} for r in read_json_records(path)]
     if fmt == "hf":
         from datasets import load_from_disk
 

@@ -48,7 +48,9 @@ from .. import __version__
 from ..backends.hf import load_model, plain_transcript, resolve_dtype
 from ..config import DataConfig, RobustFTConfig, TrainConfig
 from ..data import Dataset, Sample, load_dataset, read_jsonl
+from ..data.records import JSONL_SUFFIXES
 from ..errors import ConfigError, InputError, UserError
+from ..files import write_json
 from ..prompts import PromptLibrary
 
 __all__ = ["TrainResult", "completion_text", "load_training_set", "sft_examples", "train", "build_trainer",
@@ -77,7 +79,7 @@ def completion_text(label: str, task: str | None = None) -> str:
 
 def is_denoised_file(path: Path) -> bool:
     """A `denoised.jsonl` written by `robustft denoise`: records with `label` and `original_label`."""
-    if path.is_dir() or path.suffix.lower() not in (".jsonl", ".ndjson"):
+    if path.is_dir() or path.suffix.lower() not in JSONL_SUFFIXES:
         return False
     try:
         with path.open(encoding="utf-8") as fh:
@@ -310,12 +312,6 @@ def _check_out_dir(out_dir: Path, fingerprint: str) -> dict[str, Any] | None:
     return state
 
 
-def _write_json(path: Path, value: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
-    tmp.replace(path)
-
-
 def train(config: RobustFTConfig, *, data: str | Path | None = None, model: str | None = None,
           out: str | Path | None = None, progress: bool = True) -> TrainResult:
     """Fine-tune `model` (default `config.train.model`) with LoRA on `data` (default
@@ -343,7 +339,7 @@ def train(config: RobustFTConfig, *, data: str | Path | None = None, model: str 
         state = _check_out_dir(out_dir, fingerprint)
         if processes.is_main_process and (state is None or state.get("status") != "done"):
             out_dir.mkdir(parents=True, exist_ok=True)
-            _write_json(out_dir / STATE_FILE, {"fingerprint": fingerprint, "status": "running"})
+            write_json(out_dir / STATE_FILE, {"fingerprint": fingerprint, "status": "running"})
     if state is not None and state.get("status") == "done" and (out_dir / SUMMARY_FILE).is_file():
         summary = json.loads((out_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
         return TrainResult(out_dir=out_dir, summary=summary, skipped=True)
@@ -361,7 +357,7 @@ def train(config: RobustFTConfig, *, data: str | Path | None = None, model: str 
         "robustft_version": __version__,
     }
     if processes.is_main_process:
-        _write_json(out_dir / CONFIG_FILE, resolved)
+        write_json(out_dir / CONFIG_FILE, resolved)
 
     started = time.monotonic()
     trainer = build_trainer(examples, str(model_name), cfg, out_dir, progress=progress)
@@ -381,8 +377,8 @@ def train(config: RobustFTConfig, *, data: str | Path | None = None, model: str 
     }
     if trainer.is_world_process_zero():
         trainer.save_state()
-        _write_json(out_dir / SUMMARY_FILE, summary)
-        _write_json(out_dir / STATE_FILE, {"fingerprint": fingerprint, "status": "done"})
+        write_json(out_dir / SUMMARY_FILE, summary)
+        write_json(out_dir / STATE_FILE, {"fingerprint": fingerprint, "status": "done"})
     return TrainResult(out_dir=out_dir, summary=summary, log_history=history)
 
 

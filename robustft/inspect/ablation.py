@@ -33,14 +33,13 @@ from typing import Any, Callable
 
 from ..config import RobustFTConfig
 from ..errors import ConfigError
-from .metrics import GoldLabels, load_gold, pct, run_gold_metrics
-from ..run.rundir import load_run
+from ..files import write_json, write_text
+from .metrics import GoldLabels, match_gold, pct, run_gold_metrics
+from ..run.rundir import STORE, load_run
 
 SWITCHES = {"reasoning": "no-reasoning", "checker": "no-checker", "context": "no-context",
             "reviewer": "no-reviewer", "selection": "no-selection"}
 VARIANTS: dict[str, list[str]] = {"full": [], **{name: [switch] for switch, name in SWITCHES.items()}}
-DEFAULT_VARIANTS = list(VARIANTS)
-STORE = "responses.sqlite"
 
 
 def parse_variants(text: str | list[str] | None) -> dict[str, list[str]]:
@@ -152,7 +151,7 @@ def run_ablation(config: RobustFTConfig, variants: dict[str, list[str]], out_dir
             run = load_run(res.out_dir)
             key = json.dumps([r["id"] for r in run.records])
             if key not in gold_cache:
-                gold_cache[key] = load_gold(gold, run)
+                gold_cache[key] = match_gold(gold, run)
             metrics = run_gold_metrics(run, gold_cache[key])
         results.append(VariantResult(name, variants[name], res.out_dir, res.summary,
                                      stats["paid"], stats["reused"], metrics))
@@ -198,12 +197,10 @@ LEGEND = ("flagged: samples the checker called noisy; FT set: samples in the fin
 
 
 def write_ablation(result: AblationResult) -> None:
-    from ..files import write_json
-
     payload = {"gold": result.gold, "store": str(result.out_dir / STORE), "variants": result.rows(),
                "metrics": {v.name: v.metrics for v in result.variants if v.metrics}}
     write_json(result.out_dir / "ablation.json", payload)
     md = ["# Ablation", "", f"Data: {result.variants[0].summary.get('data') if result.variants else ''}",
           *( [f"Gold labels: {result.gold}"] if result.gold else []), "", format_table(result, markdown=True), "",
           LEGEND, ""]
-    (result.out_dir / "ablation.md").write_text("\n".join(md), encoding="utf-8")
+    write_text(result.out_dir / "ablation.md", "\n".join(md))

@@ -15,7 +15,7 @@ the cleaning can be trusted:
 - **What happened to the wrong labels** (fixed, removed, kept unchanged, relabeled to another wrong
   answer, failed) and to the right ones (kept right, removed, failed, broken: replaced by a wrong one).
 
-Gold is read with `robustft.data.load_dataset`, using the run's column names (falling back to the
+Gold is read with `robustft.data.gold.read_gold`, using the run's column names (falling back to the
 defaults). Gold rows are matched to the run's samples by id; when the gold file has no id column
 (its ids are row numbers) or none of its ids occur in the run, by row order, after checking that
 the questions line up.
@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..answers import answers_match, normalize_label
-from ..config import DataConfig
+from ..data.gold import read_gold
 from ..errors import InputError, UserError
 from ..run.rundir import RunFiles
 
@@ -48,30 +48,14 @@ def _norm_q(text: Any) -> str:
     return _WS.sub(" ", str(text or "")).strip().casefold()
 
 
-def _load_gold_dataset(path: Path, run: RunFiles):
-    from ..data import load_dataset
-
-    data_cfg = dict(run.config.get("data") or {})
-    data_cfg.update(path=None, limit=None, task="auto")
-    try:
-        cfg = DataConfig(**data_cfg)
-    except Exception:  # noqa: BLE001 - a summary from another version: use the default columns
-        cfg = DataConfig()
-    try:
-        return load_dataset(cfg, path)
-    except InputError as first:
-        if cfg == DataConfig():
-            raise UserError(f"gold file: {first}") from None
-        try:
-            return load_dataset(DataConfig(), path)
-        except InputError:
-            raise UserError(f"gold file: {first}") from None
-
-
-def load_gold(path: str | Path, run: RunFiles) -> GoldLabels:
+def match_gold(path: str | Path, run: RunFiles) -> GoldLabels:
     """The gold label of each of the run's samples, read from `path` (CSV, JSONL, ... like --data)."""
     path = Path(path)
-    gold = _load_gold_dataset(path, run)
+    columns = run.config.data.model_copy(update={"path": None, "limit": None, "task": "auto"})
+    try:
+        gold = read_gold(path, columns)
+    except InputError as e:
+        raise UserError(f"gold file: {e}") from None
     has_ids = any(s.id != str(s.row) for s in gold.samples)
     by_gold_id = {s.id: s for s in gold.samples}
     matched_by = "id" if has_ids and any(r["id"] in by_gold_id for r in run.records) else "row"

@@ -25,8 +25,8 @@ naming the row) and changes nothing unless all rows are valid. It then rewrites 
 decided samples carry `source: "human"`, dropped ones are removed, rescued ones are inserted in
 input order. The first import keeps the tool's version as denoised.before_review.jsonl; every
 change is appended to review_log.jsonl (shown by `robustft trace`). Importing the same file again
-changes nothing. Re-running `robustft denoise` on DIR keeps the decisions: the runner replays
-review_log.jsonl over the fresh fine-tuning set (`replay_review_log`).
+changes nothing. Re-running `robustft denoise` on DIR keeps the decisions: the run directory replays
+review_log.jsonl over the fresh fine-tuning set (`robustft.run.rundir.replay_review_log`).
 """
 
 from __future__ import annotations
@@ -35,22 +35,22 @@ import csv
 import io
 import json
 import re
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..answers import format_options, letters, normalize_label
-from ..data import write_jsonl
+from ..data.records import JSONL_SUFFIXES, BadJsonLine, NotUTF8, json_lines, no_field_limit, utf8_text
 from ..errors import UserError
-from ..run.rundir import DENOISED, REVIEW_LOG, RunFiles, load_run, read_review_log
+from ..files import atomic_write, write_jsonl
+from ..run.outputs import human_record
+from ..run.rundir import BACKUP, DENOISED, REVIEW_LOG, SAMPLES, RunFiles, load_run, read_review_log
 
 COLUMNS = ["id", "status", "question", "options", "original_label", "proposed_label", "current_label", "score",
            "base_answer", "reasoning_answer", "context_answer", "reviewer_answer", "checker_reason",
            "decision", "note"]
 KEYWORDS = ("keep", "accept", "drop")
-BACKUP = "denoised.before_review.jsonl"
 
 # Spreadsheets run a cell that starts with one of these as a formula (CSV injection). OWASP's
 # remedy: a leading single quote, which spreadsheets show as text. A value that already starts with
@@ -109,19 +109,17 @@ def export_review(run_dir: str | Path, out: str | Path | None = None, *, score_a
                         "or --force to overwrite it")
     current = {d["id"]: d for d in run.fine_tuning_set()}
     rows = contested(run, score_above)
-    as_jsonl = path.suffix.lower() in (".jsonl", ".ndjson")
+    as_jsonl = path.suffix.lower() in JSONL_SUFFIXES
     records = [_row(r, current.get(r["id"]), not as_jsonl) for r in rows]
-    path.parent.mkdir(parents=True, exist_ok=True)
     if as_jsonl:
         write_jsonl(path, records)
     else:
-        tmp = path.with_name(path.name + ".tmp")
-        with tmp.open("w", newline="", encoding="utf-8-sig") as fh:  # the BOM lets spreadsheets read UTF-8
+        with atomic_write(path, newline="") as fh:
+            fh.write("\ufeff")  # a byte-order mark lets spreadsheets read UTF-8
             writer = csv.DictWriter(fh, fieldnames=COLUMNS)
             writer.writeheader()
             for rec in records:
                 writer.writerow({k: "" if v is None else neutralise_cell(str(v)) for k, v in rec.items()})
-        tmp.replace(path)
     return path, len(records)
 
 
@@ -162,52 +160,53 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
     except OSError as e:
         raise UserError(f"{path}: cannot read the file ({e.strerror or e}); check its permissions") from None
     try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = data[:e.start].count(b"\n") + 1
-        raise UserError(f"{path}, line {line}: not UTF-8 text; save the review file as UTF-8 "
+        text = utf8_text(data)
+    except NotUTF8 as e:
+        raise UserError(f"{path}, line {e.line}: not UTF-8 text; save the review file as UTF-8 "
                         "(in a spreadsheet: CSV UTF-8)") from None
     if "\x00" in text:
         line = text[:text.index("\x00")].count("\n") + 1
         raise UserError(f"{path}, line {line}: holds a NUL byte: the file is damaged or not text; "
                         "export again with `robustft review export` and copy the decisions over") from None
-    if path.suffix.lower() in (".jsonl", ".ndjson"):
-        rows = []
-        for number, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except ValueError as e:
-                raise UserError(f"{path}, line {number}: not valid JSON ({e}); fix the line, or export again "
-                                "and copy the decisions over") from None
+    if path.suffix.lower() in JSONL_SUFFIXES:
+        return _jsonl_rows(path, text)
+    return _csv_rows(path, text)
+
+
+def _jsonl_rows(path: Path, text: str) -> list[dict[str, Any]]:
+    rows = []
+    try:
+        for _, line, _, obj in json_lines(text):
             if not isinstance(obj, dict):
-                raise UserError(f"{path}, line {number}: expected a JSON object with 'id' and 'decision'")
+                raise UserError(f"{path}, line {line}: expected a JSON object with 'id' and 'decision'")
             rows.append(obj)
-        return rows
+    except BadJsonLine as bad:
+        raise UserError(f"{path}, line {bad.line}: not valid JSON ({bad.error}); fix the line, or export again "
+                        "and copy the decisions over") from None
+    return rows
+
+
+def _csv_rows(path: Path, text: str) -> list[dict[str, Any]]:
     first = text.splitlines()[0] if text.strip() else ""
     delimiter = max(",;\t", key=first.count) if first else ","
     # newline="": only \r and \n end a row; a U+2028 or \x1c in a question is text, not a line break.
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
-    # No field can be longer than the file; the default limit (128 KB) rejects long questions.
-    old_limit = csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
     try:
-        if reader.fieldnames is None or "id" not in reader.fieldnames or "decision" not in reader.fieldnames:
-            raise UserError(f"{path}: needs the columns 'id' and 'decision' (found: "
-                            f"{', '.join(reader.fieldnames or []) or 'none'}); start from the file "
-                            "`robustft review export` writes")
-        rows = []
-        for row in reader:
-            if None in row:  # more cells than header columns: a stray delimiter or quote
-                raise UserError(f"{path}, row {len(rows) + 1}: more cells than columns; a quote or delimiter "
-                                "is out of place: fix the row, or export again and copy the decisions over")
-            rows.append({k: restore_cell(v) if isinstance(v, str) else v for k, v in row.items()})
-        return rows
+        with no_field_limit():
+            if reader.fieldnames is None or "id" not in reader.fieldnames or "decision" not in reader.fieldnames:
+                raise UserError(f"{path}: needs the columns 'id' and 'decision' (found: "
+                                f"{', '.join(reader.fieldnames or []) or 'none'}); start from the file "
+                                "`robustft review export` writes")
+            rows = []
+            for row in reader:
+                if None in row:  # more cells than header columns: a stray delimiter or quote
+                    raise UserError(f"{path}, row {len(rows) + 1}: more cells than columns; a quote or delimiter "
+                                    "is out of place: fix the row, or export again and copy the decisions over")
+                rows.append({k: restore_cell(v) if isinstance(v, str) else v for k, v in row.items()})
+            return rows
     except csv.Error as e:
         raise UserError(f"{path}, line {reader.line_num}: not readable as CSV ({e}); fix the line, or export "
                         "again and copy the decisions over") from None
-    finally:
-        csv.field_size_limit(old_limit)
 
 
 def parse_decisions(path: Path, run: RunFiles) -> tuple[list[Decision], int]:
@@ -225,7 +224,7 @@ def parse_decisions(path: Path, run: RunFiles) -> tuple[list[Decision], int]:
             continue
         rec = run.by_id.get(sid)
         if rec is None:
-            raise UserError(f"{where}: no sample with this id in {run.dir / 'samples.jsonl'}; keep the id column "
+            raise UserError(f"{where}: no sample with this id in {run.dir / SAMPLES}; keep the id column "
                             "as exported, and import into the run the file was exported from")
         if sid in seen:
             raise UserError(f"{where}: id {sid} appears again (first on row {seen[sid]}); give one decision per sample")
@@ -254,15 +253,6 @@ def parse_decisions(path: Path, run: RunFiles) -> tuple[list[Decision], int]:
     return decisions, blank
 
 
-def _ft_record(rec: dict[str, Any], label: str) -> dict[str, Any]:
-    out = {"id": rec["id"], "question": rec.get("question")}
-    if rec.get("options"):
-        out["options"] = rec["options"]
-    out.update({"task": rec.get("task"), "label": label, "original_label": rec.get("original_label"),
-                "source": "human", "score": rec.get("score")})
-    return out
-
-
 def import_review(run_dir: str | Path, file: str | Path) -> ImportResult:
     run = load_run(run_dir)
     read_review_log(run.dir)  # a damaged log is named now, not left with new decisions after it
@@ -278,7 +268,7 @@ def import_review(run_dir: str | Path, file: str | Path) -> ImportResult:
         if dec.action == "drop":
             after = None
         else:
-            after = _ft_record(rec, dec.label)
+            after = human_record(rec, dec.label)
         same = (before is None and after is None) or (
             before is not None and after is not None and before.get("label") == after["label"]
             and before.get("source") == "human")
@@ -301,7 +291,8 @@ def import_review(run_dir: str | Path, file: str | Path) -> ImportResult:
     if log:
         backup = run.dir / BACKUP
         if run.denoised is not None and not backup.exists():
-            shutil.copyfile(run.dir / DENOISED, backup)
+            with atomic_write(backup, binary=True) as f:
+                f.write((run.dir / DENOISED).read_bytes())
         ordered = [current[r["id"]] for r in run.records if r["id"] in current]
         ordered += [d for sid, d in current.items() if sid not in run.by_id]  # never lose a row
         write_jsonl(run.dir / DENOISED, ordered)
@@ -309,27 +300,3 @@ def import_review(run_dir: str | Path, file: str | Path) -> ImportResult:
             for entry in log:
                 fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
     return result
-
-
-def replay_review_log(run_dir: Path, denoised: list[dict[str, Any]], records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The fine-tuning set with the latest logged human decision per sample applied again.
-
-    `robustft denoise` calls this when it rewrites denoised.jsonl, so resuming or re-selecting a
-    reviewed run does not silently undo what a person decided.
-    """
-    entries = read_review_log(Path(run_dir))
-    if not entries:
-        return denoised
-    latest: dict[str, dict[str, Any] | None] = {}
-    for entry in entries:
-        latest[entry["id"]] = entry.get("after")
-    by_id = {r["id"]: r for r in records}
-    current = {d["id"]: d for d in denoised}
-    for sid, after in latest.items():
-        if sid not in by_id:
-            continue
-        if after is None:
-            current.pop(sid, None)
-        else:
-            current[sid] = _ft_record(by_id[sid], after["label"])
-    return [current[r["id"]] for r in records if r["id"] in current]

@@ -18,8 +18,9 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from ..answers import letters, option_text
 from ..errors import UserError
-from ..run.rundir import RunFiles, load_run
+from ..run.rundir import SAMPLES, RunFiles, load_run
 from ..secrets import redact_tree
 from .terminal import json_visible, visible
 
@@ -29,7 +30,6 @@ TITLES = {"base": "base expert (answers directly)",
           "judge": "judge (an LLM decides whether the label is wrong)",
           "context": "context relabeler (answers again, shown similar clean samples)",
           "reviewer": "reviewer (weighs the reasoning and context answers, gives the label)"}
-LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 PROMPT_HEAD, PROMPT_TAIL, RESPONSE_LINES = 4, 6, 24
 PREVIEW_CHARS = 70  # a long label (an open-ended response) is previewed in lines that hold other things
 TURN_LINES = 6
@@ -50,7 +50,7 @@ def find_record(run: RunFiles, sample_id: str) -> dict[str, Any]:
     if not hint:
         first = [r["id"] for r in run.records[:3]]
         hint = f"; ids look like {', '.join(first)}" if first else "; the run has no samples"
-    raise UserError(f"{run.dir / 'samples.jsonl'}: no sample with id {sample_id!r} among {len(run.records)}{hint}")
+    raise UserError(f"{run.dir / SAMPLES}: no sample with id {sample_id!r} among {len(run.records)}{hint}")
 
 
 def _selection_step(run: RunFiles, rec: dict[str, Any]) -> dict[str, Any] | None:
@@ -123,10 +123,9 @@ def is_long(label: Any) -> bool:
 def _label_text(label: Any, options: list[str] | None, full: bool = False) -> str:
     if label is None:
         return "(none)"
-    if options and isinstance(label, str) and len(label) == 1 and label in LETTERS:
-        i = LETTERS.index(label)
-        if i < len(options):
-            return f"{label} ({options[i]})"
+    text = option_text(label, options)
+    if text is not None:
+        return f"{label} ({text})"
     if is_long(label) and not full:
         first = label.strip().splitlines()[0] if label.strip() else ""
         return f"\"{first[:PREVIEW_CHARS].rstrip()}...\" ({len(label.split())} words)"
@@ -169,7 +168,7 @@ def format_trace(trace: dict[str, Any], full: bool = False) -> str:
     out.append(_indent(str(trace.get("question")), "    "))
     if opts:
         out.append("options:")
-        out += [f"    {LETTERS[i]}. {o}" for i, o in enumerate(opts)]
+        out += [f"    {letter}. {o}" for letter, o in zip(letters(len(opts)), opts)]
     if is_long(trace["original_label"]):
         out += ["given response:", _indent(str(trace["original_label"]), "    ")]
     else:

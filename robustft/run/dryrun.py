@@ -22,6 +22,7 @@ from ..inspect.terminal import visible
 from ..prompts import PromptLibrary
 from ..prompts.check import check_prompts, neighbours, prompts_in_use, render_first_sample, stage_values
 from ..tokens import count_tokens
+from .rundir import RUN_FILE
 
 ROLE_OF = {"base": "base", "reasoning": "reasoning", "reflection": "reasoning", "judge": "judge",
            "context": "context", "reviewer": "reviewer"}
@@ -106,7 +107,7 @@ def dry_run(config: RobustFTConfig, dataset: Dataset | None = None) -> DryRun:
     prompts = render_first_sample(library, config, dataset)
     result = DryRun(dataset=dataset, prompts=prompts, sources={n: library.source_of(n, dataset.task) for n in prompts},
                     estimate=estimate(config, dataset, library))
-    if config.out is not None and (Path(config.out) / "run.json").is_file():
+    if config.out is not None and (Path(config.out) / RUN_FILE).is_file():
         result.notes.append(f"{config.out} already holds a run: `denoise` would resume it, asking only the samples "
                             "not finished yet, so the real cost is lower")
     return result

@@ -4,6 +4,7 @@
   the status it has then: clean, noisy, candidate or failed) and the fingerprint of what made it.
 - `final_record`: that record once selection has decided (candidate -> relabeled or dropped).
 - `fine_tuning_record`: its line in denoised.jsonl, or None when it is not in the set.
+- `human_record`: its line in denoised.jsonl once a person decided its label (`robustft review`).
 - `Summary`: summary.json's counts, accumulated record by record.
 """
 
@@ -76,6 +77,15 @@ def fine_tuning_record(record: dict[str, Any]) -> dict[str, Any] | None:
     out.update({"task": record["task"], "label": record["label"], "original_label": record["original_label"],
                 "source": "clean" if record["status"] == "clean" else "relabeled",
                 "score": record["score"] if record["status"] == "relabeled" else None})
+    return out
+
+
+def human_record(record: dict[str, Any], label: Any) -> dict[str, Any]:
+    out = {"id": record["id"], "question": record.get("question")}
+    if record.get("options"):
+        out["options"] = record["options"]
+    out.update({"task": record.get("task"), "label": label, "original_label": record.get("original_label"),
+                "source": "human", "score": record.get("score")})
     return out
 
 

@@ -7,12 +7,16 @@
     DIR/run.json           the settings the samples were made with (to say what changed)
     DIR/run.log            the run's messages
     DIR/.lock              held by the process running in DIR
+    DIR/review_log.jsonl   human review decisions (`robustft review import` appends them)
+    DIR/denoised.before_review.jsonl   the fine-tuning set as the tool made it, before review
 
 `RunDir` is what a run uses: it checks that DIR can be written, takes the lock (one run per
 directory), and writes the outputs so that a kill never leaves them from two different
-selections. `load_run(DIR)` is what the inspection commands use: the files of a finished run,
-parsed; its errors say what DIR is instead and what to pass, because `trace`, `report` and
-`review` all start there.
+selections, with any human review decisions applied again (`replay_review_log`).
+`load_run(DIR)` is what the inspection commands use: the files of a finished run, parsed, with
+the run's configuration typed (`RunFiles.config`); its errors say what DIR is instead and what
+to pass, because `trace`, `report` and `review` all start there. `read_summary(DIR)` and
+`run_config(summary)` serve a command that needs only summary.json (`export`).
 
 The files are checked as they are read (JSON, the fields and types the commands rely on, one
 record per sample, counts that agree), so a damaged, truncated or hand-edited file gives one
@@ -25,18 +29,23 @@ import json
 import os
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Iterable, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
+from ..config import RobustFTConfig, recorded_config
+from ..data.records import BadJsonLine, NotUTF8, json_lines, utf8_text
 from ..errors import UserError
 from ..files import atomic_write, remove_stale_temporaries, write_json, write_jsonl
+from .outputs import human_record
 
 SAMPLES = "samples.jsonl"
 SUMMARY = "summary.json"
 DENOISED = "denoised.jsonl"
 REVIEW_LOG = "review_log.jsonl"
+BACKUP = "denoised.before_review.jsonl"
 STORE = "responses.sqlite"
 RUN_FILE = "run.json"
 LOG = "run.log"
@@ -172,9 +181,10 @@ class RunFiles:
     def task(self) -> str:
         return self.summary.get("task") or (self.records[0].get("task") if self.records else None) or "multiple_choice"
 
-    @property
-    def config(self) -> dict[str, Any]:
-        return self.summary.get("config") or {}
+    @cached_property
+    def config(self) -> RobustFTConfig:
+        """The configuration the run recorded, typed (see `run_config`)."""
+        return run_config(self.summary)
 
     @property
     def selection(self) -> dict[str, Any]:
@@ -182,7 +192,7 @@ class RunFiles:
 
     @property
     def rel_tol(self) -> float:
-        return float((self.config.get("data") or {}).get("numeric_rel_tol", 1e-2))
+        return self.config.data.numeric_rel_tol
 
     def fine_tuning_set(self) -> list[dict[str, Any]]:
         """denoised.jsonl as it is now (after any human review), else rebuilt from the records."""
@@ -214,29 +224,23 @@ def _read_text(path: Path, fix: str) -> str:
     except OSError as e:
         raise UserError(f"{path}: cannot read it ({e.strerror or e}); check its permissions") from None
     try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data[:e.start].count(b"\n") + 1
-        raise UserError(f"{path}, line {line}: not UTF-8 text: the file is damaged: {fix}") from None
+        return utf8_text(data)
+    except NotUTF8 as e:
+        raise UserError(f"{path}, line {e.line}: not UTF-8 text: the file is damaged: {fix}") from None
 
 
 def _read_jsonl(path: Path, fix: str = REWRITE) -> list[dict[str, Any]]:
-    text = _read_text(path, fix)
     out = []
-    lines = text.split("\n")
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except ValueError as e:
-            ends = number == len(lines) or not any(rest.strip() for rest in lines[number:])
-            what = "the file ends in the middle of a record (it was cut short)" if ends else f"not valid JSON ({e})"
-            raise UserError(f"{path}, line {number}: {what}; the file is damaged: {fix}") from None
-        if not isinstance(obj, dict):
-            raise UserError(f"{path}, line {number}: expected a JSON object per line, found "
-                            f"{type(obj).__name__}; the file is damaged: {fix}")
-        out.append(obj)
+    try:
+        for _, line, _, obj in json_lines(_read_text(path, fix)):
+            if not isinstance(obj, dict):
+                raise UserError(f"{path}, line {line}: expected a JSON object per line, found "
+                                f"{type(obj).__name__}; the file is damaged: {fix}")
+            out.append(obj)
+    except BadJsonLine as bad:
+        what = ("the file ends in the middle of a record (it was cut short)" if bad.last
+                else f"not valid JSON ({bad.error})")
+        raise UserError(f"{path}, line {bad.line}: {what}; the file is damaged: {fix}") from None
     return out
 
 
@@ -251,6 +255,23 @@ def _read_summary(path: Path) -> dict[str, Any]:
         raise UserError(f"{path}: expected a JSON object, found {type(summary).__name__}; the file is damaged: {REWRITE}")
     _checked(path, "summary", None, summary, REWRITE)
     return summary
+
+
+def read_summary(run_dir: str | Path) -> dict[str, Any]:
+    """summary.json of a finished run, checked, for a command that reads nothing else of it."""
+    d = Path(run_dir)
+    if not d.is_dir():
+        raise UserError(f"{d}: not a directory; pass the run directory `robustft denoise --out` wrote")
+    if not (d / SUMMARY).is_file():
+        raise UserError(f"{d}: no {SUMMARY}: not a finished run directory; pass the folder `robustft denoise "
+                        "--out` wrote (it has summary.json once the run has finished)")
+    return _read_summary(d / SUMMARY)
+
+
+def run_config(summary: dict[str, Any]) -> RobustFTConfig:
+    """The configuration a run recorded in its summary, typed: a run directory of an older or newer
+    version reads too (`robustft.config.recorded_config`)."""
+    return recorded_config(summary.get("config"))
 
 
 def load_run(run_dir: str | Path) -> RunFiles:
@@ -388,8 +409,6 @@ class RunDir:
         replaced a marker file stands in DIR, so a reader (and `load_run`) never takes outputs of
         two different selections for one run; a run stopped here rewrites them when run again.
         """
-        from ..inspect.review import BACKUP, replay_review_log
-
         marker = self.path / WRITING
         marker.write_text("outputs are being written\n", encoding="utf-8")
         from .journal import dump_line
@@ -410,3 +429,27 @@ class RunDir:
         os.replace(staged, self.denoised)
         write_json(self.summary, summary())
         marker.unlink()
+
+
+def replay_review_log(run_dir: Path, denoised: list[dict[str, Any]], records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The fine-tuning set with the latest logged human decision per sample applied again.
+
+    `write_outputs` calls this when it rewrites denoised.jsonl, so resuming or re-selecting a
+    reviewed run does not silently undo what a person decided.
+    """
+    entries = read_review_log(Path(run_dir))
+    if not entries:
+        return denoised
+    latest: dict[str, dict[str, Any] | None] = {}
+    for entry in entries:
+        latest[entry["id"]] = entry.get("after")
+    by_id = {r["id"]: r for r in records}
+    current = {d["id"]: d for d in denoised}
+    for sid, after in latest.items():
+        if sid not in by_id:
+            continue
+        if after is None:
+            current.pop(sid, None)
+        else:
+            current[sid] = human_record(by_id[sid], after["label"])
+    return [current[r["id"]] for r in records if r["id"] in current]

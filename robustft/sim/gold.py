@@ -1,4 +1,4 @@
-"""The gold answers the simulated expert knows, read through `robustft.data` like any dataset."""
+"""The gold answers the simulated expert knows, read with `robustft.data.gold` like any dataset."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..answers import letters
-from ..config import DataConfig
-from ..data import load_dataset
+from ..data.gold import read_gold
 from ..errors import InputError
 from .facts import ANSWER_MARKER, fact_words, is_right
 
@@ -80,16 +79,14 @@ def _open_item(sample: Any, path: Path) -> tuple[str, tuple[str, ...]]:
 
 
 def load_gold(path: str | Path) -> list[GoldItem]:
-    """Gold rows from any file `robustft.data.load_dataset` reads (CSV, JSONL, JSON, ...).
+    """Gold rows from any file `robustft.data.gold.read_gold` reads (CSV, JSONL, JSON, ...).
 
     Columns: `question`, `answer`, optional `id` and `options` (multiple choice: a JSON list, the
     answer a letter or an option's text); for open-ended rows `key` (the key fact) and optional
     `distractors` (a JSON list). Raises `InputError` naming the file, row (counted from 1) and field.
     """
     path = Path(path)
-    dataset = load_dataset(DataConfig(), path)
-    if not dataset.samples:
-        raise InputError("no rows", path=path, fix="give a file with at least one question")
+    dataset = read_gold(path)
     open_ended = dataset.task != "multiple_choice" and any("key" in s.extra for s in dataset.samples)
     items = []
     for sample in dataset.samples:

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from ..answers import letters, parse_number
+from ..answers import letter_index, letters, option_text, parse_number
 from ..errors import ConfigError
 from . import facts
 from .embeddings import DIMENSIONS, embed, encode_base64
@@ -25,7 +25,6 @@ from .index import QuestionIndex, normalize_space
 
 __all__ = ["Reply", "SimModel"]
 
-LETTERS = "".join(letters(26))
 _TOKEN = re.compile(r"\s*\S+")
 _STEP_BY_STEP = re.compile(r"step\s+by\s+step", re.IGNORECASE)
 _OPTION_LINE = re.compile(r"^[ \t]*\(?([A-Z])[.)][ \t]", re.MULTILINE)
@@ -320,7 +319,7 @@ class SimModel:
 
     def _wrong_answer(self, item: GoldItem, rng: random.Random) -> str:
         if item.options is not None:
-            others = [LETTERS[i] for i in range(len(item.options)) if LETTERS[i] != item.answer]
+            others = [letter for letter in letters(len(item.options)) if letter != item.answer]
             return rng.choice(others) if others else item.answer
         number = item.answer.replace(",", "")
         if _NUMBER.fullmatch(number):
@@ -364,7 +363,7 @@ class SimModel:
         if item.options is not None:
             texts = [_plain(option) for option in item.options]
             if _plain(candidate) in texts:  # before letters: an option may start with "A "
-                return LETTERS[texts.index(_plain(candidate))] == item.answer
+                return letter_index(item.answer) == texts.index(_plain(candidate))
             letter = _LETTER.match(candidate)
             return bool(letter) and letter.group(1) == item.answer
         number, gold = parse_number(candidate), parse_number(item.answer)
@@ -380,7 +379,7 @@ class SimModel:
                 return _Decision(rng.choice("YN"), False, "verdict")
             seen = sorted(set(_OPTION_LINE.findall(prompt)))
             if not seen and self.multiple_choice:
-                seen = list("ABCD")
+                seen = letters(4)
             return _Decision(rng.choice(seen) if seen else "unknown", False, "unknown")
         correct = rng.random() < self.accuracy
         if verdict is not None:
@@ -393,13 +392,14 @@ class SimModel:
             return _Decision(response, facts.is_right(response, item.key or "", item.distractors), "open")
         answer = item.answer if correct else self._wrong_answer(item, rng)
         if item.options is not None:
-            return _Decision(answer, correct, "choice", item.options[LETTERS.index(answer)])
+            return _Decision(answer, correct, "choice", option_text(answer, list(item.options)))
         return _Decision(answer, correct, "numeric" if parse_number(item.answer) is not None else "text")
 
     @staticmethod
     def _not_an_option(decision: _Decision, item: GoldItem | None) -> str:
         if decision.kind == "choice" and item is not None and item.options is not None:
-            return LETTERS[len(item.options)] if len(item.options) < len(LETTERS) else "?"
+            past = len(item.options)  # the letter after the last option
+            return letters(past + 1)[-1] if past < 26 else "?"
         return "Maybe" if decision.kind == "verdict" else "several"
 
     @staticmethod

@@ -42,8 +42,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..data import write_jsonl
 from ..errors import ConfigError, InputError
+from ..files import atomic_write, write_json, write_jsonl
 from . import facts
 from .gold import GoldItem, load_gold
 from .index import normalize_space
@@ -125,7 +125,7 @@ def _key_change(row: _Row, rng: random.Random) -> tuple[str, str] | None:
 
 
 def _write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
-    with path.open("w", encoding="utf-8", newline="") as fh:
+    with atomic_write(path, newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
@@ -218,7 +218,7 @@ def make_open_data(source: str | Path, out: str | Path, *, noise: float = 0.3, s
                 "key_changed": sum(e["kind"] == "key_changed" for e in log),
                 "swaps_for_want_of_a_distractor": fallbacks,
                 "left_out_duplicate_questions": duplicates, "left_out_unusable": unusable}
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    write_json(out / "manifest.json", manifest)
     return manifest
 
 

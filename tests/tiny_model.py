@@ -1,4 +1,6 @@
-"""Helpers for tests and benchmarks: a tiny local chat model built offline in a second.
+"""Test support (not shipped in the wheel): a tiny local chat model built offline in a second.
+Tests import it as `tiny_model` (the `tiny_model_dir` fixture builds one per session), benchmarks
+as `tests.tiny_model` (they run from the repository root: `python -m benchmarks.NAME`).
 
 `build_tiny_model(path)` writes a randomly initialised two-layer Llama with a byte-level BPE
 tokenizer (trained on the spot) and a chat template, in the standard `save_pretrained` layout, so
@@ -67,7 +69,7 @@ def build_tiny_model(path: str | Path, *, vocab_texts: list[str] | None = None, 
         except (OSError, ValueError):
             pass
     elif path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise ValueError(f"{path}: exists and does not hold a tiny model built by robustft.testing; "
+        raise ValueError(f"{path}: exists and does not hold a tiny model built by tests/tiny_model.py; "
                          "pass an empty or new directory")
 
     path.parent.mkdir(parents=True, exist_ok=True)

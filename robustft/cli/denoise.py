@@ -1,0 +1,104 @@
+"""`robustft denoise` and `robustft demo`: the method itself, on your data or on bundled data."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from .common import (DATA_HELP, add_data_flags, add_embedding_flags, add_model_flags, data_overrides,
+                     embedding_overrides, failed_exit, model_overrides, print_to_pager)
+
+
+def add_denoise(sub) -> None:
+    p = sub.add_parser("denoise", help="clean a noisy SFT dataset with the RobustFT agents",
+                       description="Run base expert, reasoning expert, checker, context relabeler, reviewer "
+                                   "and entropy selection over a dataset. Writes denoised.jsonl, samples.jsonl "
+                                   "and summary.json to --out; re-running with the same --out resumes.")
+    p.add_argument("--config", metavar="FILE", help="YAML config (see examples/); flags override it")
+    p.add_argument("--data", metavar="SOURCE", help=DATA_HELP)
+    p.add_argument("--out", metavar="DIR", help="run directory: the outputs, every model response (to resume), "
+                                                "the run's log")
+    add_model_flags(p)
+    add_embedding_flags(p)
+    p.add_argument("--concurrency", type=int, metavar="N", help="model calls in flight at once (default 32)")
+    p.add_argument("--limit", type=int, metavar="N", help="take only the first N rows")
+    p.add_argument("--max-tokens", type=int, metavar="N", help="max tokens per response (default 512)")
+    p.add_argument("--beta", type=float, help="fraction of relabeled samples kept (default 0.5)")
+    p.add_argument("--k", type=int, help="clean examples shown to the context relabeler (default 3)")
+    p.add_argument("--checker", choices=["paper", "majority", "judge"], help="noise detection rule (default paper)")
+    p.add_argument("--reflection-rounds", type=int, metavar="N", help="extra self-reflection calls (default 0)")
+    p.add_argument("--review", choices=["on_disagreement", "always"],
+                   help="when the reviewer is asked: only when reasoning and context answers differ (default), "
+                        "or always (the paper's code)")
+    p.add_argument("--task", choices=["auto", "multiple_choice", "text", "numeric", "open"],
+                   help="answer type (default: inferred; open = long free-text responses)")
+    p.add_argument("--prompts-dir", metavar="DIR", help="folder of .jinja templates overriding the built-ins")
+    p.add_argument("--out-of-range-labels", choices=["error", "keep"],
+                   help="a label letter past the last option: stop with an error (default) or keep it to be relabeled")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check and print every prompt for the first sample and estimate the calls and tokens of "
+                        "the whole run; calls no model and writes nothing")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--executor", choices=["local", "ray"],
+                   help="where the samples run: this process (default) or a Ray cluster (pip install 'robustft[ray]'; "
+                        "docs/ray.md)")
+    p.add_argument("--ray-address", metavar="ADDR",
+                   help="with --executor ray: the cluster to join ('auto', HOST:6379 or ray://HOST:10001); default: "
+                        "start Ray on this machine")
+    add_data_flags(p)
+    p.set_defaults(handler=_denoise)
+
+
+def _denoise(args: argparse.Namespace) -> int:
+    from ..config import load_config
+    from ..run.runner import denoise
+
+    overrides = model_overrides(args)
+    overrides.update({"data.path": args.data, "out": args.out, "data.limit": args.limit, "data.task": args.task,
+                      "data.out_of_range_labels": args.out_of_range_labels,
+                      "denoise.concurrency": args.concurrency, "denoise.beta": args.beta, "denoise.k": args.k,
+                      "denoise.checker": args.checker, "denoise.reflection_rounds": args.reflection_rounds,
+                      "denoise.review": args.review,
+                      "denoise.prompts_dir": args.prompts_dir, "run.executor": args.executor,
+                      "run.ray_address": args.ray_address, **embedding_overrides(args), **data_overrides(args)})
+    config = load_config(args.config, overrides)
+    if args.dry_run:
+        from ..run.dryrun import describe_dry_run, dry_run
+
+        print_to_pager(describe_dry_run(dry_run(config), config))
+        return 0
+    result = denoise(config, progress=not args.quiet)
+    print(describe_run(result.summary, result.out_dir))
+    return failed_exit(result.summary)
+
+
+def describe_run(summary: dict[str, Any], out_dir: Path) -> str:
+    from ..run.rundir import DENOISED, SAMPLES, SUMMARY
+
+    s, sel = summary, summary["selection"]
+    return "\n".join([
+        f"{s['total']} samples: {s['clean']} clean, {s['noisy']} flagged noisy -> {s['relabeled']} relabeled "
+        f"and kept, {s['dropped']} dropped by selection (beta={sel['beta']}), {s['failed']} failed",
+        f"fine-tuning set: {s['clean'] + s['relabeled']} samples in {out_dir / DENOISED}",
+        f"every sample's path: {out_dir / SAMPLES}   counts and config: {out_dir / SUMMARY}",
+        f"model calls: {s['model_calls']['total']}, tokens: {s['tokens']['prompt']} prompt + "
+        f"{s['tokens']['completion']} completion, wall time {s['wall_time_s']:.1f} s",
+    ])
+
+
+def add_demo(sub) -> None:
+    p = sub.add_parser("demo", help="run the whole method offline on bundled data with simulated experts",
+                       description="Starts a simulated OpenAI-compatible expert server on a free loopback port "
+                                   "and denoises a small bundled multiple-choice dataset with known answers.")
+    p.add_argument("--out", metavar="DIR", default="runs/demo", help="run directory (default runs/demo)")
+    p.add_argument("--accuracy", type=float, default=0.8, help="how often the simulated experts are right (default 0.8)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(handler=_demo)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from ..demo import run_demo
+
+    print(run_demo(Path(args.out), accuracy=args.accuracy, progress=not args.quiet))
+    return 0
