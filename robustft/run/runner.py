@@ -45,6 +45,7 @@ from ..errors import ConfigError, ModelCallError, RobustFTError, UserError
 from ..graph.state import SampleState, initial_state
 from ..prompts import PROMPT_NAMES, PromptLibrary, template_name
 from ..prompts.check import check_prompts
+from .collector import fewer_collections
 from .executors import make_executor
 from .journal import Journal
 from .outputs import Summary, final_record, fine_tuning_record, is_candidate, sample_record, state_of
@@ -154,6 +155,10 @@ class DenoiseRun:
         self.quiet_log_every_s = quiet_log_every_s
 
     async def run(self) -> DenoiseResult:
+        with fewer_collections():
+            return await self._run()
+
+    async def _run(self) -> DenoiseResult:
         started = time.monotonic()
         check_prompts(self.prompts, self.config, self.dataset)  # a template error costs no call
         rundir = RunDir(self.out_dir).open()
