@@ -114,6 +114,18 @@ def test_trace_shows_the_system_prompt_and_the_responses(cleaned):
     assert "   | The given response (may be wrong):" in trace(cleaned["out"], sid, full=True)
 
 
+def test_the_report_of_an_open_run_counts_no_agreement_by_text(cleaned):
+    from robustft.inspect.report import build_report
+
+    report = build_report(cleaned["out"])
+    # Paraphrases that agree in meaning differ in text: counting equal texts would call them disagreements.
+    assert report.data["roles"] == [] and "roles" not in report.plots
+    assert not (cleaned["out"] / "plots" / "roles.png").exists()
+    html = report.html_path.read_text(encoding="utf-8")
+    assert "Agreement per agent is not counted for open-ended responses" in html
+    assert "agrees with given label" not in html
+
+
 # --- training on an open-ended fine-tuning set -------------------------------------------------
 
 OPEN_RECORDS = [

@@ -30,7 +30,12 @@ def counts_of(run: RunFiles) -> dict[str, int]:
 
 
 def role_agreement(run: RunFiles, gold: dict[str, str] | None) -> list[dict[str, Any]]:
-    """Per role: how often its answer equals the given label, and gold when known."""
+    """Per role: how often its answer equals the given label, and gold when known.
+
+    None for open-ended responses: two of them agree by meaning (embeddings, at detection), and
+    counting equal texts here would call nearly every paraphrase a disagreement."""
+    if run.task == "open":
+        return []
     rows = []
     for role in ROLES:
         # A reviewer that was not asked (the two answers agreed) gave no answer of its own.

@@ -71,15 +71,17 @@ def build_report(run_dir: str | Path, gold_path: str | Path | None = None) -> Re
         figs["gold"] = fig_gold(metrics)
     figs["scores"] = fig_scores(run, labels)
     figs["labels"] = fig_labels(label_matrix(run))
-    figs["roles"] = fig_roles(roles, labels is not None)
+    if roles:
+        figs["roles"] = fig_roles(roles, labels is not None)
     plots: dict[str, Path] = {}
     encoded: dict[str, str] = {}
     for name, fig in figs.items():
         plots[name] = plot_dir / f"{name}.png"
         encoded[name] = save_png(fig, plots[name])
-    stale = plot_dir / "gold.png"
-    if not metrics and stale.exists():
-        stale.unlink()  # from an earlier report with --gold: it would no longer match report.html
+    for name in ("gold", "roles"):  # from an earlier report (with --gold): it would no longer match report.html
+        stale = plot_dir / f"{name}.png"
+        if name not in figs and stale.exists():
+            stale.unlink()
     html_path = run.dir / "report.html"
     write_text(html_path, render_html(run, counts, encoded, metrics, labels, roles))
     data = {"run_dir": str(run.dir), "counts": counts, "selection": run.selection, "roles": roles,
