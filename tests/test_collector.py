@@ -39,3 +39,13 @@ def test_a_caller_with_a_higher_threshold_keeps_it():
             assert gc.get_threshold()[0] == YOUNG_THRESHOLD * 2
     finally:
         gc.set_threshold(*before)
+
+
+def test_a_sample_worker_process_keeps_the_settings_for_its_life():
+    import subprocess
+    import sys
+
+    code = ("import gc; gc.set_threshold(700, 10, 10); from robustft.run.collector import tune_this_process; "
+            "tune_this_process(); print(gc.get_threshold()[0], gc.get_freeze_count() > 0)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == [str(YOUNG_THRESHOLD), "True"]

@@ -29,3 +29,11 @@ def fewer_collections() -> Iterator[None]:
     finally:
         gc.set_threshold(*before)
         gc.unfreeze()
+
+
+def tune_this_process() -> None:
+    """The same settings for the whole life of a process that exists only to run samples (a Ray
+    sample worker), from the moment its imports and graph are in place."""
+    threshold = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(max(threshold[0], YOUNG_THRESHOLD), *threshold[1:])

@@ -21,6 +21,7 @@ from ...config import ROLES, RobustFTConfig
 from ...graph.build import build_graph, run_batch
 from ...prompts import PromptLibrary
 from ...secrets import register_api_keys
+from ..collector import tune_this_process
 from ..executors import UNSEEN
 from .engines import ModelProxy
 from .store import BATCH, ClusterCalls
@@ -83,6 +84,7 @@ class SampleWorker:
         self.app = build_graph(self.rt).compile()
         # Which life of this worker a report comes from: a restarted worker counts from zero again.
         self.life = uuid.uuid4().hex
+        tune_this_process()  # this process only runs samples: see robustft.run.collector
 
     async def ready(self) -> int:
         return os.getpid()
