@@ -120,6 +120,10 @@ class ModelCalls:
             raise
         if self.store is not None:
             gen = self.store.put(key, gen)
+        return self._paid(gen)
+
+    def _paid(self, gen: Generation) -> Generation:
+        """Count a call that was paid for (not answered from the store)."""
         stats = self.stats
         stats.paid += 1
         stats.prompt_tokens += gen.prompt_tokens

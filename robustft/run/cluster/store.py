@@ -164,9 +164,4 @@ class ClusterCalls(ModelCalls):
             raise
         blob = encode_generation(gen)
         await store.put(response_key(request, n), gen)
-        gen = decode_generation(blob)  # the stored form, as a local run uses it
-        stats = self.stats
-        stats.paid += 1
-        stats.prompt_tokens += gen.prompt_tokens
-        stats.completion_tokens += gen.completion_tokens
-        return gen
+        return self._paid(decode_generation(blob))  # the stored form, as a local run uses it
