@@ -251,6 +251,11 @@ class DenoiseConfig(StrictModel):
         "similarity of their embeddings (embedding_model) is at least this. The default was measured with "
         "all-MiniLM-L6-v2 (README, Open-ended responses); another embedding model needs its own threshold."))
     k: int = Field(3, gt=0, description="Clean examples retrieved for each noisy sample.")
+    retrieval: Literal["exact", "chroma"] = Field("exact", description=(
+        "How the k most similar clean samples are found. exact: every noisy question against every clean "
+        "one (under a minute at 100,000 rows); a resumed run, or one on Ray, shows every sample the same "
+        "examples. chroma: a Chroma HNSW collection, approximate (its near-ties change between builds, so a "
+        "resumed run can show a few samples other examples); for millions of clean samples."))
     context_token_budget: int | None = Field(None, gt=0, description=(
         "Longest context-relabeling prompt, in tokens (tiktoken cl100k, or an estimate offline): the least "
         "similar examples are left out until the prompt fits. None: always show k examples."))

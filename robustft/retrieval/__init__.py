@@ -7,14 +7,16 @@
   barrier only builds the index and queries it.
 - `texts`: vectors of any texts compared by meaning (open-ended responses), batched across
   samples and cached in the response store under the same keys.
-- `index`: the Chroma collection of clean samples, built at the barrier and queried for all noisy
-  samples at once.
+- `exact` and `index`: the clean-sample index, built at the barrier and queried for all noisy
+  samples at once: searched exactly (the default; the same examples on every run), or a Chroma
+  collection searched approximately (`denoise.retrieval: chroma`, for millions of clean samples).
 """
 
 from .embedders import DEFAULT_EMBEDDING_MODEL, LocalEmbedder, make_embedder, resolve_embedding_model
-from .index import CleanIndex
+from .exact import ExactIndex
+from .index import CleanIndex, make_index
 from .texts import TextVectors
 from .vectors import QuestionVectors
 
-__all__ = ["DEFAULT_EMBEDDING_MODEL", "CleanIndex", "LocalEmbedder", "QuestionVectors", "TextVectors",
-           "make_embedder", "resolve_embedding_model"]
+__all__ = ["DEFAULT_EMBEDDING_MODEL", "CleanIndex", "ExactIndex", "LocalEmbedder", "QuestionVectors", "TextVectors",
+           "make_embedder", "make_index", "resolve_embedding_model"]

@@ -106,6 +106,8 @@ def method_settings(config: RobustFTConfig, prompts: PromptLibrary, task: str) -
                    "context_token_budget": d.context_token_budget, "score": d.score,
                    "embedding_model": d.embedding_model, "parse_retries": d.parse_retries,
                    "ablate": sorted(d.ablate), "instruction": config.data.instruction,
+                   # absent at the default, so that run directories from before the setting stay as they are
+                   **({"retrieval": d.retrieval} if d.retrieval != "exact" else {}),
                    "numeric_rel_tol": config.data.numeric_rel_tol,
                    **({"open_similarity": d.open_similarity} if task == "open" else {})},
     }
@@ -307,7 +309,7 @@ class DenoiseRun:
 
     async def _retrieve(self, noisy: list[str], vectors) -> dict[str, list[dict[str, Any]]]:
         """Index the clean samples of the whole dataset and retrieve examples for every noisy one."""
-        from ..retrieval import CleanIndex
+        from ..retrieval import make_index
 
         d = self.config.denoise
         if vectors.running:
@@ -323,7 +325,7 @@ class DenoiseRun:
                  "noisy samples")
         if not pool:
             log.warning("no clean samples to retrieve examples from; the context relabeler answers without examples")
-        with CleanIndex() as index:
+        with make_index(d.retrieval) as index:
             index.add(pool, matrix[[row[sid] for sid in pool]])
             found = index.query(matrix[[row[sid] for sid in noisy]], d.k, exclude_ids=noisy)
         examples = {}
