@@ -52,7 +52,9 @@ def whole_process(model: Path, out: Path, concurrency: int, limit: int, max_toke
     done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if done.returncode != 0:
+    # Exit 3: samples failed. The random model's replies carry no readable answer, so its samples
+    # end failed; what is measured here is generation, which happened all the same.
+    if done.returncode not in (0, 3):
         raise SystemExit(f"robustft denoise failed ({done.returncode}):\n{done.stderr[-3000:]}")
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -139,7 +141,9 @@ def alone_with_torch_threads(model: Path, max_tokens: int, alone: int) -> dict:
             f"print(json.dumps(tokens_per_second(sys.argv[1], {max_tokens}, 1, 0, {alone})))")
     done = subprocess.run([sys.executable, "-c", code, str(model)], capture_output=True, text=True,
                           env={**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT)})
-    if done.returncode != 0:
+    # Exit 3: samples failed. The random model's replies carry no readable answer, so its samples
+    # end failed; what is measured here is generation, which happened all the same.
+    if done.returncode not in (0, 3):
         raise SystemExit(f"tokens_per_second failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
