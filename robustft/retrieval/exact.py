@@ -19,8 +19,9 @@ from typing import Sequence
 
 import numpy as np
 
-# Scores of one chunk of queries against every clean sample: at most this many float32 values.
-_CHUNK_VALUES = 1 << 25  # 128 MB
+# Scores of one chunk of queries against every clean sample: at most this many values (32 MB of
+# float32 scores, and 64 MB for the partial sort's int64 indices of the same shape).
+_CHUNK_VALUES = 1 << 23
 # Candidates kept from the float32 product before the exact float64 ranking: enough that float32
 # rounding cannot push a true neighbour out.
 _MARGIN = 8
