@@ -36,6 +36,23 @@ def final_answer(text: str) -> str | None:
     return text.rsplit("Answer:", 1)[1].strip()
 
 
+def each_prompt_gets_through(client, items, tries: int) -> None:
+    """Ask each item's question again after every HTTP 500 (as a client's retry does): each must
+    get an answer within `tries` attempts, or the test fails."""
+    import openai
+    import pytest
+
+    for item in items:
+        for _ in range(tries):
+            try:
+                assert final_answer(ask(client, mc_prompt(item)).choices[0].message.content)
+                break
+            except openai.InternalServerError:
+                pass
+        else:
+            pytest.fail(f"{tries} attempts of one prompt all failed")
+
+
 def post(url: str, body: bytes, content_type: str = "application/json") -> tuple[int, dict]:
     request = urllib.request.Request(url, data=body, headers={"Content-Type": content_type}, method="POST")
     try:

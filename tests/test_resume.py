@@ -24,6 +24,7 @@ from aiohttp import web
 from robustft.sim import SimServer
 from robustft.sim.embeddings import embed
 
+from httpstub import StubServer
 from shared_data import ARC, needs_shared_data
 
 pytestmark = needs_shared_data  # every test here runs against the ARC gold answers
@@ -66,43 +67,26 @@ def wait_for(condition, what: str, proc: subprocess.Popen, timeout: float = 120.
         time.sleep(0.01)
 
 
-class GatedEmbeddings:
+class GatedEmbeddings(StubServer):
     """A /v1/embeddings server (the simulator's deterministic embeddings) that answers only while its
     gate is open: with the gate shut, a run that reaches the barrier waits there for its vectors."""
 
     def __init__(self) -> None:
         self.gate = threading.Event()
         self.gate.set()
-        self.loop = asyncio.new_event_loop()
-        ready = threading.Event()
+        super().__init__(self._embed)
+        self.start()
 
-        async def handle(request: web.Request) -> web.Response:
-            body = await request.json()
-            while not self.gate.is_set():
-                await asyncio.sleep(0.02)
-            data = [{"object": "embedding", "index": i, "embedding": embed(t)} for i, t in enumerate(body["input"])]
-            return web.json_response({"object": "list", "data": data, "model": body["model"]})
-
-        async def start() -> None:
-            app = web.Application()
-            app.router.add_post("/v1/embeddings", handle)
-            self.runner = web.AppRunner(app)
-            await self.runner.setup()
-            site = web.TCPSite(self.runner, "127.0.0.1", 0)
-            await site.start()
-            self.base_url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/v1"
-            ready.set()
-
-        self.thread = threading.Thread(target=lambda: (self.loop.run_until_complete(start()), self.loop.run_forever()),
-                                       daemon=True)
-        self.thread.start()
-        ready.wait(30)
+    async def _embed(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        while not self.gate.is_set():
+            await asyncio.sleep(0.02)
+        data = [{"object": "embedding", "index": i, "embedding": embed(t)} for i, t in enumerate(body["input"])]
+        return web.json_response({"object": "list", "data": data, "model": body["model"]})
 
     def close(self) -> None:
         self.gate.set()
-        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(30)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(30)
+        self.stop()
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,13 @@ import time
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from robustft.cli import main
 from robustft.demo import DEMO_DATA, DEMO_GOLD
 from robustft.sim import SimServer
+
+from httpstub import StubServer
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -58,54 +61,28 @@ def test_a_server_that_dies_mid_run_stops_it_without_failing_samples(tmp_path):
     assert summary["total"] == 80 and summary["failed"] == 0
 
 
-class Refusing:
+class Refusing(StubServer):
     """The simulated experts over HTTP, refusing (HTTP 400, which no retry can fix) every request
     that mentions `trigger` while `refuse` is set."""
 
     def __init__(self, trigger: str):
-        import asyncio
-        import threading
-
-        from aiohttp import web
-
         self.trigger, self.refuse = trigger, True
         self.sim = SimServer(DEMO_GOLD, accuracy=0.8, seed=0)
-        self.loop = asyncio.new_event_loop()
-        ready = threading.Event()
+        super().__init__(self._reply)
+        self.start()
 
-        async def chat(request: web.Request) -> web.Response:
-            body = await request.read()
-            if self.refuse and self.trigger.encode() in body:
-                return web.json_response({"error": {"message": "prompt rejected by policy"}}, status=400)
+    async def _reply(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        if request.path.endswith("/embeddings"):
+            reply = self.sim.model.embed(body)
+        elif self.refuse and self.trigger.encode() in body:
+            return web.json_response({"error": {"message": "prompt rejected by policy"}}, status=400)
+        else:
             reply = self.sim.model.complete(body)
-            return web.Response(status=reply.status, body=reply.encoded(), content_type="application/json")
-
-        async def embeddings(request: web.Request) -> web.Response:
-            reply = self.sim.model.embed(await request.read())
-            return web.Response(status=reply.status, body=reply.encoded(), content_type="application/json")
-
-        async def start() -> None:
-            app = web.Application()
-            app.router.add_post("/v1/chat/completions", chat)
-            app.router.add_post("/v1/embeddings", embeddings)
-            self.runner = web.AppRunner(app)
-            await self.runner.setup()
-            site = web.TCPSite(self.runner, "127.0.0.1", 0)
-            await site.start()
-            self.base_url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/v1"
-            ready.set()
-
-        self.thread = threading.Thread(target=lambda: (self.loop.run_until_complete(start()), self.loop.run_forever()),
-                                       daemon=True)
-        self.thread.start()
-        ready.wait(30)
+        return web.Response(status=reply.status, body=reply.encoded(), content_type="application/json")
 
     def close(self) -> None:
-        import asyncio
-
-        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(30)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(30)
+        self.stop()
 
 
 def test_failed_samples_exit_3_and_a_rerun_retries_them(tmp_path, capsys):

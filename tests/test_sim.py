@@ -15,7 +15,8 @@ import pytest
 
 from robustft.errors import ConfigError, InputError
 from robustft.sim import DEMO_DATA, QuestionIndex, SimServer, load_gold
-from simhelp import ARC_GOLD, LETTERS, ROOT, arc_gold_path, ask, final_answer, get, mc_prompt, post
+from simhelp import (
+    ARC_GOLD, LETTERS, ROOT, arc_gold_path, ask, each_prompt_gets_through, final_answer, get, mc_prompt, post)
 
 DEMO_GOLD = DEMO_DATA / "demo_gold.csv"
 
@@ -175,15 +176,7 @@ def test_error_rate_one_gives_http_500(gold):
 def test_errors_are_transient_per_attempt(gold):
     with SimServer(ARC_GOLD, error_rate=0.5) as sim, openai.OpenAI(base_url=sim.base_url, api_key="x",
                                                                    max_retries=0) as c:
-        for item in gold[:10]:
-            for _ in range(10):
-                try:
-                    assert final_answer(ask(c, mc_prompt(item)).choices[0].message.content)
-                    break
-                except openai.InternalServerError:
-                    pass
-            else:
-                pytest.fail("ten attempts of one prompt all failed at error_rate 0.5")
+        each_prompt_gets_through(c, gold[:10], tries=10)
         assert sim.errors > 0
 
 

@@ -15,7 +15,7 @@ import pytest
 from robustft.errors import ConfigError
 from robustft.sim import DEMO_DATA, SimServer, load_gold
 from robustft.sim.faults import FAULT_KINDS, parse_faults
-from simhelp import ARC_GOLD, LETTERS, arc_gold_path, ask, final_answer, mc_prompt, post
+from simhelp import ARC_GOLD, LETTERS, arc_gold_path, ask, each_prompt_gets_through, final_answer, mc_prompt, post
 
 
 @pytest.fixture(scope="module")
@@ -167,15 +167,7 @@ def test_faults_are_deterministic_per_attempt_and_retries_succeed(gold):
     assert any(len({status for status, _, _ in a}) > 1 for a in attempts)  # a retry can go another way
     with SimServer(ARC_GOLD, fault_rate=0.5, faults="500", seed=1) as sim, \
             openai.OpenAI(base_url=sim.base_url, api_key="x", max_retries=0) as c:
-        for item in gold[:10]:
-            for _ in range(12):
-                try:
-                    assert final_answer(ask(c, mc_prompt(item)).choices[0].message.content)
-                    break
-                except openai.InternalServerError:
-                    pass
-            else:
-                pytest.fail("twelve attempts of one prompt all failed at fault_rate 0.5")
+        each_prompt_gets_through(c, gold[:10], tries=12)
 
 
 def test_embeddings_get_the_endpoint_faults_only(gold):
