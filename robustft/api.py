@@ -25,13 +25,12 @@ import concurrent.futures
 import logging
 import re
 import tempfile
-from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from .config import RobustFTConfig, load_config
 from .errors import RobustFTError, UserError
+from .run.rundir import DenoiseResult as Result
 
 log = logging.getLogger("robustft")
 
@@ -49,34 +48,6 @@ KEYWORDS = {
     "out_of_range_labels": "data.out_of_range_labels",
     "executor": "run.executor", "ray_address": "run.ray_address",
 }
-
-
-@dataclass
-class Result:
-    """A finished run: `summary`, `records` (samples.jsonl), `fine_tuning_set` (denoised.jsonl)."""
-
-    out_dir: Path
-    summary: dict[str, Any]
-
-    @cached_property
-    def records(self) -> list[dict[str, Any]]:
-        from .data import read_jsonl
-        from .run.rundir import SAMPLES
-
-        return read_jsonl(self.out_dir / SAMPLES)
-
-    @cached_property
-    def fine_tuning_set(self) -> list[dict[str, Any]]:
-        from .data import read_jsonl
-        from .run.rundir import DENOISED
-
-        return read_jsonl(self.out_dir / DENOISED)
-
-    def to_pandas(self):
-        """The fine-tuning set as a DataFrame."""
-        import pandas as pd
-
-        return pd.DataFrame(self.fine_tuning_set)
 
 
 def resolve_config(data: Any = None, *, config: RobustFTConfig | str | Path | dict | None = None,
@@ -131,7 +102,7 @@ async def adenoise(data: Any = None, *, config: RobustFTConfig | str | Path | di
         result = await DenoiseRun(cfg, dataset=dataset, progress=progress).run()
     except RobustFTError as e:
         raise _in_settings_terms(e) from None
-    return Result(result.out_dir, result.summary)
+    return result
 
 
 def denoise(data: Any = None, **kwargs: Any) -> Result:

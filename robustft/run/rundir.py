@@ -453,3 +453,31 @@ def replay_review_log(run_dir: Path, denoised: list[dict[str, Any]], records: li
         else:
             current[sid] = human_record(by_id[sid], after["label"])
     return [current[r["id"]] for r in records if r["id"] in current]
+
+
+@dataclass
+class DenoiseResult:
+    """A finished run (`robustft.Result`): its `summary`, and `records` (samples.jsonl) and
+    `fine_tuning_set` (denoised.jsonl) read when first asked for, so that a large run's records
+    are not held in memory."""
+
+    out_dir: Path
+    summary: dict[str, Any]
+
+    @cached_property
+    def records(self) -> list[dict[str, Any]]:
+        from ..data import read_jsonl
+
+        return read_jsonl(self.out_dir / SAMPLES)
+
+    @cached_property
+    def fine_tuning_set(self) -> list[dict[str, Any]]:
+        from ..data import read_jsonl
+
+        return read_jsonl(self.out_dir / DENOISED)
+
+    def to_pandas(self):
+        """The fine-tuning set as a DataFrame."""
+        import pandas as pd
+
+        return pd.DataFrame(self.fine_tuning_set)

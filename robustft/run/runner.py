@@ -29,8 +29,6 @@ import importlib
 import json
 import logging
 import time
-from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -50,7 +48,7 @@ from .executors import make_executor
 from .journal import Journal
 from .outputs import Summary, final_record, fine_tuning_record, is_candidate, sample_record, state_of
 from .progress import Progress
-from .rundir import RunDir
+from .rundir import DenoiseResult, RunDir
 
 log = logging.getLogger("robustft")
 
@@ -62,19 +60,6 @@ _ENVIRONMENT_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT
 
 class EnvironmentFailure(RobustFTError):
     """The run directory stopped being writable (full disk, read-only): nothing is lost."""
-
-
-@dataclass
-class DenoiseResult:
-    out_dir: Path
-    summary: dict[str, Any]
-
-    @cached_property
-    def records(self) -> list[dict[str, Any]]:
-        """samples.jsonl, read when first asked for (a large run's records are not held in memory)."""
-        from ..data import read_jsonl
-
-        return read_jsonl(self.out_dir / "samples.jsonl")
 
 
 def _digest(obj: Any) -> str:
