@@ -58,32 +58,39 @@ class ExactIndex:
         if self._unit is None:
             self._unit = np.concatenate(self._parts) if len(self._parts) > 1 else self._parts[0]
             self._parts = [self._unit]
-        clean = self._unit
         queries = unit_rows(vectors)
         exclude = list(exclude_ids) if exclude_ids is not None else [None] * len(vectors)
-        keep = min(k + _MARGIN + 1, len(self._ids))
-        step = max(1, _CHUNK_VALUES // len(self._ids))
+        step = self._queries_per_step()
         results: list[list[tuple[str, float]]] = []
         for start in range(0, len(queries), step):
             block = queries[start:start + step]
-            negated = (-block).astype(np.float32) @ clean.T  # negated: argpartition wants the smallest
-            if keep < negated.shape[1]:
-                near = np.argpartition(negated, keep - 1, axis=1)[:, :keep]
-            else:
-                near = np.broadcast_to(np.arange(negated.shape[1]), negated.shape)
-            # The candidates ranked again in float64, in the data order so that a stable sort on
-            # similarity gives ties to the sample that comes first.
-            near = np.sort(near, axis=1)
-            exact = np.einsum("ijd,id->ij", clean[near].astype(np.float64), block)
-            for row in range(len(block)):
-                skip = exclude[start + row]
-                if skip is not None and skip in self._rows:
-                    exact[row, near[row] == self._rows[skip]] = -np.inf
-            best = np.argsort(-exact, axis=1, kind="stable")[:, :k]
-            for row in range(len(block)):
-                results.append([(self._ids[near[row, j]], round(float(exact[row, j]), 6))
-                                for j in best[row] if exact[row, j] != -np.inf])
+            results += self._ranked(block, self._candidates(block, k), exclude[start:start + step], k)
         return results
+
+    def _queries_per_step(self) -> int:
+        return max(1, _CHUNK_VALUES // len(self._ids))
+
+    def _candidates(self, block: np.ndarray, k: int) -> np.ndarray:
+        """Rows of the clean samples that may be among each query's k nearest (one row of the
+        result per query), from a float32 product over every clean sample."""
+        keep = min(k + _MARGIN + 1, len(self._ids))
+        negated = (-block).astype(np.float32) @ self._unit.T  # negated: argpartition wants the smallest
+        if keep < negated.shape[1]:
+            return np.argpartition(negated, keep - 1, axis=1)[:, :keep]
+        return np.broadcast_to(np.arange(negated.shape[1]), negated.shape)
+
+    def _ranked(self, block: np.ndarray, near: np.ndarray, exclude: list[str | None],
+                k: int) -> list[list[tuple[str, float]]]:
+        """The candidates ranked by their exact (float64) similarity, in the data order first so
+        that a stable sort gives ties to the sample that comes first."""
+        near = np.sort(near, axis=1)
+        exact = np.einsum("ijd,id->ij", self._unit[near].astype(np.float64), block)
+        for row, skip in enumerate(exclude):
+            if skip is not None and skip in self._rows:
+                exact[row, near[row] == self._rows[skip]] = -np.inf
+        best = np.argsort(-exact, axis=1, kind="stable")[:, :k]
+        return [[(self._ids[near[row, j]], round(float(exact[row, j]), 6))
+                 for j in best[row] if exact[row, j] != -np.inf] for row in range(len(block))]
 
     def close(self) -> None:
         self._unit, self._parts = None, []
