@@ -126,7 +126,13 @@ class ModelConfig(_ModelChecks):
     top_logprobs: int | None = Field(None, ge=0, le=20, description=(
         "Alternatives returned per generated token, for the entropy score. None: 5 when denoise.score is "
         "'entropy', else 0."))
-    timeout_s: float = Field(120.0, gt=0, description="Seconds before a request is abandoned (then retried).")
+    timeout_s: float = Field(120.0, gt=0, description=(
+        "Seconds before a request is abandoned (then retried; with several replicas, re-sent to another at once)."))
+    connect_timeout_s: float = Field(10.0, gt=0, description=(
+        "Seconds to open a connection to the server; a dead host fails this fast, not after timeout_s."))
+    max_reply_bytes: int = Field(8 * 1024 * 1024, ge=1024, description=(
+        "Largest reply body read from a server, in bytes; a larger one is a malformed reply (retried, then the "
+        "sample's error). Far above any real completion with logprobs."))
     max_retries: int = Field(3, ge=0, le=10, description="Retries of a failed request, with jittered exponential backoff.")
     retry_backoff_max_s: float = Field(30.0, gt=0, description="Longest wait between two retries of a request.")
     give_up_after_s: float = Field(300.0, gt=0, description=(
@@ -162,6 +168,8 @@ class ModelOverride(_ModelChecks):
     logprobs: bool | None = None
     top_logprobs: int | None = Field(None, ge=0, le=20)
     timeout_s: float | None = Field(None, gt=0)
+    connect_timeout_s: float | None = Field(None, gt=0)
+    max_reply_bytes: int | None = Field(None, ge=1024)
     max_retries: int | None = Field(None, ge=0, le=10)
     retry_backoff_max_s: float | None = Field(None, gt=0)
     give_up_after_s: float | None = Field(None, gt=0)
