@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import orjson
 
+from .. import tracing
 from .errors import BackendError
 from .wire import WireError, WirePool, wire_target
 
@@ -173,6 +174,8 @@ class Endpoints:
                 last = BackendError(f"{self.what} at {replica.url}: {self._describe(exc)}", retryable=True)
                 self._failed(replica)
                 tried.append(replica)
+                if tracing.live:
+                    tracing.failover(replica.url, type(exc).__name__)
                 continue
             finally:
                 replica.in_flight -= 1
@@ -187,6 +190,8 @@ class Endpoints:
             last = error
             self._failed(replica)
             tried.append(replica)
+            if tracing.live:
+                tracing.failover(replica.url, str(status))
 
     # -- health ---------------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ import math
 import os
 from typing import Any, Sequence
 
+from .. import tracing
 from ..config import ModelConfig
 from ..errors import ConfigError
 from .base import Generation, Messages
@@ -61,6 +62,8 @@ class OpenAIChatModel:
         payload = dict(self._request)
         payload["messages"] = messages
         data, replica = await self.endpoints.post_json("/chat/completions", payload)
+        if tracing.live:  # which replica answered, and why it stopped, go on the call's span
+            tracing.reply(replica.url, data)
         return parse_chat_completion(data, messages, where=f"model {self.name!r} at {replica.url}",
                                      entropies=self._top)
 
