@@ -363,6 +363,14 @@ class RunConfig(StrictModel):
         "Actors (model copies) per in-process model; each worker spreads its requests over them."))
     ray_gpus_per_model: float = Field(0.0, ge=0.0, description=(
         "GPUs each model actor reserves (1: a model per GPU; 0: the model runs on CPU)."))
+    otel: bool | None = Field(None, description=(
+        "OpenTelemetry traces (pip install 'robustft[otel]'): a span per run, sample, node and model call, "
+        "exported over OTLP as the standard OTEL_EXPORTER_OTLP_* variables say. None: on when "
+        "OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set (or the application set up "
+        "the OpenTelemetry SDK), unless OTEL_SDK_DISABLED=true. Never changes an answer. Flag: --otel."))
+    otel_content: bool = Field(False, description=(
+        "Put the messages sent and the replies (API keys redacted) in the model-call spans, and each node's "
+        "answer in its span. Off: no message content in any span. Flag: --otel-content."))
 
 
 ExperimentMethod = Literal["base", "noisy", "robustft"]

@@ -41,6 +41,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import orjson
 
+from .. import tracing
 from .errors import BackendError
 
 FAILURES_TO_REST = 3
@@ -173,6 +174,8 @@ class Endpoints:
                 last = BackendError(f"{self.what}: {exc}", retryable=True)
                 self._failed(replica)
                 tried.append(replica)
+                if tracing.live:
+                    tracing.failover(replica.url, "malformed_reply")
                 continue
             except BackendError as exc:
                 if not exc.retryable or (exc.status_code is not None and exc.status_code < 500):
@@ -181,6 +184,9 @@ class Endpoints:
                 last = exc
                 self._failed(replica)
                 tried.append(replica)
+                if tracing.live:
+                    cause = exc.__cause__
+                    tracing.failover(replica.url, type(cause).__name__ if cause else str(exc.status_code))
                 continue
             self._succeeded(replica)
             return result, replica
@@ -194,15 +200,15 @@ class Endpoints:
             for attempt in (0, 1):
                 try:
                     return await self._post_once(replica, path, body)
-                except aiohttp.ServerDisconnectedError:
+                except aiohttp.ServerDisconnectedError as exc:
                     # The server closed the connection before any reply: a kept-alive connection it
                     # shut just as the request went out. One fresh try; a dead server refuses it.
                     if attempt:
                         raise BackendError(f"{self.what} at {replica.url}: the server closed the connection "
-                                           "before replying", retryable=True) from None
+                                           "before replying", retryable=True) from exc
                 except _TRANSPORT_ERRORS as exc:
                     raise BackendError(f"{self.what} at {replica.url}: {self._describe(exc)}",
-                                       retryable=True) from None
+                                       retryable=True) from exc
             raise AssertionError("unreachable")
         finally:
             replica.in_flight -= 1

@@ -20,6 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .. import tracing
 from ..config import ModelConfig
 from ..errors import ConfigError, EmbeddingDimensionError
 from .base import Generation, Messages
@@ -67,6 +68,8 @@ class OpenAIChatModel:
         entropies = self._top
 
         def parse(data: Any, replica: Replica) -> Generation:
+            if tracing.live:  # which replica answered, and why it stopped, go on the call's span
+                tracing.reply(replica.url, data)
             return parse_chat_completion(data, messages, url=replica.url, entropies=entropies)
 
         gen, _ = await self.endpoints.post_json("/chat/completions", payload, parse)
