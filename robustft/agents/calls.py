@@ -14,6 +14,8 @@
 - **Giving up.** When every call to a model has failed for `model.give_up_after_s`, the run stops
   (`ServiceDown`) instead of marking every remaining sample failed: the samples not finished are
   simply not finished, and running the same command again continues.
+- **Tracing.** With `tracing` set (a run's `robustft.tracing.otel.OtelTracing`), each call is a
+  span: store hits marked, usage on paid calls, failed attempts as events. None: no cost.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import asyncio
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..backends.base import Generation, Messages
 from ..backends.registry import ModelPool
@@ -30,6 +32,9 @@ from ..backends.retry import RetryPolicy, describe, with_retries
 from ..backends.store import Occurrences, ResponseStore, identity_digest, model_identity, request_digest, response_key
 from ..config import ModelConfig
 from ..errors import RobustFTError
+
+if TYPE_CHECKING:
+    from ..tracing.otel import OtelTracing
 
 if sys.version_info >= (3, 11):
     _timeout = asyncio.timeout
@@ -86,6 +91,7 @@ class ModelCalls:
         # Keyed by id() of the ModelConfig, which each entry also holds so that the id is never reused.
         self._identities: dict[int, tuple[ModelConfig, bytes]] = {}
         self._backends: dict[int, tuple[ModelConfig, Any, _Health]] = {}
+        self.tracing: "OtelTracing | None" = None
 
     def identity(self, config: ModelConfig) -> bytes:
         found = self._identities.get(id(config))
@@ -103,6 +109,13 @@ class ModelCalls:
         return found[1], found[2]
 
     async def call(self, config: ModelConfig, messages: Messages) -> Generation:
+        tracing = self.tracing
+        if tracing is None:
+            return await self._call(config, messages, None)
+        with tracing.model_call(config, messages) as span:
+            return await self._call(config, messages, span)
+
+    async def _call(self, config: ModelConfig, messages: Messages, span: Any) -> Generation:
         request = request_digest(self.identity(config), messages)
         n = self.occurrences.claim(request)
         key = response_key(request, n)
@@ -112,6 +125,8 @@ class ModelCalls:
             hit = self.store.get(key)
             if hit is not None:
                 self.stats.reused += 1
+                if span is not None:
+                    self.tracing.stored(span, hit)
                 return hit
         try:
             gen = await self._send(config, messages)
@@ -120,6 +135,8 @@ class ModelCalls:
             raise
         if self.store is not None:
             gen = self.store.put(key, gen)
+        if span is not None:
+            self.tracing.paid(span, gen)
         return self._paid(gen)
 
     def _paid(self, gen: Generation) -> Generation:
@@ -132,7 +149,13 @@ class ModelCalls:
 
     async def send_unstored(self, config: ModelConfig, messages: Messages) -> Generation:
         """A call that is neither answered from nor written to the store (the pre-run check)."""
-        return await self._send(config, messages)
+        tracing = self.tracing
+        if tracing is None:
+            return await self._send(config, messages)
+        with tracing.model_call(config, messages, preflight=True) as span:
+            gen = await self._send(config, messages)
+            tracing.paid(span, gen)
+            return gen
 
     async def _send(self, config: ModelConfig, messages: Messages) -> Generation:
         model, health = self._backend(config)
@@ -164,6 +187,8 @@ class ModelCalls:
 
         def failed(error: BaseException, retryable: bool) -> None:
             stats.failed_attempts += 1
+            if self.tracing is not None:
+                self.tracing.failed_attempt(error, retryable)
             if retryable:
                 self._check_give_up(config, health, error)
 

@@ -40,7 +40,8 @@ from ..files import refuse_link
 from .base import Generation, Messages
 
 # ModelConfig fields that do not change what a model answers.
-NOT_IDENTITY = frozenset({"base_url", "api_key_env", "timeout_s", "max_retries", "batch_size",
+NOT_IDENTITY = frozenset({"base_url", "api_key_env", "timeout_s", "connect_timeout_s", "max_reply_bytes",
+                          "max_retries", "batch_size",
                           "retry_backoff_max_s", "give_up_after_s"})
 
 _SCHEMA = (
