@@ -280,6 +280,11 @@ class DenoiseConfig(StrictModel):
     embedding_base_url: str | list[str] | None = Field(None, description=(
         "An OpenAI-compatible /v1/embeddings endpoint (vllm serve of an embedding model, TEI, a hosted API) to "
         "embed the questions with, instead of a local sentence-transformers model. Flag: --embedding-base-url."))
+    embedding_api_key_env: str | None = Field(None, description=(
+        "Environment variable holding the embedding server's API key. Unset: the chat model's key "
+        "(model.api_key_env) goes to the embedding server only when it is on the same host and port as the chat "
+        "model (one vLLM or one provider serving both); any other host gets no key. Set it to give the embedding "
+        "server a key of its own (naming model.api_key_env sends the chat key there on purpose)."))
     embedding_batch_size: int = Field(64, gt=0, description="Questions embedded together (per request to a server).")
 
     @field_validator("embedding_base_url", mode="before")

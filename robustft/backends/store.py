@@ -25,6 +25,7 @@ a fresh and a replayed run compute exactly the same scores.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import sqlite3
@@ -182,7 +183,13 @@ class ResponseStore:
                 "the whole run directory)")
 
     def put(self, key: bytes, gen: Generation) -> Generation:
-        """Persist `gen`; returns it as a later run will read it back (numbers as float32)."""
+        """Persist `gen`; returns it as a later run will read it back (numbers as float32), with any
+        API key in use that the reply echoed replaced by *** (`secrets.redact_known`)."""
+        from ..secrets import redact_known
+
+        text = redact_known(gen.text)
+        if text != gen.text:  # the token pieces would spell the key again: they are left out
+            gen = dataclasses.replace(gen, text=text, tokens=None)
         try:
             self._db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?)", (key, encode_generation(gen)))
         except sqlite3.OperationalError as e:

@@ -14,7 +14,7 @@ from .embedders import normalise
 
 class ServerEmbedder:
     def __init__(self, base_url: str | list[str], model: str, batch_size: int = 64, *,
-                 api_key_env: str = "OPENAI_API_KEY", timeout_s: float = 120.0, policy: RetryPolicy | None = None):
+                 api_key_env: str | None = None, timeout_s: float = 120.0, policy: RetryPolicy | None = None):
         # One request per call of `embed`: the caller (QuestionVectors) batches and runs several at once.
         self._client = OpenAIEmbeddings(base_url, model, api_key_env=api_key_env, timeout_s=timeout_s,
                                         batch_size=max(1, batch_size), concurrency=1)

@@ -497,7 +497,9 @@ class RunDir:
             write_jsonl(self.path / BACKUP, tool_set)
             write_jsonl(staged, reviewed)
         os.replace(staged, self.denoised)
-        write_json(self.summary, summary())
+        from ..secrets import redact_tree
+
+        write_json(self.summary, redact_tree(summary()))  # no key, no password in a URL of the config
         marker.unlink()
 
 

@@ -208,7 +208,7 @@ class DenoiseRun:
             if (has_barrier or compares_meaning) and (detect or waiting):
                 from ..retrieval import LocalEmbedder, QuestionVectors, TextVectors, make_embedder
 
-                embedder = make_embedder(self.config.denoise)
+                embedder = make_embedder(self.config.denoise, self.config.model)
                 in_flight = 1 if isinstance(embedder, LocalEmbedder) else 4
                 if self.tracing is not None:
                     embedder = self.tracing.embedder(embedder)
