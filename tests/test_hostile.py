@@ -103,6 +103,16 @@ DENOISE_CASES = [
     denoise_case("empty id", ["--data", f"{D}/empty_id.csv"], "empty_id.csv, row 1, field 'id'", "fix:"),
     denoise_case("ragged row", ["--data", f"{D}/ragged.csv"], "ragged.csv, row 1", "fix:"),
     denoise_case("json lines that are not objects", ["--data", f"{D}/not_objects.jsonl"], "not_objects.jsonl, row 1", "fix:"),
+    denoise_case("lone surrogate", ["--data", f"{D}/lone_surrogate.jsonl"],
+                 "lone_surrogate.jsonl, row 2, field 'question'", "lone surrogate", "fix:"),
+    denoise_case("5000-digit integer", ["--data", f"{D}/huge_integer.jsonl"], "huge_integer.jsonl, row 2",
+                 "a number too long to read", "write it as a string", "column 48"),
+    denoise_case("100000-deep json", ["--data", f"{D}/deep_nesting.jsonl"], "deep_nesting.jsonl, row 2",
+                 "nested too deeply"),
+    denoise_case("escaped NUL in json", ["--data", f"{D}/nul_escaped.jsonl"], "nul_escaped.jsonl, row 2, field 'question'",
+                 "NUL character", "fix:"),
+    denoise_case("NUL byte in csv", ["--data", f"{D}/nul_byte.csv"], "nul_byte.csv, row 2, field 'question'",
+                 "NUL character", "fix:"),
 ]
 
 
