@@ -94,17 +94,21 @@ def parse_chat_completion(data: Any, messages: Messages, *, where: str, entropie
             raise BackendError(f"{where}: malformed reply, choices[0].logprobs.content is not a list of "
                                f"{{token, logprob, top_logprobs}}: {snippet(str(content))!r}", retryable=True) from None
     usage = data.get("usage")
-    prompt_tokens = completion_tokens = 0
+    prompt_tokens = completion_tokens = cached = 0
     if isinstance(usage, dict):
         prompt_tokens = int(usage.get("prompt_tokens") or 0)
         completion_tokens = int(usage.get("completion_tokens") or 0)
+        details = usage.get("prompt_tokens_details")
+        if isinstance(details, dict):
+            cached = min(int(details.get("cached_tokens") or 0), prompt_tokens)
     if not prompt_tokens and not completion_tokens:
         from ..tokens import count_tokens  # servers without usage reports: estimate
 
         prompt_tokens = sum(count_tokens(m["content"]) for m in messages)
         completion_tokens = len(logprobs) if logprobs else count_tokens(text)
     return Generation(text=text, token_logprobs=logprobs, tokens=tokens, prompt_tokens=prompt_tokens,
-                      completion_tokens=completion_tokens, token_entropies=token_entropies)
+                      completion_tokens=completion_tokens, token_entropies=token_entropies,
+                      cached_prompt_tokens=cached)
 
 
 def _token_entropy(entry: dict, exp=math.exp, log=math.log) -> float:

@@ -149,7 +149,7 @@ class ClusterCalls(ModelCalls):
         super().__init__(pool, None, concurrency, backoff_s=backoff_s)
         self.remote_store = StoreClient(store)
 
-    async def call(self, config: ModelConfig, messages: Messages) -> Generation:
+    async def call(self, config: ModelConfig, messages: Messages, role: str | None = None) -> Generation:
         request = request_digest(self.identity(config), messages)
         batch = BATCH.get()
         store = self.remote_store
@@ -158,7 +158,7 @@ class ClusterCalls(ModelCalls):
             self.stats.reused += 1
             return hit
         try:
-            gen = await self._send(config, messages)
+            gen = await self._send(config, messages, role)
         except BaseException:
             store.release(request, n, batch)
             raise
