@@ -126,7 +126,13 @@ class ModelConfig(_ModelChecks):
     top_logprobs: int | None = Field(None, ge=0, le=20, description=(
         "Alternatives returned per generated token, for the entropy score. None: 5 when denoise.score is "
         "'entropy', else 0."))
-    timeout_s: float = Field(120.0, gt=0, description="Seconds before a request is abandoned (then retried).")
+    timeout_s: float = Field(120.0, gt=0, description=(
+        "Seconds before a request is abandoned (then retried; with several replicas, re-sent to another at once)."))
+    connect_timeout_s: float = Field(10.0, gt=0, description=(
+        "Seconds to open a connection to the server; a dead host fails this fast, not after timeout_s."))
+    max_reply_bytes: int = Field(8 * 1024 * 1024, ge=1024, description=(
+        "Largest reply body read from a server, in bytes; a larger one is a malformed reply (retried, then the "
+        "sample's error). Far above any real completion with logprobs."))
     max_retries: int = Field(3, ge=0, le=10, description="Retries of a failed request, with jittered exponential backoff.")
     retry_backoff_max_s: float = Field(30.0, gt=0, description="Longest wait between two retries of a request.")
     give_up_after_s: float = Field(300.0, gt=0, description=(
@@ -177,6 +183,8 @@ class ModelOverride(_ModelChecks):
     logprobs: bool | None = None
     top_logprobs: int | None = Field(None, ge=0, le=20)
     timeout_s: float | None = Field(None, gt=0)
+    connect_timeout_s: float | None = Field(None, gt=0)
+    max_reply_bytes: int | None = Field(None, ge=1024)
     max_retries: int | None = Field(None, ge=0, le=10)
     retry_backoff_max_s: float | None = Field(None, gt=0)
     give_up_after_s: float | None = Field(None, gt=0)
@@ -381,6 +389,14 @@ class RunConfig(StrictModel):
         "Actors (model copies) per in-process model; each worker spreads its requests over them."))
     ray_gpus_per_model: float = Field(0.0, ge=0.0, description=(
         "GPUs each model actor reserves (1: a model per GPU; 0: the model runs on CPU)."))
+    otel: bool | None = Field(None, description=(
+        "OpenTelemetry traces (pip install 'robustft[otel]'): a span per run, sample, node and model call, "
+        "exported over OTLP as the standard OTEL_EXPORTER_OTLP_* variables say. None: on when "
+        "OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set (or the application set up "
+        "the OpenTelemetry SDK), unless OTEL_SDK_DISABLED=true. Never changes an answer. Flag: --otel."))
+    otel_content: bool = Field(False, description=(
+        "Put the messages sent and the replies (API keys redacted) in the model-call spans, and each node's "
+        "answer in its span. Off: no message content in any span. Flag: --otel-content."))
 
 
 ExperimentMethod = Literal["base", "noisy", "robustft"]

@@ -18,6 +18,8 @@
 - **Giving up.** When every call to a model has failed for `model.give_up_after_s`, the run stops
   (`ServiceDown`) instead of marking every remaining sample failed: the samples not finished are
   simply not finished, and running the same command again continues.
+- **Tracing.** With `tracing` set (a run's `robustft.tracing.otel.OtelTracing`), each call is a
+  span: store hits marked, usage on paid calls, failed attempts as events. None: no cost.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import asyncio
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..backends.base import Generation, Messages
 from ..backends.registry import ModelPool
@@ -35,6 +37,9 @@ from ..backends.store import Occurrences, ResponseStore, identity_digest, model_
 from ..config import ModelConfig
 from ..errors import RobustFTError
 from .cost import BudgetReached, CostLedger, Expectation, Prices, expected_usd
+
+if TYPE_CHECKING:
+    from ..tracing.otel import OtelTracing
 
 if sys.version_info >= (3, 11):
     _timeout = asyncio.timeout
@@ -107,6 +112,7 @@ class ModelCalls:
         # Keyed by id() of the ModelConfig, which each entry also holds so that the id is never reused.
         self._identities: dict[int, tuple[ModelConfig, bytes]] = {}
         self._models: dict[int, _Model] = {}
+        self.tracing: "OtelTracing | None" = None
 
     def identity(self, config: ModelConfig) -> bytes:
         found = self._identities.get(id(config))
@@ -125,6 +131,13 @@ class ModelCalls:
         return found
 
     async def call(self, config: ModelConfig, messages: Messages, role: str | None = None) -> Generation:
+        tracing = self.tracing
+        if tracing is None:
+            return await self._call(config, messages, None, role)
+        with tracing.model_call(config, messages) as span:
+            return await self._call(config, messages, span, role)
+
+    async def _call(self, config: ModelConfig, messages: Messages, span: Any, role: str | None) -> Generation:
         request = request_digest(self.identity(config), messages)
         n = self.occurrences.claim(request)
         key = response_key(request, n)
@@ -135,6 +148,8 @@ class ModelCalls:
             if hit is not None:
                 self.stats.reused += 1
                 self._saved(config, role, hit)
+                if span is not None:
+                    self.tracing.stored(span, hit)
                 return hit
         try:
             gen = await self._send(config, messages, role)
@@ -143,6 +158,8 @@ class ModelCalls:
             raise
         if self.store is not None:
             gen = self.store.put(key, gen)
+        if span is not None:
+            self.tracing.paid(span, gen)
         return self._paid(gen)
 
     def _saved(self, config: ModelConfig, role: str | None, gen: Generation) -> None:
@@ -162,7 +179,13 @@ class ModelCalls:
 
     async def send_unstored(self, config: ModelConfig, messages: Messages, role: str | None = None) -> Generation:
         """A call that is neither answered from nor written to the store (the pre-run check)."""
-        return await self._send(config, messages, role)
+        tracing = self.tracing
+        if tracing is None:
+            return await self._send(config, messages, role)
+        with tracing.model_call(config, messages, preflight=True) as span:
+            gen = await self._send(config, messages, role)
+            tracing.paid(span, gen)
+            return gen
 
     async def _send(self, config: ModelConfig, messages: Messages, role: str | None = None) -> Generation:
         entry = self._model(config)
@@ -211,6 +234,8 @@ class ModelCalls:
             if isinstance(error, BudgetReached):
                 raise error  # not a failed call: no call was made, and none should be
             stats.failed_attempts += 1
+            if self.tracing is not None:
+                self.tracing.failed_attempt(error, retryable)
             if retryable:
                 self._check_give_up(config, health, error)
 

@@ -49,6 +49,12 @@ def add_denoise(sub) -> None:
     p.add_argument("--ray-address", metavar="ADDR",
                    help="with --executor ray: the cluster to join ('auto', HOST:6379 or ray://HOST:10001); default: "
                         "start Ray on this machine")
+    p.add_argument("--otel", action="store_true", default=None,
+                   help="OpenTelemetry traces (pip install 'robustft[otel]'): spans per run, sample, node and model "
+                        "call, exported over OTLP as the OTEL_EXPORTER_OTLP_* variables say (default: on when "
+                        "OTEL_EXPORTER_OTLP_ENDPOINT is set)")
+    p.add_argument("--otel-content", action="store_true", default=None,
+                   help="with tracing: put the messages and replies (keys redacted) in the spans (default: none)")
     add_data_flags(p)
     p.set_defaults(handler=_denoise)
 
@@ -64,7 +70,8 @@ def _denoise(args: argparse.Namespace) -> int:
                       "denoise.checker": args.checker, "denoise.reflection_rounds": args.reflection_rounds,
                       "denoise.review": args.review, "denoise.max_cost_usd": args.max_cost,
                       "denoise.prompts_dir": args.prompts_dir, "run.executor": args.executor,
-                      "run.ray_address": args.ray_address, **embedding_overrides(args), **data_overrides(args)})
+                      "run.ray_address": args.ray_address, "run.otel": args.otel, "run.otel_content": args.otel_content,
+                      **embedding_overrides(args), **data_overrides(args)})
     config = load_config(args.config, overrides)
     if args.dry_run:
         from ..run.dryrun import describe_dry_run, dry_run

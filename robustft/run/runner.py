@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
+from .. import tracing
 from ..agents.calls import ModelCalls, ServiceDown
 from ..agents.cost import CostLedger, Prices, records_cost
 from ..agents.runtime import AgentRuntime
@@ -52,6 +53,8 @@ from .progress import Progress
 from .rundir import DenoiseResult, RunDir
 
 log = logging.getLogger("robustft")
+
+COUNTS = ("total", "clean", "noisy", "relabeled", "confirmed", "dropped", "failed")
 
 # A fatal condition of the machine, not of one sample: stop the run with the path and the fix.
 _ENVIRONMENT_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
@@ -141,10 +144,23 @@ class DenoiseRun:
         self.preflight = preflight
         self.say = log or log_info
         self.quiet_log_every_s = quiet_log_every_s
+        self.tracing = None
 
     async def run(self) -> DenoiseResult:
         with fewer_collections():
-            return await self._run()
+            self.tracing = tracing.start(self.config)
+            if self.tracing is None:
+                return await self._run()
+            try:
+                attributes = {"robustft.out": str(self.out_dir), "robustft.samples": len(self.dataset),
+                              "robustft.task": self.dataset.task, "robustft.executor": self.config.run.executor}
+                with self.tracing.run_span(attributes) as span:
+                    result = await self._run()
+                    span.set_attributes({f"robustft.{k}": v for k, v in result.summary.items()
+                                         if k in COUNTS and isinstance(v, int)})
+                    return result
+            finally:
+                self.tracing.close()
 
     async def _run(self) -> DenoiseResult:
         started = time.monotonic()
@@ -166,6 +182,7 @@ class DenoiseRun:
             fingerprints = {s.id: sample_fingerprint(method, s) for s in self.dataset.samples}
             ledger = CostLedger(cap_usd=self.config.denoise.max_cost_usd, store=store)
             calls = ModelCalls(self.pool, store, self.config.denoise.concurrency, ledger=ledger)
+            calls.tracing = self.tracing
             self.rt = AgentRuntime(config=self.config, task=self.dataset.task, pool=self.pool, prompts=self.prompts,
                                    calls=calls)
             # LangGraph takes a second or more to import: do it while the first calls go out.
@@ -196,6 +213,8 @@ class DenoiseRun:
 
                 embedder = make_embedder(self.config.denoise)
                 in_flight = 1 if isinstance(embedder, LocalEmbedder) else 4
+                if self.tracing is not None:
+                    embedder = self.tracing.embedder(embedder)
                 if compares_meaning:
                     self.rt.texts = TextVectors(embedder, store, batch_size=self.config.denoise.embedding_batch_size,
                                                 in_flight=in_flight)
