@@ -148,6 +148,21 @@ class ModelConfig(_ModelChecks):
     script: list[str] | None = Field(None, description="fake: responses returned in turn (tests).")
     adapter: str | None = Field(None, description=(
         "transformers: a PEFT LoRA adapter directory (what `robustft train` writes) applied on top of the model."))
+    price_input_per_mtok: float | None = Field(None, ge=0.0, description=(
+        "USD per million prompt tokens, from your provider's price page (robustft ships no prices; see "
+        "examples/hosted_api.yaml). With it or the output price set, every paid call has a cost: the progress "
+        "line, summary.json cost_usd (per role too), the report; denoise.max_cost_usd caps it."))
+    price_cached_input_per_mtok: float | None = Field(None, ge=0.0, description=(
+        "USD per million prompt tokens the server reports as cached (usage.prompt_tokens_details.cached_tokens). "
+        "None: the input price."))
+    price_output_per_mtok: float | None = Field(None, ge=0.0, description=(
+        "USD per million completion tokens (see price_input_per_mtok)."))
+    requests_per_minute: float | None = Field(None, gt=0, description=(
+        "Your tier's request limit: calls are paced to stay under it (a client-side token bucket). None: paced "
+        "by the server's x-ratelimit-* headers and Retry-After alone, when it sends them."))
+    tokens_per_minute: float | None = Field(None, gt=0, description=(
+        "Your tier's token limit (prompt plus max_tokens per call, as OpenAI counts it, estimated before "
+        "sending): calls are paced to stay under it. None: paced by the server's headers alone."))
 
     @property
     def base_urls(self) -> list[str]:
@@ -180,6 +195,11 @@ class ModelOverride(_ModelChecks):
     batch_size: int | None = Field(None, gt=0)
     script: list[str] | None = None
     adapter: str | None = None
+    price_input_per_mtok: float | None = Field(None, ge=0.0)
+    price_cached_input_per_mtok: float | None = Field(None, ge=0.0)
+    price_output_per_mtok: float | None = Field(None, ge=0.0)
+    requests_per_minute: float | None = Field(None, gt=0)
+    tokens_per_minute: float | None = Field(None, gt=0)
 
 
 def model_flag_updates(configured: ModelConfig, *, model: str | None = None,
@@ -292,6 +312,12 @@ class DenoiseConfig(StrictModel):
     def _embedding_urls(cls, value: Any) -> Any:
         return _url_field(value)
     concurrency: int = Field(32, gt=0, description="Model calls in flight at once.")
+    max_cost_usd: float | None = Field(None, gt=0.0, description=(
+        "Stop the run before its model calls cost more than this many USD in total (priced with model.price_*; "
+        "every call in this run directory counts, earlier runs included). The run stops with exit 4 and its "
+        "progress kept; the same command with a higher cap continues, paying for nothing twice. A call is sent "
+        "only when the cap still holds counting the expected cost of the calls in flight, so the overshoot is "
+        "at most what those calls cost beyond their expectation. Flag: --max-cost."))
     parse_retries: int = Field(2, ge=0, description="Re-asks when a response holds no usable answer.")
     ablate: list[Ablation] = Field(default_factory=list, description="Parts of the method to switch off.")
     prompts_dir: Path | None = Field(None, description=(
