@@ -490,3 +490,19 @@ def test_review_export_of_text_with_nul_imports_back(pristine, tmp_path, capsys)
     assert main(["review", "import", str(run), str(run / "review.csv")]) == 0, capsys.readouterr().err
     log = read_jsonl(run / "review_log.jsonl")
     assert log[-1]["id"] == "q1" and log[-1]["note"] == "checked \x00 by hand"
+
+
+def test_a_rebuilt_store_keeps_what_was_kept_beside_the_responses(tmp_path, capsys):
+    """The meta table (the money a run spent, `--max-cost`) survives a rebuild."""
+    from robustft.backends.store import ResponseStore
+
+    result, _ = make_run(tmp_path)
+    store = result.out_dir / "responses.sqlite"
+    db = ResponseStore(store)
+    db.write_meta("spent_usd", "1.25")
+    db.close()
+    sql(store, "UPDATE responses SET value = X'c0' WHERE key IN (SELECT key FROM responses LIMIT 1)")
+    assert main(["doctor", str(result.out_dir), "--repair"]) == 0
+    db = ResponseStore(store)
+    assert db.read_meta("spent_usd") == "1.25" and len(db) == 28
+    db.close()

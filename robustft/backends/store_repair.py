@@ -144,6 +144,11 @@ def rebuild_store(path: str | Path) -> StoreHealth:
                             else:
                                 kept.embeddings += 1
                             new.execute(f"INSERT OR REPLACE INTO {table} VALUES (?, ?)", (key, value))
+                with contextlib.suppress(sqlite3.DatabaseError):  # what was kept beside them (money spent)
+                    if [row[1] for row in old.execute("PRAGMA table_info(meta)")] == COLUMNS["meta"]:
+                        for name, value in _rows(old, "meta", kept):
+                            if isinstance(name, str) and isinstance(value, str) and name != "format":
+                                new.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value))
                 new.execute("COMMIT")
             finally:
                 old.close()
