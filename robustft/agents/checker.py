@@ -22,7 +22,8 @@ from ..graph.state import SampleState
 from .runtime import AgentRuntime, failure
 from .similarity import agreement
 
-_VERDICT = re.compile(r"answer\s*:\s*\**\s*\(?\s*([YN])\b", re.IGNORECASE)
+# possessive quantifiers: spaces and emphasis are read once, so "Answer:" and a megabyte of spaces is linear
+_VERDICT = re.compile(r"answer\s*+:[\s*]*+\(?\s*+([YN])\b", re.IGNORECASE)
 
 
 def parse_verdict(text: str) -> str | None:

@@ -75,10 +75,10 @@ def fig_scores(run: RunFiles, gold: dict[str, str] | None):
     if gold is not None:
         groups = [("new label right", COLORS["right"],
                    [r["score"] for r in scored if r["id"] in gold and answers_match(
-                       str(r.get("proposed_label")), gold[r["id"]], run.task, run.rel_tol)]),
+                       str(r.get("proposed_label")), gold[r["id"]], run.task, run.tolerance)]),
                   ("new label wrong", COLORS["wrong"],
                    [r["score"] for r in scored if r["id"] in gold and not answers_match(
-                       str(r.get("proposed_label")), gold[r["id"]], run.task, run.rel_tol)]),
+                       str(r.get("proposed_label")), gold[r["id"]], run.task, run.tolerance)]),
                   ("no gold label", COLORS["neutral"], [r["score"] for r in scored if r["id"] not in gold])]
     else:
         groups = [("kept (relabeled)", COLORS["relabeled"], [r["score"] for r in scored if r["status"] == "relabeled"]),

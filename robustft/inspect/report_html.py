@@ -62,7 +62,7 @@ def _examples(run: RunFiles, gold: dict[str, str] | None, prefix: str = "", limi
               limit_dropped: int = 4) -> list[dict[str, Any]]:
     """Relabels that changed the label first (most certain first), then those that confirmed it."""
     def confirmed(r: dict) -> bool:
-        return answers_match(str(r.get("proposed_label")), str(r.get("original_label")), run.task, run.rel_tol)
+        return answers_match(str(r.get("proposed_label")), str(r.get("original_label")), run.task, run.tolerance)
 
     def key(r: dict) -> tuple:
         return (confirmed(r), r.get("score") is None, r.get("score") or 0.0)
@@ -83,7 +83,7 @@ def _examples(run: RunFiles, gold: dict[str, str] | None, prefix: str = "", limi
             "score": "n/a" if r.get("score") is None else f"{r['score']:.3f}",
             "kept": r["status"] == "relabeled",
             "gold": g,
-            "gold_right": g is not None and answers_match(str(r.get("proposed_label")), g, run.task, run.rel_tol),
+            "gold_right": g is not None and answers_match(str(r.get("proposed_label")), g, run.task, run.tolerance),
         })
     return rows
 

@@ -191,8 +191,8 @@ class RunFiles:
         return self.summary.get("selection") or {}
 
     @property
-    def rel_tol(self) -> float:
-        return self.config.data.numeric_rel_tol
+    def tolerance(self) -> float:
+        return self.config.data.numeric_tolerance
 
     def fine_tuning_set(self) -> list[dict[str, Any]]:
         """denoised.jsonl as it is now (after any human review), else rebuilt from the records."""

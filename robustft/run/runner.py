@@ -93,7 +93,7 @@ def method_settings(config: RobustFTConfig, prompts: PromptLibrary, task: str) -
                    "ablate": sorted(d.ablate), "instruction": config.data.instruction,
                    # absent at the default, so that run directories from before the setting stay as they are
                    **({"retrieval": d.retrieval} if d.retrieval != "exact" else {}),
-                   "numeric_rel_tol": config.data.numeric_rel_tol,
+                   "numeric_tolerance": config.data.numeric_tolerance,
                    **({"open_similarity": d.open_similarity} if task == "open" else {})},
     }
 
