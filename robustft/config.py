@@ -218,6 +218,10 @@ class DataConfig(StrictModel):
     options_column: str = Field("options", description=(
         "Column holding the options of a multiple-choice question, a JSON list of strings; when present, "
         "answers are option letters (A = first). Flag: --options-column."))
+    options_columns: list[str] | None = Field(None, description=(
+        "Multiple choice with one column per option: the option columns in order (A = the first). None: "
+        "recognised by name (A..E, option_a.., choice1.., opa..), or a list column (options, choices, endings; "
+        "ARC's {text, label}). Flag: --options-columns A,B,C,D."))
     conversation_column: str | None = Field(None, description=(
         "Column holding the conversation in the messages and sharegpt formats. None: 'messages', then "
         "'conversations'."))

@@ -23,6 +23,7 @@ def counts_of(run: RunFiles) -> dict[str, int]:
     out = {s: c.get(s, 0) for s in FINAL_STATUSES}
     out["total"] = len(run.records)
     out["noisy"] = sum(1 for r in run.records if r.get("decision") == "noisy")
+    out["unreadable"] = sum(1 for r in run.records if r["status"] == "dropped" and r.get("reason") == "unreadable")
     ft = run.fine_tuning_set()
     out["fine_tuning_set"] = len(ft)
     out["human"] = sum(1 for d in ft if d.get("source") == "human")

@@ -128,8 +128,9 @@ def gold_metrics(records: Iterable[dict[str, Any]], gold: dict[str, str], task: 
         fn += wrong and not flagged
         tn += (not wrong) and not flagged
 
-    proposed = [r for r in recs if r.get("status") in ("relabeled", "dropped") and r.get("proposed_label") is not None]
-    kept = [r for r in proposed if r["status"] == "relabeled"]
+    proposed = [r for r in recs if r.get("status") in ("relabeled", "confirmed", "dropped")
+                and r.get("proposed_label") is not None]
+    kept = [r for r in proposed if r["status"] in ("relabeled", "confirmed")]
     dropped = [r for r in proposed if r["status"] == "dropped"]
     n_correct = sum(right(r["proposed_label"], r["id"]) for r in proposed)
     kept_correct = sum(right(r["proposed_label"], r["id"]) for r in kept)
@@ -138,7 +139,7 @@ def gold_metrics(records: Iterable[dict[str, Any]], gold: dict[str, str], task: 
 
     if fine_tuning_set is None:
         fine_tuning_set = [{"id": r["id"], "label": r.get("label"), "source": r["status"]}
-                           for r in recs if r.get("status") in ("clean", "relabeled")]
+                           for r in recs if r.get("status") in ("clean", "relabeled", "confirmed")]
     ft = [d for d in fine_tuning_set if d.get("id") in gold]
     ft_label = {d["id"]: d.get("label") for d in ft}
     ft_correct = sum(right(d.get("label"), d["id"]) for d in ft)

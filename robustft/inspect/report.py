@@ -48,6 +48,8 @@ def format_text(run: RunFiles, counts: dict[str, int], metrics: dict[str, Any] |
              f"  {'outcome':<14}{'samples':>8}{'share':>8}"]
     for st in FINAL_STATUSES:
         lines.append(f"  {st:<14}{counts[st]:>8}{100 * counts[st] / total:>7.1f}%")
+        if st == "dropped" and counts.get("unreadable"):
+            lines.append(f"    {'unreadable':<12}{counts['unreadable']:>8}   (no answer in the replies, even re-asked)")
     lines.append(f"  flagged noisy {counts['noisy']}; fine-tuning set {counts['fine_tuning_set']} samples"
                  + (f" ({counts['human']} decided by a person)" if counts["human"] else ""))
     if metrics:

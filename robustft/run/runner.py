@@ -326,7 +326,7 @@ class DenoiseRun:
         d = self.config.denoise
         entries = self.journal.entries
         candidates = {s.id: entries[s.id].score for s in self.dataset.samples
-                      if s.id in entries and is_candidate(entries[s.id].status)}
+                      if s.id in entries and is_candidate(entries[s.id].status, entries[s.id].reason)}
         if "selection" in d.ablate:
             kept, threshold = list(candidates), None
         else:
@@ -344,7 +344,7 @@ class DenoiseRun:
                     record = self.journal.read(sample.id)
                 else:  # never reached the graph (the run was stopped first): not finished
                     record = sample_record(initial_state(sample), self.dataset.task, None)
-                yield summary.add(final_record(record, sample.id in kept_ids))
+                yield summary.add(final_record(record, sample.id in kept_ids, self.config.data.numeric_tolerance))
 
         selection = {"beta": d.beta, "enabled": "selection" not in d.ablate, "score": d.score,
                      "candidates": len(candidates), "kept": len(kept), "threshold": threshold, "unscored": missing}
