@@ -233,3 +233,11 @@ def test_the_trust_checker_refuses_short_answer_data_and_a_switched_off_score(tm
                      str(tmp_path / "mc"), "--model", "sim", "--base-url", sim.base_url, "--limit", "4", "--quiet"])
         assert code == 2 and "checker: trust scores open-ended responses" in capsys.readouterr().err
         assert sim.requests == 0  # refused before any call
+
+
+def test_trace_shows_the_trust_score_its_signals_and_the_weakest_claim(trust_run, capsys):
+    record = min(trust_run["records"], key=lambda r: r["trust"])
+    assert main(["trace", str(trust_run["out"]), record["id"]]) == 0
+    shown = capsys.readouterr().out
+    assert f"trust of the given response: {record['trust']:.3f}" in shown
+    assert "weakest claim:" in shown and "claim check" in shown
