@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..agents.cost import describe as describe_cost
 from ..files import write_json, write_text
 from ..run.outputs import FINAL_STATUSES
 from ..run.rundir import RunFiles, load_run
@@ -51,6 +52,8 @@ def format_text(run: RunFiles, counts: dict[str, int], metrics: dict[str, Any] |
         lines.append(f"  {st:<14}{counts[st]:>8}{100 * counts[st] / total:>7.1f}%")
     lines.append(f"  flagged noisy {counts['noisy']}; fine-tuning set {counts['fine_tuning_set']} samples"
                  + (f" ({counts['human']} decided by a person)" if counts["human"] else ""))
+    if run.summary.get("cost"):
+        lines.append(f"  cost: {describe_cost(run.summary['cost'])}")
     if metrics:
         lines += describe_gold(metrics)
     if ranking:

@@ -8,6 +8,7 @@ import os.path
 from functools import lru_cache
 from typing import Any
 
+from ..agents.cost import describe as describe_cost
 from ..answers import answers_match, option_text
 from ..run.outputs import FINAL_STATUSES
 from ..run.rundir import RunFiles
@@ -100,6 +101,7 @@ def render_html(run: RunFiles, counts: dict[str, int], figures: dict[str, str], 
         name=run.dir.name, run_dir=run.dir.resolve(), run_dir_given=run.dir, data=run.summary.get("data"),
         task=run.task, model_line=_model_line(run), when=_dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
         summary=run.summary, selection=run.selection, denoise=run.config.denoise,
+        cost_line=describe_cost(run.summary["cost"]) if run.summary.get("cost") else None,
         beta=run.selection.get("beta", run.config.denoise.beta),
         counts=counts, share=share, statuses=FINAL_STATUSES, status_text=STATUS_TEXT, colors=COLORS,
         metrics=metrics, pct=pct, gold=gold, ranking=ranking,

@@ -32,8 +32,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
+from .. import tracing
 from ..agents.calls import ModelCalls, ServiceDown
 from ..agents.checker import check_rule
+from ..agents.cost import CostLedger, Prices, records_cost
 from ..agents.runtime import AgentRuntime
 from ..backends.registry import ModelPool
 from ..backends.store import NOT_IDENTITY, ResponseStore
@@ -52,6 +54,8 @@ from .progress import Progress
 from .rundir import DenoiseResult, RunDir
 
 log = logging.getLogger("robustft")
+
+COUNTS = ("total", "clean", "noisy", "relabeled", "confirmed", "dropped", "failed")
 
 # A fatal condition of the machine, not of one sample: stop the run with the path and the fix.
 _ENVIRONMENT_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
@@ -145,15 +149,29 @@ class DenoiseRun:
         self.preflight = preflight
         self.say = log or log_info
         self.quiet_log_every_s = quiet_log_every_s
+        self.tracing = None
 
     async def run(self) -> DenoiseResult:
         with fewer_collections():
-            return await self._run()
+            self.tracing = tracing.start(self.config)
+            if self.tracing is None:
+                return await self._run()
+            try:
+                attributes = {"robustft.out": str(self.out_dir), "robustft.samples": len(self.dataset),
+                              "robustft.task": self.dataset.task, "robustft.executor": self.config.run.executor}
+                with self.tracing.run_span(attributes) as span:
+                    result = await self._run()
+                    span.set_attributes({f"robustft.{k}": v for k, v in result.summary.items()
+                                         if k in COUNTS and isinstance(v, int)})
+                    return result
+            finally:
+                self.tracing.close()
 
     async def _run(self) -> DenoiseResult:
         started = time.monotonic()
         check_rule(self.config, self.dataset.task)
         check_prompts(self.prompts, self.config, self.dataset)  # a template error costs no call
+        check_budget(self.config)
         rundir = RunDir(self.out_dir).open()
         handler = _attach_run_log(rundir.log)
         store = journal = embedder = executor = None
@@ -168,7 +186,9 @@ class DenoiseRun:
             rundir.mark("running", settings)
             method = _digest(settings)
             fingerprints = {s.id: sample_fingerprint(method, s) for s in self.dataset.samples}
-            calls = ModelCalls(self.pool, store, self.config.denoise.concurrency)
+            ledger = CostLedger(cap_usd=self.config.denoise.max_cost_usd, store=store)
+            calls = ModelCalls(self.pool, store, self.config.denoise.concurrency, ledger=ledger)
+            calls.tracing = self.tracing
             self.rt = AgentRuntime(config=self.config, task=self.dataset.task, pool=self.pool, prompts=self.prompts,
                                    calls=calls)
             # LangGraph takes a second or more to import: do it while the first calls go out.
@@ -186,6 +206,7 @@ class DenoiseRun:
                 self.say(f"resuming {self.out_dir}: {reused} of {len(self.dataset)} samples already finished"
                          + (f", {len(waiting)} waiting for relabeling" if waiting else ""))
             if detect or waiting:
+                ledger.check()  # a cap already spent costs no call, not even the preflight
                 await executor.start(len(detect) + len(waiting))
                 if self.preflight:
                     await self._preflight()
@@ -198,6 +219,8 @@ class DenoiseRun:
 
                 embedder = make_embedder(self.config.denoise)
                 in_flight = 1 if isinstance(embedder, LocalEmbedder) else 4
+                if self.tracing is not None:
+                    embedder = self.tracing.embedder(embedder)
                 if compares_meaning:
                     self.rt.texts = TextVectors(embedder, store, batch_size=self.config.denoise.embedding_batch_size,
                                                 in_flight=in_flight)
@@ -274,7 +297,7 @@ class DenoiseRun:
             seen.add(key)
             self.preflight_calls += 1
             try:
-                await self.calls.send_unstored(cfg, probe)
+                await self.calls.send_unstored(cfg, probe, role)
             except (ModelCallError, ServiceDown) as exc:
                 urls = cfg.base_url if isinstance(cfg.base_url, list) else [cfg.base_url] if cfg.base_url else []
                 where = f" at {', '.join(urls)}" if urls else ""
@@ -361,10 +384,38 @@ class DenoiseRun:
         def result() -> dict[str, Any]:
             return summary.result(selection=selection, wall_time_s=wall, config=self.config.public_dict(),
                                   task=self.dataset.task, data_path=str(self.dataset.path), resumed=reused,
-                                  store=this_run)
+                                  store=this_run, cost=self._cost(summary, calls))
 
         rundir.write_outputs(records(), result, fine_tuning_record)
         return json.loads(rundir.summary.read_text(encoding="utf-8"))
+
+
+    def _cost(self, summary: Summary, calls: ModelCalls) -> dict[str, Any] | None:
+        """summary.json's `cost`: the records' calls priced per role (`cost_usd`), what this run paid
+        and saved, and what this run directory has spent in all (what the cap counts)."""
+        cost = records_cost(self.config, summary.tokens_by_role)
+        ledger = calls.ledger
+        if cost is None and not ledger.priced:
+            return None
+        cost = cost or {"usd": 0.0, "by_role": {}}
+        prices = {role: p.as_dict() for role in used_roles(self.config)
+                  if (p := Prices.of(self.config.model_for(role))) is not None}
+        return {**cost, "this_run": ledger.this_run(), "spent_usd": round(ledger.total, 6),
+                "max_cost_usd": self.config.denoise.max_cost_usd, "prices": prices}
+
+
+def check_budget(config: RobustFTConfig) -> None:
+    """A cap needs prices to count against, and a driver that sees every call."""
+    cap = config.denoise.max_cost_usd
+    if cap is None:
+        return
+    if not any(Prices.of(config.model_for(role)) for role in used_roles(config)):
+        raise ConfigError(f"denoise.max_cost_usd is {cap:g} but no model has a price, so no call would count "
+                          "against it: set model.price_input_per_mtok and model.price_output_per_mtok (USD per "
+                          "million tokens, from your provider's price page; see examples/hosted_api.yaml)")
+    if config.run.executor == "ray":
+        raise ConfigError("denoise.max_cost_usd (--max-cost) works with the local executor only: the Ray workers "
+                          "do not share one budget yet; drop --executor ray, or the cap")
 
 
 def _environment_failure(e: OSError, out_dir: Path) -> RobustFTError:
