@@ -44,3 +44,18 @@ class ConfigError(UserError):
 
 class ModelCallError(RobustFTError):
     """A model call that kept failing after its retries; recorded per sample, never fatal to a run."""
+
+
+class EmbeddingDimensionError(UserError):
+    """One embedding model identity gave vectors of two dimensions (the server changed models)."""
+
+    retryable = False  # sending the request again gives the same vectors
+
+    def __init__(self, model: str, before: int, now: int, *, where: str):
+        self.model, self.before, self.now = model, before, now
+        super().__init__(
+            f"the embedding model {model!r} gave vectors of {now} dimensions {where}, and of {before} before: "
+            f"one embedding model gives one dimension.\n  fix: if the server now serves another model, name it "
+            f"with --embedding-model (denoise.embedding_model); the vectors kept for {model!r} stay in the run "
+            f"directory for that name. Otherwise serve the model that gives {before} dimensions again, then run "
+            "the same command again.")

@@ -11,9 +11,15 @@
 - **Retries.** Failures a retry can fix (transport errors, timeouts, 5xx, 408/409/425/429) are
   retried up to `model.max_retries` times with jittered exponential back-off, capped at
   `model.retry_backoff_max_s`; a server's `Retry-After` is honoured. Other 4xx fail at once.
+- **Cost and budget.** With prices configured, every paid call's usage becomes cost per role, and
+  a response the store answers is counted as saved (`cost.CostLedger`); with a cap
+  (`denoise.max_cost_usd`) a call is sent only while the cap holds, counting the expected cost of
+  the calls in flight, else the run stops with `BudgetReached` (exit 4).
 - **Giving up.** When every call to a model has failed for `model.give_up_after_s`, the run stops
   (`ServiceDown`) instead of marking every remaining sample failed: the samples not finished are
   simply not finished, and running the same command again continues.
+- **Tracing.** With `tracing` set (a run's `robustft.tracing.otel.OtelTracing`), each call is a
+  span: store hits marked, usage on paid calls, failed attempts as events. None: no cost.
 """
 
 from __future__ import annotations
@@ -21,8 +27,8 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from ..backends.base import Generation, Messages
 from ..backends.registry import ModelPool
@@ -30,6 +36,10 @@ from ..backends.retry import RetryPolicy, describe, with_retries
 from ..backends.store import Occurrences, ResponseStore, identity_digest, model_identity, request_digest, response_key
 from ..config import ModelConfig
 from ..errors import RobustFTError
+from .cost import BudgetReached, CostLedger, Expectation, Prices, expected_usd
+
+if TYPE_CHECKING:
+    from ..tracing.otel import OtelTracing
 
 if sys.version_info >= (3, 11):
     _timeout = asyncio.timeout
@@ -62,6 +72,9 @@ class CallStats:
     prompt_tokens: int = 0    # of paid calls
     completion_tokens: int = 0
     in_flight: int = 0
+    usd: float = 0.0          # paid in this run, when prices are set
+    saved_usd: float = 0.0    # what the store's answers would have cost
+    usd_by_role: dict[str, float] = field(default_factory=dict)
 
 
 class _Health:
@@ -73,19 +86,33 @@ class _Health:
         self.failing_since: float | None = None
 
 
+class _Model:
+    """What the call path keeps per model: its backend, health, prices and token expectations."""
+
+    __slots__ = ("config", "backend", "health", "prices", "expect")
+
+    def __init__(self, config: ModelConfig, backend: Any, health: _Health, expect: Expectation):
+        self.config, self.backend, self.health = config, backend, health
+        self.prices = Prices.of(config)
+        self.expect = expect
+
+
 class ModelCalls:
-    def __init__(self, pool: ModelPool, store: ResponseStore | None, concurrency: int, *, backoff_s: float = 0.5):
+    def __init__(self, pool: ModelPool, store: ResponseStore | None, concurrency: int, *, backoff_s: float = 0.5,
+                 ledger: CostLedger | None = None):
         self.pool = pool
         self.store = store
         self.concurrency = concurrency
         self.backoff_s = backoff_s
         self.stats = CallStats()
+        self.ledger = ledger if ledger is not None else CostLedger()
         self.occurrences = Occurrences()
         self._slots: asyncio.Semaphore | None = None
         self._lookups: bool | None = None
         # Keyed by id() of the ModelConfig, which each entry also holds so that the id is never reused.
         self._identities: dict[int, tuple[ModelConfig, bytes]] = {}
-        self._backends: dict[int, tuple[ModelConfig, Any, _Health]] = {}
+        self._models: dict[int, _Model] = {}
+        self.tracing: "OtelTracing | None" = None
 
     def identity(self, config: ModelConfig) -> bytes:
         found = self._identities.get(id(config))
@@ -93,16 +120,24 @@ class ModelCalls:
             found = self._identities[id(config)] = (config, identity_digest(model_identity(config)))
         return found[1]
 
-    def _backend(self, config: ModelConfig) -> tuple[Any, _Health]:
-        """The backend (built on first use: a store hit never loads a model) and its health."""
-        found = self._backends.get(id(config))
-        if found is None:
-            model = self.pool.get(config)
-            health = next((h for _, m, h in self._backends.values() if m is model), None) or _Health()
-            found = self._backends[id(config)] = (config, model, health)
-        return found[1], found[2]
+    def _model(self, config: ModelConfig, build: bool = True) -> _Model | None:
+        """The backend (built on first use: a store hit never loads a model), its health and prices."""
+        found = self._models.get(id(config))
+        if found is None and build:
+            backend = self.pool.get(config)
+            same = next((m for m in self._models.values() if m.backend is backend), None)
+            found = self._models[id(config)] = _Model(config, backend, same.health if same else _Health(),
+                                                      same.expect if same else Expectation())
+        return found
 
-    async def call(self, config: ModelConfig, messages: Messages) -> Generation:
+    async def call(self, config: ModelConfig, messages: Messages, role: str | None = None) -> Generation:
+        tracing = self.tracing
+        if tracing is None:
+            return await self._call(config, messages, None, role)
+        with tracing.model_call(config, messages) as span:
+            return await self._call(config, messages, span, role)
+
+    async def _call(self, config: ModelConfig, messages: Messages, span: Any, role: str | None) -> Generation:
         request = request_digest(self.identity(config), messages)
         n = self.occurrences.claim(request)
         key = response_key(request, n)
@@ -112,15 +147,27 @@ class ModelCalls:
             hit = self.store.get(key)
             if hit is not None:
                 self.stats.reused += 1
+                self._saved(config, role, hit)
+                if span is not None:
+                    self.tracing.stored(span, hit)
                 return hit
         try:
-            gen = await self._send(config, messages)
+            gen = await self._send(config, messages, role)
         except BaseException:
             self.occurrences.release(request, n)
             raise
         if self.store is not None:
             gen = self.store.put(key, gen)
+        if span is not None:
+            self.tracing.paid(span, gen)
         return self._paid(gen)
+
+    def _saved(self, config: ModelConfig, role: str | None, gen: Generation) -> None:
+        """A store hit: with prices, what it would have cost is counted as saved."""
+        prices = Prices.of(config)
+        if prices is not None:
+            self.ledger.saved(role, prices, gen)
+            self.stats.saved_usd = self.ledger.saved_usd
 
     def _paid(self, gen: Generation) -> Generation:
         """Count a call that was paid for (not answered from the store)."""
@@ -130,12 +177,21 @@ class ModelCalls:
         stats.completion_tokens += gen.completion_tokens
         return gen
 
-    async def send_unstored(self, config: ModelConfig, messages: Messages) -> Generation:
+    async def send_unstored(self, config: ModelConfig, messages: Messages, role: str | None = None) -> Generation:
         """A call that is neither answered from nor written to the store (the pre-run check)."""
-        return await self._send(config, messages)
+        tracing = self.tracing
+        if tracing is None:
+            return await self._send(config, messages, role)
+        with tracing.model_call(config, messages, preflight=True) as span:
+            gen = await self._send(config, messages, role)
+            tracing.paid(span, gen)
+            return gen
 
-    async def _send(self, config: ModelConfig, messages: Messages) -> Generation:
-        model, health = self._backend(config)
+    async def _send(self, config: ModelConfig, messages: Messages, role: str | None = None) -> Generation:
+        entry = self._model(config)
+        model, health, prices, expect = entry.backend, entry.health, entry.prices, entry.expect
+        ledger = self.ledger
+        chars = Expectation.length(messages)
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.concurrency)
         # The backend's own timeout should fire first; a client that re-sends a timed-out call to
@@ -150,6 +206,10 @@ class ModelCalls:
 
         async def attempt() -> Generation:
             async with slots:
+                # The budget is checked with the slot held, so that the calls it waits for are the
+                # calls in flight (at most `concurrency`), not every sample waiting for a slot.
+                cost = expected_usd(prices, expect.prompt(chars), expect.completion(role, config.max_tokens))
+                await ledger.admit(cost)
                 stats.in_flight += 1
                 try:
                     if own_timeout:
@@ -157,13 +217,25 @@ class ModelCalls:
                     else:
                         async with _timeout(limit):
                             gen = await model.generate(messages)
+                except BaseException:
+                    ledger.release(cost)  # a failed call is not charged
+                    raise
                 finally:
                     stats.in_flight -= 1
             health.failing_since = None
+            expect.learn(chars, role, gen)
+            usd = ledger.paid(role, prices, gen, cost)
+            if usd:
+                stats.usd += usd
+                stats.usd_by_role[role or "other"] = stats.usd_by_role.get(role or "other", 0.0) + usd
             return gen
 
         def failed(error: BaseException, retryable: bool) -> None:
+            if isinstance(error, BudgetReached):
+                raise error  # not a failed call: no call was made, and none should be
             stats.failed_attempts += 1
+            if self.tracing is not None:
+                self.tracing.failed_attempt(error, retryable)
             if retryable:
                 self._check_give_up(config, health, error)
 

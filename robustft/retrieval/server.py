@@ -23,7 +23,7 @@ class ServerEmbedder:
 
     async def embed(self, texts: Sequence[str]) -> np.ndarray:
         vectors = await with_retries(lambda: self._client.embed(list(texts)), self.policy, "embedding request")
-        return normalise(np.asarray(vectors, dtype=np.float32))
+        return normalise(vectors)
 
     async def aclose(self) -> None:
         close = getattr(self._client, "aclose", None)

@@ -58,7 +58,7 @@ def _actor(name: str, tries: int = 5) -> Any:
 
 class SampleWorker:
     def __init__(self, config: RobustFTConfig, task: str, prompts: dict[str, str] | None, actors: dict[str, Any],
-                 concurrency: int, keys: dict[str, str]):
+                 concurrency: int, keys: dict[str, str], trace: dict[str, Any] | None = None):
         # `actors` names them ({"store": name, "engines": {model config JSON: [names]}}): a handle
         # passed as an argument is a reference Ray may not keep for a restart (ray-project/ray#53727);
         # a name is looked up again by each life of the worker.
@@ -80,6 +80,14 @@ class SampleWorker:
             if replicas:
                 pool.add(model, ModelProxy(model, replicas))
         self.calls = ClusterCalls(pool, store, concurrency)
+        # The driver traces: this worker's spans continue its run span and go to the same collector.
+        self.tracing = None
+        if trace is not None:
+            for name, value in trace["env"].items():
+                os.environ.setdefault(name, value)
+            from ...tracing.otel import OtelTracing
+
+            self.tracing = self.calls.tracing = OtelTracing(config, parent=trace["parent"])
         self.rt = AgentRuntime(config=config, task=task, pool=pool, prompts=library, calls=self.calls)
         self.app = build_graph(self.rt).compile()
         # Which life of this worker a report comes from: a restarted worker counts from zero again.
@@ -98,5 +106,7 @@ class SampleWorker:
             left.pop(final["id"], None)
             finished.append(final)
         finished.extend({**state, "status": "failed", "error": UNSEEN} for state in left.values())
+        if self.tracing is not None:
+            await self.tracing.flush()  # a worker may be killed once its batch is back
         s = self.calls.stats
         return finished, self.life, (s.paid, s.reused, s.failed_attempts, s.prompt_tokens, s.completion_tokens)
