@@ -247,6 +247,10 @@ class DataConfig(StrictModel):
     options_column: str = Field("options", description=(
         "Column holding the options of a multiple-choice question, a JSON list of strings; when present, "
         "answers are option letters (A = first). Flag: --options-column."))
+    options_columns: list[str] | None = Field(None, description=(
+        "Multiple choice with one column per option: the option columns in order (A = the first). None: "
+        "recognised by name (A..E, option_a.., choice1.., opa..), or a list column (options, choices, endings; "
+        "ARC's {text, label}). Flag: --options-columns A,B,C,D."))
     conversation_column: str | None = Field(None, description=(
         "Column holding the conversation in the messages and sharegpt formats. None: 'messages', then "
         "'conversations'."))
@@ -254,7 +258,9 @@ class DataConfig(StrictModel):
         "How answers are compared. auto: multiple_choice when options are given, numeric when every "
         "answer is a number, open when answers are long free text (the median answer has 8 words or "
         "more), else text (short free text). Flag: --task."))
-    numeric_rel_tol: float = Field(1e-2, ge=0.0, description="Numeric answers match within this relative tolerance.")
+    numeric_tolerance: float = Field(1e-2, ge=0.0, description=(
+        "Numeric answers: when either side is a whole number the two must be equal (125 is not 126); "
+        "other numbers match within this relative tolerance (0.01 = 1 %). Printed by --dry-run and report."))
     instruction: str = Field("", description="Extra task instruction appended to every answer request.")
     limit: int | None = Field(None, gt=0, description="Take only the first N rows. Flag: --limit.")
     out_of_range_labels: Literal["error", "keep"] = Field("error", description=(
@@ -268,9 +274,10 @@ class DenoiseConfig(StrictModel):
     reflection_rounds: int = Field(0, ge=0, description=(
         "Extra self-reflection calls after the reasoning expert's first answer. 0 = the paper's "
         "single call that asks for step-by-step reasoning and reflection together."))
-    checker: Literal["paper", "majority", "judge"] = Field("paper", description=(
+    checker: Literal["paper", "majority", "judge", "trust"] = Field("paper", description=(
         "paper: clean when base and reasoning answers both equal the label; majority: clean when at "
-        "least half of the expert answers equal it; judge: an LLM decides from both answers."))
+        "least half of the expert answers equal it; judge: an LLM decides from both answers; trust "
+        "(open-ended data only): clean when the given response's trust score reaches trust_threshold."))
     review: Literal["on_disagreement", "always"] = Field("on_disagreement", description=(
         "on_disagreement: the reviewer is asked only when the reasoning and context answers differ "
         "(when they agree, that answer is the label, with no call); always: ask it for every relabel, "
@@ -279,6 +286,21 @@ class DenoiseConfig(StrictModel):
         "Open-ended responses (data.task: open): two responses agree (checker, reviewer) when the cosine "
         "similarity of their embeddings (embedding_model) is at least this. The default was measured with "
         "all-MiniLM-L6-v2 (README, Open-ended responses); another embedding model needs its own threshold."))
+    trust: bool = Field(True, description=(
+        "Open-ended data: give every given response a trust score from 0 (surely wrong) to 1, written to "
+        "samples.jsonl as `trust` (README, Trust scores). It combines the experts' agreement by meaning, a "
+        "self-reflection verdict (one judge call, the judge checker's own when checker is judge), that "
+        "verdict's token probability, and for responses of several sentences a check of the weakest claim "
+        "(trust_claim_checks judge calls). Costs 1 + trust_claim_checks calls per sample; false: none."))
+    trust_threshold: float = Field(0.5, ge=0.0, le=1.0, description=(
+        "checker: trust calls a given response clean when its trust score is at least this. Higher keeps "
+        "fewer, surer responses and relabels more (README, Trust scores, has the measured trade-off)."))
+    trust_max_claims: int = Field(8, ge=2, le=64, description=(
+        "A response is split into at most this many claims (sentences; neighbouring sentences are joined "
+        "when there are more), each compared with the experts' responses by meaning."))
+    trust_claim_checks: int = Field(1, ge=0, le=4, description=(
+        "The least supported claims of a response of several sentences that the judge checks one by one "
+        "(one call each). 0: claims are compared with the experts' responses only."))
     k: int = Field(3, gt=0, description="Clean examples retrieved for each noisy sample.")
     retrieval: Literal["exact", "chroma"] = Field("exact", description=(
         "How the k most similar clean samples are found. exact: every noisy question against every clean "
@@ -311,6 +333,11 @@ class DenoiseConfig(StrictModel):
     @classmethod
     def _embedding_urls(cls, value: Any) -> Any:
         return _url_field(value)
+    @model_validator(mode="after")
+    def _trust_checker_needs_trust(self) -> "DenoiseConfig":
+        if self.checker == "trust" and not self.trust:
+            raise ValueError("checker: trust needs the trust score: set trust: true, or choose another checker")
+        return self
     concurrency: int = Field(32, gt=0, description="Model calls in flight at once.")
     max_cost_usd: float | None = Field(None, gt=0.0, description=(
         "Stop the run before its model calls cost more than this many USD in total (priced with model.price_*; "
