@@ -11,7 +11,7 @@ and the same for tokens. A request the buckets cannot take is refused with HTTP 
 body OpenAI sends, `Retry-After` (whole seconds, rounded up) and `retry-after-ms` (the exact
 wait); a refused request takes nothing from the buckets.
 
-Counters: `admitted`, `refused`, `admitted_tokens`, and `allowed(now)`: how many requests the
+Counters: `admitted`, `refused`, `admitted_tokens`, `first` / `last` (times), and `allowed(now)`: how many requests the
 limit allowed since the first one (the bucket's size plus what refilled), so that a benchmark can
 say what share of the allowed rate a client used.
 """
@@ -85,7 +85,8 @@ class SimRateLimits:
                                     _Bucket("tokens", tpm, window_s, now) if tpm else None) if b is not None]
         self.window_s = window_s
         self.admitted = self.refused = self.admitted_tokens = 0
-        self.first: float | None = None
+        self.first: float | None = None  # the first request's time, and the last admitted one's
+        self.last: float | None = None
         self._lock = threading.Lock()
 
     def admit(self, tokens: int) -> tuple[dict | None, dict[str, str]]:
@@ -114,6 +115,7 @@ class SimRateLimits:
                 bucket.level -= need[bucket.kind]
             self.admitted += 1
             self.admitted_tokens += tokens
+            self.last = now
             return None, {k: v for b in self.buckets for k, v in b.headers().items()}
 
     def allowed(self, kind: str = "requests", now: float | None = None) -> float:
