@@ -267,9 +267,10 @@ class DenoiseConfig(StrictModel):
     reflection_rounds: int = Field(0, ge=0, description=(
         "Extra self-reflection calls after the reasoning expert's first answer. 0 = the paper's "
         "single call that asks for step-by-step reasoning and reflection together."))
-    checker: Literal["paper", "majority", "judge"] = Field("paper", description=(
+    checker: Literal["paper", "majority", "judge", "trust"] = Field("paper", description=(
         "paper: clean when base and reasoning answers both equal the label; majority: clean when at "
-        "least half of the expert answers equal it; judge: an LLM decides from both answers."))
+        "least half of the expert answers equal it; judge: an LLM decides from both answers; trust "
+        "(open-ended data only): clean when the given response's trust score reaches trust_threshold."))
     review: Literal["on_disagreement", "always"] = Field("on_disagreement", description=(
         "on_disagreement: the reviewer is asked only when the reasoning and context answers differ "
         "(when they agree, that answer is the label, with no call); always: ask it for every relabel, "
@@ -278,6 +279,21 @@ class DenoiseConfig(StrictModel):
         "Open-ended responses (data.task: open): two responses agree (checker, reviewer) when the cosine "
         "similarity of their embeddings (embedding_model) is at least this. The default was measured with "
         "all-MiniLM-L6-v2 (README, Open-ended responses); another embedding model needs its own threshold."))
+    trust: bool = Field(True, description=(
+        "Open-ended data: give every given response a trust score from 0 (surely wrong) to 1, written to "
+        "samples.jsonl as `trust` (README, Trust scores). It combines the experts' agreement by meaning, a "
+        "self-reflection verdict (one judge call, the judge checker's own when checker is judge), that "
+        "verdict's token probability, and for responses of several sentences a check of the weakest claim "
+        "(trust_claim_checks judge calls). Costs 1 + trust_claim_checks calls per sample; false: none."))
+    trust_threshold: float = Field(0.5, ge=0.0, le=1.0, description=(
+        "checker: trust calls a given response clean when its trust score is at least this. Higher keeps "
+        "fewer, surer responses and relabels more (README, Trust scores, has the measured trade-off)."))
+    trust_max_claims: int = Field(8, ge=2, le=64, description=(
+        "A response is split into at most this many claims (sentences; neighbouring sentences are joined "
+        "when there are more), each compared with the experts' responses by meaning."))
+    trust_claim_checks: int = Field(1, ge=0, le=4, description=(
+        "The least supported claims of a response of several sentences that the judge checks one by one "
+        "(one call each). 0: claims are compared with the experts' responses only."))
     k: int = Field(3, gt=0, description="Clean examples retrieved for each noisy sample.")
     retrieval: Literal["exact", "chroma"] = Field("exact", description=(
         "How the k most similar clean samples are found. exact: every noisy question against every clean "
@@ -305,6 +321,11 @@ class DenoiseConfig(StrictModel):
     @classmethod
     def _embedding_urls(cls, value: Any) -> Any:
         return _url_field(value)
+    @model_validator(mode="after")
+    def _trust_checker_needs_trust(self) -> "DenoiseConfig":
+        if self.checker == "trust" and not self.trust:
+            raise ValueError("checker: trust needs the trust score: set trust: true, or choose another checker")
+        return self
     concurrency: int = Field(32, gt=0, description="Model calls in flight at once.")
     max_cost_usd: float | None = Field(None, gt=0.0, description=(
         "Stop the run before its model calls cost more than this many USD in total (priced with model.price_*; "

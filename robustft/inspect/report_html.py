@@ -90,7 +90,7 @@ def _examples(run: RunFiles, gold: dict[str, str] | None, prefix: str = "", limi
 
 
 def render_html(run: RunFiles, counts: dict[str, int], figures: dict[str, str], metrics: dict[str, Any] | None,
-                gold: dict[str, str] | None, roles: list[dict[str, Any]]) -> str:
+                gold: dict[str, str] | None, roles: list[dict[str, Any]], ranking: dict[str, Any] | None = None) -> str:
     total = counts["total"]
     prefix = _common_prefix([str(r.get("question") or "") for r in run.records])
 
@@ -104,7 +104,7 @@ def render_html(run: RunFiles, counts: dict[str, int], figures: dict[str, str], 
         cost_line=describe_cost(run.summary["cost"]) if run.summary.get("cost") else None,
         beta=run.selection.get("beta", run.config.denoise.beta),
         counts=counts, share=share, statuses=FINAL_STATUSES, status_text=STATUS_TEXT, colors=COLORS,
-        metrics=metrics, pct=pct, gold=gold,
+        metrics=metrics, pct=pct, gold=gold, ranking=ranking,
         figures={name: figures[name] for name in FIGURE_ORDER if name in figures},
         reviewer_skipped=any((r["nodes"].get("reviewer") or {}).get("skipped") for r in run.records),
         roles=roles, role_names=ROLE_NAMES,

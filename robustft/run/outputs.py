@@ -31,6 +31,8 @@ def sample_record(state: dict[str, Any], task: str, fingerprint: str | None) -> 
         "decision_reason": state.get("decision_reason"), "status": status,
         "label": state.get("label") if status == "clean" else None,
         "proposed_label": state.get("proposed_label"), "score": state.get("score"),
+        **({"trust": state.get("trust"), "trust_signals": state.get("trust_signals")}
+           if state.get("trust_signals") is not None else {}),
         "error": state.get("error") or (NOT_FINISHED if status == "failed" else None),
         "fingerprint": fingerprint,
     }
@@ -49,7 +51,8 @@ def state_of(record: dict[str, Any]) -> dict[str, Any]:
             "label": record.get("original_label"), "examples": None,
             "nodes": record.get("nodes") or {}, "decision": record.get("decision"),
             "decision_reason": record.get("decision_reason"), "status": record["status"],
-            "proposed_label": record.get("proposed_label"), "score": record.get("score"), "error": record.get("error")}
+            "proposed_label": record.get("proposed_label"), "score": record.get("score"), "error": record.get("error"),
+            "trust": record.get("trust"), "trust_signals": record.get("trust_signals")}
 
 
 def is_candidate(status: str) -> bool:

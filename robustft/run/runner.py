@@ -34,6 +34,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from .. import tracing
 from ..agents.calls import ModelCalls, ServiceDown
+from ..agents.checker import check_rule
 from ..agents.cost import CostLedger, Prices, records_cost
 from ..agents.runtime import AgentRuntime
 from ..backends.registry import ModelPool
@@ -44,7 +45,7 @@ from ..entropy import select_lowest
 from ..errors import ConfigError, ModelCallError, RobustFTError, UserError
 from ..graph.state import SampleState, initial_state
 from ..prompts import PROMPT_NAMES, PromptLibrary, template_name
-from ..prompts.check import check_prompts
+from ..prompts.check import check_prompts, scores_trust
 from .collector import fewer_collections
 from .executors import make_executor
 from .journal import Journal
@@ -71,10 +72,11 @@ def _digest(obj: Any) -> str:
                            digest_size=12).hexdigest()
 
 
-def used_roles(config: RobustFTConfig) -> list[str]:
+def used_roles(config: RobustFTConfig, task: str | None = None) -> list[str]:
     ablate = set(config.denoise.ablate)
     roles = ["base"] + ([] if "reasoning" in ablate else ["reasoning"])
-    roles += ["judge"] if config.denoise.checker == "judge" and "checker" not in ablate else []
+    judges = (config.denoise.checker == "judge" and "checker" not in ablate) or scores_trust(config, task)
+    roles += ["judge"] if judges else []
     roles += [] if "context" in ablate else ["context"] + ([] if "reviewer" in ablate else ["reviewer"])
     return roles
 
@@ -83,14 +85,14 @@ def method_settings(config: RobustFTConfig, prompts: PromptLibrary, task: str) -
     """Everything that changes what the models are asked, readable (run.json keeps it, to say what
     changed). β and concurrency are not in it: a new β only re-selects, with no new calls."""
     models = {}
-    for role in used_roles(config):
+    for role in used_roles(config, task):
         cfg = config.model_for(role).model_dump(mode="json")
         models[role] = {k: v for k, v in cfg.items() if k not in NOT_IDENTITY and v is not None}
     d = config.denoise
     return {
         "task": task, "models": models,
         "prompts": {template_name(name, task): hashlib.sha256(Path(prompts.source_of(name, task)).read_bytes())
-                    .hexdigest()[:16] for name in PROMPT_NAMES},
+                    .hexdigest()[:16] for name in PROMPT_NAMES if name != "claim" or scores_trust(config, task)},
         "method": {"reflection_rounds": d.reflection_rounds, "checker": d.checker, "review": d.review, "k": d.k,
                    "context_token_budget": d.context_token_budget, "score": d.score,
                    "embedding_model": d.embedding_model, "parse_retries": d.parse_retries,
@@ -98,7 +100,10 @@ def method_settings(config: RobustFTConfig, prompts: PromptLibrary, task: str) -
                    # absent at the default, so that run directories from before the setting stay as they are
                    **({"retrieval": d.retrieval} if d.retrieval != "exact" else {}),
                    "numeric_rel_tol": config.data.numeric_rel_tol,
-                   **({"open_similarity": d.open_similarity} if task == "open" else {})},
+                   **({"open_similarity": d.open_similarity} if task == "open" else {}),
+                   **({"trust": {"claim_checks": d.trust_claim_checks, "max_claims": d.trust_max_claims,
+                                 **({"threshold": d.trust_threshold} if d.checker == "trust" else {})}}
+                      if scores_trust(config, task) else {})},
     }
 
 
@@ -164,6 +169,7 @@ class DenoiseRun:
 
     async def _run(self) -> DenoiseResult:
         started = time.monotonic()
+        check_rule(self.config, self.dataset.task)
         check_prompts(self.prompts, self.config, self.dataset)  # a template error costs no call
         check_budget(self.config)
         rundir = RunDir(self.out_dir).open()
@@ -283,7 +289,7 @@ class DenoiseRun:
             first.question, first.options, self.dataset.task, self.config.data.instruction)}]
         seen: set[str] = set()
         self.preflight_calls = 0
-        for role in used_roles(self.config):
+        for role in used_roles(self.config, self.dataset.task):
             cfg = self.rt.role_models[role]
             key = cfg.model_dump_json()
             if key in seen:
