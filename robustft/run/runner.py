@@ -380,6 +380,7 @@ class DenoiseRun:
                      "candidates": len(candidates), "kept": len(kept), "threshold": threshold, "unscored": missing}
         stats = calls.stats
         this_run = {"calls_paid": stats.paid, "calls_from_store": stats.reused, "failed_attempts": stats.failed_attempts,
+                    "throttled_429": stats.throttled,
                     "preflight_calls": getattr(self, "preflight_calls", 0)}
 
         def result() -> dict[str, Any]:
