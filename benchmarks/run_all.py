@@ -25,6 +25,9 @@
 - open_trust: trust scores of open-ended responses with four kinds of noise at 30/50/70 % (a
   development and a held-out set): AUROC and precision at 10/20 % of the score and of each signal
   alone, per kind, with calls and tokens; the fine-tuning set of the trust, paper and judge checkers.
+- rate_limit: a server enforcing requests and tokens per minute: the share of calls answered 429
+  and of the allowed rate used, paced by configured limits or the server's headers, against the
+  client that did not pace (and the run the issue measured).
 - ray_overhead: the same ARC run on the local runner and on a local Ray instance: wall time and CPU
   per sample side by side, and whether the outputs are identical (needs `robustft[ray]`).
 
@@ -40,7 +43,7 @@ import time
 
 BENCHMARKS = ("framework_cost", "saturation", "scale", "resume_cost", "fault_injection", "denoise_quality",
               "train_eval", "local_batching", "open_similarity", "open_quality", "open_trust", "sim_server",
-              "client_overhead", "selection_scores", "ray_overhead")
+              "client_overhead", "selection_scores", "ray_overhead", "rate_limit")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -246,6 +246,10 @@ class DataConfig(StrictModel):
     options_column: str = Field("options", description=(
         "Column holding the options of a multiple-choice question, a JSON list of strings; when present, "
         "answers are option letters (A = first). Flag: --options-column."))
+    options_columns: list[str] | None = Field(None, description=(
+        "Multiple choice with one column per option: the option columns in order (A = the first). None: "
+        "recognised by name (A..E, option_a.., choice1.., opa..), or a list column (options, choices, endings; "
+        "ARC's {text, label}). Flag: --options-columns A,B,C,D."))
     conversation_column: str | None = Field(None, description=(
         "Column holding the conversation in the messages and sharegpt formats. None: 'messages', then "
         "'conversations'."))
@@ -253,7 +257,9 @@ class DataConfig(StrictModel):
         "How answers are compared. auto: multiple_choice when options are given, numeric when every "
         "answer is a number, open when answers are long free text (the median answer has 8 words or "
         "more), else text (short free text). Flag: --task."))
-    numeric_rel_tol: float = Field(1e-2, ge=0.0, description="Numeric answers match within this relative tolerance.")
+    numeric_tolerance: float = Field(1e-2, ge=0.0, description=(
+        "Numeric answers: when either side is a whole number the two must be equal (125 is not 126); "
+        "other numbers match within this relative tolerance (0.01 = 1 %). Printed by --dry-run and report."))
     instruction: str = Field("", description="Extra task instruction appended to every answer request.")
     limit: int | None = Field(None, gt=0, description="Take only the first N rows. Flag: --limit.")
     out_of_range_labels: Literal["error", "keep"] = Field("error", description=(

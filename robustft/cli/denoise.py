@@ -86,11 +86,12 @@ def _denoise(args: argparse.Namespace) -> int:
 def describe_run(summary: dict[str, Any], out_dir: Path) -> str:
     from ..run.rundir import DENOISED, SAMPLES, SUMMARY
 
-    s, sel = summary, summary["selection"]
+    from ..run.outputs import describe_counts, kept_count
+
+    s = summary
     return "\n".join([
-        f"{s['total']} samples: {s['clean']} clean, {s['noisy']} flagged noisy -> {s['relabeled']} relabeled "
-        f"and kept, {s['dropped']} dropped by selection (beta={sel['beta']}), {s['failed']} failed",
-        f"fine-tuning set: {s['clean'] + s['relabeled']} samples in {out_dir / DENOISED}",
+        describe_counts(s),
+        f"fine-tuning set: {kept_count(s)} samples in {out_dir / DENOISED}",
         f"every sample's path: {out_dir / SAMPLES}   counts and config: {out_dir / SUMMARY}",
         f"model calls: {s['model_calls']['total']}, tokens: {s['tokens']['prompt']} prompt + "
         f"{s['tokens']['completion']} completion, wall time {s['wall_time_s']:.1f} s",
