@@ -80,7 +80,7 @@ def cleaning(records: list[dict], gold: dict[str, Any], kinds: dict[str, str]) -
 
     wrong = {r["id"] for r in records if not right(r["id"], r["original_label"])}
     flagged = {r["id"] for r in records if r.get("decision") == "noisy"}
-    ft = [r for r in records if r["status"] in ("clean", "relabeled")]
+    ft = [r for r in records if r["status"] in ("clean", "relabeled", "confirmed")]
     recall = {}
     for kind in NOISE_KINDS:
         ids = {sid for sid in wrong if kinds.get(sid) == kind}
