@@ -328,12 +328,25 @@ class DenoiseConfig(StrictModel):
     @classmethod
     def _embedding_urls(cls, value: Any) -> Any:
         return _url_field(value)
+
     @model_validator(mode="after")
     def _trust_checker_needs_trust(self) -> "DenoiseConfig":
         if self.checker == "trust" and not self.trust:
             raise ValueError("checker: trust needs the trust score: set trust: true, or choose another checker")
         return self
+
+    @field_validator("estimate_noise_rate")
+    @classmethod
+    def _noise_range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        low, high = value
+        if not 0.0 <= low <= high <= 1.0:
+            raise ValueError("give [low, high] with 0 <= low <= high <= 1, e.g. [0.1, 0.4]")
+        return value
+
     concurrency: int = Field(32, gt=0, description="Model calls in flight at once.")
+    estimate_noise_rate: tuple[float, float] = Field((0.1, 0.4), description=(
+        "The dry run's estimate only (--dry-run): the share of samples the checker is expected to flag as noisy, "
+        "low and high; the estimate gives the calls, tokens and cost at both. --pilot N measures it instead."))
     max_cost_usd: float | None = Field(None, gt=0.0, description=(
         "Stop the run before its model calls cost more than this many USD in total (priced with model.price_*; "
         "every call in this run directory counts, earlier runs included). The run stops with exit 4 and its "
