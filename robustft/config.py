@@ -292,9 +292,10 @@ class DenoiseConfig(StrictModel):
         "self-reflection verdict (one judge call, the judge checker's own when checker is judge), that "
         "verdict's token probability, and for responses of several sentences a check of the weakest claim "
         "(trust_claim_checks judge calls). Costs 1 + trust_claim_checks calls per sample; false: none."))
-    trust_threshold: float = Field(0.5, ge=0.0, le=1.0, description=(
+    trust_threshold: float = Field(0.6, ge=0.0, le=1.0, description=(
         "checker: trust calls a given response clean when its trust score is at least this. Higher keeps "
-        "fewer, surer responses and relabels more (README, Trust scores, has the measured trade-off)."))
+        "fewer, surer responses and relabels more. 0.6 was chosen on the simulator's development sets, the "
+        "lowest that found at least 0.9 of the changed key facts (README, Trust scores)."))
     trust_max_claims: int = Field(8, ge=2, le=64, description=(
         "A response is split into at most this many claims (sentences; neighbouring sentences are joined "
         "when there are more), each compared with the experts' responses by meaning."))
