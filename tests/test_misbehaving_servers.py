@@ -258,3 +258,183 @@ def test_impossible_numbers_and_wrong_types_are_a_malformed_reply_naming_the_fie
         err = failure_of(chat_model(server.base_url))
     assert f"malformed reply from {server.base_url}: {field}" in str(err), str(err)
     assert err.retryable and err.status_code is None
+
+
+# --- whole runs -----------------------------------------------------------------------------------
+
+import csv  # noqa: E402
+import shutil  # noqa: E402
+import sqlite3  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from aiohttp import web  # noqa: E402
+
+from robustft.cli import main  # noqa: E402
+from robustft.demo import DEMO_DATA, DEMO_GOLD  # noqa: E402
+from robustft.sim import SimServer  # noqa: E402
+from httpstub import StubServer  # noqa: E402
+
+
+def strict_json(path: Path):
+    """The file parsed as strict JSON: NaN, Infinity and -Infinity are refused."""
+    def refuse(name):
+        raise AssertionError(f"{path} holds {name}, which is not JSON")
+    return json.loads(path.read_text(encoding="utf-8"), parse_constant=refuse)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+class Expert(StubServer):
+    """The simulated expert (chat and embeddings, robustft.sim's model) behind a server the test can
+    break: `die("refuse")` closes it (connections refused from then on), `die("hang")` leaves it
+    accepting requests and never answering; `chat_body` and `embedding_dims` alter what it says."""
+
+    def __init__(self, gold: Path = DEMO_GOLD, *, chat_body=None, embedding_dims=None, on_embedding=None):
+        self.sim = SimServer(gold, accuracy=0.8, seed=0)  # its model only; never started
+        self.chat_body, self.embedding_dims, self.on_embedding = chat_body, embedding_dims, on_embedding
+        self.hanging = False
+        self.embeddings = 0
+        self._stopping = threading.Lock()
+        super().__init__(self._reply)
+
+    async def _reply(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        if self.hanging:
+            await asyncio.Event().wait()  # until the server is stopped
+        if request.path.endswith("/embeddings"):
+            self.embeddings += 1
+            if self.on_embedding is not None and self.on_embedding(self):
+                await asyncio.Event().wait()  # it died on this request: no reply (stop() cuts it off)
+            if self.embedding_dims is not None:
+                parsed = json.loads(body)
+                parsed["dimensions"] = self.embedding_dims(self.embeddings)
+                body = json.dumps(parsed).encode()
+            reply = self.sim.model.embed(body)
+            return web.Response(status=reply.status, body=reply.encoded(), content_type="application/json")
+        reply = self.sim.model.complete(body)
+        out = reply.encoded()
+        if self.chat_body is not None and reply.status == 200:
+            out = self.chat_body(body, out)
+        return web.Response(status=reply.status, body=out, content_type="application/json")
+
+    def die(self, how: str) -> None:
+        if how == "hang":
+            self.hanging = True
+        else:
+            threading.Thread(target=self.stop, daemon=True).start()
+
+    def stop(self) -> None:
+        with self._stopping:  # from die() and from the test at once
+            if self._thread.is_alive():
+                asyncio.run_coroutine_threadsafe(self._release_held(), self.loop).result(10)
+            super().stop()
+
+    async def _release_held(self) -> None:
+        self.hanging = False
+        held = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()
+                and t.get_coro().__qualname__.endswith("_handle_request")]
+        for task in held:
+            task.cancel()
+
+
+# One retry: a sample's retries run out long before give_up_after_s, as with the defaults (3
+# retries, give-up after 300 s); an outage must still not fail it.
+PATIENT = "model:\n  timeout_s: 1\n  connect_timeout_s: 1\n  give_up_after_s: 2\n  max_retries: 1\n"
+GIVE_UP_S, TIMEOUT_S = 2.0, 1.0
+
+
+def denoise_args(tmp_path: Path, url: str, *, limit: int = 40, out: str = "run", extra=()) -> list[str]:
+    config = tmp_path / "patient.yaml"
+    config.write_text(PATIENT)
+    return ["denoise", "--config", str(config), "--data", str(DEMO_DATA), "--limit", str(limit), "--model", "sim",
+            "--base-url", url, "--embedding-base-url", url, "--embedding-model", "e", "--concurrency", "8",
+            "--out", str(tmp_path / out), "--quiet", *extra]
+
+
+class Watcher:
+    """Calls `act()` once, from a thread, as soon as `condition()` holds; records when."""
+
+    def __init__(self, condition, act):
+        self.acted_at: float | None = None
+        self._stop = threading.Event()
+
+        def watch() -> None:
+            while not self._stop.wait(0.005):
+                if condition():
+                    self.acted_at = time.monotonic()
+                    act()
+                    return
+        self._thread = threading.Thread(target=watch, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+def journal_statuses(out: Path) -> list[str]:
+    path = out / "samples.jsonl"
+    if not path.exists():
+        return []
+    statuses = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.endswith("}"):
+            statuses.append(json.loads(line)["status"])
+    return statuses
+
+
+@pytest.mark.parametrize("how", ["refuse", "hang"])
+@pytest.mark.parametrize("phase", ["detection", "barrier", "relabeling"])
+def test_the_only_server_dying_in_any_phase_stops_the_run_in_time_and_a_rerun_finishes(tmp_path, capsys,
+                                                                                         phase, how):
+    out = tmp_path / "run"
+    args = denoise_args(tmp_path, "URL")
+    if phase == "barrier":
+        # Detection answered from the response store of a finished run; the question vectors are
+        # not: the first embedding request is the barrier's, and the server dies on it.
+        with Expert() as first:
+            assert main([a.replace("URL", first.base_url) for a in args]) == 0
+        for name in ("samples.jsonl", "summary.json", "denoised.jsonl", "run.json"):
+            (out / name).unlink(missing_ok=True)
+        with sqlite3.connect(out / "responses.sqlite") as db:
+            db.execute("DELETE FROM embeddings")
+        capsys.readouterr()
+    died: list[float] = []
+
+    def die_on_first_embedding(server: Expert) -> bool:
+        if not died:
+            died.append(time.monotonic())
+            server.die(how)
+        return True
+
+    server = Expert(on_embedding=die_on_first_embedding if phase == "barrier" else None)
+    server.start()
+    if phase == "detection":
+        ready = lambda: len(journal_statuses(out)) >= 10  # noqa: E731
+    elif phase == "relabeling":
+        ready = lambda: "candidate" in journal_statuses(out)  # noqa: E731
+    watcher = Watcher(ready, lambda: server.die(how)) if phase != "barrier" else None
+    try:
+        code = main([a.replace("URL", server.base_url) for a in args])
+        ended = time.monotonic()
+    finally:
+        if watcher is not None:
+            watcher.close()
+        server.stop()
+    err = capsys.readouterr().err
+    assert code == 1, err
+    died_at = died[0] if died else watcher.acted_at
+    assert died_at is not None
+    assert "has failed for" in err and "give_up_after_s" in err and "run the same command again" in err, err
+    # Within give_up_after_s and one timeout of the death (plus a second for stopping on a loaded machine).
+    assert ended - died_at <= GIVE_UP_S + TIMEOUT_S + 1.5, ended - died_at
+    statuses = journal_statuses(out)
+    assert "failed" not in statuses, [r.get("error") for r in read_jsonl(out / "samples.jsonl") if r["status"] == "failed"]
+    if phase == "barrier":
+        assert len(statuses) == 40 and set(statuses) <= {"clean", "noisy"}  # detection was complete
+    with Expert() as revived:  # the server is back, at another address
+        assert main([a.replace("URL", revived.base_url) for a in args]) == 0, capsys.readouterr().err
+    summary = strict_json(out / "summary.json")
+    assert summary["total"] == 40 and summary["failed"] == 0

@@ -11,9 +11,11 @@
 - **Retries.** Failures a retry can fix (transport errors, timeouts, 5xx, 408/409/425/429) are
   retried up to `model.max_retries` times with jittered exponential back-off, capped at
   `model.retry_backoff_max_s`; a server's `Retry-After` is honoured. Other 4xx fail at once.
-- **Giving up.** When every call to a model has failed for `model.give_up_after_s`, the run stops
-  (`ServiceDown`) instead of marking every remaining sample failed: the samples not finished are
-  simply not finished, and running the same command again continues.
+- **Giving up.** A call whose retries run out while no call to its model succeeds (the server is
+  down, not the request) keeps retrying; when every call to a model has failed for
+  `model.give_up_after_s`, the run stops (`ServiceDown`) instead of marking samples failed: the
+  samples not finished are simply not finished, and running the same command again continues
+  (`robustft.backends.retry.Outage`).
 - **Tracing.** With `tracing` set (a run's `robustft.tracing.otel.OtelTracing`), each call is a
   span: store hits marked, usage on paid calls, failed attempts as events. None: no cost.
 """
@@ -22,16 +24,15 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..backends.base import Generation, Messages
 from ..backends.registry import ModelPool
-from ..backends.retry import RetryPolicy, describe, with_retries
+from ..backends.retry import Outage, RetryPolicy, with_retries, with_retries_through_outage
 from ..backends.store import Occurrences, ResponseStore, identity_digest, model_identity, request_digest, response_key
 from ..config import ModelConfig
-from ..errors import RobustFTError
+from ..errors import ServiceDown  # noqa: F401 - raised from here, imported from here by the runner
 
 if TYPE_CHECKING:
     from ..tracing.otel import OtelTracing
@@ -53,10 +54,6 @@ else:  # pragma: no cover - Python 3.10
             handle.cancel()
 
 
-class ServiceDown(RobustFTError):
-    """Every call to a model has failed for `model.give_up_after_s`: stop the run, keep progress."""
-
-
 @dataclass
 class CallStats:
     """What the calls of a run cost; the progress display and summary.json read it."""
@@ -67,15 +64,6 @@ class CallStats:
     prompt_tokens: int = 0    # of paid calls
     completion_tokens: int = 0
     in_flight: int = 0
-
-
-class _Health:
-    """Since when every call to one backend has been failing (None: the last call succeeded)."""
-
-    __slots__ = ("failing_since",)
-
-    def __init__(self) -> None:
-        self.failing_since: float | None = None
 
 
 class ModelCalls:
@@ -90,7 +78,7 @@ class ModelCalls:
         self._lookups: bool | None = None
         # Keyed by id() of the ModelConfig, which each entry also holds so that the id is never reused.
         self._identities: dict[int, tuple[ModelConfig, bytes]] = {}
-        self._backends: dict[int, tuple[ModelConfig, Any, _Health]] = {}
+        self._backends: dict[int, tuple[ModelConfig, Any, Outage]] = {}
         self.tracing: "OtelTracing | None" = None
 
     def identity(self, config: ModelConfig) -> bytes:
@@ -99,12 +87,15 @@ class ModelCalls:
             found = self._identities[id(config)] = (config, identity_digest(model_identity(config)))
         return found[1]
 
-    def _backend(self, config: ModelConfig) -> tuple[Any, _Health]:
-        """The backend (built on first use: a store hit never loads a model) and its health."""
+    def _backend(self, config: ModelConfig) -> tuple[Any, Outage]:
+        """The backend (built on first use: a store hit never loads a model) and its outage tracker,
+        shared by every config that uses the same backend."""
         found = self._backends.get(id(config))
         if found is None:
             model = self.pool.get(config)
-            health = next((h for _, m, h in self._backends.values() if m is model), None) or _Health()
+            health = next((h for _, m, h in self._backends.values() if m is model), None)
+            if health is None:
+                health = Outage(f"the model {config.name!r}{_endpoints(config)}", config.give_up_after_s)
             found = self._backends[id(config)] = (config, model, health)
         return found[1], found[2]
 
@@ -151,13 +142,15 @@ class ModelCalls:
         """A call that is neither answered from nor written to the store (the pre-run check)."""
         tracing = self.tracing
         if tracing is None:
-            return await self._send(config, messages)
+            return await self._send(config, messages, through_outage=False)
         with tracing.model_call(config, messages, preflight=True) as span:
-            gen = await self._send(config, messages)
+            gen = await self._send(config, messages, through_outage=False)
             tracing.paid(span, gen)
             return gen
 
-    async def _send(self, config: ModelConfig, messages: Messages) -> Generation:
+    async def _send(self, config: ModelConfig, messages: Messages, *, through_outage: bool = True) -> Generation:
+        """Under the concurrency limit, with retries; `through_outage=False` (the pre-run check)
+        gives up after the retries even when the server is down: a wrong URL is said at once."""
         model, health = self._backend(config)
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.concurrency)
@@ -176,37 +169,21 @@ class ModelCalls:
                 stats.in_flight += 1
                 try:
                     if own_timeout:
-                        gen = await model.generate(messages)
-                    else:
-                        async with _timeout(limit):
-                            gen = await model.generate(messages)
+                        return await model.generate(messages)
+                    async with _timeout(limit):
+                        return await model.generate(messages)
                 finally:
                     stats.in_flight -= 1
-            health.failing_since = None
-            return gen
 
         def failed(error: BaseException, retryable: bool) -> None:
             stats.failed_attempts += 1
             if self.tracing is not None:
                 self.tracing.failed_attempt(error, retryable)
-            if retryable:
-                self._check_give_up(config, health, error)
 
-        return await with_retries(attempt, RetryPolicy.for_model(config, self.backoff_s), "model call",
-                                  on_failure=failed)
-
-    def _check_give_up(self, config: ModelConfig, health: _Health, error: BaseException) -> None:
-        now = time.monotonic()
-        if health.failing_since is None:
-            health.failing_since = now
-            return
-        limit = config.give_up_after_s
-        if now - health.failing_since >= limit:
-            where = _endpoints(config)
-            raise ServiceDown(
-                f"every call to the model {config.name!r}{where} has failed for {now - health.failing_since:.0f} s "
-                f"(model.give_up_after_s = {limit:g}); the last error: {describe(error)}. The run stopped with its "
-                "progress kept: fix the server, then run the same command again to continue.")
+        policy = RetryPolicy.for_model(config, self.backoff_s)
+        if not through_outage:
+            return await with_retries(attempt, policy, "model call", on_failure=failed)
+        return await with_retries_through_outage(attempt, policy, "model call", health, on_failure=failed)
 
 
 def _endpoints(config: ModelConfig) -> str:

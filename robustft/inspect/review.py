@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 import time
 from dataclasses import dataclass, field
@@ -43,7 +42,7 @@ from typing import Any
 from ..answers import format_options, letters, normalize_label
 from ..data.records import JSONL_SUFFIXES, BadJsonLine, NotUTF8, json_lines, no_field_limit, utf8_text
 from ..errors import UserError
-from ..files import atomic_write, write_jsonl
+from ..files import atomic_write, json_text, write_jsonl
 from ..run.outputs import human_record
 from ..run.rundir import BACKUP, DENOISED, REVIEW_LOG, SAMPLES, RunFiles, load_run, read_review_log
 
@@ -298,5 +297,5 @@ def import_review(run_dir: str | Path, file: str | Path) -> ImportResult:
         write_jsonl(run.dir / DENOISED, ordered)
         with (run.dir / REVIEW_LOG).open("a", encoding="utf-8") as fh:
             for entry in log:
-                fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
+                fh.write(json_text(entry) + "\n")
     return result

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, EmbeddingDimensionError
 
 if TYPE_CHECKING:
-    from ..config import DenoiseConfig
+    from ..config import DenoiseConfig, ModelConfig
 
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -100,10 +100,39 @@ class LocalEmbedder:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
-def make_embedder(denoise: "DenoiseConfig") -> Embedder:
-    """The embedder `denoise` (a DenoiseConfig) asks for."""
+class Dimensions:
+    """The one dimension of an embedding model's vectors, from the first vectors seen (made now or
+    kept in the run directory); any other is an `EmbeddingDimensionError`, raised before the odd
+    vectors are stored, so the run directory stays usable."""
+
+    def __init__(self, model: str):
+        self.model = model
+        self.dim: int | None = None
+        self.source = ""
+
+    def check(self, vectors: np.ndarray, source: str) -> np.ndarray:
+        dim = int(vectors.shape[1]) if vectors.ndim == 2 else -1
+        if self.dim is None:
+            self.dim, self.source = dim, source
+        elif dim != self.dim:
+            raise EmbeddingDimensionError(self.model, self.dim, dim, before_where=self.source, now_where=source)
+        return vectors
+
+    def stacked(self, stored: list[bytes], source: str) -> np.ndarray:
+        """Vectors kept as float16 bytes, as rows; of one dimension, and the dimension of the rest."""
+        sizes = {len(raw) // 2 for raw in stored}
+        if len(sizes) > 1:
+            a, b = sorted(sizes)[:2]
+            raise EmbeddingDimensionError(self.model, a, b, before_where=source, now_where=source)
+        return self.check(np.stack([np.frombuffer(raw, dtype=np.float16) for raw in stored]), source)
+
+
+def make_embedder(denoise: "DenoiseConfig", model: "ModelConfig | None" = None) -> Embedder:
+    """The embedder `denoise` (a DenoiseConfig) asks for; a server is reached with the timeouts,
+    reply cap, retries and give-up of `model` (the run's ModelConfig) when given."""
     if denoise.embedding_base_url:
         from .server import ServerEmbedder
 
-        return ServerEmbedder(denoise.embedding_base_url, denoise.embedding_model, denoise.embedding_batch_size)
+        return ServerEmbedder(denoise.embedding_base_url, denoise.embedding_model, denoise.embedding_batch_size,
+                              model=model)
     return LocalEmbedder(denoise.embedding_model, denoise.embedding_batch_size)
