@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, TypeVar
 
-from ..errors import ModelCallError, ServiceDown
+from ..errors import ModelCallError, ServiceDown, UserError
 
 T = TypeVar("T")
 
@@ -85,6 +85,8 @@ async def with_retries(attempt: Callable[[], Awaitable[T]], policy: RetryPolicy,
         retryable = is_retryable(error)
         if on_failure is not None:
             on_failure(error, retryable)
+        if isinstance(error, UserError) and not retryable:
+            raise error  # a setting to fix (an embedding dimension that changed): the run's error, as it is
         if n == policy.max_retries or not retryable:
             tries = f"after {n + 1} attempt{'s' if n else ''}"
             raise ModelCallError(f"{what} failed {tries}: {describe(error)}") from error
@@ -140,8 +142,9 @@ class Outage:
 async def with_retries_through_outage(attempt: Callable[[], Awaitable[T]], policy: RetryPolicy, what: str,
                                       outage: Outage, *,
                                       on_failure: Callable[[BaseException, bool], None] | None = None) -> T:
-    """`with_retries`, except that a call whose retries run out during an outage of its server (no
-    call succeeded since its first failure) goes on retrying until the server is back or
+    """`with_retries`, except that a call whose retries run out during an outage of its server (it
+    cannot reach the server, `server_down`, and no call sent since its first failure has succeeded)
+    goes on retrying until the server is back or
     `outage.failed` gives up (`ServiceDown`); no back-off sleeps past that moment, so the run stops
     within `give_up_after_s` and one attempt. A request that fails while others succeed still raises
     `ModelCallError` after `policy.max_retries` retries: that is the request's fault, not the server's."""
@@ -166,8 +169,16 @@ async def with_retries_through_outage(attempt: Callable[[], Awaitable[T]], polic
             outage.failed(started, error)  # raises ServiceDown when the server has been down too long
         if first_failure is None:
             first_failure = clock()
-        if not retryable or (n >= policy.max_retries and not outage.down_since(first_failure)):
+        if isinstance(error, UserError) and not retryable:
+            raise error
+        outage_holds = _server_down(error) and outage.down_since(first_failure)
+        if not retryable or (n >= policy.max_retries and not outage_holds):
             tries = f"after {n + 1} attempt{'s' if n else ''}"
             raise ModelCallError(f"{what} failed {tries}: {describe(error)}") from error
         await asyncio.sleep(min(policy.delay(min(n, policy.max_retries), error), outage.left()))
         n += 1
+
+
+def _server_down(error: BaseException) -> bool:
+    """The failure says the server is unreachable (not that this request got a bad answer)."""
+    return bool(getattr(error, "server_down", isinstance(error, (OSError, TimeoutError))))
