@@ -147,6 +147,21 @@ class ModelConfig(_ModelChecks):
     script: list[str] | None = Field(None, description="fake: responses returned in turn (tests).")
     adapter: str | None = Field(None, description=(
         "transformers: a PEFT LoRA adapter directory (what `robustft train` writes) applied on top of the model."))
+    price_input_per_mtok: float | None = Field(None, ge=0.0, description=(
+        "USD per million prompt tokens, from your provider's price page (robustft ships no prices; see "
+        "examples/hosted_api.yaml). With it or the output price set, every paid call has a cost: the progress "
+        "line, summary.json cost_usd (per role too), the report; denoise.max_cost_usd caps it."))
+    price_cached_input_per_mtok: float | None = Field(None, ge=0.0, description=(
+        "USD per million prompt tokens the server reports as cached (usage.prompt_tokens_details.cached_tokens). "
+        "None: the input price."))
+    price_output_per_mtok: float | None = Field(None, ge=0.0, description=(
+        "USD per million completion tokens (see price_input_per_mtok)."))
+    requests_per_minute: float | None = Field(None, gt=0, description=(
+        "Your tier's request limit: calls are paced to stay under it (a client-side token bucket). None: paced "
+        "by the server's x-ratelimit-* headers and Retry-After alone, when it sends them."))
+    tokens_per_minute: float | None = Field(None, gt=0, description=(
+        "Your tier's token limit (prompt plus max_tokens per call, as OpenAI counts it, estimated before "
+        "sending): calls are paced to stay under it. None: paced by the server's headers alone."))
 
     @property
     def base_urls(self) -> list[str]:
@@ -179,6 +194,11 @@ class ModelOverride(_ModelChecks):
     batch_size: int | None = Field(None, gt=0)
     script: list[str] | None = None
     adapter: str | None = None
+    price_input_per_mtok: float | None = Field(None, ge=0.0)
+    price_cached_input_per_mtok: float | None = Field(None, ge=0.0)
+    price_output_per_mtok: float | None = Field(None, ge=0.0)
+    requests_per_minute: float | None = Field(None, gt=0)
+    tokens_per_minute: float | None = Field(None, gt=0)
 
 
 def model_flag_updates(configured: ModelConfig, *, model: str | None = None,
@@ -247,9 +267,10 @@ class DenoiseConfig(StrictModel):
     reflection_rounds: int = Field(0, ge=0, description=(
         "Extra self-reflection calls after the reasoning expert's first answer. 0 = the paper's "
         "single call that asks for step-by-step reasoning and reflection together."))
-    checker: Literal["paper", "majority", "judge"] = Field("paper", description=(
+    checker: Literal["paper", "majority", "judge", "trust"] = Field("paper", description=(
         "paper: clean when base and reasoning answers both equal the label; majority: clean when at "
-        "least half of the expert answers equal it; judge: an LLM decides from both answers."))
+        "least half of the expert answers equal it; judge: an LLM decides from both answers; trust "
+        "(open-ended data only): clean when the given response's trust score reaches trust_threshold."))
     review: Literal["on_disagreement", "always"] = Field("on_disagreement", description=(
         "on_disagreement: the reviewer is asked only when the reasoning and context answers differ "
         "(when they agree, that answer is the label, with no call); always: ask it for every relabel, "
@@ -258,6 +279,21 @@ class DenoiseConfig(StrictModel):
         "Open-ended responses (data.task: open): two responses agree (checker, reviewer) when the cosine "
         "similarity of their embeddings (embedding_model) is at least this. The default was measured with "
         "all-MiniLM-L6-v2 (README, Open-ended responses); another embedding model needs its own threshold."))
+    trust: bool = Field(True, description=(
+        "Open-ended data: give every given response a trust score from 0 (surely wrong) to 1, written to "
+        "samples.jsonl as `trust` (README, Trust scores). It combines the experts' agreement by meaning, a "
+        "self-reflection verdict (one judge call, the judge checker's own when checker is judge), that "
+        "verdict's token probability, and for responses of several sentences a check of the weakest claim "
+        "(trust_claim_checks judge calls). Costs 1 + trust_claim_checks calls per sample; false: none."))
+    trust_threshold: float = Field(0.5, ge=0.0, le=1.0, description=(
+        "checker: trust calls a given response clean when its trust score is at least this. Higher keeps "
+        "fewer, surer responses and relabels more (README, Trust scores, has the measured trade-off)."))
+    trust_max_claims: int = Field(8, ge=2, le=64, description=(
+        "A response is split into at most this many claims (sentences; neighbouring sentences are joined "
+        "when there are more), each compared with the experts' responses by meaning."))
+    trust_claim_checks: int = Field(1, ge=0, le=4, description=(
+        "The least supported claims of a response of several sentences that the judge checks one by one "
+        "(one call each). 0: claims are compared with the experts' responses only."))
     k: int = Field(3, gt=0, description="Clean examples retrieved for each noisy sample.")
     retrieval: Literal["exact", "chroma"] = Field("exact", description=(
         "How the k most similar clean samples are found. exact: every noisy question against every clean "
@@ -285,7 +321,18 @@ class DenoiseConfig(StrictModel):
     @classmethod
     def _embedding_urls(cls, value: Any) -> Any:
         return _url_field(value)
+    @model_validator(mode="after")
+    def _trust_checker_needs_trust(self) -> "DenoiseConfig":
+        if self.checker == "trust" and not self.trust:
+            raise ValueError("checker: trust needs the trust score: set trust: true, or choose another checker")
+        return self
     concurrency: int = Field(32, gt=0, description="Model calls in flight at once.")
+    max_cost_usd: float | None = Field(None, gt=0.0, description=(
+        "Stop the run before its model calls cost more than this many USD in total (priced with model.price_*; "
+        "every call in this run directory counts, earlier runs included). The run stops with exit 4 and its "
+        "progress kept; the same command with a higher cap continues, paying for nothing twice. A call is sent "
+        "only when the cap still holds counting the expected cost of the calls in flight, so the overshoot is "
+        "at most what those calls cost beyond their expectation. Flag: --max-cost."))
     parse_retries: int = Field(2, ge=0, description="Re-asks when a response holds no usable answer.")
     ablate: list[Ablation] = Field(default_factory=list, description="Parts of the method to switch off.")
     prompts_dir: Path | None = Field(None, description=(

@@ -11,6 +11,10 @@
 - **Retries.** Failures a retry can fix (transport errors, timeouts, 5xx, 408/409/425/429) are
   retried up to `model.max_retries` times with jittered exponential back-off, capped at
   `model.retry_backoff_max_s`; a server's `Retry-After` is honoured. Other 4xx fail at once.
+- **Cost and budget.** With prices configured, every paid call's usage becomes cost per role, and
+  a response the store answers is counted as saved (`cost.CostLedger`); with a cap
+  (`denoise.max_cost_usd`) a call is sent only while the cap holds, counting the expected cost of
+  the calls in flight, else the run stops with `BudgetReached` (exit 4).
 - **Giving up.** A call whose retries run out while no call to its model succeeds (the server is
   down, not the request) keeps retrying; when every call to a model has failed for
   `model.give_up_after_s`, the run stops (`ServiceDown`) instead of marking samples failed: the
@@ -24,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..backends.base import Generation, Messages
@@ -32,7 +36,8 @@ from ..backends.registry import ModelPool
 from ..backends.retry import Outage, RetryPolicy, with_retries, with_retries_through_outage
 from ..backends.store import Occurrences, ResponseStore, identity_digest, model_identity, request_digest, response_key
 from ..config import ModelConfig
-from ..errors import ServiceDown  # noqa: F401 - raised from here, imported from here by the runner
+from ..errors import ServiceDown  # noqa: F401 - the runner imports it from here
+from .cost import BudgetReached, CostLedger, Expectation, Prices, expected_usd
 
 if TYPE_CHECKING:
     from ..tracing.otel import OtelTracing
@@ -64,21 +69,37 @@ class CallStats:
     prompt_tokens: int = 0    # of paid calls
     completion_tokens: int = 0
     in_flight: int = 0
+    usd: float = 0.0          # paid in this run, when prices are set
+    saved_usd: float = 0.0    # what the store's answers would have cost
+    usd_by_role: dict[str, float] = field(default_factory=dict)
+
+
+class _Model:
+    """What the call path keeps per model: its backend, health, prices and token expectations."""
+
+    __slots__ = ("config", "backend", "health", "prices", "expect")
+
+    def __init__(self, config: ModelConfig, backend: Any, health: Outage, expect: Expectation):
+        self.config, self.backend, self.health = config, backend, health
+        self.prices = Prices.of(config)
+        self.expect = expect
 
 
 class ModelCalls:
-    def __init__(self, pool: ModelPool, store: ResponseStore | None, concurrency: int, *, backoff_s: float = 0.5):
+    def __init__(self, pool: ModelPool, store: ResponseStore | None, concurrency: int, *, backoff_s: float = 0.5,
+                 ledger: CostLedger | None = None):
         self.pool = pool
         self.store = store
         self.concurrency = concurrency
         self.backoff_s = backoff_s
         self.stats = CallStats()
+        self.ledger = ledger if ledger is not None else CostLedger()
         self.occurrences = Occurrences()
         self._slots: asyncio.Semaphore | None = None
         self._lookups: bool | None = None
         # Keyed by id() of the ModelConfig, which each entry also holds so that the id is never reused.
         self._identities: dict[int, tuple[ModelConfig, bytes]] = {}
-        self._backends: dict[int, tuple[ModelConfig, Any, Outage]] = {}
+        self._models: dict[int, _Model] = {}
         self.tracing: "OtelTracing | None" = None
 
     def identity(self, config: ModelConfig) -> bytes:
@@ -87,26 +108,25 @@ class ModelCalls:
             found = self._identities[id(config)] = (config, identity_digest(model_identity(config)))
         return found[1]
 
-    def _backend(self, config: ModelConfig) -> tuple[Any, Outage]:
-        """The backend (built on first use: a store hit never loads a model) and its outage tracker,
-        shared by every config that uses the same backend."""
-        found = self._backends.get(id(config))
-        if found is None:
-            model = self.pool.get(config)
-            health = next((h for _, m, h in self._backends.values() if m is model), None)
-            if health is None:
-                health = Outage(f"the model {config.name!r}{_endpoints(config)}", config.give_up_after_s)
-            found = self._backends[id(config)] = (config, model, health)
-        return found[1], found[2]
+    def _model(self, config: ModelConfig, build: bool = True) -> _Model | None:
+        """The backend (built on first use: a store hit never loads a model), its health and prices."""
+        found = self._models.get(id(config))
+        if found is None and build:
+            backend = self.pool.get(config)
+            same = next((m for m in self._models.values() if m.backend is backend), None)
+            health = same.health if same else Outage(f"the model {config.name!r}{_endpoints(config)}",
+                                                     config.give_up_after_s)
+            found = self._models[id(config)] = _Model(config, backend, health, same.expect if same else Expectation())
+        return found
 
-    async def call(self, config: ModelConfig, messages: Messages) -> Generation:
+    async def call(self, config: ModelConfig, messages: Messages, role: str | None = None) -> Generation:
         tracing = self.tracing
         if tracing is None:
-            return await self._call(config, messages, None)
+            return await self._call(config, messages, None, role)
         with tracing.model_call(config, messages) as span:
-            return await self._call(config, messages, span)
+            return await self._call(config, messages, span, role)
 
-    async def _call(self, config: ModelConfig, messages: Messages, span: Any) -> Generation:
+    async def _call(self, config: ModelConfig, messages: Messages, span: Any, role: str | None) -> Generation:
         request = request_digest(self.identity(config), messages)
         n = self.occurrences.claim(request)
         key = response_key(request, n)
@@ -116,11 +136,12 @@ class ModelCalls:
             hit = self.store.get(key)
             if hit is not None:
                 self.stats.reused += 1
+                self._saved(config, role, hit)
                 if span is not None:
                     self.tracing.stored(span, hit)
                 return hit
         try:
-            gen = await self._send(config, messages)
+            gen = await self._send(config, messages, role)
         except BaseException:
             self.occurrences.release(request, n)
             raise
@@ -130,6 +151,13 @@ class ModelCalls:
             self.tracing.paid(span, gen)
         return self._paid(gen)
 
+    def _saved(self, config: ModelConfig, role: str | None, gen: Generation) -> None:
+        """A store hit: with prices, what it would have cost is counted as saved."""
+        prices = Prices.of(config)
+        if prices is not None:
+            self.ledger.saved(role, prices, gen)
+            self.stats.saved_usd = self.ledger.saved_usd
+
     def _paid(self, gen: Generation) -> Generation:
         """Count a call that was paid for (not answered from the store)."""
         stats = self.stats
@@ -138,20 +166,25 @@ class ModelCalls:
         stats.completion_tokens += gen.completion_tokens
         return gen
 
-    async def send_unstored(self, config: ModelConfig, messages: Messages) -> Generation:
+    async def send_unstored(self, config: ModelConfig, messages: Messages, role: str | None = None) -> Generation:
         """A call that is neither answered from nor written to the store (the pre-run check)."""
         tracing = self.tracing
         if tracing is None:
-            return await self._send(config, messages, through_outage=False)
+            return await self._send(config, messages, role, through_outage=False)
         with tracing.model_call(config, messages, preflight=True) as span:
-            gen = await self._send(config, messages, through_outage=False)
+            gen = await self._send(config, messages, role, through_outage=False)
             tracing.paid(span, gen)
             return gen
 
-    async def _send(self, config: ModelConfig, messages: Messages, *, through_outage: bool = True) -> Generation:
-        """Under the concurrency limit, with retries; `through_outage=False` (the pre-run check)
-        gives up after the retries even when the server is down: a wrong URL is said at once."""
-        model, health = self._backend(config)
+    async def _send(self, config: ModelConfig, messages: Messages, role: str | None = None, *,
+                    through_outage: bool = True) -> Generation:
+        """Under the concurrency limit and the budget, with retries; `through_outage=False` (the
+        pre-run check) gives up after the retries even when the server is down: a wrong URL is said
+        at once."""
+        entry = self._model(config)
+        model, health, prices, expect = entry.backend, entry.health, entry.prices, entry.expect
+        ledger = self.ledger
+        chars = Expectation.length(messages)
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.concurrency)
         # The backend's own timeout should fire first; a client that re-sends a timed-out call to
@@ -166,16 +199,32 @@ class ModelCalls:
 
         async def attempt() -> Generation:
             async with slots:
+                # The budget is checked with the slot held, so that the calls it waits for are the
+                # calls in flight (at most `concurrency`), not every sample waiting for a slot.
+                cost = expected_usd(prices, expect.prompt(chars), expect.completion(role, config.max_tokens))
+                await ledger.admit(cost)
                 stats.in_flight += 1
                 try:
                     if own_timeout:
-                        return await model.generate(messages)
-                    async with _timeout(limit):
-                        return await model.generate(messages)
+                        gen = await model.generate(messages)
+                    else:
+                        async with _timeout(limit):
+                            gen = await model.generate(messages)
+                except BaseException:
+                    ledger.release(cost)  # a failed call is not charged
+                    raise
                 finally:
                     stats.in_flight -= 1
+            expect.learn(chars, role, gen)
+            usd = ledger.paid(role, prices, gen, cost)
+            if usd:
+                stats.usd += usd
+                stats.usd_by_role[role or "other"] = stats.usd_by_role.get(role or "other", 0.0) + usd
+            return gen
 
         def failed(error: BaseException, retryable: bool) -> None:
+            if isinstance(error, BudgetReached):
+                raise error  # not a failed call: no call was made, and none should be
             stats.failed_attempts += 1
             if self.tracing is not None:
                 self.tracing.failed_attempt(error, retryable)

@@ -91,6 +91,8 @@ def parse_chat_completion(data: Any, messages: Messages, *, url: str, entropies:
     usage = reply.usage
     prompt_tokens = (usage.prompt_tokens or 0) if usage is not None else 0
     completion_tokens = (usage.completion_tokens or 0) if usage is not None else 0
+    details = usage.prompt_tokens_details if usage is not None else None
+    cached = min(details.cached_tokens or 0, prompt_tokens) if details is not None else 0
     text = reply.text
     assert text is not None  # chat_reply refuses a reply without text
     if not prompt_tokens and not completion_tokens:
@@ -99,7 +101,8 @@ def parse_chat_completion(data: Any, messages: Messages, *, url: str, entropies:
         prompt_tokens = sum(count_tokens(m["content"]) for m in messages)
         completion_tokens = len(logprobs) if logprobs else count_tokens(text)
     return Generation(text=text, token_logprobs=logprobs, tokens=tokens, prompt_tokens=prompt_tokens,
-                      completion_tokens=completion_tokens, token_entropies=token_entropies)
+                      completion_tokens=completion_tokens, token_entropies=token_entropies,
+                      cached_prompt_tokens=cached)
 
 
 class OpenAIEmbeddings:

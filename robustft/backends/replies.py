@@ -50,9 +50,14 @@ class Choice(_Model):
     logprobs: Logprobs | None = None
 
 
+class PromptTokensDetails(_Model):
+    cached_tokens: TokenCount | None = None  # read from the server's prompt cache (priced apart)
+
+
 class Usage(_Model):
     prompt_tokens: TokenCount | None = None
     completion_tokens: TokenCount | None = None
+    prompt_tokens_details: PromptTokensDetails | None = None
 
 
 class ChatReply(_Model):

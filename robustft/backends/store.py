@@ -40,8 +40,9 @@ from .base import Generation, Messages
 
 # ModelConfig fields that do not change what a model answers.
 NOT_IDENTITY = frozenset({"base_url", "api_key_env", "timeout_s", "connect_timeout_s", "max_reply_bytes",
-                          "max_retries", "batch_size",
-                          "retry_backoff_max_s", "give_up_after_s"})
+                          "max_retries", "batch_size", "retry_backoff_max_s", "give_up_after_s",
+                          "price_input_per_mtok", "price_cached_input_per_mtok", "price_output_per_mtok",
+                          "requests_per_minute", "tokens_per_minute"})
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS responses (key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID",
@@ -160,6 +161,17 @@ class ResponseStore:
         return Generation(text=gen.text, token_logprobs=_as_stored(gen.token_logprobs), tokens=gen.tokens,
                           prompt_tokens=gen.prompt_tokens, completion_tokens=gen.completion_tokens,
                           token_entropies=_as_stored(gen.token_entropies))
+
+    def read_meta(self, name: str) -> str | None:
+        """A value kept beside the responses (the money spent on them: `robustft.agents.cost`)."""
+        row = self._db.execute("SELECT value FROM meta WHERE name=?", (name,)).fetchone()
+        return row[0] if row else None
+
+    def write_meta(self, name: str, value: str) -> None:
+        try:
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value))
+        except sqlite3.OperationalError as e:
+            raise self._write_failed(e) from None
 
     def is_empty(self) -> bool:
         return self._db.execute("SELECT 1 FROM responses LIMIT 1").fetchone() is None

@@ -1,5 +1,6 @@
 """The command line. Thin: parses flags, calls the library, turns its errors into messages and
-exit codes (0 done, 2 bad input or config, 3 samples failed, 1 anything else, 130 interrupted).
+exit codes (0 done, 2 bad input or config, 3 samples failed, 4 stopped at the budget (--max-cost),
+1 anything else, 130 interrupted).
 
 One module per group of commands, each with an `add_<command>(subparsers)` and its handler:
 `denoise` (denoise, demo), `finetune` (train, eval, export, run), `inspect` (trace, report, ablate,

@@ -23,6 +23,9 @@ def add_denoise(sub) -> None:
     add_embedding_flags(p)
     p.add_argument("--concurrency", type=int, metavar="N", help="model calls in flight at once (default 32)")
     p.add_argument("--limit", type=int, metavar="N", help="take only the first N rows")
+    p.add_argument("--max-cost", type=float, metavar="USD",
+                   help="stop before the model calls cost more than USD in total (needs model.price_* in the "
+                        "config); exit 4 with progress kept, and a higher cap continues paying nothing twice")
     p.add_argument("--max-tokens", type=int, metavar="N", help="max tokens per response (default 512)")
     p.add_argument("--beta", type=float, help="fraction of relabeled samples kept (default 0.5)")
     p.add_argument("--k", type=int, help="clean examples shown to the context relabeler (default 3)")
@@ -65,7 +68,7 @@ def _denoise(args: argparse.Namespace) -> int:
                       "data.out_of_range_labels": args.out_of_range_labels,
                       "denoise.concurrency": args.concurrency, "denoise.beta": args.beta, "denoise.k": args.k,
                       "denoise.checker": args.checker, "denoise.reflection_rounds": args.reflection_rounds,
-                      "denoise.review": args.review,
+                      "denoise.review": args.review, "denoise.max_cost_usd": args.max_cost,
                       "denoise.prompts_dir": args.prompts_dir, "run.executor": args.executor,
                       "run.ray_address": args.ray_address, "run.otel": args.otel, "run.otel_content": args.otel_content,
                       **embedding_overrides(args), **data_overrides(args)})
@@ -91,7 +94,14 @@ def describe_run(summary: dict[str, Any], out_dir: Path) -> str:
         f"every sample's path: {out_dir / SAMPLES}   counts and config: {out_dir / SUMMARY}",
         f"model calls: {s['model_calls']['total']}, tokens: {s['tokens']['prompt']} prompt + "
         f"{s['tokens']['completion']} completion, wall time {s['wall_time_s']:.1f} s",
+        *([describe_cost(s["cost"])] if s.get("cost") else []),
     ])
+
+
+def describe_cost(cost: dict[str, Any]) -> str:
+    from ..agents.cost import describe
+
+    return "cost: " + describe(cost)
 
 
 def add_demo(sub) -> None:

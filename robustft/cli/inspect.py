@@ -101,7 +101,8 @@ def add_review(sub) -> None:
                                    "DIR/denoised.jsonl with source 'human', logging every change in "
                                    "DIR/review_log.jsonl.")
     actions = p.add_subparsers(dest="review_action", required=True, metavar="ACTION")
-    e = actions.add_parser("export", help="write the contested samples to a file to edit")
+    e = actions.add_parser("export", help="write the contested samples to a file to edit (open-ended runs with "
+                                          "trust scores: every scored sample, least trusted first)")
     add_run_dir(e)
     e.add_argument("--out", metavar="FILE", help="file to write: .csv (default DIR/review.csv) or .jsonl")
     e.add_argument("--score-above", type=float, metavar="X",

@@ -50,6 +50,8 @@ class SampleState(TypedDict, total=False):
     status: Status
     proposed_label: str | None   # the relabel that selection will keep or drop
     score: float | None          # the selection score of `proposed_label`
+    trust: float | None          # open-ended: the given response's trust score (agents/trust.py)
+    trust_signals: dict[str, Any] | None
     error: str | None
 
 

@@ -8,6 +8,7 @@ import os.path
 from functools import lru_cache
 from typing import Any
 
+from ..agents.cost import describe as describe_cost
 from ..answers import answers_match, option_text
 from ..run.outputs import FINAL_STATUSES
 from ..run.rundir import RunFiles
@@ -89,7 +90,7 @@ def _examples(run: RunFiles, gold: dict[str, str] | None, prefix: str = "", limi
 
 
 def render_html(run: RunFiles, counts: dict[str, int], figures: dict[str, str], metrics: dict[str, Any] | None,
-                gold: dict[str, str] | None, roles: list[dict[str, Any]]) -> str:
+                gold: dict[str, str] | None, roles: list[dict[str, Any]], ranking: dict[str, Any] | None = None) -> str:
     total = counts["total"]
     prefix = _common_prefix([str(r.get("question") or "") for r in run.records])
 
@@ -100,9 +101,10 @@ def render_html(run: RunFiles, counts: dict[str, int], figures: dict[str, str], 
         name=run.dir.name, run_dir=run.dir.resolve(), run_dir_given=run.dir, data=run.summary.get("data"),
         task=run.task, model_line=_model_line(run), when=_dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
         summary=run.summary, selection=run.selection, denoise=run.config.denoise,
+        cost_line=describe_cost(run.summary["cost"]) if run.summary.get("cost") else None,
         beta=run.selection.get("beta", run.config.denoise.beta),
         counts=counts, share=share, statuses=FINAL_STATUSES, status_text=STATUS_TEXT, colors=COLORS,
-        metrics=metrics, pct=pct, gold=gold,
+        metrics=metrics, pct=pct, gold=gold, ranking=ranking,
         figures={name: figures[name] for name in FIGURE_ORDER if name in figures},
         reviewer_skipped=any((r["nodes"].get("reviewer") or {}).get("skipped") for r in run.records),
         roles=roles, role_names=ROLE_NAMES,

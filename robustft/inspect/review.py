@@ -7,6 +7,11 @@ Contested samples are those the checker flagged as noisy: relabeled (kept), drop
 or failed after the flag. `--score-above X` narrows the relabeled ones to those whose selection
 score is above X (the model was unsure); dropped and failed ones are always exported.
 
+Open-ended runs with trust scores (`denoise.trust`) export every scored sample, the ones the
+checker called clean too, ordered by the given response's `trust`, most suspicious (lowest) first:
+a person who reviews the first 10 % of the rows sees the 10 % the score trusts least. Samples
+without a score follow in input order.
+
 The file (CSV, or JSON Lines when FILE ends in .jsonl) has one row per sample: id, status,
 question, options, original_label, proposed_label, current_label (its label in denoised.jsonl, empty
 when left out), score, each agent's answer, the checker's reason, and two columns for the person:
@@ -46,7 +51,7 @@ from ..files import atomic_write, json_text, write_jsonl
 from ..run.outputs import human_record
 from ..run.rundir import BACKUP, DENOISED, REVIEW_LOG, SAMPLES, RunFiles, load_run, read_review_log
 
-COLUMNS = ["id", "status", "question", "options", "original_label", "proposed_label", "current_label", "score",
+COLUMNS = ["id", "status", "question", "options", "original_label", "proposed_label", "current_label", "score", "trust",
            "base_answer", "reasoning_answer", "context_answer", "reviewer_answer", "checker_reason",
            "decision", "note"]
 KEYWORDS = ("keep", "accept", "drop")
@@ -73,14 +78,21 @@ def restore_cell(value: str) -> str:
 
 
 def contested(run: RunFiles, score_above: float | None = None) -> list[dict[str, Any]]:
+    """The samples to review, in the order to review them (see the module docstring)."""
+    ranked = any(r.get("trust") is not None for r in run.records)
     out = []
     for r in run.records:
+        if ranked and r.get("trust") is not None and r.get("decision") != "noisy":
+            out.append(r)
+            continue
         if r.get("decision") != "noisy":
             continue
         if r["status"] == "relabeled" and score_above is not None:
             if r.get("score") is not None and r["score"] <= score_above:
                 continue
         out.append(r)
+    if ranked:  # stable: ties and unscored samples keep input order
+        out.sort(key=lambda r: (r.get("trust") is None, r.get("trust") or 0.0))
     return out
 
 
@@ -93,6 +105,7 @@ def _row(r: dict[str, Any], current: dict[str, Any] | None, for_csv: bool) -> di
         "original_label": r.get("original_label"), "proposed_label": r.get("proposed_label"),
         "current_label": current.get("label") if current else None,
         "score": None if r.get("score") is None else round(float(r["score"]), 4),
+        "trust": None if r.get("trust") is None else round(float(r["trust"]), 4),
         **{f"{role}_answer": (nodes.get(role) or {}).get("answer") for role in ("base", "reasoning", "context", "reviewer")},
         "checker_reason": r.get("decision_reason"), "decision": "", "note": "",
     }

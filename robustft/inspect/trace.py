@@ -24,10 +24,11 @@ from ..run.rundir import SAMPLES, RunFiles, load_run
 from ..secrets import redact_tree
 from .terminal import json_visible, visible
 
-NODE_ORDER = ("base", "reasoning", "judge", "checker", "context", "reviewer")
+NODE_ORDER = ("base", "reasoning", "judge", "claim", "checker", "context", "reviewer")
 TITLES = {"base": "base expert (answers directly)",
           "reasoning": "reasoning expert (step by step, then reflects)",
           "judge": "judge (an LLM decides whether the label is wrong)",
+          "claim": "claim check (the judge on the given response's least supported claim)",
           "context": "context relabeler (answers again, shown similar clean samples)",
           "reviewer": "reviewer (weighs the reasoning and context answers, gives the label)"}
 PROMPT_HEAD, PROMPT_TAIL, RESPONSE_LINES = 4, 6, 24
@@ -82,7 +83,9 @@ def build_trace(run: RunFiles, sample_id: str) -> dict[str, Any]:
     for name in order:
         if name == "checker":
             if rec.get("decision") is not None:
-                steps.append({"node": "checker", "decision": rec["decision"], "reason": rec.get("decision_reason")})
+                steps.append({"node": "checker", "decision": rec["decision"], "reason": rec.get("decision_reason"),
+                              **({"trust": rec.get("trust"), "trust_signals": rec["trust_signals"]}
+                                 if rec.get("trust_signals") else {})})
             continue
         if name not in nodes:
             continue
@@ -181,6 +184,12 @@ def format_trace(trace: dict[str, Any], full: bool = False) -> str:
         if node == "checker":
             out.append(f"{n}. checker: {step['decision'].upper()}")
             out.append(f"   why: {step.get('reason')}")
+            if step.get("trust_signals"):
+                s = step["trust_signals"]
+                shown = ", ".join(f"{k} {_fmt_score(s.get(k))}" for k in ("agreement", "reflection", "token_prob", "claims"))
+                out.append(f"   trust of the given response: {_fmt_score(step.get('trust'))} ({shown})")
+                if s.get("weakest_claim"):
+                    out.append(f"   weakest claim: {_label_text(s['weakest_claim'], None, full)}")
             continue
         if node == "selection":
             out.append(f"{n}. selection: {'KEPT' if step['kept'] else 'DROPPED'}")

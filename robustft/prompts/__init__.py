@@ -28,7 +28,7 @@ from ..errors import ConfigError
 BUILTIN_DIR = Path(__file__).parent
 TASK_PHRASES = {"multiple_choice": "multiple-choice", "text": "short-answer", "numeric": "numerical",
                 "open": "open-ended"}
-PROMPT_NAMES = ("base", "reasoning", "reflection", "context", "reviewer", "judge")
+PROMPT_NAMES = ("base", "reasoning", "reflection", "context", "reviewer", "judge", "claim")
 # Tasks whose prompts are files of their own: `<name>_<task>.jinja`.
 OWN_TEMPLATES = ("open",)
 TEMPLATE_NAMES = PROMPT_NAMES + tuple(f"{name}_{task}" for task in OWN_TEMPLATES for name in PROMPT_NAMES)

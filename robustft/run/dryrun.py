@@ -65,18 +65,19 @@ class DryRun:
     notes: list[str] = field(default_factory=list)
 
 
-def calls_per_sample(config: RobustFTConfig) -> dict[str, tuple[int, int]]:
-    """Calls of each prompt for one sample: (if the checker finds it clean, if noisy)."""
+def calls_per_sample(config: RobustFTConfig, task: str | None = None) -> dict[str, tuple[int, int]]:
+    """Calls of each prompt for one sample: (if the checker finds it clean, if noisy); claim checks
+    counted at their most (a response of several sentences)."""
     rounds = config.denoise.reflection_rounds
     out = {}
-    for name in prompts_in_use(config):
-        n = rounds if name == "reflection" else 1
+    for name in prompts_in_use(config, task):
+        n = rounds if name == "reflection" else config.denoise.trust_claim_checks if name == "claim" else 1
         out[name] = (0 if name in NOISY_ONLY else n, n)
     return out
 
 
 def estimate(config: RobustFTConfig, dataset: Dataset, library: PromptLibrary) -> Estimate:
-    per_sample = calls_per_sample(config)
+    per_sample = calls_per_sample(config, dataset.task)
     n = len(dataset.samples)
     step = max(1, -(-n // MAX_COUNTED))
     counted = list(range(0, n, step))

@@ -31,6 +31,8 @@ def sample_record(state: dict[str, Any], task: str, fingerprint: str | None) -> 
         "decision_reason": state.get("decision_reason"), "status": status,
         "label": state.get("label") if status == "clean" else None,
         "proposed_label": state.get("proposed_label"), "score": state.get("score"),
+        **({"trust": state.get("trust"), "trust_signals": state.get("trust_signals")}
+           if state.get("trust_signals") is not None else {}),
         "error": state.get("error") or (NOT_FINISHED if status == "failed" else None),
         "fingerprint": fingerprint,
     }
@@ -49,7 +51,8 @@ def state_of(record: dict[str, Any]) -> dict[str, Any]:
             "label": record.get("original_label"), "examples": None,
             "nodes": record.get("nodes") or {}, "decision": record.get("decision"),
             "decision_reason": record.get("decision_reason"), "status": record["status"],
-            "proposed_label": record.get("proposed_label"), "score": record.get("score"), "error": record.get("error")}
+            "proposed_label": record.get("proposed_label"), "score": record.get("score"), "error": record.get("error"),
+            "trust": record.get("trust"), "trust_signals": record.get("trust_signals")}
 
 
 def is_candidate(status: str) -> bool:
@@ -97,27 +100,34 @@ class Summary:
         self.noisy = 0
         self.calls: dict[str, int] = {}
         self.prompt_tokens = self.completion_tokens = 0
+        self.tokens_by_role: dict[str, tuple[int, int]] = {}  # role -> (prompt, completion): what they cost
 
     def add(self, record: dict[str, Any]) -> dict[str, Any]:
         self.counts[record["status"]] += 1
         self.noisy += record.get("decision") == "noisy"
         for role, node in (record.get("nodes") or {}).items():
             self.calls[role] = self.calls.get(role, 0) + int(node.get("attempts") or 0)
-            self.prompt_tokens += int(node.get("prompt_tokens") or 0)
-            self.completion_tokens += int(node.get("completion_tokens") or 0)
+            prompt, completion = int(node.get("prompt_tokens") or 0), int(node.get("completion_tokens") or 0)
+            self.prompt_tokens += prompt
+            self.completion_tokens += completion
+            before = self.tokens_by_role.get(role, (0, 0))
+            self.tokens_by_role[role] = (before[0] + prompt, before[1] + completion)
         return record
 
     def result(self, *, selection: dict[str, Any], wall_time_s: float, config: dict[str, Any], task: str,
                data_path: str | None, resumed: int, store: dict[str, Any],
+               cost: dict[str, Any] | None = None,
                replicas: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         calls = dict(self.calls)
         calls["total"] = sum(calls.values())
+        money = {"cost_usd": cost["usd"], "cost": cost} if cost else {}
         return {
             "total": sum(self.counts.values()), **self.counts,
             "noisy": self.noisy,
             "selection": selection,
             "model_calls": calls,
             "tokens": {"prompt": self.prompt_tokens, "completion": self.completion_tokens},
+            **money,
             "wall_time_s": round(wall_time_s, 3),
             "resumed_samples": resumed,
             "this_run": store,

@@ -1,8 +1,9 @@
 """Progress of a long run: one bar per phase, or in quiet mode a log line every 30 seconds.
 
-Each bar counts samples and shows the model calls per second, tokens, calls answered from the
-response store, failed samples, the time left, and with several replicas (or a failing one) each
-replica's calls sent, failed and times rested. The figures come from the run's `CallStats`;
+Each bar counts samples and shows the model calls per second, tokens, with prices the money
+paid in this run per role and saved by the response store, calls answered from the store, failed
+samples, the time left, and with several replicas (or a failing one) each replica's calls sent,
+failed and times rested. The figures come from the run's `CallStats`;
 updating them is throttled, so a bar costs nothing per sample worth measuring.
 """
 
@@ -15,6 +16,7 @@ import time
 from typing import Any, Callable
 
 from ..agents.calls import CallStats
+from ..agents.cost import usd
 
 log = logging.getLogger("robustft")
 
@@ -87,6 +89,10 @@ class Phase:
         calls = stats.paid - self._calls0
         tokens = stats.prompt_tokens + stats.completion_tokens - self._tokens0
         parts = [f"{calls / elapsed:.1f} calls/s", f"{_short(tokens)} tok"]
+        if stats.usd or stats.saved_usd:
+            roles = ", ".join(f"{role} {usd(v)}" for role, v in stats.usd_by_role.items() if v)
+            parts.append(f"{usd(stats.usd)} paid" + (f" ({roles})" if roles else "")
+                         + (f", {usd(stats.saved_usd)} saved by the store" if stats.saved_usd else ""))
         reused = stats.reused - self._reused0
         if reused:
             parts.append(f"{_short(reused)} from store")

@@ -108,6 +108,7 @@ class _Record(_Lenient):
     label: Scalar = None
     proposed_label: Scalar = None
     score: float | None = None
+    trust: float | None = None
     error: str | None = None
 
 

@@ -34,6 +34,8 @@ from typing import Any, Callable, Iterable, Iterator
 
 from .. import tracing
 from ..agents.calls import ModelCalls, ServiceDown
+from ..agents.checker import check_rule
+from ..agents.cost import CostLedger, Prices, records_cost
 from ..agents.runtime import AgentRuntime
 from ..backends.registry import ModelPool
 from ..backends.store import NOT_IDENTITY, ResponseStore
@@ -43,7 +45,7 @@ from ..entropy import select_lowest
 from ..errors import ConfigError, ModelCallError, RobustFTError, UserError
 from ..graph.state import SampleState, initial_state
 from ..prompts import PROMPT_NAMES, PromptLibrary, template_name
-from ..prompts.check import check_prompts
+from ..prompts.check import check_prompts, scores_trust
 from .collector import fewer_collections
 from .executors import make_executor
 from .journal import Journal
@@ -70,10 +72,11 @@ def _digest(obj: Any) -> str:
                            digest_size=12).hexdigest()
 
 
-def used_roles(config: RobustFTConfig) -> list[str]:
+def used_roles(config: RobustFTConfig, task: str | None = None) -> list[str]:
     ablate = set(config.denoise.ablate)
     roles = ["base"] + ([] if "reasoning" in ablate else ["reasoning"])
-    roles += ["judge"] if config.denoise.checker == "judge" and "checker" not in ablate else []
+    judges = (config.denoise.checker == "judge" and "checker" not in ablate) or scores_trust(config, task)
+    roles += ["judge"] if judges else []
     roles += [] if "context" in ablate else ["context"] + ([] if "reviewer" in ablate else ["reviewer"])
     return roles
 
@@ -82,14 +85,14 @@ def method_settings(config: RobustFTConfig, prompts: PromptLibrary, task: str) -
     """Everything that changes what the models are asked, readable (run.json keeps it, to say what
     changed). β and concurrency are not in it: a new β only re-selects, with no new calls."""
     models = {}
-    for role in used_roles(config):
+    for role in used_roles(config, task):
         cfg = config.model_for(role).model_dump(mode="json")
         models[role] = {k: v for k, v in cfg.items() if k not in NOT_IDENTITY and v is not None}
     d = config.denoise
     return {
         "task": task, "models": models,
         "prompts": {template_name(name, task): hashlib.sha256(Path(prompts.source_of(name, task)).read_bytes())
-                    .hexdigest()[:16] for name in PROMPT_NAMES},
+                    .hexdigest()[:16] for name in PROMPT_NAMES if name != "claim" or scores_trust(config, task)},
         "method": {"reflection_rounds": d.reflection_rounds, "checker": d.checker, "review": d.review, "k": d.k,
                    "context_token_budget": d.context_token_budget, "score": d.score,
                    "embedding_model": d.embedding_model, "parse_retries": d.parse_retries,
@@ -97,7 +100,10 @@ def method_settings(config: RobustFTConfig, prompts: PromptLibrary, task: str) -
                    # absent at the default, so that run directories from before the setting stay as they are
                    **({"retrieval": d.retrieval} if d.retrieval != "exact" else {}),
                    "numeric_rel_tol": config.data.numeric_rel_tol,
-                   **({"open_similarity": d.open_similarity} if task == "open" else {})},
+                   **({"open_similarity": d.open_similarity} if task == "open" else {}),
+                   **({"trust": {"claim_checks": d.trust_claim_checks, "max_claims": d.trust_max_claims,
+                                 **({"threshold": d.trust_threshold} if d.checker == "trust" else {})}}
+                      if scores_trust(config, task) else {})},
     }
 
 
@@ -176,7 +182,9 @@ class DenoiseRun:
 
     async def _run(self) -> DenoiseResult:
         started = time.monotonic()
+        check_rule(self.config, self.dataset.task)
         check_prompts(self.prompts, self.config, self.dataset)  # a template error costs no call
+        check_budget(self.config)
         rundir = RunDir(self.out_dir).open()
         handler = _attach_run_log(rundir.log)
         store = journal = embedder = executor = None
@@ -191,7 +199,8 @@ class DenoiseRun:
             rundir.mark("running", settings)
             method = _digest(settings)
             fingerprints = {s.id: sample_fingerprint(method, s) for s in self.dataset.samples}
-            calls = ModelCalls(self.pool, store, self.config.denoise.concurrency)
+            ledger = CostLedger(cap_usd=self.config.denoise.max_cost_usd, store=store)
+            calls = ModelCalls(self.pool, store, self.config.denoise.concurrency, ledger=ledger)
             calls.tracing = self.tracing
             self.rt = AgentRuntime(config=self.config, task=self.dataset.task, pool=self.pool, prompts=self.prompts,
                                    calls=calls)
@@ -211,6 +220,7 @@ class DenoiseRun:
                 self.say(f"resuming {self.out_dir}: {reused} of {len(self.dataset)} samples already finished"
                          + (f", {len(waiting)} waiting for relabeling" if waiting else ""))
             if detect or waiting:
+                ledger.check()  # a cap already spent costs no call, not even the preflight
                 await executor.start(len(detect) + len(waiting))
                 if self.preflight:
                     await self._preflight()
@@ -293,7 +303,7 @@ class DenoiseRun:
             first.question, first.options, self.dataset.task, self.config.data.instruction)}]
         seen: set[str] = set()
         self.preflight_calls = 0
-        for role in used_roles(self.config):
+        for role in used_roles(self.config, self.dataset.task):
             cfg = self.rt.role_models[role]
             key = cfg.model_dump_json()
             if key in seen:
@@ -301,7 +311,7 @@ class DenoiseRun:
             seen.add(key)
             self.preflight_calls += 1
             try:
-                await self.calls.send_unstored(cfg, probe)
+                await self.calls.send_unstored(cfg, probe, role)
             except (ModelCallError, ServiceDown) as exc:
                 urls = cfg.base_url if isinstance(cfg.base_url, list) else [cfg.base_url] if cfg.base_url else []
                 where = f" at {', '.join(urls)}" if urls else ""
@@ -388,10 +398,38 @@ class DenoiseRun:
         def result() -> dict[str, Any]:
             return summary.result(selection=selection, wall_time_s=wall, config=self.config.public_dict(),
                                   task=self.dataset.task, data_path=str(self.dataset.path), resumed=reused,
-                                  store=this_run, replicas=self.replica_health())
+                                  store=this_run, cost=self._cost(summary, calls), replicas=self.replica_health())
 
         rundir.write_outputs(records(), result, fine_tuning_record)
         return json.loads(rundir.summary.read_text(encoding="utf-8"))
+
+
+    def _cost(self, summary: Summary, calls: ModelCalls) -> dict[str, Any] | None:
+        """summary.json's `cost`: the records' calls priced per role (`cost_usd`), what this run paid
+        and saved, and what this run directory has spent in all (what the cap counts)."""
+        cost = records_cost(self.config, summary.tokens_by_role)
+        ledger = calls.ledger
+        if cost is None and not ledger.priced:
+            return None
+        cost = cost or {"usd": 0.0, "by_role": {}}
+        prices = {role: p.as_dict() for role in used_roles(self.config)
+                  if (p := Prices.of(self.config.model_for(role))) is not None}
+        return {**cost, "this_run": ledger.this_run(), "spent_usd": round(ledger.total, 6),
+                "max_cost_usd": self.config.denoise.max_cost_usd, "prices": prices}
+
+
+def check_budget(config: RobustFTConfig) -> None:
+    """A cap needs prices to count against, and a driver that sees every call."""
+    cap = config.denoise.max_cost_usd
+    if cap is None:
+        return
+    if not any(Prices.of(config.model_for(role)) for role in used_roles(config)):
+        raise ConfigError(f"denoise.max_cost_usd is {cap:g} but no model has a price, so no call would count "
+                          "against it: set model.price_input_per_mtok and model.price_output_per_mtok (USD per "
+                          "million tokens, from your provider's price page; see examples/hosted_api.yaml)")
+    if config.run.executor == "ray":
+        raise ConfigError("denoise.max_cost_usd (--max-cost) works with the local executor only: the Ray workers "
+                          "do not share one budget yet; drop --executor ray, or the cap")
 
 
 def _environment_failure(e: OSError, out_dir: Path) -> RobustFTError:
