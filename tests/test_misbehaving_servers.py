@@ -506,32 +506,39 @@ def health(summary: dict, url: str) -> dict:
 def test_one_of_three_replicas_killed_mid_detection_loses_nothing_rests_no_healthy_one_and_costs_little(
         tmp_path, capsys):
     gold, data = shared_file("fpb", "labeled.csv"), shared_file("fpb", "noisy30.csv")
-    replicas = [SimProcess(gold, latency_ms=20) for _ in range(3)]
+    replicas = [SimProcess(gold, latency_ms=20) for _ in range(4)]  # the fourth replaces the killed one
     try:
         urls = [r.base_url for r in replicas]
         with SimServer(gold, accuracy=0.8, seed=0) as embeddings:
-            common = dict(data=data, concurrency=48)
-            assert replica_run(tmp_path, "warm", urls, embeddings.base_url, limit=20, **common)[0] == 0
-            code, whole_s, whole = replica_run(tmp_path, "whole", urls, embeddings.base_url, limit=600, **common)
+            def run(name, urls, watch=None):
+                return replica_run(tmp_path, name, urls, embeddings.base_url, data=data, concurrency=48,
+                                   limit=20 if name == "warm" else 600, watch=watch)
+
+            assert run("warm", urls[:3])[0] == 0
+            code, before_s, whole = run("whole", urls[:3])
             assert code == 0 and whole["failed"] == 0
 
             def mid_detection(out: Path) -> bool:
                 return len(journal_statuses(out)) >= 150
 
-            code, killed_s, summary = replica_run(tmp_path, "killed", urls, embeddings.base_url, limit=600,
-                                                  watch=(mid_detection, replicas[1].kill), **common)
+            code, killed_s, summary = run("killed", urls[:3], watch=(mid_detection, replicas[1].kill))
+            # The same run again with no kill: the machine's load drifts (other jobs share its two
+            # cores), so the kill is compared with the runs just before and just after it.
+            after_code, after_s, _ = run("again", [urls[0], urls[3], urls[2]])
         err = capsys.readouterr().err
     finally:
         for r in replicas:
             r.kill()
-    assert code == 0, err
+    assert code == 0 and after_code == 0, err
     assert summary["total"] == 600 and summary["failed"] == 0
     dead, alive = health(summary, urls[1]), [health(summary, urls[0]), health(summary, urls[2])]
     assert dead["failed"] >= 1 and dead["rested"] >= 1, dead
     assert all(r["rested"] == 0 and r["failed"] == 0 for r in alive), alive
     assert sum(r["sent"] for r in alive) > dead["sent"]  # the survivors carried the rest
-    print(f"600 rows, concurrency 48: {whole_s:.1f} s with no kill, {killed_s:.1f} s with one replica killed; {dead}")
-    assert killed_s <= 1.5 * whole_s, (killed_s, whole_s)
+    whole_s = (before_s + after_s) / 2
+    print(f"600 rows, concurrency 48: {before_s:.1f} s and {after_s:.1f} s with no kill, {killed_s:.1f} s with one "
+          f"replica killed; {dead}")
+    assert killed_s <= 1.5 * whole_s, (killed_s, before_s, after_s)
 
 
 def hung(conn_script=None):
