@@ -246,6 +246,10 @@ class DataConfig(StrictModel):
     options_column: str = Field("options", description=(
         "Column holding the options of a multiple-choice question, a JSON list of strings; when present, "
         "answers are option letters (A = first). Flag: --options-column."))
+    options_columns: list[str] | None = Field(None, description=(
+        "Multiple choice with one column per option: the option columns in order (A = the first). None: "
+        "recognised by name (A..E, option_a.., choice1.., opa..), or a list column (options, choices, endings; "
+        "ARC's {text, label}). Flag: --options-columns A,B,C,D."))
     conversation_column: str | None = Field(None, description=(
         "Column holding the conversation in the messages and sharegpt formats. None: 'messages', then "
         "'conversations'."))
@@ -253,7 +257,9 @@ class DataConfig(StrictModel):
         "How answers are compared. auto: multiple_choice when options are given, numeric when every "
         "answer is a number, open when answers are long free text (the median answer has 8 words or "
         "more), else text (short free text). Flag: --task."))
-    numeric_rel_tol: float = Field(1e-2, ge=0.0, description="Numeric answers match within this relative tolerance.")
+    numeric_tolerance: float = Field(1e-2, ge=0.0, description=(
+        "Numeric answers: when either side is a whole number the two must be equal (125 is not 126); "
+        "other numbers match within this relative tolerance (0.01 = 1 %). Printed by --dry-run and report."))
     instruction: str = Field("", description="Extra task instruction appended to every answer request.")
     limit: int | None = Field(None, gt=0, description="Take only the first N rows. Flag: --limit.")
     out_of_range_labels: Literal["error", "keep"] = Field("error", description=(
@@ -285,9 +291,10 @@ class DenoiseConfig(StrictModel):
         "self-reflection verdict (one judge call, the judge checker's own when checker is judge), that "
         "verdict's token probability, and for responses of several sentences a check of the weakest claim "
         "(trust_claim_checks judge calls). Costs 1 + trust_claim_checks calls per sample; false: none."))
-    trust_threshold: float = Field(0.5, ge=0.0, le=1.0, description=(
+    trust_threshold: float = Field(0.6, ge=0.0, le=1.0, description=(
         "checker: trust calls a given response clean when its trust score is at least this. Higher keeps "
-        "fewer, surer responses and relabels more (README, Trust scores, has the measured trade-off)."))
+        "fewer, surer responses and relabels more. 0.6 was chosen on the simulator's development sets, the "
+        "lowest that found at least 0.9 of the changed key facts (README, Trust scores)."))
     trust_max_claims: int = Field(8, ge=2, le=64, description=(
         "A response is split into at most this many claims (sentences; neighbouring sentences are joined "
         "when there are more), each compared with the experts' responses by meaning."))
@@ -321,12 +328,25 @@ class DenoiseConfig(StrictModel):
     @classmethod
     def _embedding_urls(cls, value: Any) -> Any:
         return _url_field(value)
+
     @model_validator(mode="after")
     def _trust_checker_needs_trust(self) -> "DenoiseConfig":
         if self.checker == "trust" and not self.trust:
             raise ValueError("checker: trust needs the trust score: set trust: true, or choose another checker")
         return self
+
+    @field_validator("estimate_noise_rate")
+    @classmethod
+    def _noise_range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        low, high = value
+        if not 0.0 <= low <= high <= 1.0:
+            raise ValueError("give [low, high] with 0 <= low <= high <= 1, e.g. [0.1, 0.4]")
+        return value
+
     concurrency: int = Field(32, gt=0, description="Model calls in flight at once.")
+    estimate_noise_rate: tuple[float, float] = Field((0.1, 0.4), description=(
+        "The dry run's estimate only (--dry-run): the share of samples the checker is expected to flag as noisy, "
+        "low and high; the estimate gives the calls, tokens and cost at both. --pilot N measures it instead."))
     max_cost_usd: float | None = Field(None, gt=0.0, description=(
         "Stop the run before its model calls cost more than this many USD in total (priced with model.price_*; "
         "every call in this run directory counts, earlier runs included). The run stops with exit 4 and its "

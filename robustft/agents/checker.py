@@ -28,7 +28,8 @@ from .runtime import AgentRuntime, failure
 from .similarity import agreement
 from .trust import score_trust
 
-_VERDICT = re.compile(r"answer\s*:\s*\**\s*\(?\s*([YN])\b", re.IGNORECASE)
+# possessive quantifiers: spaces and emphasis are read once, so "Answer:" and a megabyte of spaces is linear
+_VERDICT = re.compile(r"answer\s*+:[\s*]*+\(?\s*+([YN])\b", re.IGNORECASE)
 
 
 def parse_verdict(text: str) -> str | None:

@@ -20,7 +20,8 @@ closed is never written to, 1xx interim replies skipped, chunked and read-until-
   doubling up to `REST_MAX_S`), then gets one call at a time until one succeeds. A single replica
   never rests: the caller's backoff and give-up deal with a dead server.
 - 4xx replies are the request's own fault (429: the server's load) and are raised at once, with
-  the server's `Retry-After`.
+  the server's `Retry-After`. Every reply's headers go to `ratelimit.observe`, which keeps the
+  pacing of the call's model in step with the server's `x-ratelimit-*` counts.
 
 There is no queue here: the connection pool is unbounded, so the calls in flight are exactly
 those the caller's own semaphore lets through. `Endpoints.send` is the one place a request leaves
@@ -43,6 +44,7 @@ import orjson
 
 from .. import tracing
 from .errors import BackendError
+from .ratelimit import observe as observe_rate_limits
 
 FAILURES_TO_REST = 3
 REST_S = 2.0
@@ -218,6 +220,7 @@ class Endpoints:
         cap = self.max_reply_bytes
         async with session.post(replica.url + path, data=body, proxy=replica.proxy, allow_redirects=False) as resp:
             status = resp.status
+            observe_rate_limits(resp.headers)  # x-ratelimit-*, for the pacing of the call's model
             length = resp.content_length
             if length is not None and length > cap:
                 resp.close()  # never read it, never reuse the connection

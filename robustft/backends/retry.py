@@ -157,6 +157,8 @@ async def with_retries_through_outage(attempt: Callable[[], Awaitable[T]], polic
             result = await attempt()
         except asyncio.CancelledError:
             raise
+        except ServiceDown:
+            raise  # given up from inside the attempt (a server that keeps asking for patience)
         except Exception as exc:  # noqa: BLE001 - every backend raises its own types
             error = exc
         else:

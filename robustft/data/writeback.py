@@ -147,7 +147,10 @@ def write_back(table: Table, dataset: Dataset, labels: dict[str, str], out: str 
             records.append(_Out(row, row.values, raw))
             continue
         slot, original = _slot(dataset, row)
-        new = answer_like(original, label, dataset.task, sample.options)
+        layout = dataset.source.options_layout if dataset.source is not None else None
+        new = layout.answer_as_written(label, original, row.values) if layout is not None else None
+        if new is None:  # a letter or an option's text, as the row wrote it
+            new = answer_like(original, label, dataset.task, sample.options)
         values = _new_values(row, slot, new)
         if raw is not None and kind in ("jsonl", "json"):
             raw = _new_raw(raw, slot, values, new)

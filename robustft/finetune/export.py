@@ -28,6 +28,7 @@ turns; for open-ended responses, the conversation as written and the response it
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,10 +57,14 @@ class ExportResult:
     format: str
     count: int
     changed: int | None = None  # input format: records whose answer was replaced
+    by_source: dict[str, int] | None = None  # how many came clean, relabeled, confirmed, from a person
 
     def describe(self) -> str:
-        corrected = f" ({self.changed} with a corrected answer)" if self.changed is not None else ""
-        return f"wrote {self.count} samples{corrected} as {self.format} to {self.path}"
+        sources = ", ".join(f"{n} {source}" for source, n in (self.by_source or {}).items() if n)
+        changed = f"{self.changed} with a corrected answer" if self.changed is not None else ""
+        shown = "; ".join(p for p in (sources, changed) if p)
+        shown = f" ({shown})" if shown else ""
+        return f"wrote {self.count} samples{shown} as {self.format} to {self.path}"
 
 
 def to_messages(examples: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -199,8 +204,9 @@ def export_run(run_dir: str | Path, *, out: str | Path | None = None, fmt: str |
     if dataset.source.kind not in ("hub", "records") and out_path.resolve() == Path(dataset.source.location):
         raise ConfigError(f"--out {out_path} is the input itself; pass another path (the input stays as it is)")
     result = write_back(table, dataset, {str(r["id"]): r["label"] for r in kept}, out_path)
+    by_source = Counter(str(r.get("source") or "clean") for r in kept)
     return ExportResult(path=result.path, format=f"{dataset.source.shape} ({result.kind})", count=result.count,
-                        changed=result.changed)
+                        changed=result.changed, by_source=dict(sorted(by_source.items())))
 
 
 def load_export(path: str | Path, fmt: str | None = None) -> list[dict[str, str]]:

@@ -99,13 +99,13 @@ def trust_ranking(records: Iterable[dict[str, Any]], wrong: set[str], *,
     return out
 
 
-def gold_wrong(records: Iterable[dict[str, Any]], gold: Mapping[str, str], task: str, rel_tol: float) -> set[str]:
+def gold_wrong(records: Iterable[dict[str, Any]], gold: Mapping[str, str], task: str, tolerance: float) -> set[str]:
     """Ids whose given label is wrong by gold, compared as `report --gold`'s figures compare them."""
     from ..answers import answers_match
 
     return {r["id"] for r in records if r["id"] in gold
             and not (r.get("original_label") is not None
-                     and answers_match(str(r["original_label"]), gold[r["id"]], task, rel_tol))}
+                     and answers_match(str(r["original_label"]), gold[r["id"]], task, tolerance))}
 
 
 def describe_ranking(ranking: dict[str, Any]) -> list[str]:

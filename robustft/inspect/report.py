@@ -50,6 +50,8 @@ def format_text(run: RunFiles, counts: dict[str, int], metrics: dict[str, Any] |
              f"  {'outcome':<14}{'samples':>8}{'share':>8}"]
     for st in FINAL_STATUSES:
         lines.append(f"  {st:<14}{counts[st]:>8}{100 * counts[st] / total:>7.1f}%")
+        if st == "dropped" and counts.get("unreadable"):
+            lines.append(f"    {'unreadable':<12}{counts['unreadable']:>8}   (no answer in the replies, even re-asked)")
     lines.append(f"  flagged noisy {counts['noisy']}; fine-tuning set {counts['fine_tuning_set']} samples"
                  + (f" ({counts['human']} decided by a person)" if counts["human"] else ""))
     if run.summary.get("cost"):
@@ -69,7 +71,7 @@ def build_report(run_dir: str | Path, gold_path: str | Path | None = None) -> Re
     metrics = run_gold_metrics(run, gold) if gold else None
     labels = gold.labels if gold else None
     # open-ended runs with trust scores: how well the score ranks the wrong given responses first
-    ranking = (trust_ranking(run.records, gold_wrong(run.records, gold.labels, run.task, run.rel_tol))
+    ranking = (trust_ranking(run.records, gold_wrong(run.records, gold.labels, run.task, run.tolerance))
                if gold else None)
     counts = counts_of(run)
     roles = role_agreement(run, labels)

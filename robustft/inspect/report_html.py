@@ -20,8 +20,10 @@ __all__ = ["render_html"]
 
 STATUS_TEXT = {"clean": "clean: the experts agreed with the given label; kept as it is",
                "relabeled": "relabeled: flagged noisy, given a new label confident enough to keep",
-               "dropped": "dropped: flagged noisy, but the new label was too uncertain; left out",
-               "failed": "failed: the model calls kept failing; left out"}
+               "confirmed": "confirmed: flagged noisy, but relabeled to its given label; kept unchanged",
+               "dropped": "dropped: flagged noisy, and either the new label was too uncertain (selection) or no "
+                          "answer could be read from the replies (unreadable); left out",
+               "failed": "failed: a model or embedding call kept failing; left out (running again retries it)"}
 FIGURE_ORDER = ("outcomes", "gold", "scores", "labels", "roles")
 
 
@@ -63,13 +65,16 @@ def _examples(run: RunFiles, gold: dict[str, str] | None, prefix: str = "", limi
               limit_dropped: int = 4) -> list[dict[str, Any]]:
     """Relabels that changed the label first (most certain first), then those that confirmed it."""
     def confirmed(r: dict) -> bool:
-        return answers_match(str(r.get("proposed_label")), str(r.get("original_label")), run.task, run.rel_tol)
+        if r["status"] in ("relabeled", "confirmed"):
+            return r["status"] == "confirmed"
+        return answers_match(str(r.get("proposed_label")), str(r.get("original_label")), run.task, run.tolerance)
 
     def key(r: dict) -> tuple:
         return (confirmed(r), r.get("score") is None, r.get("score") or 0.0)
 
-    kept = sorted((r for r in run.records if r["status"] == "relabeled"), key=key)[:limit_kept]
-    dropped = sorted((r for r in run.records if r["status"] == "dropped"), key=key)[:limit_dropped]
+    kept = sorted((r for r in run.records if r["status"] in ("relabeled", "confirmed")), key=key)[:limit_kept]
+    dropped = sorted((r for r in run.records if r["status"] == "dropped" and r.get("reason") != "unreadable"),
+                     key=key)[:limit_dropped]
     rows = []
     for r in kept + dropped:
         nodes = r["nodes"]
@@ -82,9 +87,9 @@ def _examples(run: RunFiles, gold: dict[str, str] | None, prefix: str = "", limi
             "answers": [False if (nodes.get(role) or {}).get("skipped") else (nodes.get(role) or {}).get("answer", "–")
                         for role in ROLES],
             "score": "n/a" if r.get("score") is None else f"{r['score']:.3f}",
-            "kept": r["status"] == "relabeled",
+            "kept": r["status"] in ("relabeled", "confirmed"),
             "gold": g,
-            "gold_right": g is not None and answers_match(str(r.get("proposed_label")), g, run.task, run.rel_tol),
+            "gold_right": g is not None and answers_match(str(r.get("proposed_label")), g, run.task, run.tolerance),
         })
     return rows
 

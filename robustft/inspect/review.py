@@ -87,7 +87,7 @@ def contested(run: RunFiles, score_above: float | None = None) -> list[dict[str,
             continue
         if r.get("decision") != "noisy":
             continue
-        if r["status"] == "relabeled" and score_above is not None:
+        if r["status"] in ("relabeled", "confirmed") and score_above is not None:
             if r.get("score") is not None and r["score"] <= score_above:
                 continue
         out.append(r)

@@ -55,11 +55,11 @@ def find_record(run: RunFiles, sample_id: str) -> dict[str, Any]:
 
 
 def _selection_step(run: RunFiles, rec: dict[str, Any]) -> dict[str, Any] | None:
-    if rec["status"] not in ("relabeled", "dropped"):
+    if rec["status"] not in ("relabeled", "confirmed", "dropped") or rec.get("reason") == "unreadable":
         return None
     sel = run.selection
     score, threshold, beta = rec.get("score"), sel.get("threshold"), sel.get("beta")
-    kept = rec["status"] == "relabeled"
+    kept = rec["status"] in ("relabeled", "confirmed")
     if sel.get("enabled") is False:
         why = "selection switched off (ablation): every relabel is kept"
     elif score is None:
@@ -103,7 +103,7 @@ def build_trace(run: RunFiles, sample_id: str) -> dict[str, Any]:
     in_ft = next((d for d in run.fine_tuning_set() if d.get("id") == rec["id"]), None)
     return {"id": rec["id"], "row": rec.get("row"), "question": rec.get("question"), "options": rec.get("options"),
             "conversation": _earlier_turns(rec.get("conversation")), "task": rec.get("task") or run.task, "original_label": rec.get("original_label"), "steps": steps,
-            "status": rec["status"], "label": rec.get("label"), "proposed_label": rec.get("proposed_label"),
+            "status": rec["status"], "reason": rec.get("reason"), "label": rec.get("label"), "proposed_label": rec.get("proposed_label"),
             "score": rec.get("score"), "error": rec.get("error"), "human_review": review,
             "in_fine_tuning_set": in_ft is not None, "fine_tuning_label": in_ft.get("label") if in_ft else None,
             "fine_tuning_source": in_ft.get("source") if in_ft else None, "run_dir": str(run.dir)}
@@ -264,6 +264,13 @@ def _final_text(trace: dict[str, Any]) -> str:
     elif status == "relabeled":
         final = (f"RELABELED: {_label_text(trace['original_label'], opts)} -> {_label_text(trace['label'], opts)}"
                  f" (score {_fmt_score(trace['score'])})")
+    elif status == "confirmed":
+        final = (f"CONFIRMED: relabeled to its given label {_label_text(trace['label'], opts)}, kept unchanged"
+                 f" (score {_fmt_score(trace['score'])})")
+    elif status == "dropped" and trace.get("reason") == "unreadable":
+        final = (f"DROPPED (unreadable): {trace.get('error') or 'no answer could be read'}; running again would "
+                 "read the same stored replies, so it is not a failure: change the model, the prompts or "
+                 "denoise.parse_retries to try again")
     elif status == "dropped":
         final = (f"DROPPED: the proposed label {_label_text(trace['proposed_label'], opts)} was too uncertain "
                  "(selection); the sample is not in the fine-tuning set")

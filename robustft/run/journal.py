@@ -43,6 +43,7 @@ class Entry:
     status: str
     fingerprint: str | None
     score: float | None
+    reason: str | None = None   # why a dropped sample was dropped (selection, unreadable)
 
 
 class Journal:
@@ -80,7 +81,8 @@ class Journal:
                         raise UserError(f"{self.path}, line {number}: not a sample record (damaged file); move "
                                         "the file away to re-run every sample (answers come back from the "
                                         "response store), or restore it") from None
-                    self.entries[sid] = Entry(offset, status, record.get("fingerprint"), record.get("score"))
+                    self.entries[sid] = Entry(offset, status, record.get("fingerprint"), record.get("score"),
+                                              record.get("reason"))
                 offset += len(line)
 
     def append(self, record: dict[str, Any]) -> Entry:
@@ -89,7 +91,7 @@ class Journal:
         offset = self._file.tell()
         self._file.write(line)
         self._file.flush()  # one write per record: a kill never leaves half a line in our buffer
-        entry = Entry(offset, record["status"], record.get("fingerprint"), record.get("score"))
+        entry = Entry(offset, record["status"], record.get("fingerprint"), record.get("score"), record.get("reason"))
         self.entries[str(record["id"])] = entry
         return entry
 

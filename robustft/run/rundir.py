@@ -39,7 +39,7 @@ from ..config import RobustFTConfig, recorded_config
 from ..data.records import BadJsonLine, NotUTF8, json_lines, utf8_text
 from ..errors import UserError
 from ..files import atomic_write, remove_stale_temporaries, write_json, write_jsonl
-from .outputs import human_record
+from .outputs import KEPT_STATUSES, human_record
 
 SAMPLES = "samples.jsonl"
 SUMMARY = "summary.json"
@@ -104,7 +104,8 @@ class _Record(_Lenient):
     nodes: dict[str, _Node] = {}
     decision: Literal["clean", "noisy"] | None = None
     decision_reason: str | None = None
-    status: Literal["clean", "relabeled", "dropped", "failed"]
+    status: Literal["clean", "relabeled", "confirmed", "dropped", "failed"]
+    reason: str | None = None
     label: Scalar = None
     proposed_label: Scalar = None
     score: float | None = None
@@ -192,16 +193,16 @@ class RunFiles:
         return self.summary.get("selection") or {}
 
     @property
-    def rel_tol(self) -> float:
-        return self.config.data.numeric_rel_tol
+    def tolerance(self) -> float:
+        return self.config.data.numeric_tolerance
 
     def fine_tuning_set(self) -> list[dict[str, Any]]:
         """denoised.jsonl as it is now (after any human review), else rebuilt from the records."""
         if self.denoised is not None:
             return self.denoised
         return [{"id": r["id"], "label": r["label"], "original_label": r["original_label"],
-                 "source": "clean" if r["status"] == "clean" else "relabeled", "score": r.get("score")}
-                for r in self.records if r["status"] in ("clean", "relabeled")]
+                 "source": r["status"], "score": r.get("score")}
+                for r in self.records if r["status"] in KEPT_STATUSES]
 
     def review_log(self) -> list[dict[str, Any]]:
         return read_review_log(self.dir)
@@ -321,7 +322,7 @@ def load_run(run_dir: str | Path) -> RunFiles:
         for number, rec in enumerate(denoised, 1):
             _checked(d / DENOISED, "fine-tuning record", number, rec, REWRITE)
             rec["id"] = str(rec["id"])
-        kept = sum(1 for r in records if r["status"] in ("clean", "relabeled"))
+        kept = sum(1 for r in records if r["status"] in KEPT_STATUSES)
         if not (d / REVIEW_LOG).is_file() and len(denoised) != kept:
             raise UserError(f"{d / DENOISED}: {len(denoised)} samples, but {samples} keeps {kept}; one of the files "
                             f"is cut short or from another run: {REWRITE}")

@@ -99,7 +99,7 @@ def method_settings(config: RobustFTConfig, prompts: PromptLibrary, task: str) -
                    "ablate": sorted(d.ablate), "instruction": config.data.instruction,
                    # absent at the default, so that run directories from before the setting stay as they are
                    **({"retrieval": d.retrieval} if d.retrieval != "exact" else {}),
-                   "numeric_rel_tol": config.data.numeric_rel_tol,
+                   "numeric_tolerance": config.data.numeric_tolerance,
                    **({"open_similarity": d.open_similarity} if task == "open" else {}),
                    **({"trust": {"claim_checks": d.trust_claim_checks, "max_claims": d.trust_max_claims,
                                  **({"threshold": d.trust_threshold} if d.checker == "trust" else {})}}
@@ -369,7 +369,7 @@ class DenoiseRun:
         d = self.config.denoise
         entries = self.journal.entries
         candidates = {s.id: entries[s.id].score for s in self.dataset.samples
-                      if s.id in entries and is_candidate(entries[s.id].status)}
+                      if s.id in entries and is_candidate(entries[s.id].status, entries[s.id].reason)}
         if "selection" in d.ablate:
             kept, threshold = list(candidates), None
         else:
@@ -387,12 +387,13 @@ class DenoiseRun:
                     record = self.journal.read(sample.id)
                 else:  # never reached the graph (the run was stopped first): not finished
                     record = sample_record(initial_state(sample), self.dataset.task, None)
-                yield summary.add(final_record(record, sample.id in kept_ids))
+                yield summary.add(final_record(record, sample.id in kept_ids, self.config.data.numeric_tolerance))
 
         selection = {"beta": d.beta, "enabled": "selection" not in d.ablate, "score": d.score,
                      "candidates": len(candidates), "kept": len(kept), "threshold": threshold, "unscored": missing}
         stats = calls.stats
         this_run = {"calls_paid": stats.paid, "calls_from_store": stats.reused, "failed_attempts": stats.failed_attempts,
+                    "throttled_429": stats.throttled,
                     "preflight_calls": getattr(self, "preflight_calls", 0)}
 
         def result() -> dict[str, Any]:
