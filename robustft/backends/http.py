@@ -37,7 +37,7 @@ import urllib.request
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, Callable, Sequence, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import aiohttp
 import orjson
@@ -68,9 +68,17 @@ class MalformedReply(BackendError):
 class Replica:
     """One server URL and what the picker knows about it."""
 
-    __slots__ = ("url", "proxy", "in_flight", "failures", "rest_until", "cooldown", "sent", "failed", "rested")
+    __slots__ = ("url", "auth", "proxy", "in_flight", "failures", "rest_until", "cooldown", "sent", "failed",
+                 "rested")
 
     def __init__(self, url: str):
+        # `http://user:password@host/v1`: the credentials are that host's authorization (HTTP Basic,
+        # instead of the API key) and are kept out of `url`, which messages and summary.json show.
+        parts = urlsplit(url)
+        self.auth: str | None = None
+        if "@" in parts.netloc:
+            self.auth = aiohttp.BasicAuth(unquote(parts.username or ""), unquote(parts.password or "")).encode()
+            url = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
         self.url = url.rstrip("/")
         self.proxy = _proxy_for(self.url)
         self.in_flight = 0
@@ -218,7 +226,9 @@ class Endpoints:
     async def _post_once(self, replica: Replica, path: str, body: bytes) -> bytes:
         session = await self._session()
         cap = self.max_reply_bytes
-        async with session.post(replica.url + path, data=body, proxy=replica.proxy, allow_redirects=False) as resp:
+        headers = {"Authorization": replica.auth} if replica.auth else None
+        async with session.post(replica.url + path, data=body, proxy=replica.proxy, allow_redirects=False,
+                                headers=headers) as resp:
             status = resp.status
             observe_rate_limits(resp.headers)  # x-ratelimit-*, for the pacing of the call's model
             length = resp.content_length

@@ -127,12 +127,38 @@ class Dimensions:
         return self.check(np.stack([np.frombuffer(raw, dtype=np.float16) for raw in stored]), source)
 
 
-def make_embedder(denoise: "DenoiseConfig", model: "ModelConfig | None" = None) -> Embedder:
-    """The embedder `denoise` (a DenoiseConfig) asks for; a server is reached with the timeouts,
-    reply cap, retries and give-up of `model` (the run's ModelConfig) when given."""
+def make_embedder(denoise: "DenoiseConfig", chat: "ModelConfig | None" = None) -> Embedder:
+    """The embedder `denoise` (a DenoiseConfig) asks for; `chat` is the chat model's config, whose
+    key the embedding server gets only when it is on the same host (`embedding_key_env`), and whose
+    timeouts, reply cap, retries and give-up it is reached with."""
     if denoise.embedding_base_url:
         from .server import ServerEmbedder
 
         return ServerEmbedder(denoise.embedding_base_url, denoise.embedding_model, denoise.embedding_batch_size,
-                              model=model)
+                              api_key_env=embedding_key_env(denoise, chat), model=chat)
     return LocalEmbedder(denoise.embedding_model, denoise.embedding_batch_size)
+
+
+def embedding_key_env(denoise: "DenoiseConfig", chat: "ModelConfig | None") -> str | None:
+    """The variable whose key goes to the embedding server: `denoise.embedding_api_key_env` when set;
+    else the chat model's, when every embedding URL is on one of the chat model's hosts; else none
+    (a key is never sent to a host it was not configured for)."""
+    if denoise.embedding_api_key_env:
+        return denoise.embedding_api_key_env
+    if chat is None or not chat.base_url:
+        return None
+    from urllib.parse import urlsplit
+
+    def place(url: str) -> tuple[str | None, int | None]:
+        parts = urlsplit(url)
+        try:
+            port = parts.port or {"https": 443, "http": 80}.get(parts.scheme)
+        except ValueError:
+            port = None
+        return (parts.hostname or "").lower() or None, port
+
+    chat_urls = [chat.base_url] if isinstance(chat.base_url, str) else list(chat.base_url)
+    embed_urls = [denoise.embedding_base_url] if isinstance(denoise.embedding_base_url, str) else \
+        list(denoise.embedding_base_url or [])
+    chat_places = {place(u) for u in chat_urls}
+    return chat.api_key_env if embed_urls and all(place(u) in chat_places for u in embed_urls) else None

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 class ServerEmbedder:
     def __init__(self, base_url: str | list[str], name: str, batch_size: int = 64, *,
-                 api_key_env: str = "OPENAI_API_KEY", model: "ModelConfig | None" = None,
+                 api_key_env: str | None = None, model: "ModelConfig | None" = None,
                  policy: RetryPolicy | None = None):
         from ..config import ModelConfig
 

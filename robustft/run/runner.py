@@ -28,6 +28,7 @@ import hashlib
 import importlib
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -446,9 +447,31 @@ def log_info(message: str) -> None:
     log.info(message)
 
 
+class _RunLog(logging.StreamHandler):
+    """DIR/run.log, appended to; never through a symbolic link (it could append to any file), and
+    no key or password in a URL in it."""
+
+    def __init__(self, path: Path):
+        from ..files import open_nofollow
+
+        fd = open_nofollow(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        super().__init__(os.fdopen(fd, "a", encoding="utf-8"))
+
+    def format(self, record: logging.LogRecord) -> str:
+        from ..secrets import redact
+
+        return redact(super().format(record))
+
+    def close(self) -> None:
+        try:
+            self.stream.close()
+        finally:
+            super().close()
+
+
 def _attach_run_log(path: Path) -> logging.Handler | None:
     try:
-        handler = logging.FileHandler(path, encoding="utf-8")
+        handler = _RunLog(path)
     except OSError:
         return None
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
