@@ -173,7 +173,8 @@ async def with_retries_through_outage(attempt: Callable[[], Awaitable[T]], polic
             first_failure = clock()
         if isinstance(error, UserError) and not retryable:
             raise error
-        outage_holds = _server_down(error) and outage.down_since(first_failure)
+        # max_retries 0 asks for no retry at all, outage or not.
+        outage_holds = policy.max_retries > 0 and _server_down(error) and outage.down_since(first_failure)
         if not retryable or (n >= policy.max_retries and not outage_holds):
             tries = f"after {n + 1} attempt{'s' if n else ''}"
             raise ModelCallError(f"{what} failed {tries}: {describe(error)}") from error
