@@ -295,6 +295,11 @@ class DenoiseConfig(StrictModel):
         "checker: trust calls a given response clean when its trust score is at least this. Higher keeps "
         "fewer, surer responses and relabels more. 0.6 was chosen on the simulator's development sets, the "
         "lowest that found at least 0.9 of the changed key facts (README, Trust scores)."))
+    trust_selection: bool = Field(True, description=(
+        "Open-ended data with checker: trust: rank the relabels at selection by their own trust score (the "
+        "proposed response scored like a given one: 1 - trust, lowest kept) instead of the context answer's "
+        "uncertainty (denoise.score). Costs 1 + trust_claim_checks more calls per relabel; on the simulator's "
+        "development sets it raised the fine-tuning set's right share at the same size (README, Trust scores)."))
     trust_max_claims: int = Field(8, ge=2, le=64, description=(
         "A response is split into at most this many claims (sentences; neighbouring sentences are joined "
         "when there are more), each compared with the experts' responses by meaning."))

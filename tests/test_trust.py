@@ -314,3 +314,25 @@ def test_a_judge_that_keeps_failing_fails_the_sample_with_its_error():
 
     update, _ = _trust_of([BackendError("judge down", status_code=400, retryable=False)], GIVEN, EXPERTS)
     assert update["status"] == "failed" and "judge down" in update["error"]
+
+
+def test_with_trust_selection_relabels_are_ranked_by_their_own_trust(four_kinds, tmp_path):
+    folder, _ = four_kinds
+    config = tmp_path / "trust.yaml"
+    config.write_text("denoise:\n  checker: trust\n  trust_selection: true\n")
+    out = tmp_path / "run"
+    with SimServer(folder / "gold.csv", accuracy=0.85, seed=4) as sim:
+        assert main(["denoise", "--config", str(config), "--data", str(folder / "noisy.csv"), "--out", str(out),
+                     "--model", "sim", "--base-url", sim.base_url, "--embedding-base-url", sim.base_url,
+                     "--embedding-model", "sim-embed", "--quiet"]) == 0
+    records = read_jsonl(out / "samples.jsonl")
+    relabels = [r for r in records if r["status"] in ("relabeled", "confirmed", "dropped") and r.get("proposed_label")]
+    assert relabels
+    for r in relabels:
+        assert r["score"] == pytest.approx(1 - r["relabel_trust"], abs=1e-6)
+        assert {"relabel_judge", "relabel_claim"} <= set(r["nodes"])
+        assert r["nodes"]["relabel_judge"]["prompt"].count(r["proposed_label"][:40]) >= 1  # the relabel is judged
+    kept = [r["relabel_trust"] for r in relabels if r["status"] != "dropped"]
+    dropped = [r["relabel_trust"] for r in relabels if r["status"] == "dropped"]
+    assert kept and dropped and min(kept) >= max(dropped)  # beta keeps the most trusted relabels
+    assert all("relabel_trust" not in r for r in records if r["status"] == "clean")

@@ -102,7 +102,8 @@ def method_settings(config: RobustFTConfig, prompts: PromptLibrary, task: str) -
                    "numeric_tolerance": config.data.numeric_tolerance,
                    **({"open_similarity": d.open_similarity} if task == "open" else {}),
                    **({"trust": {"claim_checks": d.trust_claim_checks, "max_claims": d.trust_max_claims,
-                                 **({"threshold": d.trust_threshold} if d.checker == "trust" else {})}}
+                                 **({"threshold": d.trust_threshold, "selection": d.trust_selection}
+                                    if d.checker == "trust" else {})}}
                       if scores_trust(config, task) else {})},
     }
 
