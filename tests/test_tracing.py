@@ -211,3 +211,29 @@ def test_an_unsupported_protocol_is_a_clear_error(sim, receiver, tmp_path, monke
     assert denoise(sim, tmp_path / "run", "--limit", "2") == 2
     err = capsys.readouterr().err
     assert "OTEL_EXPORTER_OTLP_PROTOCOL='http/json' is not supported" in err and "Traceback" not in err
+
+
+def test_ray_workers_export_their_samples_under_the_drivers_run(sim, receiver, tmp_path):
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'robustft[ray]')")
+    import logging
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             logging_level=logging.WARNING)
+    try:
+        out = tmp_path / "run"
+        assert denoise(sim, out, "--limit", "16", "--executor", "ray") == 0
+    finally:
+        ray.shutdown()
+    spans = receiver.spans
+    by_id = {s.span_id: s for s in spans}
+    (run,) = [s for s in spans if s.name == "robustft.run"]
+    assert {s.trace_id for s in spans} == {run.trace_id}
+    samples = [s for s in spans if s.name == "robustft.sample"]
+    assert {s.attributes["robustft.sample.id"] for s in samples} == set(records(out))
+    assert all(s.parent_id == run.span_id for s in samples)
+    chats = [s for s in spans if s.attributes.get("gen_ai.operation.name") == "chat"
+             and not s.attributes.get("robustft.preflight")]
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(chats) == summary["this_run"]["calls_paid"] > 0
+    assert all(by_id[by_id[c.parent_id].parent_id].name == "robustft.sample" for c in chats)
+    assert KEY.encode() not in b"".join(receiver.bodies)
