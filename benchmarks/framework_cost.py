@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--large", type=int, default=None, help="default 5000 (4000 with --tracing)")
     parser.add_argument("--repeats", type=int, default=None, help="default 2 (3 with --tracing)")
     parser.add_argument("--tracing", action="store_true", help="what OpenTelemetry tracing costs (issue 23)")
+    parser.add_argument("--no-before", action="store_true", help="with --tracing: only on and off")
     args = parser.parse_args(argv)
     if args.tracing:
         args.large, args.repeats = args.large or 4000, args.repeats or 3
@@ -134,7 +135,7 @@ def tracing_cost(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="robustft-bench-"))
     gold, noisy = synthetic(work, args.large)
     plain = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    before = before_tracing(work)
+    before = None if args.no_before else before_tracing(work)
     slopes: dict[str, list[float]] = {"before": [], "off": [], "on": []}
     rows, spans_per_sample = [], []
     with SimProcess(gold) as sim, OtlpReceiver() as receiver:

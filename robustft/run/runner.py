@@ -146,20 +146,27 @@ class DenoiseRun:
         self.tracing = None
 
     async def run(self) -> DenoiseResult:
+        # Before the collector is tuned: what tracing imports is frozen out of its sight with the rest.
+        self.tracing = tracing.start(self.config)
         with fewer_collections():
-            self.tracing = tracing.start(self.config)
-            if self.tracing is None:
-                return await self._run()
             try:
+                if self.tracing is None:
+                    return await self._run()
                 attributes = {"robustft.out": str(self.out_dir), "robustft.samples": len(self.dataset),
-                              "robustft.task": self.dataset.task, "robustft.executor": self.config.run.executor}
+                              "robustft.task": self.dataset.task, "robustft.executor": self.config.run.executor,
+                              **self.tracing.model_settings(self.config.model)}
                 with self.tracing.run_span(attributes) as span:
                     result = await self._run()
                     span.set_attributes({f"robustft.{k}": v for k, v in result.summary.items()
                                          if k in COUNTS and isinstance(v, int)})
                     return result
             finally:
-                self.tracing.close()
+                # Sending what is queued may wait on a slow collector: not on the event loop.
+                hooks = getattr(getattr(self, "calls", None), "tracing", None)
+                if hooks is not None and hooks is not self.tracing:
+                    await asyncio.to_thread(hooks.close)
+                if self.tracing is not None:
+                    await asyncio.to_thread(self.tracing.close)
 
     async def _run(self) -> DenoiseResult:
         started = time.monotonic()
@@ -179,7 +186,7 @@ class DenoiseRun:
             method = _digest(settings)
             fingerprints = {s.id: sample_fingerprint(method, s) for s in self.dataset.samples}
             calls = ModelCalls(self.pool, store, self.config.denoise.concurrency)
-            calls.tracing = self.tracing
+            calls.tracing = tracing.call_hooks(self.tracing, self.config)
             self.rt = AgentRuntime(config=self.config, task=self.dataset.task, pool=self.pool, prompts=self.prompts,
                                    calls=calls)
             # LangGraph takes a second or more to import: do it while the first calls go out.

@@ -21,6 +21,7 @@ from ...config import ROLES, RobustFTConfig
 from ...graph.build import build_graph, run_batch
 from ...prompts import PromptLibrary
 from ...secrets import register_api_keys
+from ...tracing import call_hooks
 from ..collector import tune_this_process
 from ..executors import UNSEEN
 from .engines import ModelProxy
@@ -87,7 +88,8 @@ class SampleWorker:
                 os.environ.setdefault(name, value)
             from ...tracing.otel import OtelTracing
 
-            self.tracing = self.calls.tracing = OtelTracing(config, parent=trace["parent"])
+            self.tracing = OtelTracing(config, parent=trace["parent"])
+        self.calls.tracing = call_hooks(self.tracing, config)
         self.rt = AgentRuntime(config=config, task=task, pool=pool, prompts=library, calls=self.calls)
         self.app = build_graph(self.rt).compile()
         # Which life of this worker a report comes from: a restarted worker counts from zero again.
