@@ -306,3 +306,16 @@ def test_opentelemetry_and_langsmith_at_once_both_get_every_call(sim, langsmith,
     assert len(spans) == len(llm) == paid > 0
     assert sorted(s.attributes["gen_ai.usage.input_tokens"] for s in spans) == sorted(
         r["outputs"]["usage_metadata"]["input_tokens"] for r in llm)
+
+
+def test_a_collector_that_is_down_costs_the_run_nothing(sim, tmp_path, monkeypatch):
+    # Nothing listens on the discard port: every export fails, and the run's outputs are as without tracing.
+    for name in [n for n in os.environ if n.startswith("OTEL_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1")
+    assert denoise(sim, tmp_path / "traced", "--limit", "8") == 0
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    assert denoise(sim, tmp_path / "plain", "--limit", "8") == 0
+    for name in ("samples.jsonl", "denoised.jsonl"):
+        assert (tmp_path / "traced" / name).read_bytes() == (tmp_path / "plain" / name).read_bytes()

@@ -9,6 +9,7 @@ all is learned per worker), so a batch can go to any worker, and again after a w
 
 from __future__ import annotations
 
+import asyncio
 import os
 import tempfile
 import uuid
@@ -108,7 +109,11 @@ class SampleWorker:
             left.pop(final["id"], None)
             finished.append(final)
         finished.extend({**state, "status": "failed", "error": UNSEEN} for state in left.values())
+        # A worker may be killed once its batch is back: what it traced leaves first.
         if self.tracing is not None:
-            await self.tracing.flush()  # a worker may be killed once its batch is back
+            await self.tracing.flush()
+        hooks = self.calls.tracing
+        if hooks is not None and hooks is not self.tracing:
+            await asyncio.to_thread(hooks.close)  # LangSmith's runs
         s = self.calls.stats
         return finished, self.life, (s.paid, s.reused, s.failed_attempts, s.prompt_tokens, s.completion_tokens)
