@@ -35,7 +35,8 @@ def make_reviewer(rt: AgentRuntime):
         reasoning_answer = (nodes.get("reasoning") or nodes.get("base") or {}).get("answer")
         context_answer = context.get("answer")
         if reasoning_answer is None and context_answer is None:
-            return {"status": "failed", "error": "no relabel: neither the reasoning nor the context answer could be read"}
+            return {"status": "unreadable",
+                    "error": "no relabel: neither the reasoning nor the context answer could be read"}
         found = None
         if not always:
             try:

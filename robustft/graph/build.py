@@ -82,7 +82,7 @@ def _step(node: Node, route: Route, destinations: tuple[str, ...]):
 
 
 def _next_unless_failed(next_node: str) -> Route:
-    return lambda state: END if state.get("status") == "failed" else next_node
+    return lambda state: END if state.get("status") in ("failed", "unreadable") else next_node
 
 
 def _end(state: SampleState) -> str:

@@ -28,12 +28,15 @@ import hashlib
 import importlib
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from .. import tracing
 from ..agents.calls import ModelCalls, ServiceDown
+from ..agents.checker import check_rule
+from ..agents.cost import CostLedger, Prices, records_cost
 from ..agents.runtime import AgentRuntime
 from ..backends.registry import ModelPool
 from ..backends.store import NOT_IDENTITY, ResponseStore
@@ -43,7 +46,7 @@ from ..entropy import select_lowest
 from ..errors import ConfigError, ModelCallError, RobustFTError, UserError
 from ..graph.state import SampleState, initial_state
 from ..prompts import PROMPT_NAMES, PromptLibrary, template_name
-from ..prompts.check import check_prompts
+from ..prompts.check import check_prompts, scores_trust
 from .collector import fewer_collections
 from .executors import make_executor
 from .journal import Journal
@@ -70,10 +73,11 @@ def _digest(obj: Any) -> str:
                            digest_size=12).hexdigest()
 
 
-def used_roles(config: RobustFTConfig) -> list[str]:
+def used_roles(config: RobustFTConfig, task: str | None = None) -> list[str]:
     ablate = set(config.denoise.ablate)
     roles = ["base"] + ([] if "reasoning" in ablate else ["reasoning"])
-    roles += ["judge"] if config.denoise.checker == "judge" and "checker" not in ablate else []
+    judges = (config.denoise.checker == "judge" and "checker" not in ablate) or scores_trust(config, task)
+    roles += ["judge"] if judges else []
     roles += [] if "context" in ablate else ["context"] + ([] if "reviewer" in ablate else ["reviewer"])
     return roles
 
@@ -82,22 +86,25 @@ def method_settings(config: RobustFTConfig, prompts: PromptLibrary, task: str) -
     """Everything that changes what the models are asked, readable (run.json keeps it, to say what
     changed). β and concurrency are not in it: a new β only re-selects, with no new calls."""
     models = {}
-    for role in used_roles(config):
+    for role in used_roles(config, task):
         cfg = config.model_for(role).model_dump(mode="json")
         models[role] = {k: v for k, v in cfg.items() if k not in NOT_IDENTITY and v is not None}
     d = config.denoise
     return {
         "task": task, "models": models,
         "prompts": {template_name(name, task): hashlib.sha256(Path(prompts.source_of(name, task)).read_bytes())
-                    .hexdigest()[:16] for name in PROMPT_NAMES},
+                    .hexdigest()[:16] for name in PROMPT_NAMES if name != "claim" or scores_trust(config, task)},
         "method": {"reflection_rounds": d.reflection_rounds, "checker": d.checker, "review": d.review, "k": d.k,
                    "context_token_budget": d.context_token_budget, "score": d.score,
                    "embedding_model": d.embedding_model, "parse_retries": d.parse_retries,
                    "ablate": sorted(d.ablate), "instruction": config.data.instruction,
                    # absent at the default, so that run directories from before the setting stay as they are
                    **({"retrieval": d.retrieval} if d.retrieval != "exact" else {}),
-                   "numeric_rel_tol": config.data.numeric_rel_tol,
-                   **({"open_similarity": d.open_similarity} if task == "open" else {})},
+                   "numeric_tolerance": config.data.numeric_tolerance,
+                   **({"open_similarity": d.open_similarity} if task == "open" else {}),
+                   **({"trust": {"claim_checks": d.trust_claim_checks, "max_claims": d.trust_max_claims,
+                                 **({"threshold": d.trust_threshold} if d.checker == "trust" else {})}}
+                      if scores_trust(config, task) else {})},
     }
 
 
@@ -144,6 +151,19 @@ class DenoiseRun:
         self.say = log or log_info
         self.quiet_log_every_s = quiet_log_every_s
         self.tracing = None
+        self._embedder: Any = None
+
+    def replica_health(self) -> list[dict[str, Any]]:
+        """Per server replica of this run (models and the embedding server): calls sent, failed
+        (transport errors, timeouts, 5xx, malformed replies), times rested; summary.json and the
+        progress line show it."""
+        found = []
+        for backend in [*self.pool.backends(), self._embedder]:
+            endpoints = getattr(backend, "endpoints", None)
+            if endpoints is not None:
+                found += [{"serves": endpoints.what, "url": r["url"], "sent": r["sent"], "failed": r["failed"],
+                           "rested": r["rested"]} for r in endpoints.stats()]
+        return found
 
     async def run(self) -> DenoiseResult:
         # Before the collector is tuned: what tracing imports is frozen out of its sight with the rest.
@@ -170,7 +190,9 @@ class DenoiseRun:
 
     async def _run(self) -> DenoiseResult:
         started = time.monotonic()
+        check_rule(self.config, self.dataset.task)
         check_prompts(self.prompts, self.config, self.dataset)  # a template error costs no call
+        check_budget(self.config)
         rundir = RunDir(self.out_dir).open()
         handler = _attach_run_log(rundir.log)
         store = journal = embedder = executor = None
@@ -185,7 +207,8 @@ class DenoiseRun:
             rundir.mark("running", settings)
             method = _digest(settings)
             fingerprints = {s.id: sample_fingerprint(method, s) for s in self.dataset.samples}
-            calls = ModelCalls(self.pool, store, self.config.denoise.concurrency)
+            ledger = CostLedger(cap_usd=self.config.denoise.max_cost_usd, store=store)
+            calls = ModelCalls(self.pool, store, self.config.denoise.concurrency, ledger=ledger)
             calls.tracing = tracing.call_hooks(self.tracing, self.config)
             self.rt = AgentRuntime(config=self.config, task=self.dataset.task, pool=self.pool, prompts=self.prompts,
                                    calls=calls)
@@ -193,7 +216,8 @@ class DenoiseRun:
             wiring = asyncio.get_running_loop().run_in_executor(None, importlib.import_module, "robustft.graph.build")
             self.journal, self.fingerprints, self.calls, self.store = journal, fingerprints, calls, store
             executor = self.executor = make_executor(self)
-            self.display = Progress(calls.stats, bars=self.progress, quiet_log_every_s=self.quiet_log_every_s)
+            self.display = Progress(calls.stats, bars=self.progress, quiet_log_every_s=self.quiet_log_every_s,
+                                    health=self.replica_health)
 
             detect, waiting, reused = self._plan()
             if changes and (detect or waiting):
@@ -204,6 +228,7 @@ class DenoiseRun:
                 self.say(f"resuming {self.out_dir}: {reused} of {len(self.dataset)} samples already finished"
                          + (f", {len(waiting)} waiting for relabeling" if waiting else ""))
             if detect or waiting:
+                ledger.check()  # a cap already spent costs no call, not even the preflight
                 await executor.start(len(detect) + len(waiting))
                 if self.preflight:
                     await self._preflight()
@@ -214,7 +239,7 @@ class DenoiseRun:
             if (has_barrier or compares_meaning) and (detect or waiting):
                 from ..retrieval import LocalEmbedder, QuestionVectors, TextVectors, make_embedder
 
-                embedder = make_embedder(self.config.denoise)
+                embedder = self._embedder = make_embedder(self.config.denoise, self.config.model)
                 in_flight = 1 if isinstance(embedder, LocalEmbedder) else 4
                 if self.tracing is not None:
                     embedder = self.tracing.embedder(embedder)
@@ -286,7 +311,7 @@ class DenoiseRun:
             first.question, first.options, self.dataset.task, self.config.data.instruction)}]
         seen: set[str] = set()
         self.preflight_calls = 0
-        for role in used_roles(self.config):
+        for role in used_roles(self.config, self.dataset.task):
             cfg = self.rt.role_models[role]
             key = cfg.model_dump_json()
             if key in seen:
@@ -294,7 +319,7 @@ class DenoiseRun:
             seen.add(key)
             self.preflight_calls += 1
             try:
-                await self.calls.send_unstored(cfg, probe)
+                await self.calls.send_unstored(cfg, probe, role)
             except (ModelCallError, ServiceDown) as exc:
                 urls = cfg.base_url if isinstance(cfg.base_url, list) else [cfg.base_url] if cfg.base_url else []
                 where = f" at {', '.join(urls)}" if urls else ""
@@ -352,7 +377,7 @@ class DenoiseRun:
         d = self.config.denoise
         entries = self.journal.entries
         candidates = {s.id: entries[s.id].score for s in self.dataset.samples
-                      if s.id in entries and is_candidate(entries[s.id].status)}
+                      if s.id in entries and is_candidate(entries[s.id].status, entries[s.id].reason)}
         if "selection" in d.ablate:
             kept, threshold = list(candidates), None
         else:
@@ -370,21 +395,50 @@ class DenoiseRun:
                     record = self.journal.read(sample.id)
                 else:  # never reached the graph (the run was stopped first): not finished
                     record = sample_record(initial_state(sample), self.dataset.task, None)
-                yield summary.add(final_record(record, sample.id in kept_ids))
+                yield summary.add(final_record(record, sample.id in kept_ids, self.config.data.numeric_tolerance))
 
         selection = {"beta": d.beta, "enabled": "selection" not in d.ablate, "score": d.score,
                      "candidates": len(candidates), "kept": len(kept), "threshold": threshold, "unscored": missing}
         stats = calls.stats
         this_run = {"calls_paid": stats.paid, "calls_from_store": stats.reused, "failed_attempts": stats.failed_attempts,
+                    "throttled_429": stats.throttled,
                     "preflight_calls": getattr(self, "preflight_calls", 0)}
 
         def result() -> dict[str, Any]:
             return summary.result(selection=selection, wall_time_s=wall, config=self.config.public_dict(),
                                   task=self.dataset.task, data_path=str(self.dataset.path), resumed=reused,
-                                  store=this_run)
+                                  store=this_run, cost=self._cost(summary, calls), replicas=self.replica_health())
 
         rundir.write_outputs(records(), result, fine_tuning_record)
         return json.loads(rundir.summary.read_text(encoding="utf-8"))
+
+
+    def _cost(self, summary: Summary, calls: ModelCalls) -> dict[str, Any] | None:
+        """summary.json's `cost`: the records' calls priced per role (`cost_usd`), what this run paid
+        and saved, and what this run directory has spent in all (what the cap counts)."""
+        cost = records_cost(self.config, summary.tokens_by_role)
+        ledger = calls.ledger
+        if cost is None and not ledger.priced:
+            return None
+        cost = cost or {"usd": 0.0, "by_role": {}}
+        prices = {role: p.as_dict() for role in used_roles(self.config)
+                  if (p := Prices.of(self.config.model_for(role))) is not None}
+        return {**cost, "this_run": ledger.this_run(), "spent_usd": round(ledger.total, 6),
+                "max_cost_usd": self.config.denoise.max_cost_usd, "prices": prices}
+
+
+def check_budget(config: RobustFTConfig) -> None:
+    """A cap needs prices to count against, and a driver that sees every call."""
+    cap = config.denoise.max_cost_usd
+    if cap is None:
+        return
+    if not any(Prices.of(config.model_for(role)) for role in used_roles(config)):
+        raise ConfigError(f"denoise.max_cost_usd is {cap:g} but no model has a price, so no call would count "
+                          "against it: set model.price_input_per_mtok and model.price_output_per_mtok (USD per "
+                          "million tokens, from your provider's price page; see examples/hosted_api.yaml)")
+    if config.run.executor == "ray":
+        raise ConfigError("denoise.max_cost_usd (--max-cost) works with the local executor only: the Ray workers "
+                          "do not share one budget yet; drop --executor ray, or the cap")
 
 
 def _environment_failure(e: OSError, out_dir: Path) -> RobustFTError:
@@ -400,9 +454,31 @@ def log_info(message: str) -> None:
     log.info(message)
 
 
+class _RunLog(logging.StreamHandler):
+    """DIR/run.log, appended to; never through a symbolic link (it could append to any file), and
+    no key or password in a URL in it."""
+
+    def __init__(self, path: Path):
+        from ..files import open_nofollow
+
+        fd = open_nofollow(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        super().__init__(os.fdopen(fd, "a", encoding="utf-8"))
+
+    def format(self, record: logging.LogRecord) -> str:
+        from ..secrets import redact
+
+        return redact(super().format(record))
+
+    def close(self) -> None:
+        try:
+            self.stream.close()
+        finally:
+            super().close()
+
+
 def _attach_run_log(path: Path) -> logging.Handler | None:
     try:
-        handler = logging.FileHandler(path, encoding="utf-8")
+        handler = _RunLog(path)
     except OSError:
         return None
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))

@@ -108,7 +108,7 @@ class RayExecutor:
         gpus = settings.ray_gpus_per_model
         from ..runner import used_roles
 
-        groups = engine_groups((run.rt.role_models[role] for role in used_roles(run.config)),
+        groups = engine_groups((run.rt.role_models[role] for role in used_roles(run.config, run.dataset.task)),
                                settings.ray_engine_providers)
         by_config: dict[str, list[Any]] = {}
         names: dict[str, list[str]] = {}

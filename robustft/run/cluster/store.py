@@ -149,7 +149,7 @@ class ClusterCalls(ModelCalls):
         super().__init__(pool, None, concurrency, backoff_s=backoff_s)
         self.remote_store = StoreClient(store)
 
-    async def _call(self, config: ModelConfig, messages: Messages, span: Any) -> Generation:
+    async def _call(self, config: ModelConfig, messages: Messages, span: Any, role: str | None) -> Generation:
         request = request_digest(self.identity(config), messages)
         batch = BATCH.get()
         store = self.remote_store
@@ -160,7 +160,7 @@ class ClusterCalls(ModelCalls):
                 self.tracing.stored(span, hit)
             return hit
         try:
-            gen = await self._send(config, messages)
+            gen = await self._send(config, messages, role)
         except BaseException:
             store.release(request, n, batch)
             raise
