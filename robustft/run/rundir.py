@@ -48,6 +48,7 @@ DENOISED = "denoised.jsonl"
 REVIEW_LOG = "review_log.jsonl"
 BACKUP = "denoised.before_review.jsonl"
 STORE = "responses.sqlite"
+BATCHES = "batches.jsonl"  # with --batch-api: the batches submitted and collected (backends/batch.py)
 RUN_FILE = "run.json"
 LOG = "run.log"
 LOCK = ".lock"
