@@ -345,5 +345,5 @@ def test_the_ranking_reads_wrong_and_right_with_the_reports_own_comparison():
                {"id": "c", "original_label": None}, {"id": "d", "original_label": "x"}]
     gold = {"a": "The sky is blue.", "b": "The sky is blue.", "c": "The sky is blue."}
     assert gold_wrong(records, gold, "open", 0.01) == {"b", "c"}           # same text only
-    by_meaning = lambda answer, g, sid: "blue" in answer  # noqa: E731  (a stand-in for the embedder)
+    by_meaning = lambda answer, g, sid: "blue" in answer.lower()  # noqa: E731  (a stand-in for the embedder)
     assert gold_wrong(records, gold, "open", 0.01, same=by_meaning) == {"c"}
