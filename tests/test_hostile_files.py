@@ -506,3 +506,16 @@ def test_a_rebuilt_store_keeps_what_was_kept_beside_the_responses(tmp_path, caps
     db = ResponseStore(store)
     assert db.read_meta("spent_usd") == "1.25" and len(db) == 28
     db.close()
+
+
+def test_a_stored_vector_of_the_wrong_size_is_embedded_again(tmp_path):
+    """An embedding row cut short or replaced by another model's: treated as missing, not a traceback."""
+    result, _ = make_run(tmp_path)
+    store = result.out_dir / "responses.sqlite"
+    sql(store, "UPDATE embeddings SET vector = X'0102030405060708' WHERE key IN (SELECT key FROM embeddings LIMIT 2)")
+    sql(store, "UPDATE embeddings SET vector = X'01' WHERE key IN (SELECT key FROM embeddings ORDER BY key DESC LIMIT 1)")
+    with Messages() as said:
+        again, fakes = rerun_everything(tmp_path)
+    assert again.summary["failed"] == 0
+    assert any(f"{store}: " in m and "stored embeddings are not of the run's size" in m for m in said), said
+    assert read_jsonl(again.out_dir / "denoised.jsonl") == read_jsonl(result.out_dir / "denoised.jsonl")
