@@ -519,3 +519,25 @@ def test_a_stored_vector_of_the_wrong_size_is_embedded_again(tmp_path):
     assert again.summary["failed"] == 0
     assert any(f"{store}: " in m and "stored embeddings are not of the run's size" in m for m in said), said
     assert read_jsonl(again.out_dir / "denoised.jsonl") == read_jsonl(result.out_dir / "denoised.jsonl")
+
+
+@pytest.mark.parametrize("room", [0, 60_000])
+def test_denoise_on_a_full_disk_names_the_path_then_finishes_once_space_is_freed(room, small_disk, toy, sim, capsys):
+    """--out on a disk with no room at all, or with room for the start of the run only: exit 1, the
+    path and the fix, no traceback; after the filler is deleted the same command finishes."""
+    filler = small_disk / "filler"
+    with open(filler, "wb", buffering=0) as fh:
+        try:
+            while os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize > room:
+                fh.write(b"\0" * 4096)
+        except OSError:
+            pass
+    out = small_disk / "run"
+    argv = ["denoise", "--data", str(toy), "--out", str(out), "--model", "sim", "--base-url", sim.base_url, "--quiet"]
+    code, err = run_cli(argv, capsys)
+    assert code == 1, err
+    assert "Traceback" not in err and f"{out}" in err and ("disk is full" in err or "Free space" in err), err
+    filler.unlink()
+    code, err = run_cli(argv, capsys)
+    assert code == 0, err
+    assert len(read_jsonl(out / "samples.jsonl")) == 24  # the toy set: every sample, once

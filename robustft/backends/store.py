@@ -160,6 +160,12 @@ class ResponseStore:
             elif found[0] != _FORMAT:
                 raise UserError(f"{self.path}: a response store of another robustft version (format {found[0]}); "
                                 "move it away to start over (its calls will be made again)")
+        except sqlite3.OperationalError as e:
+            if "disk is full" in str(e) or "readonly" in str(e) or "unable to open" in str(e):
+                raise self._write_failed(e) from None
+            raise UserError(f"{self.path}: the response store cannot be opened ({e}); run `robustft doctor "
+                            f"{self.path.parent} --repair` to rebuild it from what still reads (the calls it cannot "
+                            "keep are made again)") from None
         except sqlite3.DatabaseError as e:
             raise UserError(f"{self.path}: the response store cannot be opened ({e}); run `robustft doctor "
                             f"{self.path.parent} --repair` to rebuild it from what still reads (the calls it cannot "
