@@ -157,6 +157,9 @@ class ModelConfig(_ModelChecks):
         "None: the input price."))
     price_output_per_mtok: float | None = Field(None, ge=0.0, description=(
         "USD per million completion tokens (see price_input_per_mtok)."))
+    batch_discount: float = Field(0.5, ge=0.0, le=1.0, description=(
+        "With denoise.batch_api: the share of the price the provider takes off calls sent through its Batch API "
+        "(0.5: half price)."))
     requests_per_minute: float | None = Field(None, gt=0, description=(
         "Your tier's request limit: calls are paced to stay under it (a client-side token bucket). None: paced "
         "by the server's x-ratelimit-* headers and Retry-After alone, when it sends them."))
@@ -198,6 +201,7 @@ class ModelOverride(_ModelChecks):
     price_input_per_mtok: float | None = Field(None, ge=0.0)
     price_cached_input_per_mtok: float | None = Field(None, ge=0.0)
     price_output_per_mtok: float | None = Field(None, ge=0.0)
+    batch_discount: float | None = Field(None, ge=0.0, le=1.0)
     requests_per_minute: float | None = Field(None, gt=0)
     tokens_per_minute: float | None = Field(None, gt=0)
 
@@ -296,6 +300,11 @@ class DenoiseConfig(StrictModel):
         "checker: trust calls a given response clean when its trust score is at least this. Higher keeps "
         "fewer, surer responses and relabels more. 0.6 was chosen on the simulator's development sets, the "
         "lowest that found at least 0.9 of the changed key facts (README, Trust scores)."))
+    trust_selection: bool = Field(True, description=(
+        "Open-ended data with checker: trust: rank the relabels at selection by their own trust score (the "
+        "proposed response scored like a given one: 1 - trust, lowest kept) instead of the context answer's "
+        "uncertainty (denoise.score). Costs 1 + trust_claim_checks more calls per relabel; on the simulator's "
+        "development sets it raised the fine-tuning set's right share at the same size (README, Trust scores)."))
     trust_max_claims: int = Field(8, ge=2, le=64, description=(
         "A response is split into at most this many claims (sentences; neighbouring sentences are joined "
         "when there are more), each compared with the experts' responses by meaning."))
@@ -350,6 +359,12 @@ class DenoiseConfig(StrictModel):
         return value
 
     concurrency: int = Field(32, gt=0, description="Model calls in flight at once.")
+    batch_api: bool = Field(False, description=(
+        "Send the model calls through the OpenAI Batch API (/v1/files, /v1/batches) of model.base_url, at its batch "
+        "price (model.batch_discount): one batch per step of the graph, the same outputs as online. Slower (a "
+        "provider takes up to 24 h a batch), cheaper. Batch ids are kept in DIR/batches.jsonl, so a stopped run "
+        "collects them instead of sending again. Flag: --batch-api."))
+    batch_poll_s: float = Field(30.0, gt=0.0, description="With batch_api: seconds between two looks at a batch's status.")
     estimate_noise_rate: tuple[float, float] = Field((0.1, 0.4), description=(
         "The dry run's estimate only (--dry-run): the share of samples the checker is expected to flag as noisy, "
         "low and high; the estimate gives the calls, tokens and cost at both. --pilot N measures it instead."))

@@ -35,7 +35,7 @@ from typing import IO, Any, Iterable, Iterator
 
 from .errors import UserError
 
-__all__ = ["atomic_folder", "atomic_write", "disk_error_message", "json_default", "open_nofollow", "refuse_link", "remove_stale_temporaries",
+__all__ = ["atomic_folder", "atomic_write", "disk_error_message", "json_default", "json_text", "open_nofollow", "refuse_link", "remove_stale_temporaries",
            "write_json", "write_jsonl", "write_text"]
 
 LINK_FIX = ("robustft never writes through a symbolic link (it could change a file outside the run directory): "
@@ -171,6 +171,31 @@ def json_default(obj: Any) -> Any:
     raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
 
 
+def json_text(obj: Any, *, indent: int | None = None, ensure_ascii: bool = False) -> str:
+    """Strict JSON text (`allow_nan=False`): NaN and infinity are not JSON, and a reader such as
+    `jq` or JavaScript rejects a file that holds them. robustft's own numbers are finite (replies
+    are checked on arrival); a non-finite float from the user's data (a pandas gap) is written as
+    null, which is what it means."""
+    try:
+        return json.dumps(obj, indent=indent, ensure_ascii=ensure_ascii, default=json_default, allow_nan=False)
+    except ValueError as e:
+        if "Out of range float" not in str(e):
+            raise
+    return json.dumps(_finite(obj), indent=indent, ensure_ascii=ensure_ascii, default=json_default, allow_nan=False)
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if obj == obj and obj not in (float("inf"), float("-inf")) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if not isinstance(obj, (str, int, bool, type(None))):
+        return _finite(json_default(obj))
+    return obj
+
+
 def write_text(path: str | Path, text: str) -> None:
     with atomic_write(path) as f:
         f.write(text)
@@ -179,14 +204,14 @@ def write_text(path: str | Path, text: str) -> None:
 def write_json(path: str | Path, obj: Any, indent: int | None = 2) -> None:
     """One JSON document (UTF-8, not ASCII-escaped) and a final newline."""
     with atomic_write(path) as f:
-        f.write(json.dumps(obj, indent=indent, ensure_ascii=False, default=json_default) + "\n")
+        f.write(json_text(obj, indent=indent) + "\n")
 
 
 def write_jsonl(path: str | Path, records: Iterable[Any]) -> None:
-    """One JSON object per line. Paths, dataclasses and numpy values are converted."""
+    """One strict JSON object per line. Paths, dataclasses and numpy values are converted."""
     with atomic_write(path) as f:
         for record in records:
-            f.write(json.dumps(record, ensure_ascii=False, default=json_default))
+            f.write(json_text(record))
             f.write("\n")
 
 

@@ -20,9 +20,11 @@
   a response the store answers is counted as saved (`cost.CostLedger`); with a cap
   (`denoise.max_cost_usd`) a call is sent only while the cap holds, counting the expected cost of
   the calls in flight, else the run stops with `BudgetReached` (exit 4).
-- **Giving up.** When every call to a model has failed for `model.give_up_after_s`, the run stops
-  (`ServiceDown`) instead of marking every remaining sample failed: the samples not finished are
-  simply not finished, and running the same command again continues.
+- **Giving up.** A call whose retries run out while no call to its model succeeds (the server is
+  down, not the request) keeps retrying; when every call to a model has failed for
+  `model.give_up_after_s`, the run stops (`ServiceDown`) instead of marking samples failed: the
+  samples not finished are simply not finished, and running the same command again continues
+  (`robustft.backends.retry.Outage`).
 - **Tracing.** With `tracing` set (a run's `robustft.tracing.otel.OtelTracing`), each call is a
   span: store hits marked, usage on paid calls, failed attempts as events. None: no cost.
 """
@@ -31,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -39,13 +40,14 @@ from ..backends.base import Generation, Messages
 from ..backends.ratelimit import RateLimiter
 from ..backends.errors import BackendError
 from ..backends.registry import ModelPool
-from ..backends.retry import RetryPolicy, describe, with_retries
+from ..backends.retry import Outage, RetryPolicy, describe, with_retries, with_retries_through_outage
 from ..backends.store import Occurrences, ResponseStore, identity_digest, model_identity, request_digest, response_key
 from ..config import ModelConfig
-from ..errors import RobustFTError
+from ..errors import ModelCallError, ServiceDown  # noqa: F401 - the runner imports ServiceDown from here
 from .cost import BudgetReached, CostLedger, Expectation, Prices, expected_usd
 
 if TYPE_CHECKING:
+    from ..backends.batch import BatchQueue
     from ..tracing.otel import OtelTracing
 
 if sys.version_info >= (3, 11):
@@ -65,10 +67,6 @@ else:  # pragma: no cover - Python 3.10
             handle.cancel()
 
 
-class ServiceDown(RobustFTError):
-    """Every call to a model has failed for `model.give_up_after_s`: stop the run, keep progress."""
-
-
 @dataclass
 class CallStats:
     """What the calls of a run cost; the progress display and summary.json read it."""
@@ -85,15 +83,6 @@ class CallStats:
     usd_by_role: dict[str, float] = field(default_factory=dict)
 
 
-class _Health:
-    """Since when every call to one backend has been failing (None: the last call succeeded)."""
-
-    __slots__ = ("failing_since",)
-
-    def __init__(self) -> None:
-        self.failing_since: float | None = None
-
-
 class _Model:
     """What the call path keeps per model: its backend, health, prices and token expectations."""
 
@@ -103,7 +92,8 @@ class _Model:
         self.config, self.backend = config, backend
         self.prices = Prices.of(config)
         # Roles calling one backend share its health, its pacing and what its tokens look like.
-        self.health = shared.health if shared else _Health()
+        self.health = shared.health if shared else Outage(f"the model {config.name!r}{_endpoints(config)}",
+                                                          config.give_up_after_s)
         self.expect = shared.expect if shared else Expectation()
         self.limiter = shared.limiter if shared else RateLimiter(config.requests_per_minute, config.tokens_per_minute)
 
@@ -124,6 +114,8 @@ class ModelCalls:
         self._identities: dict[int, tuple[ModelConfig, bytes]] = {}
         self._models: dict[int, _Model] = {}
         self.tracing: "OtelTracing | None" = None
+        # With denoise.batch_api: the Batch API queue that stored calls go to instead of the backend.
+        self.batch: "BatchQueue | None" = None
 
     def identity(self, config: ModelConfig) -> bytes:
         found = self._identities.get(id(config))
@@ -162,7 +154,10 @@ class ModelCalls:
                     self.tracing.stored(span, hit)
                 return hit
         try:
-            gen = await self._send(config, messages, role)
+            if self.batch is not None:
+                gen = await self._send_batch(config, messages, role, key)
+            else:
+                gen = await self._send(config, messages, role)
         except BaseException:
             self.occurrences.release(request, n)
             raise
@@ -191,13 +186,17 @@ class ModelCalls:
         """A call that is neither answered from nor written to the store (the pre-run check)."""
         tracing = self.tracing
         if tracing is None:
-            return await self._send(config, messages, role)
+            return await self._send(config, messages, role, through_outage=False)
         with tracing.model_call(config, messages, preflight=True) as span:
-            gen = await self._send(config, messages, role)
+            gen = await self._send(config, messages, role, through_outage=False)
             tracing.paid(span, gen)
             return gen
 
-    async def _send(self, config: ModelConfig, messages: Messages, role: str | None = None) -> Generation:
+    async def _send(self, config: ModelConfig, messages: Messages, role: str | None = None, *,
+                    through_outage: bool = True) -> Generation:
+        """Under the concurrency limit, the budget and the rate limits, with retries;
+        `through_outage=False` (the pre-run check) gives up after the retries even when the server
+        is down: a wrong URL is said at once."""
         entry = self._model(config)
         model, health, prices, expect, limiter = entry.backend, entry.health, entry.prices, entry.expect, entry.limiter
         ledger = self.ledger
@@ -226,6 +225,7 @@ class ModelCalls:
                         # As the server counts a call against its token limit: the prompt and max_tokens.
                         await limiter.acquire(prompt_tokens + config.max_tokens)
                         stats.in_flight += 1
+                        sent_at = health.clock()
                         try:
                             with limiter.sending(prompt_tokens + config.max_tokens) as sending:
                                 if own_timeout:
@@ -240,13 +240,12 @@ class ModelCalls:
                             # The server asks for patience: wait it out, and send this call again.
                             limiter.throttled(error.retry_after, sending)
                             stats.throttled += 1
-                            self._check_give_up(config, health, error)
+                            health.failed(sent_at, error)
                         finally:
                             stats.in_flight -= 1
                 except BaseException:
                     ledger.release(cost)  # a failed call is not charged
                     raise
-            health.failing_since = None
             expect.learn(chars, role, gen)
             usd = ledger.paid(role, prices, gen, cost)
             if usd:
@@ -260,24 +259,40 @@ class ModelCalls:
             stats.failed_attempts += 1
             if self.tracing is not None:
                 self.tracing.failed_attempt(error, retryable)
-            if retryable:
-                self._check_give_up(config, health, error)
 
-        return await with_retries(attempt, RetryPolicy.for_model(config, self.backoff_s), "model call",
-                                  on_failure=failed)
+        policy = RetryPolicy.for_model(config, self.backoff_s)
+        if not through_outage:
+            return await with_retries(attempt, policy, "model call", on_failure=failed)
+        return await with_retries_through_outage(attempt, policy, "model call", health, on_failure=failed)
 
-    def _check_give_up(self, config: ModelConfig, health: _Health, error: BaseException) -> None:
-        now = time.monotonic()
-        if health.failing_since is None:
-            health.failing_since = now
-            return
-        limit = config.give_up_after_s
-        if now - health.failing_since >= limit:
-            where = _endpoints(config)
-            raise ServiceDown(
-                f"every call to the model {config.name!r}{where} has failed for {now - health.failing_since:.0f} s "
-                f"(model.give_up_after_s = {limit:g}); the last error: {describe(error)}. The run stopped with its "
-                "progress kept: fix the server, then run the same command again to continue.")
+    async def _send_batch(self, config: ModelConfig, messages: Messages, role: str | None, key: bytes) -> Generation:
+        """A call through the Batch API (`backends.batch`): the same request body and reply parsing
+        as online, its custom id the store key, priced with the batch discount."""
+        entry = self._model(config)
+        model, expect, stats, ledger = entry.backend, entry.expect, self.stats, self.ledger
+        prices = entry.prices.discounted(config.batch_discount) if entry.prices is not None else None
+        chars = Expectation.length(messages)
+        cost = expected_usd(prices, expect.prompt(chars, role), expect.completion(role, config.max_tokens))
+        await ledger.admit(cost)
+        stats.in_flight += 1
+        try:
+            data = await self.batch.request(key.hex(), model.request_body(messages))
+            gen = model.parse_reply(data, messages, self.batch.base_url)
+        except asyncio.CancelledError:
+            ledger.release(cost)
+            raise
+        except Exception as error:  # noqa: BLE001 - a failed or malformed reply fails this call, as online
+            ledger.release(cost)
+            stats.failed_attempts += 1
+            raise ModelCallError(f"model call through the batch API failed: {describe(error)}") from error
+        finally:
+            stats.in_flight -= 1
+        expect.learn(chars, role, gen)
+        usd = ledger.paid(role, prices, gen, cost)
+        if usd:
+            stats.usd += usd
+            stats.usd_by_role[role or "other"] = stats.usd_by_role.get(role or "other", 0.0) + usd
+        return gen
 
 
 def _endpoints(config: ModelConfig) -> str:

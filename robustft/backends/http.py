@@ -62,7 +62,7 @@ class MalformedReply(BackendError):
     Retried like a 5xx, and charged to the replica that sent it."""
 
     def __init__(self, message: str):
-        super().__init__(message, retryable=True)
+        super().__init__(message, retryable=True, server_down=False)
 
 
 class Replica:
@@ -181,7 +181,7 @@ class Endpoints:
                                          f"{snippet(raw)!r}") from None
                 result = parse(data, replica) if parse is not None else data
             except MalformedReply as exc:
-                last = BackendError(f"{self.what}: {exc}", retryable=True)
+                last = MalformedReply(f"{self.what}: {exc}")
                 self._failed(replica)
                 tried.append(replica)
                 if tracing.live:
@@ -295,7 +295,7 @@ class Endpoints:
                 return last
             return BackendError(f"{self.what}: failed on {len(tried)} of {n} replicas, the others resting; "
                                 f"last: {last}", status_code=last.status_code, retry_after=last.retry_after,
-                                retryable=True)
+                                retryable=True, server_down=last.server_down)
         now = self._clock()
         waits = [r.rest_until - now for r in self.replicas if r.rest_until > now]
         wait = min(waits) if waits else 1.0

@@ -63,9 +63,18 @@ class OpenAIChatModel:
                 request["top_logprobs"] = config.top_logprobs
         self._request = request
 
-    async def generate(self, messages: Messages) -> Generation:
+    def request_body(self, messages: Messages) -> dict[str, Any]:
+        """The /chat/completions body for `messages` (also a Batch API line's body)."""
         payload = dict(self._request)
         payload["messages"] = messages
+        return payload
+
+    def parse_reply(self, data: Any, messages: Messages, url: str) -> Generation:
+        """A reply's JSON as a `Generation` (also a Batch API output line's body)."""
+        return parse_chat_completion(data, messages, url=url, entropies=self._top)
+
+    async def generate(self, messages: Messages) -> Generation:
+        payload = self.request_body(messages)
         entropies = self._top
 
         def parse(data: Any, replica: Replica) -> Generation:
@@ -147,16 +156,18 @@ class OpenAIEmbeddings:
             for task in tasks:
                 task.cancel()
             raise
-        dims = {m.shape[1] for m in results}
-        if len(dims) > 1:
-            raise EmbeddingDimensionError(self.model_name, *sorted(dims)[:2], where="between two batches of one run")
+        first = results[0].shape[1]
+        for i, matrix in enumerate(results):
+            if matrix.shape[1] != first:
+                raise EmbeddingDimensionError(self.model_name, first, matrix.shape[1], before_where="batch 1",
+                                              now_where=f"batch {i + 1} of the same texts")
         return np.concatenate(results)
 
     async def _embed_batch(self, batch: list[str]) -> np.ndarray:
         count = len(batch)
         matrix, _ = await self.endpoints.post_json(
             "/embeddings", {"model": self.model_name, "input": batch},
-            lambda data, replica: embedding_reply(data, count, replica.url))
+            lambda data, replica: embedding_reply(data, count, replica.url, self.model_name))
         return matrix
 
     async def aclose(self) -> None:

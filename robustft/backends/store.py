@@ -44,7 +44,7 @@ from .base import Generation, Messages
 NOT_IDENTITY = frozenset({"base_url", "api_key_env", "timeout_s", "connect_timeout_s", "max_reply_bytes",
                           "max_retries", "batch_size", "retry_backoff_max_s", "give_up_after_s",
                           "price_input_per_mtok", "price_cached_input_per_mtok", "price_output_per_mtok",
-                          "requests_per_minute", "tokens_per_minute"})
+                          "requests_per_minute", "tokens_per_minute", "batch_discount"})
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS responses (key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID",

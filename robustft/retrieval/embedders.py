@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, EmbeddingDimensionError
 
 if TYPE_CHECKING:
     from ..config import DenoiseConfig, ModelConfig
@@ -100,14 +100,42 @@ class LocalEmbedder:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
+class Dimensions:
+    """The one dimension of an embedding model's vectors, from the first vectors seen (made now or
+    kept in the run directory); any other is an `EmbeddingDimensionError`, raised before the odd
+    vectors are stored, so the run directory stays usable."""
+
+    def __init__(self, model: str):
+        self.model = model
+        self.dim: int | None = None
+        self.source = ""
+
+    def check(self, vectors: np.ndarray, source: str) -> np.ndarray:
+        dim = int(vectors.shape[1]) if vectors.ndim == 2 else -1
+        if self.dim is None:
+            self.dim, self.source = dim, source
+        elif dim != self.dim:
+            raise EmbeddingDimensionError(self.model, self.dim, dim, before_where=self.source, now_where=source)
+        return vectors
+
+    def stacked(self, stored: list[bytes], source: str) -> np.ndarray:
+        """Vectors kept as float16 bytes, as rows; of one dimension, and the dimension of the rest."""
+        sizes = {len(raw) // 2 for raw in stored}
+        if len(sizes) > 1:
+            a, b = sorted(sizes)[:2]
+            raise EmbeddingDimensionError(self.model, a, b, before_where=source, now_where=source)
+        return self.check(np.stack([np.frombuffer(raw, dtype=np.float16) for raw in stored]), source)
+
+
 def make_embedder(denoise: "DenoiseConfig", chat: "ModelConfig | None" = None) -> Embedder:
     """The embedder `denoise` (a DenoiseConfig) asks for; `chat` is the chat model's config, whose
-    key the embedding server gets only when it is on the same host (`embedding_key_env`)."""
+    key the embedding server gets only when it is on the same host (`embedding_key_env`), and whose
+    timeouts, reply cap, retries and give-up it is reached with."""
     if denoise.embedding_base_url:
         from .server import ServerEmbedder
 
         return ServerEmbedder(denoise.embedding_base_url, denoise.embedding_model, denoise.embedding_batch_size,
-                              api_key_env=embedding_key_env(denoise, chat))
+                              api_key_env=embedding_key_env(denoise, chat), model=chat)
     return LocalEmbedder(denoise.embedding_model, denoise.embedding_batch_size)
 
 

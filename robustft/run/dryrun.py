@@ -31,7 +31,8 @@ from ..data import Dataset, load_dataset
 from ..errors import ConfigError
 from ..inspect.terminal import visible
 from ..prompts import PromptLibrary
-from ..prompts.check import check_prompts, neighbours, prompts_in_use, render_first_sample, stage_values
+from ..prompts.check import (check_prompts, neighbours, prompts_in_use, relabels_scored, render_first_sample,
+                             stage_values)
 from ..tokens import count_tokens
 from .rundir import RUN_FILE, SAMPLES as RUN_SAMPLES
 
@@ -150,6 +151,9 @@ def calls_per_sample(config: RobustFTConfig, task: str | None = None) -> dict[st
     out = {}
     for name in prompts_in_use(config, task):
         n = rounds if name == "reflection" else config.denoise.trust_claim_checks if name == "claim" else 1
+        if name in ("judge", "claim") and relabels_scored(config, task):  # the relabel's own trust
+            out[name] = (n, 2 * n)
+            continue
         out[name] = (0 if name in NOISY_ONLY else n, n)
     return out
 

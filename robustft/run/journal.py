@@ -25,7 +25,7 @@ from typing import Any, BinaryIO
 import orjson
 
 from ..errors import UserError
-from ..files import json_default, open_nofollow
+from ..files import json_default, json_text, open_nofollow
 
 
 def dump_line(record: dict[str, Any]) -> bytes:
@@ -34,7 +34,7 @@ def dump_line(record: dict[str, Any]) -> bytes:
     try:
         return orjson.dumps(record, default=json_default, option=orjson.OPT_APPEND_NEWLINE)
     except TypeError:
-        return (json.dumps(record, ensure_ascii=True, default=json_default) + "\n").encode()
+        return (json_text(record, ensure_ascii=True) + "\n").encode()
 
 
 @dataclass(slots=True)

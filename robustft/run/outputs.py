@@ -41,6 +41,8 @@ def sample_record(state: dict[str, Any], task: str, fingerprint: str | None) -> 
         "proposed_label": state.get("proposed_label"), "score": state.get("score"),
         **({"trust": state.get("trust"), "trust_signals": state.get("trust_signals")}
            if state.get("trust_signals") is not None else {}),
+        **({"relabel_trust": state.get("relabel_trust"), "relabel_trust_signals": state.get("relabel_trust_signals")}
+           if state.get("relabel_trust_signals") is not None else {}),
         "error": state.get("error") or (NOT_FINISHED if status == "failed" else None),
         "fingerprint": fingerprint,
     }
@@ -165,7 +167,8 @@ class Summary:
 
     def result(self, *, selection: dict[str, Any], wall_time_s: float, config: dict[str, Any], task: str,
                data_path: str | None, resumed: int, store: dict[str, Any],
-               cost: dict[str, Any] | None = None) -> dict[str, Any]:
+               cost: dict[str, Any] | None = None,
+               replicas: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         calls = dict(self.calls)
         calls["total"] = sum(calls.values())
         money = {"cost_usd": cost["usd"], "cost": cost} if cost else {}
@@ -180,5 +183,6 @@ class Summary:
             "wall_time_s": round(wall_time_s, 3),
             "resumed_samples": resumed,
             "this_run": store,
+            "replicas": replicas or [],
             "task": task, "data": data_path, "robustft_version": __version__, "config": config,
         }

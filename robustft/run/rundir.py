@@ -39,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 from ..config import RobustFTConfig, recorded_config
 from ..data.records import BadJsonLine, NotUTF8, json_lines, utf8_text
 from ..errors import UserError
-from ..files import atomic_write, open_nofollow, refuse_link, remove_stale_temporaries, write_json, write_jsonl
+from ..files import atomic_write, json_text, open_nofollow, refuse_link, remove_stale_temporaries, write_json, write_jsonl
 from .outputs import KEPT_STATUSES, human_record
 
 SAMPLES = "samples.jsonl"
@@ -48,6 +48,7 @@ DENOISED = "denoised.jsonl"
 REVIEW_LOG = "review_log.jsonl"
 BACKUP = "denoised.before_review.jsonl"
 STORE = "responses.sqlite"
+BATCHES = "batches.jsonl"  # with --batch-api: the batches submitted and collected (backends/batch.py)
 RUN_FILE = "run.json"
 LOG = "run.log"
 LOCK = ".lock"
@@ -271,7 +272,7 @@ def append_review_log(run_dir: Path, entries: list[dict[str, Any]]) -> None:
                 os.ftruncate(fd, keep)
                 os.lseek(fd, keep, os.SEEK_SET)
         start = os.lseek(fd, 0, os.SEEK_CUR)
-        data = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries).encode("utf-8", "surrogatepass")
+        data = "".join(json_text(e) + "\n" for e in entries).encode("utf-8", "surrogatepass")
         view = memoryview(data)
         try:
             while view:

@@ -52,7 +52,7 @@ from .executors import make_executor
 from .journal import Journal
 from .outputs import Summary, final_record, fine_tuning_record, is_candidate, sample_record, state_of
 from .progress import Progress
-from .rundir import DenoiseResult, RunDir
+from .rundir import BATCHES, DenoiseResult, RunDir
 
 log = logging.getLogger("robustft")
 
@@ -103,7 +103,8 @@ def method_settings(config: RobustFTConfig, prompts: PromptLibrary, task: str) -
                    "numeric_tolerance": config.data.numeric_tolerance,
                    **({"open_similarity": d.open_similarity} if task == "open" else {}),
                    **({"trust": {"claim_checks": d.trust_claim_checks, "max_claims": d.trust_max_claims,
-                                 **({"threshold": d.trust_threshold} if d.checker == "trust" else {})}}
+                                 **({"threshold": d.trust_threshold, "selection": d.trust_selection}
+                                    if d.checker == "trust" else {})}}
                       if scores_trust(config, task) else {})},
     }
 
@@ -151,22 +152,42 @@ class DenoiseRun:
         self.say = log or log_info
         self.quiet_log_every_s = quiet_log_every_s
         self.tracing = None
+        self._embedder: Any = None
+
+    def replica_health(self) -> list[dict[str, Any]]:
+        """Per server replica of this run (models and the embedding server): calls sent, failed
+        (transport errors, timeouts, 5xx, malformed replies), times rested; summary.json and the
+        progress line show it."""
+        found = []
+        for backend in [*self.pool.backends(), self._embedder]:
+            endpoints = getattr(backend, "endpoints", None)
+            if endpoints is not None:
+                found += [{"serves": endpoints.what, "url": r["url"], "sent": r["sent"], "failed": r["failed"],
+                           "rested": r["rested"]} for r in endpoints.stats()]
+        return found
 
     async def run(self) -> DenoiseResult:
+        # Before the collector is tuned: what tracing imports is frozen out of its sight with the rest.
+        self.tracing = tracing.start(self.config)
         with fewer_collections():
-            self.tracing = tracing.start(self.config)
-            if self.tracing is None:
-                return await self._run()
             try:
+                if self.tracing is None:
+                    return await self._run()
                 attributes = {"robustft.out": str(self.out_dir), "robustft.samples": len(self.dataset),
-                              "robustft.task": self.dataset.task, "robustft.executor": self.config.run.executor}
+                              "robustft.task": self.dataset.task, "robustft.executor": self.config.run.executor,
+                              **self.tracing.model_settings(self.config.model)}
                 with self.tracing.run_span(attributes) as span:
                     result = await self._run()
                     span.set_attributes({f"robustft.{k}": v for k, v in result.summary.items()
                                          if k in COUNTS and isinstance(v, int)})
                     return result
             finally:
-                self.tracing.close()
+                # Sending what is queued may wait on a slow collector: not on the event loop.
+                hooks = getattr(getattr(self, "calls", None), "tracing", None)
+                if hooks is not None and hooks is not self.tracing:
+                    await asyncio.to_thread(hooks.close)
+                if self.tracing is not None:
+                    await asyncio.to_thread(self.tracing.close)
 
     async def _run(self) -> DenoiseResult:
         started = time.monotonic()
@@ -175,7 +196,7 @@ class DenoiseRun:
         check_budget(self.config)
         rundir = RunDir(self.out_dir).open()
         handler = _attach_run_log(rundir.log)
-        store = journal = embedder = executor = None
+        store = journal = embedder = executor = calls = None
         try:
             store = self.shared_store if self.shared_store is not None else ResponseStore(rundir.store)
             journal = Journal(rundir.samples).open()
@@ -189,14 +210,17 @@ class DenoiseRun:
             fingerprints = {s.id: sample_fingerprint(method, s) for s in self.dataset.samples}
             ledger = CostLedger(cap_usd=self.config.denoise.max_cost_usd, store=store)
             calls = ModelCalls(self.pool, store, self.config.denoise.concurrency, ledger=ledger)
-            calls.tracing = self.tracing
+            calls.tracing = tracing.call_hooks(self.tracing, self.config)
+            if self.config.denoise.batch_api:
+                calls.batch = make_batch_queue(self.config, rundir.path)
             self.rt = AgentRuntime(config=self.config, task=self.dataset.task, pool=self.pool, prompts=self.prompts,
                                    calls=calls)
             # LangGraph takes a second or more to import: do it while the first calls go out.
             wiring = asyncio.get_running_loop().run_in_executor(None, importlib.import_module, "robustft.graph.build")
             self.journal, self.fingerprints, self.calls, self.store = journal, fingerprints, calls, store
             executor = self.executor = make_executor(self)
-            self.display = Progress(calls.stats, bars=self.progress, quiet_log_every_s=self.quiet_log_every_s)
+            self.display = Progress(calls.stats, bars=self.progress, quiet_log_every_s=self.quiet_log_every_s,
+                                    health=self.replica_health)
 
             detect, waiting, reused = self._plan()
             if changes and (detect or waiting):
@@ -209,6 +233,11 @@ class DenoiseRun:
             if detect or waiting:
                 ledger.check()  # a cap already spent costs no call, not even the preflight
                 await executor.start(len(detect) + len(waiting))
+                if calls.batch is not None:
+                    recovered = await calls.batch.recover()
+                    if recovered:
+                        self.say(f"collected {recovered} batch{'es' if recovered > 1 else ''} a stopped run had "
+                                 "submitted; their requests are not sent again")
                 if self.preflight:
                     await self._preflight()
             vectors = None
@@ -218,7 +247,7 @@ class DenoiseRun:
             if (has_barrier or compares_meaning) and (detect or waiting):
                 from ..retrieval import LocalEmbedder, QuestionVectors, TextVectors, make_embedder
 
-                embedder = make_embedder(self.config.denoise, self.config.model)
+                embedder = self._embedder = make_embedder(self.config.denoise, self.config.model)
                 in_flight = 1 if isinstance(embedder, LocalEmbedder) else 4
                 if self.tracing is not None:
                     embedder = self.tracing.embedder(embedder)
@@ -244,6 +273,8 @@ class DenoiseRun:
         except OSError as e:
             raise _environment_failure(e, self.out_dir) from None
         finally:
+            if calls is not None and calls.batch is not None:
+                await calls.batch.aclose()
             if executor is not None:
                 await executor.close()
             if journal is not None:
@@ -381,12 +412,13 @@ class DenoiseRun:
         stats = calls.stats
         this_run = {"calls_paid": stats.paid, "calls_from_store": stats.reused, "failed_attempts": stats.failed_attempts,
                     "throttled_429": stats.throttled,
+                    **({"batches_submitted": calls.batch.submitted} if calls.batch is not None else {}),
                     "preflight_calls": getattr(self, "preflight_calls", 0)}
 
         def result() -> dict[str, Any]:
             return summary.result(selection=selection, wall_time_s=wall, config=self.config.public_dict(),
                                   task=self.dataset.task, data_path=str(self.dataset.path), resumed=reused,
-                                  store=this_run, cost=self._cost(summary, calls))
+                                  store=this_run, cost=self._cost(summary, calls), replicas=self.replica_health())
 
         rundir.write_outputs(records(), result, fine_tuning_record)
         return json.loads(rundir.summary.read_text(encoding="utf-8"))
@@ -404,6 +436,25 @@ class DenoiseRun:
                   if (p := Prices.of(self.config.model_for(role))) is not None}
         return {**cost, "this_run": ledger.this_run(), "spent_usd": round(ledger.total, 6),
                 "max_cost_usd": self.config.denoise.max_cost_usd, "prices": prices}
+
+
+def make_batch_queue(config: RobustFTConfig, run_dir: Path):
+    """The Batch API queue of `denoise.batch_api` (`backends.batch`): every role on one OpenAI-compatible
+    server, whose batches are recorded in the run directory."""
+    import os
+
+    from ..backends.batch import BatchQueue
+
+    models = [config.model_for(role) for role in used_roles(config)]
+    urls = {tuple(m.base_urls) for m in models}
+    if any(m.provider != "openai" for m in models) or len(urls) != 1 or len(next(iter(urls))) != 1:
+        raise ConfigError("denoise.batch_api (--batch-api) needs every role on one OpenAI-compatible server: "
+                          "provider openai and a single model.base_url (no replicas, no per-role servers)")
+    if config.run.executor == "ray":
+        raise ConfigError("denoise.batch_api (--batch-api) works with the local executor only: drop --executor ray")
+    model = models[0]
+    return BatchQueue(model.base_urls[0], os.environ.get(model.api_key_env) or "EMPTY", run_dir / BATCHES,
+                      poll_s=config.denoise.batch_poll_s, max_retries=model.max_retries, timeout_s=model.timeout_s)
 
 
 def check_budget(config: RobustFTConfig) -> None:
