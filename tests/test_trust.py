@@ -336,3 +336,14 @@ def test_with_trust_selection_relabels_are_ranked_by_their_own_trust(four_kinds,
     dropped = [r["relabel_trust"] for r in relabels if r["status"] == "dropped"]
     assert kept and dropped and min(kept) >= max(dropped)  # beta keeps the most trusted relabels
     assert all("relabel_trust" not in r for r in records if r["status"] == "clean")
+
+
+def test_the_ranking_reads_wrong_and_right_with_the_reports_own_comparison():
+    from robustft.inspect.ranking import gold_wrong
+
+    records = [{"id": "a", "original_label": "The sky is blue."}, {"id": "b", "original_label": "Blue, the sky is."},
+               {"id": "c", "original_label": None}, {"id": "d", "original_label": "x"}]
+    gold = {"a": "The sky is blue.", "b": "The sky is blue.", "c": "The sky is blue."}
+    assert gold_wrong(records, gold, "open", 0.01) == {"b", "c"}           # same text only
+    by_meaning = lambda answer, g, sid: "blue" in answer.lower()  # noqa: E731  (a stand-in for the embedder)
+    assert gold_wrong(records, gold, "open", 0.01, same=by_meaning) == {"c"}
