@@ -508,6 +508,10 @@ class _RunLog(logging.StreamHandler):
         finally:
             super().close()
 
+    def handleError(self, record: logging.LogRecord) -> None:
+        """A line that cannot be written (a full disk) is lost without a traceback: the run's own
+        writes stop it with a message naming the disk."""
+
 
 def _attach_run_log(path: Path) -> logging.Handler | None:
     try:
