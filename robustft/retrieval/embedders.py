@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Sequence
 import numpy as np
 
 from ..errors import ConfigError, EmbeddingDimensionError
+from .exact import unit_rows
 
 if TYPE_CHECKING:
     from ..config import DenoiseConfig, ModelConfig
@@ -39,12 +40,6 @@ def resolve_embedding_model(name: str) -> str:
         except ImportError:
             pass
     return name
-
-
-def normalise(vectors: np.ndarray) -> np.ndarray:
-    vectors = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.where(norms == 0, 1.0, norms)
 
 
 _LOADED: dict[tuple[str, int], tuple[Any, threading.Lock]] = {}
@@ -91,7 +86,7 @@ class LocalEmbedder:
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
         with lock:
-            return normalise(impl.embed_documents(list(texts)))
+            return unit_rows(impl.embed_documents(list(texts)), np.float32)
 
     async def embed(self, texts: Sequence[str]) -> np.ndarray:
         return await asyncio.get_running_loop().run_in_executor(self._executor, self.embed_sync, list(texts))

@@ -30,7 +30,7 @@ from ..backends.registry import check_providers
 from ..config import ROLES, RobustFTConfig
 from ..data import Dataset, load_dataset
 from ..errors import ConfigError
-from ..inspect.terminal import visible
+from ..terminal import visible
 from ..prompts import PromptLibrary
 from ..prompts.check import (check_prompts, neighbours, prompts_in_use, relabels_scored, render_first_sample,
                              stage_values)
