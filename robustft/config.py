@@ -272,6 +272,9 @@ class DenoiseConfig(StrictModel):
         "An OpenAI-compatible /v1/embeddings endpoint (vllm serve of an embedding model, TEI, a hosted API) to "
         "embed the questions with, instead of a local sentence-transformers model. Flag: --embedding-base-url."))
     embedding_batch_size: int = Field(64, gt=0, description="Questions embedded together (per request to a server).")
+    embedding_threads: int = Field(0, ge=0, description=(
+        "Threads the local embedding model computes with. 0: one less than the cores robustft may use (the "
+        "event loop driving the model calls keeps one), at most 4."))
 
     @field_validator("embedding_base_url", mode="before")
     @classmethod
