@@ -103,13 +103,12 @@ class Measured:
 
 def run_measured(args: list[str], *, timeout: float = 3600, env: dict[str, str] | None = None,
                  cwd: Path | None = None) -> Measured:
-    """`robustft denoise ARGS` as a child process, with its own CPU time and peak memory (os.wait4).
-    `env`: variables added to this process's environment for the child; `cwd`: its working folder
-    (`python -m` imports robustft from there first)."""
+    """`robustft denoise ARGS` as a child process, with its own CPU time and peak memory (os.wait4);
+    `env`: its whole environment (default: this process's); `cwd`: where it runs (its robustft)."""
     started = time.perf_counter()
     started_at = time.time()
     proc = subprocess.Popen([sys.executable, "-m", "robustft", "denoise", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env={**os.environ, **env} if env else None, cwd=cwd)
+                            stderr=subprocess.PIPE, env=env, cwd=cwd)
     chunks: dict[str, list[bytes]] = {"out": [], "err": []}
 
     def drain(stream, key):
@@ -147,6 +146,6 @@ def disk_usage(folder: Path) -> dict[str, int]:
 
 def write_results(name: str, payload: dict, markdown: str) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     (RESULTS / f"{name}.md").write_text(markdown.rstrip() + "\n", encoding="utf-8")
     print(markdown)

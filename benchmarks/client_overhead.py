@@ -6,9 +6,8 @@ on) at concurrency 64 with each client in turn:
 - `langchain ChatOpenAI`: what `provider: openai` used before (langchain-openai), with the same
   reading of text, logprobs and usage the old backend did;
 - `openai SDK`: `AsyncOpenAI.chat.completions.create`, reading the same fields;
-- `robustft`: `OpenAIChatModel.generate` as a run uses it on a plain-http server (its own HTTP/1.1
-  client, `robustft.backends.wire`, and orjson), again with `top_logprobs=5` (per-token entropy
-  computed), and on the aiohttp path it takes for `https://` and proxied servers;
+- `robustft`: `OpenAIChatModel.generate` as a run uses it (aiohttp, orjson, the reply checked by
+  `robustft.backends.replies`), again with `top_logprobs=5` (per-token entropy computed);
 - `bare aiohttp + json`: one POST and `json.loads`, what any client on aiohttp stands on;
 - `robustft on uvloop`: the same client on uvloop's event loop instead of asyncio's;
 - `no HTTP`: the measuring harness alone (semaphore, gather), to read the others against.
@@ -122,12 +121,8 @@ def openai_sdk_client(url: str) -> tuple[Call, Callable[[], Awaitable[None]]]:
     return call, client.close
 
 
-def robustft_client(url: str, top_logprobs: int = 0, *, aiohttp_path: bool = False
-                    ) -> tuple[Call, Callable[[], Awaitable[None]]]:
+def robustft_client(url: str, top_logprobs: int = 0) -> tuple[Call, Callable[[], Awaitable[None]]]:
     model = OpenAIChatModel(ModelConfig(name="sim", base_url=url, top_logprobs=top_logprobs, timeout_s=60))
-    if aiohttp_path:  # what an https:// or proxied server gets: no replica speaks plain HTTP/1.1 itself
-        for replica in model.endpoints.replicas:
-            replica.wire = None
     return model.generate, model.aclose
 
 
@@ -152,9 +147,8 @@ def bare_aiohttp_client(url: str) -> tuple[Call, Callable[[], Awaitable[None]]]:
 CLIENTS: dict[str, Callable[[str], tuple[Call, Callable[[], Awaitable[None]]]]] = {
     "langchain ChatOpenAI (before)": chat_openai_client,
     "openai SDK": openai_sdk_client,
-    "robustft (its HTTP/1.1 client)": robustft_client,
+    "robustft (aiohttp, checked replies)": robustft_client,
     "robustft, top_logprobs=5": lambda url: robustft_client(url, 5),
-    "robustft on aiohttp (https path)": lambda url: robustft_client(url, aiohttp_path=True),
     "bare aiohttp + json": bare_aiohttp_client,
     "robustft on uvloop": robustft_client,
     "no HTTP (the harness alone)": lambda url: (_no_call, _nothing),
@@ -233,7 +227,7 @@ def to_markdown(result: dict) -> str:
         lines.append(f"| {r['client']} | {r['cpu_ms']:.3f} | {r['user_ms']:.3f} | {ratio} | {above} | {rounds} |")
     if result["skipped"]:
         lines += ["", f"Not measured (package not installed): {', '.join(result['skipped'])}."]
-    ours = rows["robustft (its HTTP/1.1 client)"]
+    ours = rows["robustft (aiohttp, checked replies)"]
     verdict = ("well under it" if ours["cpu_ms"] < GOAL_MS / 2 else "under it" if ours["cpu_ms"] < GOAL_MS
                else "not under it")
     lines += ["", f"Goal: robustft's client well under {GOAL_MS} ms of CPU per call. Measured: {ours['cpu_ms']:.3f} ms, "

@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> None:
         summary = json.loads((out / "summary.json").read_text())
         denoised = [json.loads(x) for x in (out / "denoised.jsonl").read_text().splitlines()]
         leaked = [str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and KEY.encode() in p.read_bytes()]
-        accounted = summary["clean"] + summary["relabeled"] + summary["dropped"] + summary["failed"]
+        accounted = (summary["clean"] + summary["relabeled"] + summary.get("confirmed", 0) + summary["dropped"]
+                     + summary["failed"])
         rows.append({"case": name, "exit": m.returncode, "samples": summary["total"], "accounted": accounted,
                      "failed": summary["failed"], "failed_share": round(summary["failed"] / summary["total"], 4),
                      "ft_size": len(denoised),

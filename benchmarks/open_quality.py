@@ -87,7 +87,7 @@ def quality(records: list[dict], gold: dict[str, Any], kinds: dict[str, str]) ->
 
     wrong = {r["id"] for r in records if not right(r["id"], r["original_label"])}
     flagged = {r["id"] for r in records if r.get("decision") == "noisy"}
-    ft = [r for r in records if r["status"] in ("clean", "relabeled")]
+    ft = [r for r in records if r["status"] in ("clean", "relabeled", "confirmed")]
     relabeled = [r for r in records if r["status"] == "relabeled"]
     by_kind = {}
     for kind in ("swap", "key_changed"):

@@ -18,6 +18,7 @@ call. Goals: issue 7 (at least 15x faster than one call at a time at concurrency
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 from pathlib import Path
 
@@ -61,7 +62,8 @@ def main(argv: list[str] | None = None) -> None:
                 run += ["--concurrency", str(concurrency)]
             if server_embeddings:
                 run += ["--embedding-base-url", sim.base_url, "--embedding-model", "sim-embed"]
-            m = run_measured(run, env=env, cwd=Path(env["PYTHONPATH"]) if "PYTHONPATH" in env else None)
+            m = run_measured(run, env={**os.environ, **env} if env else None,
+                             cwd=Path(env["PYTHONPATH"]) if "PYTHONPATH" in env else None)
             if m.returncode not in (0, 3):
                 raise RuntimeError(f"{name}: {m.stderr[-3000:]}")
             after = sim.stats()

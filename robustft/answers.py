@@ -9,8 +9,13 @@ Task types:
 
 - ``multiple_choice``: answers and labels are letters ``A``.. (``A`` = first option).
 - ``numeric``: answers are canonical number strings (``"1,234.50"`` -> ``"1234.5"``, ``"50%"`` ->
-  ``"50"``, ``"3/4"`` -> ``"0.75"``); compared within a relative tolerance. Numbers are parsed with
-  a strict regular expression, never evaluated.
+  ``"50"``, ``"3/4"`` -> ``"0.75"``); whole numbers compare exactly, others within a relative
+  tolerance (``data.numeric_tolerance``). Numbers are parsed with a strict regular expression,
+  never evaluated.
+
+Every pattern here reads in linear time: no two neighbouring quantifiers can share characters
+(possessive ``*+`` where they could), so a hostile reply of a megabyte costs milliseconds, not
+the event loop (``tests/test_answers_linear.py`` feeds such replies to every reader).
 - ``text``: free text, compared DROP-style (normalised, either contains the other).
 - ``open``: an open-ended response: everything after the last ``Answer:`` marker, to the end of the
   reply (it may span several lines). Two responses are compared by meaning, with embeddings
@@ -33,6 +38,7 @@ __all__ = [
     "format_options",
     "letter_index",
     "letters",
+    "numbers_match",
     "normalize_label",
     "normalize_text",
     "option_text",
@@ -42,6 +48,7 @@ __all__ = [
 TASKS: tuple[str, ...] = ("multiple_choice", "text", "numeric", "open")
 
 _MAX_OPTIONS = 26
+DEFAULT_TOLERANCE = 1e-2  # data.numeric_tolerance: relative, for numbers that are not whole
 
 
 def letters(n: int) -> list[str]:
@@ -82,8 +89,8 @@ _UNSIGNED = r"(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?|\.\d+"
 _NUMBER = (
     rf"(?P<s1>{_SIGN})?[ \t]?(?P<cur>{_CURRENCY})?[ \t]?(?P<s2>{_SIGN})?"
     rf"(?P<num>{_UNSIGNED})"
-    rf"(?:[ \t]*/[ \t]*(?P<den>\d+(?:\.\d+)?))?"
-    rf"(?:[ \t]*(?P<pct>%))?"
+    rf"(?:[ \t]*+/[ \t]*+(?P<den>\d++(?:\.\d++)?))?"
+    rf"(?:[ \t]*+(?P<pct>%))?"
 )
 _NUMBER_FULL = re.compile(_NUMBER)
 _NUMBER_IN_TEXT = re.compile(rf"(?<![\w.,]){_NUMBER}")
@@ -132,31 +139,47 @@ def canonical_number(text: str) -> str | None:
     return None if value is None else _canonical(value)
 
 
+_DIGIT = re.compile(r"\d")
+_PREFIX_MAX = 6  # sign, space, currency, space, sign, "." : how far before its first digit a number starts
+
+
 def _first_number(text: str) -> str | None:
-    for m in _NUMBER_IN_TEXT.finditer(text):
+    """The first number in ``text``, canonical. Tried only just before each digit: `finditer` would
+    try the pattern at every position of a long run of signs or spaces, slowly though linearly."""
+    pos = 0
+    while (digit := _DIGIT.search(text, pos)) is not None:
+        m = None
+        for start in range(max(pos, digit.start() - _PREFIX_MAX), digit.start() + 1):
+            m = _NUMBER_IN_TEXT.match(text, start)
+            if m is not None:
+                break
+        if m is None:
+            pos = digit.end()
+            continue
         value = _number_from_match(m)
         if value is not None:
             return _canonical(value)
+        pos = m.end()
     return None
 
 
 # --- locating the answer in model text -------------------------------------------------------
 
-_MARKER = re.compile(r"(?<![A-Za-z])answer[ \t]*(?:\*\*|__|\*)?[ \t]*[:\uff1a]", re.IGNORECASE)
+_MARKER = re.compile(r"(?<![A-Za-z])answer[ \t]*+(?:(?:\*\*|__|\*)[ \t]*+)?[:\uff1a]", re.IGNORECASE)
 _ANSWER_IS = re.compile(
-    r"(?<![A-Za-z])(?:answer|choice|option)[ \t]+(?:is|would be|should be|will be)"
-    r"(?:[ \t]*(?:\*\*|__|\*))?[ \t]*:?",
+    r"(?<![A-Za-z])(?:answer|choice|option)[ \t]++(?:is|would be|should be|will be)"
+    r"[ \t]*+(?:(?:\*\*|__|\*)[ \t]*+)?:?",
     re.IGNORECASE,
 )
-_BOXED = re.compile(r"\\boxed\{([^{}\n]*(?:\{[^{}\n]*\}[^{}\n]*)*)\}")
+_BOXED = re.compile(r"\\boxed\{([^{}\n]*+(?:\{[^{}\n]*+\}[^{}\n]*+)*+)\}")
 _EDGE = " \t\r*`"
 
 
 def _strip_span(text: str, start: int, end: int) -> tuple[int, int] | None:
-    while start < end and text[start] in _EDGE:
-        start += 1
-    while end > start and text[end - 1] in _EDGE:
-        end -= 1
+    # str.lstrip/rstrip, not a loop per character: a reply of a megabyte of spaces stays cheap
+    piece = text[start:end]
+    start += len(piece) - len(piece.lstrip(_EDGE))
+    end -= len(piece) - len(piece.rstrip(_EDGE))
     return (start, end) if start < end else None
 
 
@@ -165,19 +188,21 @@ def _line_end(text: str, pos: int) -> int:
     return len(text) if end == -1 else end
 
 
+_CONTENT = re.compile(r"[^ \t\r\n*`]")  # a character `_strip_span` keeps: where a non-empty line is
+
+
 def _value_after(text: str, pos: int, next_line: bool) -> tuple[int, int] | None:
     """The stripped rest of the line at ``pos``; if that is empty, optionally the next non-empty line."""
     end = _line_end(text, pos)
     span = _strip_span(text, pos, end)
     if span is not None or not next_line:
         return span
-    while end < len(text):
-        pos = end + 1
-        end = _line_end(text, pos)
-        span = _strip_span(text, pos, end)
-        if span is not None:
-            return span
-    return None
+    # one search for the next kept character, not a Python loop over (possibly a million) empty lines
+    found = _CONTENT.search(text, end)
+    if found is None:
+        return None
+    line_start = text.rfind("\n", 0, found.start()) + 1
+    return _strip_span(text, line_start, _line_end(text, found.start()))
 
 
 def _marker_span(text: str) -> tuple[int, int] | None:
@@ -204,7 +229,7 @@ def _boxed_span(text: str) -> tuple[int, int] | None:
 _MARKER_CLOSE = re.compile(r"(?:\*\*|__|\*)?")  # the close of "**Answer:**", right after the colon
 
 
-_LINE_MARKER = re.compile(r"^[ \t>#*_]*answer[ \t]*(?:\*\*|__|\*)?[ \t]*[:\uff1a]", re.IGNORECASE | re.MULTILINE)
+_LINE_MARKER = re.compile(r"^[ \t>#*_]*+answer[ \t]*+(?:(?:\*\*|__|\*)[ \t]*+)?[:\uff1a]", re.IGNORECASE | re.MULTILINE)
 
 
 def _open_span(text: str) -> tuple[int, int] | None:
@@ -221,11 +246,10 @@ def _open_span(text: str) -> tuple[int, int] | None:
             pass
     if last is None:
         return None
-    start, end = _MARKER_CLOSE.match(text, last.end()).end(), len(text)
-    while start < end and text[start].isspace():
-        start += 1
-    while end > start and text[end - 1].isspace():
-        end -= 1
+    start = _MARKER_CLOSE.match(text, last.end()).end()
+    rest = text[start:]
+    end = start + len(rest.rstrip())
+    start += len(rest) - len(rest.lstrip())
     return (start, end) if start < end else None
 
 
@@ -375,11 +399,28 @@ def normalize_text(text: str) -> str:
     return " ".join(text.split())
 
 
-def answers_match(pred: str | None, label: str, task: str, rel_tol: float = 1e-2) -> bool:
+def _is_integer(value: Decimal) -> bool:
+    return value == value.to_integral_value()
+
+
+def numbers_match(pred: str, label: str, tolerance: float = DEFAULT_TOLERANCE) -> bool:
+    """Whether two number strings name the same number: exactly when either is a whole number
+    (a count of 125 is not 126), else within the relative ``tolerance`` (``data.numeric_tolerance``)."""
+    p, g = _parse_decimal(pred), _parse_decimal(label)
+    if p is None or g is None:
+        return False
+    if p == g:
+        return True
+    if _is_integer(p) or _is_integer(g):
+        return False
+    return math.isclose(float(p), float(g), rel_tol=tolerance, abs_tol=1e-12)
+
+
+def answers_match(pred: str | None, label: str, task: str, tolerance: float = DEFAULT_TOLERANCE) -> bool:
     """Whether a predicted answer agrees with a label. False when ``pred`` is None.
 
     - multiple_choice: the letters are equal (case-insensitive).
-    - numeric: both parse as numbers and are within ``rel_tol`` (absolute 1e-9 near zero).
+    - numeric: `numbers_match`: integers exactly, other numbers within the relative ``tolerance``.
     - text: after `normalize_text`, either contains the other on word boundaries
       ("paris" matches "the city of paris"); an empty string matches only an empty one.
     - open: the same text after `normalize_text` (responses that agree in meaning but not in
@@ -391,10 +432,7 @@ def answers_match(pred: str | None, label: str, task: str, rel_tol: float = 1e-2
     if task == "multiple_choice":
         return pred.strip().upper() == label.strip().upper() != ""
     if task == "numeric":
-        p, g = parse_number(pred), parse_number(label)
-        if p is None or g is None:
-            return False
-        return math.isclose(p, g, rel_tol=rel_tol, abs_tol=1e-9)
+        return numbers_match(pred, label, tolerance)
     p, g = normalize_text(pred), normalize_text(label)
     if task == "open":
         return p == g and (bool(p) or pred.strip() == label.strip())

@@ -24,7 +24,8 @@ Ablation = Literal["reasoning", "checker", "context", "reviewer", "selection"]
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # inf and nan are no setting's value (a temperature, a price, a β): refused like any wrong type.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 def check_base_urls(value: str | Sequence[str] | None, field: str = "model.base_url") -> list[str]:
@@ -78,17 +79,6 @@ def _url_field(value: Any) -> Any:
 RECORDED = "recorded"  # validation context: a configuration a finished run recorded (see `recorded_config`)
 
 
-def _provider_field(value: Any, info: ValidationInfo) -> Any:
-    if value is None or (info.context or {}).get(RECORDED):
-        return value  # a recorded run used it; its plugin need not be installed to read the run
-    from .backends.registry import check_provider
-
-    try:
-        return check_provider(value)
-    except ConfigError as exc:
-        raise ValueError(str(exc).removeprefix("model.provider: ")) from None
-
-
 class _ModelChecks(StrictModel):
     """The checks a model's settings get, whole (`ModelConfig`) or as a role's changes (`ModelOverride`)."""
 
@@ -96,11 +86,6 @@ class _ModelChecks(StrictModel):
     @classmethod
     def _valid_urls(cls, value: Any) -> Any:
         return _url_field(value)
-
-    @field_validator("provider", check_fields=False)
-    @classmethod
-    def _registered_provider(cls, value: Any, info: ValidationInfo) -> Any:
-        return _provider_field(value, info)
 
 
 class ModelConfig(_ModelChecks):
@@ -126,7 +111,13 @@ class ModelConfig(_ModelChecks):
     top_logprobs: int | None = Field(None, ge=0, le=20, description=(
         "Alternatives returned per generated token, for the entropy score. None: 5 when denoise.score is "
         "'entropy', else 0."))
-    timeout_s: float = Field(120.0, gt=0, description="Seconds before a request is abandoned (then retried).")
+    timeout_s: float = Field(120.0, gt=0, description=(
+        "Seconds before a request is abandoned (then retried; with several replicas, re-sent to another at once)."))
+    connect_timeout_s: float = Field(10.0, gt=0, description=(
+        "Seconds to open a connection to the server; a dead host fails this fast, not after timeout_s."))
+    max_reply_bytes: int = Field(8 * 1024 * 1024, ge=1024, description=(
+        "Largest reply body read from a server, in bytes; a larger one is a malformed reply (retried, then the "
+        "sample's error). Far above any real completion with logprobs."))
     max_retries: int = Field(3, ge=0, le=10, description="Retries of a failed request, with jittered exponential backoff.")
     retry_backoff_max_s: float = Field(30.0, gt=0, description="Longest wait between two retries of a request.")
     give_up_after_s: float = Field(300.0, gt=0, description=(
@@ -141,6 +132,24 @@ class ModelConfig(_ModelChecks):
     script: list[str] | None = Field(None, description="fake: responses returned in turn (tests).")
     adapter: str | None = Field(None, description=(
         "transformers: a PEFT LoRA adapter directory (what `robustft train` writes) applied on top of the model."))
+    price_input_per_mtok: float | None = Field(None, ge=0.0, description=(
+        "USD per million prompt tokens, from your provider's price page (robustft ships no prices; see "
+        "examples/hosted_api.yaml). With it or the output price set, every paid call has a cost: the progress "
+        "line, summary.json cost_usd (per role too), the report; denoise.max_cost_usd caps it."))
+    price_cached_input_per_mtok: float | None = Field(None, ge=0.0, description=(
+        "USD per million prompt tokens the server reports as cached (usage.prompt_tokens_details.cached_tokens). "
+        "None: the input price."))
+    price_output_per_mtok: float | None = Field(None, ge=0.0, description=(
+        "USD per million completion tokens (see price_input_per_mtok)."))
+    batch_discount: float = Field(0.5, ge=0.0, le=1.0, description=(
+        "With denoise.batch_api: the share of the price the provider takes off calls sent through its Batch API "
+        "(0.5: half price)."))
+    requests_per_minute: float | None = Field(None, gt=0, description=(
+        "Your tier's request limit: calls are paced to stay under it (a client-side token bucket). None: paced "
+        "by the server's x-ratelimit-* headers and Retry-After alone, when it sends them."))
+    tokens_per_minute: float | None = Field(None, gt=0, description=(
+        "Your tier's token limit (prompt plus max_tokens per call, as OpenAI counts it, estimated before "
+        "sending): calls are paced to stay under it. None: paced by the server's headers alone."))
 
     @property
     def base_urls(self) -> list[str]:
@@ -162,6 +171,8 @@ class ModelOverride(_ModelChecks):
     logprobs: bool | None = None
     top_logprobs: int | None = Field(None, ge=0, le=20)
     timeout_s: float | None = Field(None, gt=0)
+    connect_timeout_s: float | None = Field(None, gt=0)
+    max_reply_bytes: int | None = Field(None, ge=1024)
     max_retries: int | None = Field(None, ge=0, le=10)
     retry_backoff_max_s: float | None = Field(None, gt=0)
     give_up_after_s: float | None = Field(None, gt=0)
@@ -171,6 +182,12 @@ class ModelOverride(_ModelChecks):
     batch_size: int | None = Field(None, gt=0)
     script: list[str] | None = None
     adapter: str | None = None
+    price_input_per_mtok: float | None = Field(None, ge=0.0)
+    price_cached_input_per_mtok: float | None = Field(None, ge=0.0)
+    price_output_per_mtok: float | None = Field(None, ge=0.0)
+    batch_discount: float | None = Field(None, ge=0.0, le=1.0)
+    requests_per_minute: float | None = Field(None, gt=0)
+    tokens_per_minute: float | None = Field(None, gt=0)
 
 
 def model_flag_updates(configured: ModelConfig, *, model: str | None = None,
@@ -218,6 +235,10 @@ class DataConfig(StrictModel):
     options_column: str = Field("options", description=(
         "Column holding the options of a multiple-choice question, a JSON list of strings; when present, "
         "answers are option letters (A = first). Flag: --options-column."))
+    options_columns: list[str] | None = Field(None, description=(
+        "Multiple choice with one column per option: the option columns in order (A = the first). None: "
+        "recognised by name (A..E, option_a.., choice1.., opa..), or a list column (options, choices, endings; "
+        "ARC's {text, label}). Flag: --options-columns A,B,C,D."))
     conversation_column: str | None = Field(None, description=(
         "Column holding the conversation in the messages and sharegpt formats. None: 'messages', then "
         "'conversations'."))
@@ -225,7 +246,9 @@ class DataConfig(StrictModel):
         "How answers are compared. auto: multiple_choice when options are given, numeric when every "
         "answer is a number, open when answers are long free text (the median answer has 8 words or "
         "more), else text (short free text). Flag: --task."))
-    numeric_rel_tol: float = Field(1e-2, ge=0.0, description="Numeric answers match within this relative tolerance.")
+    numeric_tolerance: float = Field(1e-2, ge=0.0, description=(
+        "Numeric answers: when either side is a whole number the two must be equal (125 is not 126); "
+        "other numbers match within this relative tolerance (0.01 = 1 %). Printed by --dry-run and report."))
     instruction: str = Field("", description="Extra task instruction appended to every answer request.")
     limit: int | None = Field(None, gt=0, description="Take only the first N rows. Flag: --limit.")
     out_of_range_labels: Literal["error", "keep"] = Field("error", description=(
@@ -239,9 +262,10 @@ class DenoiseConfig(StrictModel):
     reflection_rounds: int = Field(0, ge=0, description=(
         "Extra self-reflection calls after the reasoning expert's first answer. 0 = the paper's "
         "single call that asks for step-by-step reasoning and reflection together."))
-    checker: Literal["paper", "majority", "judge"] = Field("paper", description=(
+    checker: Literal["paper", "majority", "judge", "trust"] = Field("paper", description=(
         "paper: clean when base and reasoning answers both equal the label; majority: clean when at "
-        "least half of the expert answers equal it; judge: an LLM decides from both answers."))
+        "least half of the expert answers equal it; judge: an LLM decides from both answers; trust "
+        "(open-ended data only): clean when the given response's trust score reaches trust_threshold."))
     review: Literal["on_disagreement", "always"] = Field("on_disagreement", description=(
         "on_disagreement: the reviewer is asked only when the reasoning and context answers differ "
         "(when they agree, that answer is the label, with no call); always: ask it for every relabel, "
@@ -250,6 +274,27 @@ class DenoiseConfig(StrictModel):
         "Open-ended responses (data.task: open): two responses agree (checker, reviewer) when the cosine "
         "similarity of their embeddings (embedding_model) is at least this. The default was measured with "
         "all-MiniLM-L6-v2 (README, Open-ended responses); another embedding model needs its own threshold."))
+    trust: bool = Field(True, description=(
+        "Open-ended data: give every given response a trust score from 0 (surely wrong) to 1, written to "
+        "samples.jsonl as `trust` (README, Trust scores). It combines the experts' agreement by meaning, a "
+        "self-reflection verdict (one judge call, the judge checker's own when checker is judge), that "
+        "verdict's token probability, and for responses of several sentences a check of the weakest claim "
+        "(trust_claim_checks judge calls). Costs 1 + trust_claim_checks calls per sample; false: none."))
+    trust_threshold: float = Field(0.6, ge=0.0, le=1.0, description=(
+        "checker: trust calls a given response clean when its trust score is at least this. Higher keeps "
+        "fewer, surer responses and relabels more. 0.6 was chosen on the simulator's development sets, the "
+        "lowest that found at least 0.9 of the changed key facts (README, Trust scores)."))
+    trust_selection: bool = Field(True, description=(
+        "Open-ended data with checker: trust: rank the relabels at selection by their own trust score (the "
+        "proposed response scored like a given one: 1 - trust, lowest kept) instead of the context answer's "
+        "uncertainty (denoise.score). Costs 1 + trust_claim_checks more calls per relabel; on the simulator's "
+        "development sets it raised the fine-tuning set's right share at the same size (README, Trust scores)."))
+    trust_max_claims: int = Field(8, ge=2, le=64, description=(
+        "A response is split into at most this many claims (sentences; neighbouring sentences are joined "
+        "when there are more), each compared with the experts' responses by meaning."))
+    trust_claim_checks: int = Field(1, ge=0, le=4, description=(
+        "The least supported claims of a response of several sentences that the judge checks one by one "
+        "(one call each). 0: claims are compared with the experts' responses only."))
     k: int = Field(3, gt=0, description="Clean examples retrieved for each noisy sample.")
     retrieval: Literal["exact", "chroma"] = Field("exact", description=(
         "How the k most similar clean samples are found. exact: every noisy question against every clean "
@@ -271,6 +316,11 @@ class DenoiseConfig(StrictModel):
     embedding_base_url: str | list[str] | None = Field(None, description=(
         "An OpenAI-compatible /v1/embeddings endpoint (vllm serve of an embedding model, TEI, a hosted API) to "
         "embed the questions with, instead of a local sentence-transformers model. Flag: --embedding-base-url."))
+    embedding_api_key_env: str | None = Field(None, description=(
+        "Environment variable holding the embedding server's API key. Unset: the chat model's key "
+        "(model.api_key_env) goes to the embedding server only when it is on the same host and port as the chat "
+        "model (one vLLM or one provider serving both); any other host gets no key. Set it to give the embedding "
+        "server a key of its own (naming model.api_key_env sends the chat key there on purpose)."))
     embedding_batch_size: int = Field(64, gt=0, description="Questions embedded together (per request to a server).")
     embedding_threads: int = Field(0, ge=0, description=(
         "Threads the local embedding model computes with. 0: one less than the cores robustft may use (the "
@@ -280,7 +330,37 @@ class DenoiseConfig(StrictModel):
     @classmethod
     def _embedding_urls(cls, value: Any) -> Any:
         return _url_field(value)
+
+    @model_validator(mode="after")
+    def _trust_checker_needs_trust(self) -> "DenoiseConfig":
+        if self.checker == "trust" and not self.trust:
+            raise ValueError("checker: trust needs the trust score: set trust: true, or choose another checker")
+        return self
+
+    @field_validator("estimate_noise_rate")
+    @classmethod
+    def _noise_range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        low, high = value
+        if not 0.0 <= low <= high <= 1.0:
+            raise ValueError("give [low, high] with 0 <= low <= high <= 1, e.g. [0.1, 0.4]")
+        return value
+
     concurrency: int = Field(32, gt=0, description="Model calls in flight at once.")
+    batch_api: bool = Field(False, description=(
+        "Send the model calls through the OpenAI Batch API (/v1/files, /v1/batches) of model.base_url, at its batch "
+        "price (model.batch_discount): one batch per step of the graph, the same outputs as online. Slower (a "
+        "provider takes up to 24 h a batch), cheaper. Batch ids are kept in DIR/batches.jsonl, so a stopped run "
+        "collects them instead of sending again. Flag: --batch-api."))
+    batch_poll_s: float = Field(30.0, gt=0.0, description="With batch_api: seconds between two looks at a batch's status.")
+    estimate_noise_rate: tuple[float, float] = Field((0.1, 0.4), description=(
+        "The dry run's estimate only (--dry-run): the share of samples the checker is expected to flag as noisy, "
+        "low and high; the estimate gives the calls, tokens and cost at both. --pilot N measures it instead."))
+    max_cost_usd: float | None = Field(None, gt=0.0, description=(
+        "Stop the run before its model calls cost more than this many USD in total (priced with model.price_*; "
+        "every call in this run directory counts, earlier runs included). The run stops with exit 4 and its "
+        "progress kept; the same command with a higher cap continues, paying for nothing twice. A call is sent "
+        "only when the cap still holds counting the expected cost of the calls in flight, so the overshoot is "
+        "at most what those calls cost beyond their expectation. Flag: --max-cost."))
     parse_retries: int = Field(2, ge=0, description="Re-asks when a response holds no usable answer.")
     ablate: list[Ablation] = Field(default_factory=list, description="Parts of the method to switch off.")
     prompts_dir: Path | None = Field(None, description=(
@@ -358,6 +438,14 @@ class RunConfig(StrictModel):
         "Actors (model copies) per in-process model; each worker spreads its requests over them."))
     ray_gpus_per_model: float = Field(0.0, ge=0.0, description=(
         "GPUs each model actor reserves (1: a model per GPU; 0: the model runs on CPU)."))
+    otel: bool | None = Field(None, description=(
+        "OpenTelemetry traces (pip install 'robustft[otel]'): a span per run, sample, node and model call, "
+        "exported over OTLP as the standard OTEL_EXPORTER_OTLP_* variables say. None: on when "
+        "OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set (or the application set up "
+        "the OpenTelemetry SDK), unless OTEL_SDK_DISABLED=true. Never changes an answer. Flag: --otel."))
+    otel_content: bool = Field(False, description=(
+        "Put the messages sent and the replies (API keys redacted) in the model-call spans, and each node's "
+        "answer in its span. Off: no message content in any span. Flag: --otel-content."))
 
 
 ExperimentMethod = Literal["base", "noisy", "robustft"]
@@ -409,6 +497,11 @@ class RobustFTConfig(StrictModel):
             model = model.model_copy(update={"top_logprobs": 5 if self.denoise.score == "entropy" else 0})
         return model
 
+    def api_key_envs(self) -> list[str]:
+        """The environment variables holding the API keys this configuration may send."""
+        names = [self.model_for(role).api_key_env for role in ROLES] + [self.denoise.embedding_api_key_env]
+        return sorted({name for name in names if name})
+
     def public_dict(self) -> dict[str, Any]:
         """The resolved configuration as written to summary.json: plain JSON, no secrets.
 
@@ -456,6 +549,38 @@ def _expanded_size(root: yaml.Node, limit: int) -> int:
     return size(root)
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe subset, stricter: a key given twice in one mapping is an error (YAML 1.2 says so;
+    PyYAML keeps the last silently), and only plain values are built: text, numbers, booleans,
+    null, lists and mappings. `!!binary`, `!!set`, `!!omap`, `!!pairs` and `!!timestamp` are refused
+    like any other tag, and a date is read as text. inf and nan are refused by the settings."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.get(key)
+            except TypeError:
+                continue  # an unhashable key: SafeLoader names it
+            if first is not None:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark,
+                    f"found the key {key!r} a second time (first on line {first.line + 1}); a key may appear "
+                    "once in a mapping: remove one of them", key_node.start_mark)
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+for _tag in ("binary", "set", "omap", "pairs", "timestamp"):
+    _StrictLoader.add_constructor(f"tag:yaml.org,2002:{_tag}", _StrictLoader.construct_undefined)
+_StrictLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+
+
 def load_yaml(path: Path) -> Any:
     """Parse a YAML file safely: plain data only, bounded in size, with errors that name the file."""
     try:
@@ -469,7 +594,7 @@ def load_yaml(path: Path) -> Any:
     except OSError as e:
         raise ConfigError(f"{path}: cannot read the config file ({e.strerror or e}); check its permissions") from None
     try:
-        loader = yaml.SafeLoader(text)
+        loader = _StrictLoader(text)
     except yaml.YAMLError as e:  # characters YAML does not allow
         raise ConfigError(f"{path}: not valid YAML: {cut(str(e), 600)}") from None
     loader.name = str(path)  # error marks name the file, not "<unicode string>"
@@ -488,6 +613,8 @@ def load_yaml(path: Path) -> Any:
     except RecursionError:
         raise ConfigError(f"{path}: the YAML is nested too deeply; a robustft config has a few levels") from None
     except yaml.constructor.ConstructorError as e:
+        if "a second time" in str(e.problem):
+            raise ConfigError(f"{path}: {cut(str(e), 600)}") from None
         raise ConfigError(f"{path}: {cut(str(e), 600)}\n  fix: a robustft config holds plain values (text, numbers, "
                           "lists, mappings); remove the !!tag") from None
     except yaml.YAMLError as e:
@@ -549,7 +676,7 @@ PATH_SETTINGS: dict[tuple[str, str], str] = {
 def _resolve_relative_paths(raw: dict[str, Any], config_file: Path) -> None:
     """Make the relative paths of a config file's settings (`PATH_SETTINGS`) relative to the file,
     so that a config travels with its data and every command reads the same files."""
-    from .data.sources import looks_like_hub_name
+    from .formats import looks_like_hub_name
 
     for (section, name), rule in PATH_SETTINGS.items():
         part = raw.get(section)
@@ -603,9 +730,6 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         config = RobustFTConfig.model_validate(raw)
     except ValidationError as e:
         raise ConfigError(_format_validation_error(e, source)) from None
-    from .secrets import register_api_keys
-
-    register_api_keys(config)  # so that every error printed from here on hides the keys in use
     return config
 
 

@@ -68,8 +68,9 @@ def run_demo(out: Path, *, accuracy: float = 0.8, progress: bool = True, seed: i
         f"from the known answers, right {accuracy:.0%} of the time. No real model was called.",
         "",
         f"What the run found: {s['noisy']} samples flagged as noisy ({caught} of the {n_wrong} wrong labels "
-        f"among them), {s['clean']} kept as clean, {s['relabeled']} relabeled and kept, {s['dropped']} relabels "
-        f"dropped by entropy selection, {s['failed']} failed.",
+        f"among them), {s['clean']} kept as clean, {s['relabeled']} relabeled to a new label and kept, "
+        f"{s.get('confirmed', 0)} relabeled to their given label (confirmed, kept unchanged), {s['dropped']} "
+        f"relabels dropped by entropy selection, {s['failed']} failed.",
         f"Label accuracy: {input_acc:.1%} in the input, {kept_acc:.1%} in the fine-tuning set ({kept} samples).",
         "",
         f"Outputs in {out}/:  denoised.jsonl (the fine-tuning set), samples.jsonl (each sample's path through "

@@ -90,7 +90,10 @@ def test_no_checker_relabels_every_sample(ablation):
     recs = records(v)
     assert all(r["decision"] == "noisy" for r in recs.values())
     assert "checker switched off" in recs["q0"]["decision_reason"]
-    assert v.summary["selection"]["candidates"] == 12 and v.summary["relabeled"] == 6
+    assert v.summary["selection"]["candidates"] == 12 and v.summary["relabeled"] + v.summary["confirmed"] == 6
+    # a relabel that gives back the given label is counted as confirmed, not as relabeled
+    assert all((r["label"] == r["original_label"]) == (r["status"] == "confirmed")
+               for r in recs.values() if r["status"] in ("relabeled", "confirmed"))
     assert v.metrics["detection"]["recall"] == 1.0 and v.metrics["detection"]["precision"] == 4 / 12
 
 
@@ -108,7 +111,7 @@ def test_no_reviewer_takes_the_context_answer(ablation):
 
 def test_no_selection_keeps_every_relabel(ablation):
     v = {v.name: v for v in ablation[0].variants}["no-selection"]
-    assert (v.summary["relabeled"], v.summary["dropped"]) == (4, 0)
+    assert (v.summary["relabeled"] + v.summary["confirmed"], v.summary["dropped"]) == (4, 0)
     assert v.summary["selection"]["enabled"] is False
 
 

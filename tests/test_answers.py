@@ -195,10 +195,13 @@ def test_answer_char_span_none(text):
         ("A", "B", "multiple_choice", False),
         (None, "B", "multiple_choice", False),
         ("1234.5", "1,234.5", "numeric", True),
-        ("100", "100.9", "numeric", True),  # within 1 %
+        ("100", "100.9", "numeric", False),  # a whole number compares exactly
+        ("100.1", "100.9", "numeric", True),  # neither whole: within 1 %
         ("100", "102", "numeric", False),
+        ("125", "126", "numeric", False),  # an off-by-one count is a different answer
+        ("126", "126.0", "numeric", True),
         ("0", "0", "numeric", True),
-        ("0", "0.0000000001", "numeric", True),
+        ("0", "0.0000000001", "numeric", False),
         ("0", "0.001", "numeric", False),
         ("50", "50%", "numeric", True),
         ("abc", "5", "numeric", False),
@@ -218,9 +221,15 @@ def test_answers_match(pred, label, task, expected):
     assert answers_match(pred, label, task) is expected
 
 
-def test_answers_match_rel_tol():
-    assert answers_match("105", "100", "numeric", rel_tol=0.1)
-    assert not answers_match("105", "100", "numeric", rel_tol=0.01)
+def test_integers_are_exact_whatever_the_tolerance():
+    # the issue's measurement: labels off by one from the experts' answers were kept as clean
+    assert not any(answers_match(str(n + 1), str(n), "numeric", tolerance=0.5) for n in range(100, 140))
+    assert answers_match("12345678901234567890", "12,345,678,901,234,567,890", "numeric")
+
+
+def test_answers_match_tolerance():
+    assert answers_match("1.05", "1.0001", "numeric", tolerance=0.1)
+    assert not answers_match("1.05", "1.0001", "numeric", tolerance=0.01)
 
 
 def test_normalize_text():

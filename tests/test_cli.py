@@ -57,10 +57,12 @@ def test_denoise_cleans_200_arc_rows_well_above_the_input_accuracy(arc_run):
     assert len(denoised) >= 120  # cleaning, not deleting
     # The counts add up, and the files agree with them.
     assert summary["total"] == 200 == len(samples)
-    assert summary["clean"] + summary["relabeled"] + summary["dropped"] + summary["failed"] == 200
+    assert summary["clean"] + summary["relabeled"] + summary["confirmed"] + summary["dropped"] + summary["failed"] == 200
     assert summary["noisy"] == sum(s["decision"] == "noisy" for s in samples)
-    assert len(denoised) == summary["clean"] + summary["relabeled"]
-    assert {d["source"] for d in denoised} == {"clean", "relabeled"}
+    assert len(denoised) == summary["clean"] + summary["relabeled"] + summary["confirmed"]
+    assert {d["source"] for d in denoised} <= {"clean", "relabeled", "confirmed"}
+    # a relabel is "relabeled" only when it changed the label, "confirmed" when it kept it
+    assert all((d["label"] != d["original_label"]) == (d["source"] == "relabeled") for d in denoised if d["source"] != "clean")
     assert summary["model_calls"]["base"] == 200
     assert "fine-tuning set: " in proc.stdout
 

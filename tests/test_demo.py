@@ -32,7 +32,7 @@ def test_demo_runs_offline_and_its_suggested_commands_run_as_printed(tmp_path, c
             assert sample_id in proc.stdout and "checker" in proc.stdout.lower()
     assert (out / "report.html").is_file()
     exported = (out / "export" / "demo.csv").read_text().splitlines()
-    assert exported[0] == "id,question,answer,options" and len(exported) == 1 + summary["clean"] + summary["relabeled"]
+    assert exported[0] == "id,question,answer,options" and len(exported) == 1 + summary["clean"] + summary["relabeled"] + summary["confirmed"]
 
     # The demo restarts cleanly in its own directory, and refuses to delete anyone else's.
     assert main(["demo", "--out", str(out), "--quiet"]) == 0

@@ -44,7 +44,7 @@ def test_run_end_to_end_then_resumes_without_redoing_anything(tmp_path, tiny_mod
             assert row["total"] == 6 and 0.0 <= row["accuracy"] <= 1.0
             assert (out / METHOD_DIRS[row["method"]] / "eval" / "predictions.jsonl").is_file()
         assert results["methods"][1]["train_samples"] == 12
-        kept = results["denoise"]["clean"] + results["denoise"]["relabeled"]
+        kept = results["denoise"]["clean"] + results["denoise"]["relabeled"] + results["denoise"]["confirmed"]
         assert results["methods"][2]["train_samples"] == kept and results["denoise"]["total"] == 12
         assert (out / "denoise" / "denoised.jsonl").is_file()
         for folder in ("sft-noisy", "sft-robustft"):

@@ -217,7 +217,7 @@ def test_export_run_errors(tmp_path, capsys):
     assert main(["export", str(tmp_path / "run")]) == 2
     assert "not there any more" in capsys.readouterr().err
     assert main(["export", str(tmp_path / "run"), "--data", str(moved)]) == 0
-    assert "wrote 2 samples (1 with a corrected answer) as table (csv)" in capsys.readouterr().out
+    assert "wrote 2 samples (1 clean, 1 relabeled; 1 with a corrected answer) as table (csv)" in capsys.readouterr().out
     assert main(["export", str(tmp_path)]) == 2
     assert "no summary.json" in capsys.readouterr().err
     assert main(["export", "--data", str(moved), "--out", str(tmp_path / "o.jsonl"), "--format", "input"]) == 2

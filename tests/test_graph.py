@@ -261,3 +261,41 @@ def test_the_context_token_budget_drops_the_least_similar_examples(tmp_path):
     kept = by_id(limited)["q1"]["nodes"]["context"]["examples"]
     assert [e["id"] for e in kept] == [e["id"] for e in examples[:2]]
     assert count_tokens(by_id(limited)["q1"]["nodes"]["context"]["prompt"]) <= budget
+
+
+def test_a_relabel_that_keeps_the_label_is_confirmed_not_relabeled(tmp_path):
+    # the experts disagree with q3's right label, but the context relabeler and the reviewer give it back:
+    # the sample is kept with its label unchanged, and counted as confirmed
+    wrong_experts = answering(lambda sid: "A" if sid == "q3" else gold(sid))
+    replies = dict(PERFECT, base=wrong_experts, reasoning=wrong_experts)
+    result, _ = run(tmp_path, replies, beta=1.0)
+    recs = by_id(result)
+    assert recs["q3"]["status"] == "confirmed" and recs["q3"]["label"] == GOLD["q3"] == recs["q3"]["proposed_label"]
+    assert {sid for sid, r in recs.items() if r["status"] == "relabeled"} == set(NOISY)
+    assert all(recs[sid]["label"] != NOISY[sid] for sid in NOISY)
+    assert result.summary["confirmed"] == 1 and result.summary["relabeled"] == 4
+    ft = {r["id"]: r for r in result.fine_tuning_set}
+    assert ft["q3"]["source"] == "confirmed" and ft["q3"]["label"] == GOLD["q3"] and len(ft) == 12
+    from robustft.cli.denoise import describe_run
+
+    assert "4 relabeled (label changed), 1 confirmed (relabel kept the given label)" in describe_run(
+        result.summary, result.out_dir)
+
+
+def test_a_sample_whose_answers_cannot_be_read_is_dropped_unreadable_not_failed(tmp_path, capsys):
+    mumble = lambda sid, messages: "I am not sure." if sid == "q1" else answering(gold)(sid, messages)  # noqa: E731
+    replies = {"base": mumble, "reasoning": mumble, "context": mumble, "reviewer": mumble}
+    result, fakes = run(tmp_path, replies)
+    rec = by_id(result)["q1"]
+    assert (rec["status"], rec["reason"], rec["label"]) == ("dropped", "unreadable", None)
+    assert "could be read" in rec["error"]
+    s = result.summary
+    assert s["failed"] == 0 and s["dropped_by_reason"]["unreadable"] == 1
+    from robustft.cli.common import failed_exit
+
+    assert failed_exit(s) == 0 and "run the same command again" not in capsys.readouterr().err
+    # a rerun finds it finished: nothing to retry, no call made
+    before = {role: len(f.calls) for role, f in fakes.items()}
+    again, fakes2 = run(tmp_path, replies)
+    assert by_id(again)["q1"]["status"] == "dropped" and not any(f.calls for f in fakes2.values())
+    assert again.summary["dropped_by_reason"] == s["dropped_by_reason"] and before["base"] > 0

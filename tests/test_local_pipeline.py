@@ -20,7 +20,7 @@ def test_denoise_runs_on_a_local_transformers_model_with_batched_generation(tiny
     s = result.summary
     # A random model rarely writes "Answer: X": whatever it writes, every sample ends in a final
     # state with its raw responses kept, and the counts add up.
-    assert s["total"] == 6 == s["clean"] + s["relabeled"] + s["dropped"] + s["failed"]
+    assert s["total"] == 6 == s["clean"] + s["relabeled"] + s["confirmed"] + s["dropped"] + s["failed"]
     for rec in result.records:
         base = rec["nodes"]["base"]
         assert base["completion_tokens"] > 0 and base["prompt_tokens"] > 20

@@ -79,7 +79,8 @@ def test_each_prompt_of_the_open_task_is_its_own_template():
     values = prompt_values("Why does Earth have seasons?", None, "open")
     extra = {"reflection": {"previous": "Answer: tilt"}, "context": {"examples": []},
              "reviewer": {"first_source": "After step-by-step reasoning", "reasoning_answer": "r", "context_answer": "c"},
-             "judge": {"label": "given text", "base_answer": "b", "reasoning_answer": "r"}}
+             "judge": {"label": "given text", "base_answer": "b", "reasoning_answer": "r"},
+             "claim": {"claim": "one claim", "label": "given text", "base_answer": "b", "reasoning_answer": "r"}}
     for name in PROMPT_NAMES:
         assert library.source_of(name, "open").endswith(f"{name}_open.jinja")
         assert library.source_of(name, "multiple_choice").endswith(f"/{name}.jinja")
@@ -149,7 +150,8 @@ def minilm():
 
 
 def open_runtime(embedder, **denoise) -> AgentRuntime:
-    config = load_config(None, {"denoise": denoise or None})
+    # the similarity rule alone: the trust score (its own tests: test_trust.py) would ask a judge model
+    config = load_config(None, {"denoise": {"trust": False, **denoise}})
     return AgentRuntime(config=config, task="open", pool=ModelPool(), prompts=PromptLibrary(),
                         texts=TextVectors(embedder))
 

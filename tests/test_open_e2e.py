@@ -91,7 +91,7 @@ def test_the_export_is_the_chat_file_with_only_the_corrected_assistant_turns_cha
     source_lines = {json.loads(line)["id"]: line for line in cleaned["source"].read_text().splitlines()}
     records = {r["id"]: r for r in read_jsonl(cleaned["out"] / "samples.jsonl")}
     out_lines = cleaned["exported"].read_text().splitlines()
-    kept = [sid for sid in source_lines if records[sid]["status"] in ("clean", "relabeled")]
+    kept = [sid for sid in source_lines if records[sid]["status"] in ("clean", "relabeled", "confirmed")]
     assert [json.loads(line)["id"] for line in out_lines] == kept  # input order, dropped ones left out
     for line in out_lines:
         record = json.loads(line)

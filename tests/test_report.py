@@ -48,8 +48,8 @@ def test_report_with_gold_writes_html_plots_and_numbers(run_dir, tmp_path):
     assert not re.search(r"(src|href)=['\"]?(https?:|//)", html)
     data = json.loads((run_dir / "report.json").read_text())
     assert data["gold_metrics"]["detection"]["precision"] == 0.75
-    assert data["counts"] == {"clean": 8, "relabeled": 2, "dropped": 2, "failed": 0, "total": 12, "noisy": 4,
-                              "fine_tuning_set": 10, "human": 0}
+    assert data["counts"] == {"clean": 8, "relabeled": 2, "confirmed": 0, "dropped": 2, "unreadable": 0, "failed": 0,
+                              "total": 12, "noisy": 4, "fine_tuning_set": 10, "human": 0}
 
 
 def test_terminal_table_prints_precision_and_recall(run_dir, tmp_path, capsys):
@@ -137,9 +137,11 @@ def test_the_page_says_what_the_run_did_section_by_section(run_dir, tmp_path):
         "what happened samples share",
         "clean: the experts agreed with the given label; kept as it is 8 66.7%",
         "relabeled: flagged noisy, given a new label confident enough to keep 2 16.7%",
-        "dropped: flagged noisy, but the new label was too uncertain; left out 2 16.7%",
-        "failed: the model calls kept failing; left out 0 0.0%",
-        "fine-tuning set (clean + relabeled) 10 83.3%"]
+        "confirmed: flagged noisy, but relabeled to its given label; kept unchanged 0 0.0%",
+        "dropped: flagged noisy, and either the new label was too uncertain (selection) or no answer could be read "
+        "from the replies (unreadable); left out 2 16.7%",
+        "failed: a model or embedding call kept failing; left out (running again retries it) 0 0.0%",
+        "fine-tuning set (clean + relabeled + confirmed) 10 83.3%"]
     examples = re.search(r"<h2>Example relabels</h2>.*?<table>(.*?)</table>", html, re.S).group(1)
     assert [page_text(row) for row in re.findall(r"<tr>(.*?)</tr>", examples, re.S)][1:] == [
         "q1 Question number 1: which option is right for item 1? A alpha B beta B B B not asked 0.050 kept B beta ✓",

@@ -73,5 +73,6 @@ def make_reasoning_relabeler(rt: AgentRuntime):
 
 def propose(label: str | None, score: float | None, where: str) -> dict:
     if label is None:
-        return {"status": "failed", "error": f"no relabel: the {where} could not be read"}
+        # unreadable, not failed: the replies are stored, so running again would read the same ones
+        return {"status": "unreadable", "error": f"no relabel: the {where} could not be read"}
     return {"proposed_label": label, "score": score, "status": "candidate"}

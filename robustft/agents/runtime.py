@@ -71,7 +71,7 @@ class AgentRuntime:
 
     async def generate(self, role: str, prompt: str | Messages) -> Generation:
         messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
-        return await self.calls.call(self.role_models[role], messages)
+        return await self.calls.call(self.role_models[role], messages, role)
 
     async def similarity(self, a: str, b: str) -> float:
         """Cosine similarity of the embeddings of two texts (open-ended responses)."""

@@ -31,6 +31,6 @@ async def agreement(rt: AgentRuntime, answer: str | None, reference: str | None)
     if answer is None or reference is None:
         return Agreement(False)
     if rt.task != "open":
-        return Agreement(answers_match(answer, reference, rt.task, rt.config.data.numeric_rel_tol))
+        return Agreement(answers_match(answer, reference, rt.task, rt.config.data.numeric_tolerance))
     similarity = await rt.similarity(answer, reference)
     return Agreement(similarity >= rt.config.denoise.open_similarity, similarity)

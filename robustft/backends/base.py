@@ -30,6 +30,9 @@ class Generation:
     # From the top-k alternatives a server returns (`model.top_logprobs`), or the full
     # distribution locally; in nats; None when not available. See `robustft.entropy`.
     token_entropies: list[float] | None = None
+    # Of prompt_tokens, those the server reports it read from its prompt cache (priced at
+    # model.price_cached_input_per_mtok); not kept in the response store.
+    cached_prompt_tokens: int = 0
 
 
 @runtime_checkable

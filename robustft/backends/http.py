@@ -1,23 +1,31 @@
-"""HTTP to OpenAI-compatible servers: any number of replicas, reached over kept-alive connections.
+"""HTTP to OpenAI-compatible servers: any number of replicas, over aiohttp's kept-alive connections.
 
-Plain `http://` servers without a proxy (local `vllm serve` replicas, the usual case at scale) go
-through `robustft.backends.wire`, a minimal HTTP/1.1 client that costs a fraction of aiohttp's CPU
-per call; `https://` and proxied servers through one aiohttp session per event loop.
+`Endpoints(urls, ...)` posts a JSON body to the best-placed replica and returns the checked reply.
+Every URL (plain `http://` replicas, `https://` providers, proxies) goes through one aiohttp
+session per event loop: the library owns the protocol (keep-alive, a connection the server has
+closed is never written to, 1xx interim replies skipped, chunked and read-until-close framing).
 
-`Endpoints(urls, ...)` posts a JSON body to the best-placed replica and returns the reply:
-
-- each call goes to the healthy replica with the fewest calls in flight (ties rotate);
-- a call that fails on a replica with a transport error, a timeout or a 5xx is re-sent at once to
-  another healthy replica not yet tried for it; only when none is left does the error reach the
-  caller, whose retry loop (robustft.agents.runtime) backs off;
-- a replica failing `FAILURES_TO_REST` calls in a row rests for a cooldown (`REST_S`, doubling
-  up to `REST_MAX_S`), then gets one call at a time until one succeeds. A single replica never
-  rests: the caller's backoff and give-up deal with a dead server;
-- 4xx replies are the request's own fault (429: the server's load) and are raised at once,
-  with the server's `Retry-After`.
+- **Timeouts.** Connecting must succeed within `connect_timeout_s` (a dead host fails in seconds);
+  the whole call within `timeout_s`.
+- **Bounded replies.** At most `max_reply_bytes` of body are read, whatever the framing; more is a
+  malformed reply (memory never grows with what a server sends). Compression is not asked for and
+  not undone, so a small compressed body cannot expand past the cap.
+- **No redirects.** A 3xx is an error that names the `Location`: a model server that redirects is
+  a wrong `--base-url`, and following it would re-send the request (and the key) elsewhere.
+- **Replicas.** Each call goes to the healthy replica with the fewest calls in flight (ties
+  rotate). A call that fails on a replica (transport error, timeout, 5xx, a malformed reply) is
+  charged to that replica alone and re-sent at once to another healthy replica not yet tried for
+  it; only when none is left does the error reach the caller, whose retry loop backs off.
+- **Resting.** A replica failing `FAILURES_TO_REST` calls in a row rests for a cooldown (`REST_S`,
+  doubling up to `REST_MAX_S`), then gets one call at a time until one succeeds. A single replica
+  never rests: the caller's backoff and give-up deal with a dead server.
+- 4xx replies are the request's own fault (429: the server's load) and are raised at once, with
+  the server's `Retry-After`. Every reply's headers go to `ratelimit.observe`, which keeps the
+  pacing of the call's model in step with the server's `x-ratelimit-*` counts.
 
 There is no queue here: the connection pool is unbounded, so the calls in flight are exactly
-those the caller's own semaphore lets through.
+those the caller's own semaphore lets through. `Endpoints.send` is the one place a request leaves
+for a server.
 """
 
 from __future__ import annotations
@@ -28,61 +36,87 @@ import time
 import urllib.request
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import Any, Callable, Sequence
-from urllib.parse import urlsplit
+from typing import Any, Callable, Sequence, TypeVar
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import aiohttp
 import orjson
 
+from .. import tracing
 from .errors import BackendError
-from .wire import WireError, WirePool, wire_target
+from .ratelimit import observe as observe_rate_limits
 
 FAILURES_TO_REST = 3
 REST_S = 2.0
 REST_MAX_S = 60.0
+DEFAULT_MAX_REPLY_BYTES = 8 * 1024 * 1024
+DEFAULT_CONNECT_TIMEOUT_S = 10.0
 _SNIPPET_CHARS = 300
 _TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
+
+T = TypeVar("T")
+
+
+class MalformedReply(BackendError):
+    """A reply that is not what the protocol promises: too large, not JSON, a field out of range.
+    Retried like a 5xx, and charged to the replica that sent it."""
+
+    def __init__(self, message: str):
+        super().__init__(message, retryable=True, server_down=False)
 
 
 class Replica:
     """One server URL and what the picker knows about it."""
 
-    __slots__ = ("url", "proxy", "wire", "in_flight", "failures", "rest_until", "cooldown", "sent", "failed")
+    __slots__ = ("url", "auth", "proxy", "in_flight", "failures", "rest_until", "cooldown", "sent", "failed",
+                 "rested")
 
     def __init__(self, url: str):
+        # `http://user:password@host/v1`: the credentials are that host's authorization (HTTP Basic,
+        # instead of the API key) and are kept out of `url`, which messages and summary.json show.
+        parts = urlsplit(url)
+        self.auth: str | None = None
+        if "@" in parts.netloc:
+            self.auth = aiohttp.BasicAuth(unquote(parts.username or ""), unquote(parts.password or "")).encode()
+            url = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
         self.url = url.rstrip("/")
         self.proxy = _proxy_for(self.url)
-        self.wire = wire_target(self.url) if self.proxy is None else None  # (host, port, path prefix)
         self.in_flight = 0
         self.failures = 0  # in a row
         self.rest_until = 0.0
         self.cooldown = REST_S
         self.sent = 0
         self.failed = 0
+        self.rested = 0  # times it was sent to rest
 
     def __repr__(self) -> str:
-        return f"Replica({self.url!r}, in_flight={self.in_flight}, sent={self.sent}, failed={self.failed})"
+        return (f"Replica({self.url!r}, in_flight={self.in_flight}, sent={self.sent}, failed={self.failed}, "
+                f"rested={self.rested})")
 
 
 class Endpoints:
     """The replicas of one server, and the sessions that reach them (see the module docstring)."""
 
     def __init__(self, base_urls: Sequence[str], *, api_key: str | None, timeout_s: float, what: str,
-                 clock: Callable[[], float] = time.monotonic):
+                 connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
+                 max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES, clock: Callable[[], float] = time.monotonic):
         if not base_urls:
             raise ValueError("Endpoints needs at least one base URL")
         self.replicas = [Replica(url) for url in base_urls]
         self.timeout_s = timeout_s
+        self.connect_timeout_s = min(connect_timeout_s, timeout_s)
+        self.max_reply_bytes = max_reply_bytes
         self.what = what
-        self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        # identity: no compressed body to expand past the size cap (and nothing to decompress).
+        self._headers = {"Content-Type": "application/json", "Accept": "application/json",
+                         "Accept-Encoding": "identity"}
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s, connect=self.connect_timeout_s)
         self._clock = clock
         self._next = 0
         self._sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
         self._keepers: dict[asyncio.AbstractEventLoop, Any] = {}
-        self._wire: dict[asyncio.AbstractEventLoop, dict[str, WirePool]] = {}
 
     # -- sessions -------------------------------------------------------------------------------
 
@@ -93,29 +127,16 @@ class Endpoints:
             return session
         await self._keep(loop)
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
-                                        headers=self._headers, timeout=self._timeout)
+                                        headers=self._headers, timeout=self._timeout, auto_decompress=False)
         self._sessions[loop] = session
         return session
 
-    async def _wire_pool(self, replica: Replica) -> WirePool:
-        loop = asyncio.get_running_loop()
-        pools = self._wire.get(loop)
-        if pools is None:
-            await self._keep(loop)
-            pools = self._wire[loop] = {}
-        pool = pools.get(replica.url)
-        if pool is None:
-            host, port, _ = replica.wire  # type: ignore[misc]
-            pool = pools[replica.url] = WirePool(host, port, self._headers)
-        return pool
-
     async def _keep(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Close this loop's connections when the loop ends. asyncio.run() closes every live async
-        generator before it closes the loop, so this closes them even when nobody calls aclose():
+        """Close this loop's session when the loop ends. asyncio.run() closes every live async
+        generator before it closes the loop, so this closes it even when nobody calls aclose():
         no "Unclosed client session" noise."""
-        for old in [lp for lp in {*self._sessions, *self._wire} if lp.is_closed()]:
+        for old in [lp for lp in self._sessions if lp.is_closed()]:
             self._sessions.pop(old, None)
-            self._wire.pop(old, None)
             self._keepers.pop(old, None)
         if loop not in self._keepers:
             keeper = _close_at_loop_end(self, loop)
@@ -124,8 +145,6 @@ class Endpoints:
 
     async def _close_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         session = self._sessions.pop(loop, None)
-        for pool in self._wire.pop(loop, {}).values():
-            pool.close()
         if session is not None and not session.closed:
             await session.close()
 
@@ -139,54 +158,98 @@ class Endpoints:
 
     # -- calls ----------------------------------------------------------------------------------
 
-    async def post_json(self, path: str, payload: Any) -> tuple[Any, Replica]:
-        """POST `payload` as JSON to `path` under a replica's base URL; (parsed reply, replica)."""
-        raw, replica = await self.post(path, orjson.dumps(payload))
-        try:
-            return orjson.loads(raw), replica
-        except orjson.JSONDecodeError as exc:
-            raise BackendError(f"{self.what} at {replica.url}: the reply is not valid JSON ({exc}): "
-                               f"{snippet(raw)!r}", retryable=True) from None
+    async def post_json(self, path: str, payload: Any,
+                        parse: Callable[[Any, Replica], T] | None = None) -> tuple[Any, Replica]:
+        """POST `payload` as JSON to `path` under a replica's base URL; (reply, replica).
 
-    async def post(self, path: str, body: bytes) -> tuple[bytes, Replica]:
+        `parse(data, replica)` turns the decoded JSON into what the caller keeps and raises
+        `MalformedReply` for a reply it cannot use: that counts against the replica like a 5xx
+        (the call moves to another replica). Without it, the decoded JSON is returned."""
+        body = orjson.dumps(payload)
         tried: list[Replica] = []
         last: BackendError | None = None
         while True:
             replica = self._pick(tried)
             if replica is None:
                 raise self._exhausted(last, tried)
-            replica.in_flight += 1
-            replica.sent += 1
             try:
-                if replica.wire is not None:
-                    pool = await self._wire_pool(replica)
-                    reply = await pool.post(replica.wire[2] + path, body, self.timeout_s)
-                    status, raw = reply.status, reply.body
-                    retry_after = reply.retry_after if status in (429, 503) else None
-                else:
-                    session = await self._session()
-                    async with session.post(replica.url + path, data=body, proxy=replica.proxy) as resp:
-                        status = resp.status
-                        raw = await resp.read()
-                        retry_after = resp.headers.get("Retry-After") if status in (429, 503) else None
-            except _TRANSPORT_ERRORS as exc:
-                last = BackendError(f"{self.what} at {replica.url}: {self._describe(exc)}", retryable=True)
+                raw = await self.send(replica, path, body)
+                try:
+                    data = orjson.loads(raw)  # strict JSON: NaN and Infinity are not JSON
+                except orjson.JSONDecodeError as exc:
+                    raise MalformedReply(f"malformed reply from {replica.url}: not JSON ({exc}): "
+                                         f"{snippet(raw)!r}") from None
+                result = parse(data, replica) if parse is not None else data
+            except MalformedReply as exc:
+                last = MalformedReply(f"{self.what}: {exc}")
                 self._failed(replica)
                 tried.append(replica)
+                if tracing.live:
+                    tracing.failover(replica.url, "malformed_reply")
                 continue
-            finally:
-                replica.in_flight -= 1
+            except BackendError as exc:
+                if not exc.retryable or (exc.status_code is not None and exc.status_code < 500):
+                    self._succeeded(replica)  # it answered: the fault is the request's (or a 429)
+                    raise
+                last = exc
+                self._failed(replica)
+                tried.append(replica)
+                if tracing.live:
+                    cause = exc.__cause__
+                    tracing.failover(replica.url, type(cause).__name__ if cause else str(exc.status_code))
+                continue
+            self._succeeded(replica)
+            return result, replica
+
+    async def send(self, replica: Replica, path: str, body: bytes) -> bytes:
+        """One POST to one replica: the reply body of a 2xx, else a BackendError (retryable for a
+        transport failure, a timeout, a 5xx or an oversized reply). Counts the call as sent."""
+        replica.in_flight += 1
+        replica.sent += 1
+        try:
+            for attempt in (0, 1):
+                try:
+                    return await self._post_once(replica, path, body)
+                except aiohttp.ServerDisconnectedError as exc:
+                    # The server closed the connection before any reply: a kept-alive connection it
+                    # shut just as the request went out. One fresh try; a dead server refuses it.
+                    if attempt:
+                        raise BackendError(f"{self.what} at {replica.url}: the server closed the connection "
+                                           "before replying", retryable=True) from exc
+                except _TRANSPORT_ERRORS as exc:
+                    raise BackendError(f"{self.what} at {replica.url}: {self._describe(exc)}",
+                                       retryable=True) from exc
+            raise AssertionError("unreachable")
+        finally:
+            replica.in_flight -= 1
+
+    async def _post_once(self, replica: Replica, path: str, body: bytes) -> bytes:
+        session = await self._session()
+        cap = self.max_reply_bytes
+        headers = {"Authorization": replica.auth} if replica.auth else None
+        async with session.post(replica.url + path, data=body, proxy=replica.proxy, allow_redirects=False,
+                                headers=headers) as resp:
+            status = resp.status
+            observe_rate_limits(resp.headers)  # x-ratelimit-*, for the pacing of the call's model
+            length = resp.content_length
+            if length is not None and length > cap:
+                resp.close()  # never read it, never reuse the connection
+                raise MalformedReply(f"malformed reply from {replica.url}: body of {length} bytes, over "
+                                     f"model.max_reply_bytes = {cap}")
+            if length is not None:
+                raw = await resp.read()
+            else:  # chunked or until the connection closes: count while reading
+                raw = await _read_capped(resp, cap, replica.url)
+            if status < 300:
+                return raw
             if status < 400:
-                self._succeeded(replica)
-                return raw, replica
-            error = BackendError(f"{self.what} at {replica.url}: HTTP {status}: {error_text(raw)}",
-                                 status_code=status, retry_after=parse_retry_after(retry_after))
-            if status < 500:
-                self._succeeded(replica)  # it answered: the fault is the request's
-                raise error
-            last = error
-            self._failed(replica)
-            tried.append(replica)
+                location = resp.headers.get("Location", "(no Location header)")
+                raise BackendError(
+                    f"{self.what} at {replica.url}: HTTP {status} redirect to {location}; robustft does not "
+                    "follow redirects: use the final URL as the base URL", status_code=status, retryable=False)
+            retry_after = resp.headers.get("Retry-After") if status in (429, 503) else None
+        raise BackendError(f"{self.what} at {replica.url}: HTTP {status}: {error_text(raw)}",
+                           status_code=status, retry_after=parse_retry_after(retry_after))
 
     # -- health ---------------------------------------------------------------------------------
 
@@ -217,6 +280,7 @@ class Endpoints:
             if r.rest_until <= now:  # calls already out when it was rested do not extend the rest
                 r.rest_until = now + r.cooldown
                 r.cooldown = min(r.cooldown * 2, REST_MAX_S)
+                r.rested += 1
 
     @staticmethod
     def _succeeded(r: Replica) -> None:
@@ -231,7 +295,7 @@ class Endpoints:
                 return last
             return BackendError(f"{self.what}: failed on {len(tried)} of {n} replicas, the others resting; "
                                 f"last: {last}", status_code=last.status_code, retry_after=last.retry_after,
-                                retryable=True)
+                                retryable=True, server_down=last.server_down)
         now = self._clock()
         waits = [r.rest_until - now for r in self.replicas if r.rest_until > now]
         wait = min(waits) if waits else 1.0
@@ -240,21 +304,35 @@ class Endpoints:
                             f"the next is tried again in {wait:.1f} s", retry_after=wait, retryable=True)
 
     def _describe(self, exc: BaseException) -> str:
+        if isinstance(exc, aiohttp.ConnectionTimeoutError):
+            return f"cannot connect within {self.connect_timeout_s:g} s (model.connect_timeout_s)"
         if isinstance(exc, asyncio.TimeoutError):
             return f"no reply within {self.timeout_s:g} s (model.timeout_s)"
         if isinstance(exc, aiohttp.ClientConnectorError):
             return f"cannot connect ({exc.os_error.strerror or exc.os_error})"
-        if isinstance(exc, aiohttp.ServerDisconnectedError):
-            return "the server closed the connection before replying"
-        if isinstance(exc, WireError):
-            return str(exc)
+        if isinstance(exc, aiohttp.ClientPayloadError):
+            return f"the reply broke off ({exc})"
         if isinstance(exc, ConnectionRefusedError):
             return f"cannot connect ({exc.strerror or exc})"
         return f"{type(exc).__name__}: {exc}"
 
     def stats(self) -> list[dict[str, Any]]:
-        """Per replica: calls sent and failed (transport errors and 5xx), calls in flight."""
-        return [{"url": r.url, "sent": r.sent, "failed": r.failed, "in_flight": r.in_flight} for r in self.replicas]
+        """Per replica: calls sent and failed (transport errors, 5xx, malformed replies), times
+        rested, calls in flight."""
+        return [{"url": r.url, "sent": r.sent, "failed": r.failed, "rested": r.rested, "in_flight": r.in_flight}
+                for r in self.replicas]
+
+
+async def _read_capped(resp: aiohttp.ClientResponse, cap: int, url: str) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_any():
+        size += len(chunk)
+        if size > cap:
+            resp.close()
+            raise MalformedReply(f"malformed reply from {url}: body over model.max_reply_bytes = {cap}")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def _close_at_loop_end(endpoints: "Endpoints", loop: asyncio.AbstractEventLoop):
@@ -293,7 +371,7 @@ def parse_retry_after(value: str | None) -> float | None:
 
 def snippet(raw: bytes | str) -> str:
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-    text = " ".join(text.split())
+    text = " ".join(text[:_SNIPPET_CHARS * 4].split())
     return text if len(text) <= _SNIPPET_CHARS else text[:_SNIPPET_CHARS] + "..."
 
 

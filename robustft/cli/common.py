@@ -57,13 +57,23 @@ def add_data_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--question-column", metavar="NAME", help="column holding the question (default question)")
     g.add_argument("--answer-column", metavar="NAME", help="column holding the answer (default answer)")
     g.add_argument("--options-column", metavar="NAME", help="column holding multiple-choice options (default options)")
+    g.add_argument("--options-columns", metavar="A,B,C,D", type=_column_list,
+                   help="one column per option, in order (default: recognised by name, e.g. A..E, option_a.., opa..)")
     g.add_argument("--id-column", metavar="NAME", help="column holding unique ids (default id; none: row numbers)")
     g.add_argument("--split", metavar="NAME", help="split of a hub dataset or DatasetDict (default train, or the only one)")
 
 
 def data_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {"data.question_column": args.question_column, "data.answer_column": args.answer_column,
-            "data.options_column": args.options_column, "data.id_column": args.id_column, "data.split": args.split}
+            "data.options_column": args.options_column, "data.options_columns": args.options_columns,
+            "data.id_column": args.id_column, "data.split": args.split}
+
+
+def _column_list(text: str) -> list[str]:
+    names = [c.strip() for c in text.split(",")]
+    if len(names) < 2 or not all(names):
+        raise argparse.ArgumentTypeError(f"{text!r}: give two or more column names separated by commas, e.g. A,B,C,D")
+    return names
 
 
 def failed_exit(summary: dict[str, Any]) -> int:

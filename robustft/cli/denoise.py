@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ..errors import ConfigError
 from .common import (DATA_HELP, add_data_flags, add_embedding_flags, add_model_flags, data_overrides,
                      embedding_overrides, failed_exit, model_overrides, print_to_pager)
 
@@ -23,6 +24,12 @@ def add_denoise(sub) -> None:
     add_embedding_flags(p)
     p.add_argument("--concurrency", type=int, metavar="N", help="model calls in flight at once (default 32)")
     p.add_argument("--limit", type=int, metavar="N", help="take only the first N rows")
+    p.add_argument("--batch-api", action="store_true", default=None,
+                   help="send the model calls through the OpenAI Batch API (/v1/files, /v1/batches) at its batch "
+                        "price: slower, cheaper, the same outputs; a stopped run collects its batches")
+    p.add_argument("--max-cost", type=float, metavar="USD",
+                   help="stop before the model calls cost more than USD in total (needs model.price_* in the "
+                        "config); exit 4 with progress kept, and a higher cap continues paying nothing twice")
     p.add_argument("--max-tokens", type=int, metavar="N", help="max tokens per response (default 512)")
     p.add_argument("--beta", type=float, help="fraction of relabeled samples kept (default 0.5)")
     p.add_argument("--k", type=int, help="clean examples shown to the context relabeler (default 3)")
@@ -38,7 +45,10 @@ def add_denoise(sub) -> None:
                    help="a label letter past the last option: stop with an error (default) or keep it to be relabeled")
     p.add_argument("--dry-run", action="store_true",
                    help="check and print every prompt for the first sample and estimate the calls and tokens of "
-                        "the whole run; calls no model and writes nothing")
+                        "the whole run (and with prices, its cost); calls no model and writes nothing")
+    p.add_argument("--pilot", type=int, metavar="N",
+                   help="with --dry-run: first run the first N rows for real (paid, into --out, reused by the full "
+                        "run), and calibrate the estimate with what they measured")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--executor", choices=["local", "ray"],
                    help="where the samples run: this process (default) or a Ray cluster (pip install 'robustft[ray]'; "
@@ -46,6 +56,12 @@ def add_denoise(sub) -> None:
     p.add_argument("--ray-address", metavar="ADDR",
                    help="with --executor ray: the cluster to join ('auto', HOST:6379 or ray://HOST:10001); default: "
                         "start Ray on this machine")
+    p.add_argument("--otel", action="store_true", default=None,
+                   help="OpenTelemetry traces (pip install 'robustft[otel]'): spans per run, sample, node and model "
+                        "call, exported over OTLP as the OTEL_EXPORTER_OTLP_* variables say (default: on when "
+                        "OTEL_EXPORTER_OTLP_ENDPOINT is set)")
+    p.add_argument("--otel-content", action="store_true", default=None,
+                   help="with tracing: put the messages and replies (keys redacted) in the spans (default: none)")
     add_data_flags(p)
     p.set_defaults(handler=_denoise)
 
@@ -59,32 +75,61 @@ def _denoise(args: argparse.Namespace) -> int:
                       "data.out_of_range_labels": args.out_of_range_labels,
                       "denoise.concurrency": args.concurrency, "denoise.beta": args.beta, "denoise.k": args.k,
                       "denoise.checker": args.checker, "denoise.reflection_rounds": args.reflection_rounds,
-                      "denoise.review": args.review,
+                      "denoise.review": args.review, "denoise.max_cost_usd": args.max_cost,
+                      "denoise.batch_api": args.batch_api,
                       "denoise.prompts_dir": args.prompts_dir, "run.executor": args.executor,
-                      "run.ray_address": args.ray_address, **embedding_overrides(args), **data_overrides(args)})
+                      "run.ray_address": args.ray_address, "run.otel": args.otel, "run.otel_content": args.otel_content,
+                      **embedding_overrides(args), **data_overrides(args)})
     config = load_config(args.config, overrides)
+    if args.pilot is not None and not args.dry_run:
+        raise ConfigError("--pilot N goes with --dry-run (a pilot calibrates the dry run's estimate); drop it, "
+                          "or add --dry-run")
     if args.dry_run:
         from ..run.dryrun import describe_dry_run, dry_run
 
-        print_to_pager(describe_dry_run(dry_run(config), config))
+        pilot = _pilot(config, args.pilot, progress=not args.quiet) if args.pilot is not None else None
+        print_to_pager(describe_dry_run(dry_run(config, pilot=pilot), config))
         return 0
     result = denoise(config, progress=not args.quiet)
     print(describe_run(result.summary, result.out_dir))
     return failed_exit(result.summary)
 
 
+def _pilot(config, rows: int, *, progress: bool):
+    """The real run on the first `rows` rows (into --out, where the full run reuses it), measured."""
+    from ..run.dryrun import measure_pilot
+    from ..run.runner import denoise
+
+    if rows < 1:
+        raise ConfigError(f"--pilot {rows}: give a number of rows, at least 1 (20 to 50 is plenty)")
+    if config.out is None:
+        raise ConfigError("--pilot needs --out DIR: the pilot's calls are paid, and the full run reuses them there")
+    limit = min(rows, config.data.limit) if config.data.limit else rows
+    pilot_config = config.model_copy(update={"data": config.data.model_copy(update={"limit": limit})})
+    result = denoise(pilot_config, progress=progress)
+    return measure_pilot(result.out_dir, limit)
+
+
 def describe_run(summary: dict[str, Any], out_dir: Path) -> str:
     from ..run.rundir import DENOISED, SAMPLES, SUMMARY
 
-    s, sel = summary, summary["selection"]
+    from ..run.outputs import describe_counts, kept_count
+
+    s = summary
     return "\n".join([
-        f"{s['total']} samples: {s['clean']} clean, {s['noisy']} flagged noisy -> {s['relabeled']} relabeled "
-        f"and kept, {s['dropped']} dropped by selection (beta={sel['beta']}), {s['failed']} failed",
-        f"fine-tuning set: {s['clean'] + s['relabeled']} samples in {out_dir / DENOISED}",
+        describe_counts(s),
+        f"fine-tuning set: {kept_count(s)} samples in {out_dir / DENOISED}",
         f"every sample's path: {out_dir / SAMPLES}   counts and config: {out_dir / SUMMARY}",
         f"model calls: {s['model_calls']['total']}, tokens: {s['tokens']['prompt']} prompt + "
         f"{s['tokens']['completion']} completion, wall time {s['wall_time_s']:.1f} s",
+        *([describe_cost(s["cost"])] if s.get("cost") else []),
     ])
+
+
+def describe_cost(cost: dict[str, Any]) -> str:
+    from ..agents.cost import describe
+
+    return "cost: " + describe(cost)
 
 
 def add_demo(sub) -> None:

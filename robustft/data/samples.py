@@ -37,7 +37,8 @@ from typing import Any, Iterator
 from ..answers import letters, normalize_label, parse_number
 from ..config import DataConfig
 from ..errors import InputError
-from .records import Row, Table, json_type
+from .choices import OptionLayout, find_layout, likely_option_columns
+from .records import Row, Table, json_type, load_json
 from .shapes import SHAPE_HINT, Shape, ShapeError, parse_row, recognise
 from .sources import open_source
 
@@ -72,6 +73,7 @@ class DataSource:
     columns: list[str]         # every column / top-level key, in order
     answer_column: str         # the column holding the answer (Alpaca: output; chats: the conversation)
     split: str | None = None
+    options_layout: OptionLayout | None = None  # multiple choice: where the options are, how answers are written
 
 
 @dataclass
@@ -144,6 +146,36 @@ def _as_text(value: Any, ctx: _RowContext, field_name: str) -> str:
     raise ctx.error(field_name, f"is {json_type(value)}, not text", fix="write this field as a string")
 
 
+def _check_text(values: dict[str, Any], ctx: _RowContext) -> None:
+    """No text in the row that robustft cannot keep: a NUL character (a binary file, or text that
+    files and spreadsheets cut off) or a lone surrogate (`\\ud800` in JSON: half of a character,
+    which no UTF-8 file can hold). Checked for every field, nested ones too, before anything is
+    written."""
+    def bad(value: Any) -> str | None:
+        if isinstance(value, str):
+            if "\x00" in value:
+                return "holds a NUL character (\\u0000)"
+            if not value.isascii():
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError as e:
+                    return f"holds a lone surrogate ({value[e.start]!r}: half of a character) at position {e.start}"
+            return None
+        if isinstance(value, dict):
+            return next((b for b in map(bad, list(value.keys()) + list(value.values())) if b), None)
+        if isinstance(value, (list, tuple)):
+            return next((b for b in map(bad, value) if b), None)
+        return None
+
+    for name, value in values.items():
+        problem = bad(name) if isinstance(name, str) else None
+        problem = problem or bad(value)
+        if problem:
+            raise ctx.error(str(name).encode("utf-8", "backslashreplace").decode(), problem,
+                            fix="remove or replace that character in the data (a JSON file may spell it as an "
+                                "escape such as \\u0000 or \\ud800)")
+
+
 def _parse_options(raw: Any, ctx: _RowContext, col: str) -> list[str] | None:
     """The options list, or None when the field is empty."""
     if raw is None or (isinstance(raw, float) and math.isnan(raw)):
@@ -153,7 +185,7 @@ def _parse_options(raw: Any, ctx: _RowContext, col: str) -> list[str] | None:
         if not raw.strip():
             return None
         try:
-            parsed = json.loads(raw)
+            parsed = load_json(raw)
         except json.JSONDecodeError:
             shown = raw if len(raw) <= 60 else raw[:57] + "..."
             hint = (" (it looks like a Python list: JSON needs double quotes)"
@@ -222,10 +254,29 @@ def load_dataset(cfg: DataConfig, path: Any = None, *, out_of_range_labels: str 
     return load_source(cfg, path)[1]
 
 
+def _layout(table: Table, cfg: DataConfig) -> OptionLayout | None:
+    """The multiple-choice layout (`robustft.data.choices`), when the task may be multiple choice."""
+    if cfg.task not in ("auto", "multiple_choice"):
+        return None
+    if cfg.options_columns:
+        missing = [c for c in cfg.options_columns if c not in table.columns]
+        if missing:
+            raise InputError(f"--options-columns names {', '.join(repr(c) for c in missing)}, not in the data "
+                             f"({table.noun} found: {', '.join(repr(c) for c in table.columns)})", path=table.path,
+                             field=missing[0], fix="name the columns that hold the options, in order, e.g. "
+                                                   "--options-columns A,B,C,D")
+    return find_layout(table.columns, [r.values for r in table.rows], options_column=cfg.options_column,
+                       options_columns=cfg.options_columns, answer_column=cfg.answer_column)
+
+
 def build_dataset(table: Table, cfg: DataConfig) -> Dataset:
+    layout = _layout(table, cfg)
+    if layout is not None and cfg.answer_column not in table.columns and layout.answer_column in table.columns:
+        cfg = cfg.model_copy(update={"answer_column": layout.answer_column})  # ARC's answerKey, a `label`
     shape = recognise(table.columns, cfg, table.rows[0].values if table.rows else None)
     columns = set(table.columns)
-    idcol, ocol = cfg.id_column, cfg.options_column
+    idcol = cfg.id_column
+    ocol = layout.columns[0] if layout is not None else cfg.options_column
     if shape.name == "table":
         if cfg.question_column not in columns:
             raise _missing_column(table, cfg.question_column, "question")
@@ -241,15 +292,15 @@ def build_dataset(table: Table, cfg: DataConfig) -> Dataset:
         raise InputError(f"missing field '{shape.column}' (data.format is {shape.name}; {table.noun} found: "
                          f"{', '.join(repr(c) for c in table.columns)})", path=table.path, field=shape.column,
                          fix="set data.conversation_column to the field that holds the conversation")
-    if cfg.task == "multiple_choice" and ocol not in columns:
+    if cfg.task == "multiple_choice" and layout is None:
         raise _missing_column(table, ocol, "options", why=" (data.task is multiple_choice)")
     has_id = idcol in columns
-    use_options = ocol in columns and cfg.task in ("auto", "multiple_choice")
 
     parsed: list[_Parsed] = []
     first_row_of: dict[str, int] = {}
     for row in table.rows:
         ctx = _RowContext(table, row)
+        _check_text(row.values, ctx)
         if has_id:
             sample_id = _as_text(row.values.get(idcol), ctx, idcol).strip()
             if not sample_id:
@@ -264,16 +315,31 @@ def build_dataset(table: Table, cfg: DataConfig) -> Dataset:
         else:
             sample_id = str(row.number - 1)
         question, label, conversation, used = _question_and_answer(shape, row, ctx, cfg)
-        options = _parse_options(row.values.get(ocol), ctx, ocol) if use_options else None
+        options = None
+        if layout is not None and layout.kind == "list":
+            options = _parse_options(row.values.get(ocol), ctx, ocol)  # the checks as before, word for word
+        elif layout is not None:
+            try:
+                options = layout.options(row.values)
+            except ValueError as e:
+                raise ctx.error(ocol, str(e), fix=f"give every row its options, e.g. {_OPTIONS_EXAMPLE}") from None
+            if options is not None and len(options) > _MAX_OPTIONS:
+                raise ctx.error(ocol, f"has {len(options)} options; at most {_MAX_OPTIONS} are supported",
+                                fix="split the question or reduce its options")
+        if layout is not None and options:
+            label = layout.answer_text(label, row.values, len(options))
         parsed.append(_Parsed(row, sample_id, question, label, options, conversation, used))
 
     task = _decide_task(cfg.task, parsed, table, ocol)
+    if task != "multiple_choice" and cfg.task == "auto":
+        _check_not_unseen_choices(parsed, table, _answer_field(shape, cfg))
     samples = []
     for item in parsed:
         ctx = _RowContext(table, item.row, item.sample_id if has_id else None)
         label = _normalise(item, task, ctx, _answer_field(shape, cfg), ocol,
                            keep_out_of_range=cfg.out_of_range_labels == "keep")
-        used = item.used | ({idcol} if has_id else set()) | ({ocol} if task == "multiple_choice" else set())
+        option_cols = set(layout.columns) if layout is not None else set()
+        used = item.used | ({idcol} if has_id else set()) | (option_cols if task == "multiple_choice" else set())
         extra = {k: v for k, v in item.row.values.items() if k not in used}
         samples.append(Sample(id=item.sample_id, question=item.question, label=label,
                               options=item.options if task == "multiple_choice" else None,
@@ -282,8 +348,33 @@ def build_dataset(table: Table, cfg: DataConfig) -> Dataset:
     if table.kind not in ("hub", "records"):
         path = path.resolve()
     source = DataSource(location=str(path), kind=table.kind, shape=shape.name, columns=list(table.columns),
-                        answer_column=_answer_field(shape, cfg), split=table.split)
+                        answer_column=_answer_field(shape, cfg), split=table.split,
+                        options_layout=layout if task == "multiple_choice" else None)
     return Dataset(samples=samples, task=task, path=path, source=source)
+
+
+_LETTER_LABEL = frozenset("ABCDEFGH")  # capitals: a lowercase "a" is as likely a word as an option
+
+
+def _check_not_unseen_choices(parsed: list[_Parsed], table: Table, acol: str) -> None:
+    """Answers that are all option letters (or all small integers, beside columns that look like
+    options) with no options found: a multiple-choice file read as text would waste every call."""
+    labels = [p.label.strip().strip("().") for p in parsed]
+    if not labels:
+        return
+    likely = likely_option_columns(table.columns)
+    as_letters = all(len(x) == 1 and x in _LETTER_LABEL for x in labels)
+    # small integers are often counts: only beside two or more columns that look like options
+    as_numbers = all(x.isdigit() and int(x) < 10 for x in labels)
+    if not (as_letters or (as_numbers and len(likely) >= 2)):
+        return
+    what = "an option letter" if as_letters else "a small integer (an option position?)"
+    near = f"; columns that look like options: {', '.join(repr(c) for c in likely)}" if likely else ""
+    raise InputError(
+        f"every answer is {what}, but no options were found{near} ({table.noun} found: "
+        f"{', '.join(repr(c) for c in table.columns)})", path=table.path, field=acol,
+        fix="name the option columns in order with --options-columns A,B,C,D (or data.options_columns), or put the "
+            "options in an 'options' column as a JSON list; if the answers really are short text, set --task text")
 
 
 def _answer_field(shape: Shape, cfg: DataConfig) -> str:

@@ -113,7 +113,7 @@ async def _ask(chat_model: Any, messages: list[dict[str, str]], cfg: ModelConfig
 
 
 async def score_samples(dataset: Dataset, chat_model: Any, prompts: PromptLibrary, cfg: ModelConfig, *,
-                        instruction: str = "", concurrency: int = 32, rel_tol: float = 1e-2,
+                        instruction: str = "", concurrency: int = 32, tolerance: float = 1e-2,
                         progress: bool = False) -> list[dict[str, Any]]:
     """One prediction record per sample, in dataset order.
 
@@ -139,7 +139,7 @@ async def score_samples(dataset: Dataset, chat_model: Any, prompts: PromptLibrar
         if s.options is not None:
             rec["options"] = s.options
         rec.update({"label": s.label, "prediction": pred,
-                    "correct": answers_match(pred, s.label, task, rel_tol=rel_tol),
+                    "correct": answers_match(pred, s.label, task, tolerance=tolerance),
                     "response": text, "error": error})
         return rec
 
@@ -222,7 +222,7 @@ def evaluate(config: RobustFTConfig, *, data: str | Path | None = None, model: s
     async def run() -> list[dict[str, Any]]:
         try:
             return await score_samples(dataset, backend, prompts, mc, instruction=config.data.instruction,
-                                       concurrency=config.eval.concurrency, rel_tol=config.data.numeric_rel_tol,
+                                       concurrency=config.eval.concurrency, tolerance=config.data.numeric_tolerance,
                                        progress=progress)
         finally:
             if chat_model is None and hasattr(backend, "aclose"):

@@ -33,6 +33,7 @@ from .. import __version__
 from ..config import ModelConfig, RobustFTConfig, resolve_config_paths
 from ..errors import ConfigError
 from ..files import write_json, write_text
+from ..run.outputs import kept_count
 from ..run.rundir import DENOISED
 
 __all__ = ["ExperimentResult", "METHOD_NAMES", "run_experiment", "format_table"]
@@ -121,10 +122,12 @@ def run_experiment(config: RobustFTConfig, *, config_path: str | Path | None = N
     if "robustft" in methods:
         stage(f"denoise {config.data.path} with {config.model.name} -> {out_dir / 'denoise'}")
         result = denoise(config.model_copy(update={"out": out_dir / "denoise"}), progress=progress)
-        denoise_summary = {k: result.summary[k] for k in ("total", "clean", "noisy", "relabeled", "dropped", "failed")}
+        denoise_summary = {k: result.summary.get(k, 0)
+                           for k in ("total", "clean", "noisy", "relabeled", "confirmed", "dropped", "failed")}
         d = denoise_summary
-        log(f"      {d['total']} samples: {d['clean']} clean, {d['relabeled']} relabeled and kept, {d['dropped']} "
-            f"dropped, {d['failed']} failed -> {d['clean'] + d['relabeled']} in denoised.jsonl")
+        log(f"      {d['total']} samples: {d['clean']} clean, {d['relabeled']} relabeled (label changed), "
+            f"{d['confirmed']} confirmed, {d['dropped']} dropped, {d['failed']} failed -> {kept_count(d)} in "
+            "denoised.jsonl")
 
     rows = []
     for method in methods:

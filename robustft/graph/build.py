@@ -82,7 +82,7 @@ def _step(node: Node, route: Route, destinations: tuple[str, ...]):
 
 
 def _next_unless_failed(next_node: str) -> Route:
-    return lambda state: END if state.get("status") == "failed" else next_node
+    return lambda state: END if state.get("status") in ("failed", "unreadable") else next_node
 
 
 def _end(state: SampleState) -> str:
@@ -92,27 +92,34 @@ def _end(state: SampleState) -> str:
 def build_graph(rt: AgentRuntime) -> StateGraph:
     ablate = set(rt.config.denoise.ablate)
     g = StateGraph(Batch)
+    tracing = getattr(rt.calls, "tracing", None)
+
+    def add(name: str, node: Node, route: Route, destinations: tuple[str, ...]) -> None:
+        if tracing is not None:  # a span per node step; the sample's span ends when its route leaves
+            node, route = tracing.node(name, node), tracing.route(route, END)
+        g.add_node(name, _step(node, route, destinations))
+
     after_base = "checker" if "reasoning" in ablate else "reasoning"
-    g.add_node("base", _step(make_base_expert(rt), _next_unless_failed(after_base), (after_base, END)))
+    add("base", make_base_expert(rt), _next_unless_failed(after_base), (after_base, END))
     if "reasoning" not in ablate:
-        g.add_node("reasoning", _step(make_reasoning_expert(rt), _next_unless_failed("checker"), ("checker", END)))
+        add("reasoning", make_reasoning_expert(rt), _next_unless_failed("checker"), ("checker", END))
 
     if "context" in ablate:
         def to_relabel(state: SampleState) -> str:
             return "reasoning_relabel" if state.get("status") == "noisy" else END
 
-        g.add_node("checker", _step(make_checker(rt), to_relabel, ("reasoning_relabel", END)))
-        g.add_node("reasoning_relabel", _step(make_reasoning_relabeler(rt), _end, (END,)))
+        add("checker", make_checker(rt), to_relabel, ("reasoning_relabel", END))
+        add("reasoning_relabel", make_reasoning_relabeler(rt), _end, (END,))
         g.add_conditional_edges(START, lambda batch: [Send("base", s) for s in batch["samples"]], ["base"])
         return g
 
     # Clean and failed samples are done after the checker; noisy ones wait at the barrier.
-    g.add_node("checker", _step(make_checker(rt), _end, (END,)))
+    add("checker", make_checker(rt), _end, (END,))
     if "reviewer" in ablate:
-        g.add_node(BARRIER, _step(make_context_relabeler(rt), _end, (END,)))
+        add(BARRIER, make_context_relabeler(rt), _end, (END,))
     else:
-        g.add_node(BARRIER, _step(make_context_relabeler(rt), _next_unless_failed("reviewer"), ("reviewer", END)))
-        g.add_node("reviewer", _step(make_reviewer(rt), _end, (END,)))
+        add(BARRIER, make_context_relabeler(rt), _next_unless_failed("reviewer"), ("reviewer", END))
+        add("reviewer", make_reviewer(rt), _end, (END,))
 
     def enter(batch: Batch) -> list[Send]:
         return [Send(BARRIER if s.get("examples") is not None else "base", s) for s in batch["samples"]]

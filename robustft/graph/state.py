@@ -6,14 +6,17 @@ Nodes return partial updates; `nodes` merges per-node records, so each node adds
 A sample passes through the graph in at most two invocations, either side of the barrier:
 detection (START -> base -> reasoning -> checker) ends with status `clean`, `failed`, or `noisy`
 (waiting for the clean index of the whole dataset); relabeling re-enters at `context` with the
-retrieved `examples` in the state and ends `candidate` (a relabel for selection) or `failed`.
+retrieved `examples` in the state and ends `candidate` (a relabel for selection), `unreadable` (no
+answer could be read from the replies, even after the re-asks: the record says dropped, reason
+unreadable, since running again would read the same stored replies) or `failed` (a model or
+embedding call kept failing: running again retries it).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal, TypedDict
 
-Status = Literal["pending", "clean", "noisy", "candidate", "failed"]
+Status = Literal["pending", "clean", "noisy", "candidate", "unreadable", "failed"]
 
 
 def merge_records(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str, Any]:
@@ -50,6 +53,10 @@ class SampleState(TypedDict, total=False):
     status: Status
     proposed_label: str | None   # the relabel that selection will keep or drop
     score: float | None          # the selection score of `proposed_label`
+    trust: float | None          # open-ended: the given response's trust score (agents/trust.py)
+    trust_signals: dict[str, Any] | None
+    relabel_trust: float | None  # denoise.trust_selection: the proposed response's trust score
+    relabel_trust_signals: dict[str, Any] | None
     error: str | None
 
 

@@ -35,6 +35,7 @@ from ..config import RobustFTConfig
 from ..errors import ConfigError
 from ..files import write_json, write_text
 from .metrics import GoldLabels, match_gold, pct, run_gold_metrics
+from ..run.outputs import kept_count
 from ..run.rundir import STORE, load_run
 
 SWITCHES = {"reasoning": "no-reasoning", "checker": "no-checker", "context": "no-context",
@@ -77,8 +78,9 @@ class VariantResult:
     def row(self) -> dict[str, Any]:
         s = self.summary
         row = {"variant": self.name, "ablate": self.ablate, "dir": str(self.out_dir), "total": s["total"],
-               "flagged": s["noisy"], "clean": s["clean"], "relabeled": s["relabeled"], "dropped": s["dropped"],
-               "failed": s["failed"], "fine_tuning_set": s["clean"] + s["relabeled"],
+               "flagged": s["noisy"], "clean": s["clean"], "relabeled": s["relabeled"],
+               "confirmed": s.get("confirmed", 0), "dropped": s["dropped"],
+               "failed": s["failed"], "fine_tuning_set": kept_count(s),
                "calls": s["model_calls"]["total"], "calls_paid": self.calls_paid, "calls_reused": self.calls_reused}
         if self.metrics:
             m = self.metrics

@@ -23,6 +23,7 @@ def counts_of(run: RunFiles) -> dict[str, int]:
     out = {s: c.get(s, 0) for s in FINAL_STATUSES}
     out["total"] = len(run.records)
     out["noisy"] = sum(1 for r in run.records if r.get("decision") == "noisy")
+    out["unreadable"] = sum(1 for r in run.records if r["status"] == "dropped" and r.get("reason") == "unreadable")
     ft = run.fine_tuning_set()
     out["fine_tuning_set"] = len(ft)
     out["human"] = sum(1 for d in ft if d.get("source") == "human")
@@ -44,12 +45,12 @@ def role_agreement(run: RunFiles, gold: dict[str, str] | None) -> list[dict[str,
         ran = len(asked)
         if not ran:
             continue
-        agree = sum(answers_match(a, r["original_label"], run.task, run.rel_tol) for r, a in answered)
+        agree = sum(answers_match(a, r["original_label"], run.task, run.tolerance) for r, a in answered)
         row = {"role": role, "ran": ran, "answered": len(answered), "agrees_with_label": agree,
                "label_agreement": agree / len(answered) if answered else None}
         if gold is not None:
             g = [(r, a) for r, a in answered if r["id"] in gold]
-            right = sum(answers_match(a, gold[r["id"]], run.task, run.rel_tol) for r, a in g)
+            right = sum(answers_match(a, gold[r["id"]], run.task, run.tolerance) for r, a in g)
             row.update(with_gold=len(g), right=right, gold_accuracy=right / len(g) if g else None)
         rows.append(row)
     return rows

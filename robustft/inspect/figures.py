@@ -15,7 +15,7 @@ from .counts import ROLE_NAMES
 
 __all__ = ["COLORS", "fig_gold", "fig_labels", "fig_outcomes", "fig_roles", "fig_scores", "save_png"]
 
-COLORS = {"clean": "#4e9a57", "relabeled": "#3d73b5", "dropped": "#e08a2c", "failed": "#c8413f",
+COLORS = {"clean": "#4e9a57", "relabeled": "#3d73b5", "confirmed": "#8fb3de", "dropped": "#e08a2c", "failed": "#c8413f",
           "right": "#4e9a57", "wrong": "#c8413f", "neutral": "#9aa3ad", "label": "#3d73b5", "gold": "#4e9a57"}
 
 
@@ -25,7 +25,8 @@ def _plt():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "axes.titleweight": "bold",
+    # text.parse_math off: a label such as "$\\boxed{5}$" is shown as written, never parsed as mathtext
+    plt.rcParams.update({"text.parse_math": False, "font.size": 10, "axes.titlesize": 11, "axes.titleweight": "bold",
                          "axes.spines.top": False, "axes.spines.right": False, "figure.dpi": 110,
                          "savefig.dpi": 110, "savefig.bbox": "tight"})
     return plt
@@ -51,7 +52,8 @@ def fig_scores(run: RunFiles, gold: dict[str, str] | None):
     import numpy as np
 
     plt = _plt()
-    cands = [r for r in run.records if r["status"] in ("relabeled", "dropped")]
+    cands = [r for r in run.records if r["status"] in ("relabeled", "confirmed", "dropped")
+             and r.get("reason") != "unreadable"]
     scored = [r for r in cands if r.get("score") is not None]
     fig, ax = plt.subplots(figsize=(7.5, 3.4))
     sel = run.selection
@@ -75,13 +77,14 @@ def fig_scores(run: RunFiles, gold: dict[str, str] | None):
     if gold is not None:
         groups = [("new label right", COLORS["right"],
                    [r["score"] for r in scored if r["id"] in gold and answers_match(
-                       str(r.get("proposed_label")), gold[r["id"]], run.task, run.rel_tol)]),
+                       str(r.get("proposed_label")), gold[r["id"]], run.task, run.tolerance)]),
                   ("new label wrong", COLORS["wrong"],
                    [r["score"] for r in scored if r["id"] in gold and not answers_match(
-                       str(r.get("proposed_label")), gold[r["id"]], run.task, run.rel_tol)]),
+                       str(r.get("proposed_label")), gold[r["id"]], run.task, run.tolerance)]),
                   ("no gold label", COLORS["neutral"], [r["score"] for r in scored if r["id"] not in gold])]
     else:
-        groups = [("kept (relabeled)", COLORS["relabeled"], [r["score"] for r in scored if r["status"] == "relabeled"]),
+        groups = [("kept (relabeled or confirmed)", COLORS["relabeled"],
+                   [r["score"] for r in scored if r["status"] in ("relabeled", "confirmed")]),
                   ("dropped", COLORS["dropped"], [r["score"] for r in scored if r["status"] == "dropped"])]
     groups = [g for g in groups if g[2]]
     ax.hist([g[2] for g in groups], bins=bins, stacked=True, color=[g[1] for g in groups],

@@ -104,14 +104,14 @@ def detection_scores(tp: int, fp: int, fn: int) -> dict[str, float | None]:
 
 
 def gold_metrics(records: Iterable[dict[str, Any]], gold: dict[str, str], task: str, *,
-                 fine_tuning_set: Iterable[dict[str, Any]] | None = None, rel_tol: float = 1e-2) -> dict[str, Any]:
+                 fine_tuning_set: Iterable[dict[str, Any]] | None = None, tolerance: float = 1e-2) -> dict[str, Any]:
     """Detection, relabel and label-accuracy figures of a run's records against `gold` (id -> label).
 
     `fine_tuning_set` is denoised.jsonl's records (default: the records kept by the run). Samples
     without a gold label are left out of every figure.
     """
     def right(pred: Any, sid: str) -> bool:
-        return pred is not None and answers_match(str(pred), gold[sid], task, rel_tol)
+        return pred is not None and answers_match(str(pred), gold[sid], task, tolerance)
 
     recs = [r for r in records if r["id"] in gold]
     tp = fp = fn = tn = undecided = 0
@@ -128,8 +128,9 @@ def gold_metrics(records: Iterable[dict[str, Any]], gold: dict[str, str], task: 
         fn += wrong and not flagged
         tn += (not wrong) and not flagged
 
-    proposed = [r for r in recs if r.get("status") in ("relabeled", "dropped") and r.get("proposed_label") is not None]
-    kept = [r for r in proposed if r["status"] == "relabeled"]
+    proposed = [r for r in recs if r.get("status") in ("relabeled", "confirmed", "dropped")
+                and r.get("proposed_label") is not None]
+    kept = [r for r in proposed if r["status"] in ("relabeled", "confirmed")]
     dropped = [r for r in proposed if r["status"] == "dropped"]
     n_correct = sum(right(r["proposed_label"], r["id"]) for r in proposed)
     kept_correct = sum(right(r["proposed_label"], r["id"]) for r in kept)
@@ -138,7 +139,7 @@ def gold_metrics(records: Iterable[dict[str, Any]], gold: dict[str, str], task: 
 
     if fine_tuning_set is None:
         fine_tuning_set = [{"id": r["id"], "label": r.get("label"), "source": r["status"]}
-                           for r in recs if r.get("status") in ("clean", "relabeled")]
+                           for r in recs if r.get("status") in ("clean", "relabeled", "confirmed")]
     ft = [d for d in fine_tuning_set if d.get("id") in gold]
     ft_label = {d["id"]: d.get("label") for d in ft}
     ft_correct = sum(right(d.get("label"), d["id"]) for d in ft)
@@ -155,7 +156,7 @@ def gold_metrics(records: Iterable[dict[str, Any]], gold: dict[str, str], task: 
                 label = ft_label[sid]
                 if right(label, sid):
                     fate["fixed"] += 1
-                elif answers_match(str(label), str(r.get("original_label")), task, rel_tol):
+                elif answers_match(str(label), str(r.get("original_label")), task, tolerance):
                     fate["kept_unchanged"] += 1
                 else:
                     fate["relabeled_wrong"] += 1
@@ -192,7 +193,7 @@ def gold_metrics(records: Iterable[dict[str, Any]], gold: dict[str, str], task: 
 
 def run_gold_metrics(run: RunFiles, gold: GoldLabels) -> dict[str, Any]:
     """`gold_metrics` for a loaded run, with where the gold came from."""
-    m = gold_metrics(run.records, gold.labels, run.task, fine_tuning_set=run.fine_tuning_set(), rel_tol=run.rel_tol)
+    m = gold_metrics(run.records, gold.labels, run.task, fine_tuning_set=run.fine_tuning_set(), tolerance=run.tolerance)
     m["gold"] = {"path": str(gold.path), "matched_by": gold.matched_by, "matched": len(gold.labels),
                  "unmatched": len(gold.unmatched), "unmatched_examples": gold.unmatched[:5]}
     return m

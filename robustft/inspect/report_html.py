@@ -8,6 +8,7 @@ import os.path
 from functools import lru_cache
 from typing import Any
 
+from ..agents.cost import describe as describe_cost
 from ..answers import answers_match, option_text
 from ..run.outputs import FINAL_STATUSES
 from ..run.rundir import RunFiles
@@ -19,8 +20,10 @@ __all__ = ["render_html"]
 
 STATUS_TEXT = {"clean": "clean: the experts agreed with the given label; kept as it is",
                "relabeled": "relabeled: flagged noisy, given a new label confident enough to keep",
-               "dropped": "dropped: flagged noisy, but the new label was too uncertain; left out",
-               "failed": "failed: the model calls kept failing; left out"}
+               "confirmed": "confirmed: flagged noisy, but relabeled to its given label; kept unchanged",
+               "dropped": "dropped: flagged noisy, and either the new label was too uncertain (selection) or no "
+                          "answer could be read from the replies (unreadable); left out",
+               "failed": "failed: a model or embedding call kept failing; left out (running again retries it)"}
 FIGURE_ORDER = ("outcomes", "gold", "scores", "labels", "roles")
 
 
@@ -62,13 +65,16 @@ def _examples(run: RunFiles, gold: dict[str, str] | None, prefix: str = "", limi
               limit_dropped: int = 4) -> list[dict[str, Any]]:
     """Relabels that changed the label first (most certain first), then those that confirmed it."""
     def confirmed(r: dict) -> bool:
-        return answers_match(str(r.get("proposed_label")), str(r.get("original_label")), run.task, run.rel_tol)
+        if r["status"] in ("relabeled", "confirmed"):
+            return r["status"] == "confirmed"
+        return answers_match(str(r.get("proposed_label")), str(r.get("original_label")), run.task, run.tolerance)
 
     def key(r: dict) -> tuple:
         return (confirmed(r), r.get("score") is None, r.get("score") or 0.0)
 
-    kept = sorted((r for r in run.records if r["status"] == "relabeled"), key=key)[:limit_kept]
-    dropped = sorted((r for r in run.records if r["status"] == "dropped"), key=key)[:limit_dropped]
+    kept = sorted((r for r in run.records if r["status"] in ("relabeled", "confirmed")), key=key)[:limit_kept]
+    dropped = sorted((r for r in run.records if r["status"] == "dropped" and r.get("reason") != "unreadable"),
+                     key=key)[:limit_dropped]
     rows = []
     for r in kept + dropped:
         nodes = r["nodes"]
@@ -81,15 +87,15 @@ def _examples(run: RunFiles, gold: dict[str, str] | None, prefix: str = "", limi
             "answers": [False if (nodes.get(role) or {}).get("skipped") else (nodes.get(role) or {}).get("answer", "–")
                         for role in ROLES],
             "score": "n/a" if r.get("score") is None else f"{r['score']:.3f}",
-            "kept": r["status"] == "relabeled",
+            "kept": r["status"] in ("relabeled", "confirmed"),
             "gold": g,
-            "gold_right": g is not None and answers_match(str(r.get("proposed_label")), g, run.task, run.rel_tol),
+            "gold_right": g is not None and answers_match(str(r.get("proposed_label")), g, run.task, run.tolerance),
         })
     return rows
 
 
 def render_html(run: RunFiles, counts: dict[str, int], figures: dict[str, str], metrics: dict[str, Any] | None,
-                gold: dict[str, str] | None, roles: list[dict[str, Any]]) -> str:
+                gold: dict[str, str] | None, roles: list[dict[str, Any]], ranking: dict[str, Any] | None = None) -> str:
     total = counts["total"]
     prefix = _common_prefix([str(r.get("question") or "") for r in run.records])
 
@@ -100,9 +106,10 @@ def render_html(run: RunFiles, counts: dict[str, int], figures: dict[str, str], 
         name=run.dir.name, run_dir=run.dir.resolve(), run_dir_given=run.dir, data=run.summary.get("data"),
         task=run.task, model_line=_model_line(run), when=_dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
         summary=run.summary, selection=run.selection, denoise=run.config.denoise,
+        cost_line=describe_cost(run.summary["cost"]) if run.summary.get("cost") else None,
         beta=run.selection.get("beta", run.config.denoise.beta),
         counts=counts, share=share, statuses=FINAL_STATUSES, status_text=STATUS_TEXT, colors=COLORS,
-        metrics=metrics, pct=pct, gold=gold,
+        metrics=metrics, pct=pct, gold=gold, ranking=ranking,
         figures={name: figures[name] for name in FIGURE_ORDER if name in figures},
         reviewer_skipped=any((r["nodes"].get("reviewer") or {}).get("skipped") for r in run.records),
         roles=roles, role_names=ROLE_NAMES,

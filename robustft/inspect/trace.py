@@ -24,10 +24,11 @@ from ..run.rundir import SAMPLES, RunFiles, load_run
 from ..secrets import redact_tree
 from .terminal import json_visible, visible
 
-NODE_ORDER = ("base", "reasoning", "judge", "checker", "context", "reviewer")
+NODE_ORDER = ("base", "reasoning", "judge", "claim", "checker", "context", "reviewer")
 TITLES = {"base": "base expert (answers directly)",
           "reasoning": "reasoning expert (step by step, then reflects)",
           "judge": "judge (an LLM decides whether the label is wrong)",
+          "claim": "claim check (the judge on the given response's least supported claim)",
           "context": "context relabeler (answers again, shown similar clean samples)",
           "reviewer": "reviewer (weighs the reasoning and context answers, gives the label)"}
 PROMPT_HEAD, PROMPT_TAIL, RESPONSE_LINES = 4, 6, 24
@@ -54,11 +55,11 @@ def find_record(run: RunFiles, sample_id: str) -> dict[str, Any]:
 
 
 def _selection_step(run: RunFiles, rec: dict[str, Any]) -> dict[str, Any] | None:
-    if rec["status"] not in ("relabeled", "dropped"):
+    if rec["status"] not in ("relabeled", "confirmed", "dropped") or rec.get("reason") == "unreadable":
         return None
     sel = run.selection
     score, threshold, beta = rec.get("score"), sel.get("threshold"), sel.get("beta")
-    kept = rec["status"] == "relabeled"
+    kept = rec["status"] in ("relabeled", "confirmed")
     if sel.get("enabled") is False:
         why = "selection switched off (ablation): every relabel is kept"
     elif score is None:
@@ -82,7 +83,9 @@ def build_trace(run: RunFiles, sample_id: str) -> dict[str, Any]:
     for name in order:
         if name == "checker":
             if rec.get("decision") is not None:
-                steps.append({"node": "checker", "decision": rec["decision"], "reason": rec.get("decision_reason")})
+                steps.append({"node": "checker", "decision": rec["decision"], "reason": rec.get("decision_reason"),
+                              **({"trust": rec.get("trust"), "trust_signals": rec["trust_signals"]}
+                                 if rec.get("trust_signals") else {})})
             continue
         if name not in nodes:
             continue
@@ -100,7 +103,7 @@ def build_trace(run: RunFiles, sample_id: str) -> dict[str, Any]:
     in_ft = next((d for d in run.fine_tuning_set() if d.get("id") == rec["id"]), None)
     return {"id": rec["id"], "row": rec.get("row"), "question": rec.get("question"), "options": rec.get("options"),
             "conversation": _earlier_turns(rec.get("conversation")), "task": rec.get("task") or run.task, "original_label": rec.get("original_label"), "steps": steps,
-            "status": rec["status"], "label": rec.get("label"), "proposed_label": rec.get("proposed_label"),
+            "status": rec["status"], "reason": rec.get("reason"), "label": rec.get("label"), "proposed_label": rec.get("proposed_label"),
             "score": rec.get("score"), "error": rec.get("error"), "human_review": review,
             "in_fine_tuning_set": in_ft is not None, "fine_tuning_label": in_ft.get("label") if in_ft else None,
             "fine_tuning_source": in_ft.get("source") if in_ft else None, "run_dir": str(run.dir)}
@@ -181,6 +184,12 @@ def format_trace(trace: dict[str, Any], full: bool = False) -> str:
         if node == "checker":
             out.append(f"{n}. checker: {step['decision'].upper()}")
             out.append(f"   why: {step.get('reason')}")
+            if step.get("trust_signals"):
+                s = step["trust_signals"]
+                shown = ", ".join(f"{k} {_fmt_score(s.get(k))}" for k in ("agreement", "reflection", "token_prob", "claims"))
+                out.append(f"   trust of the given response: {_fmt_score(step.get('trust'))} ({shown})")
+                if s.get("weakest_claim"):
+                    out.append(f"   weakest claim: {_label_text(s['weakest_claim'], None, full)}")
             continue
         if node == "selection":
             out.append(f"{n}. selection: {'KEPT' if step['kept'] else 'DROPPED'}")
@@ -255,6 +264,13 @@ def _final_text(trace: dict[str, Any]) -> str:
     elif status == "relabeled":
         final = (f"RELABELED: {_label_text(trace['original_label'], opts)} -> {_label_text(trace['label'], opts)}"
                  f" (score {_fmt_score(trace['score'])})")
+    elif status == "confirmed":
+        final = (f"CONFIRMED: relabeled to its given label {_label_text(trace['label'], opts)}, kept unchanged"
+                 f" (score {_fmt_score(trace['score'])})")
+    elif status == "dropped" and trace.get("reason") == "unreadable":
+        final = (f"DROPPED (unreadable): {trace.get('error') or 'no answer could be read'}; running again would "
+                 "read the same stored replies, so it is not a failure: change the model, the prompts or "
+                 "denoise.parse_retries to try again")
     elif status == "dropped":
         final = (f"DROPPED: the proposed label {_label_text(trace['proposed_label'], opts)} was too uncertain "
                  "(selection); the sample is not in the fine-tuning set")

@@ -26,12 +26,25 @@ from . import VALUES_DOC, PromptLibrary, prompt_values, shown_question
 # What each node passes besides the values every prompt receives (agents/*.py; README.md beside this).
 STAGE_VALUES = {"reflection": ("previous",), "context": ("examples",),
                 "reviewer": ("first_source", "reasoning_answer", "context_answer"),
-                "judge": ("label", "base_answer", "reasoning_answer")}
+                "judge": ("label", "base_answer", "reasoning_answer"),
+                "claim": ("claim", "label", "base_answer", "reasoning_answer")}
 _ASKS_FOR_ANSWER = re.compile(r"answer\s*:", re.IGNORECASE)
 
 
-def prompts_in_use(config: RobustFTConfig) -> list[str]:
-    """The templates the configured method renders, in graph order."""
+def scores_trust(config: RobustFTConfig, task: str | None) -> bool:
+    """Whether the checker scores the given responses' trust (agents/trust.py): open-ended data."""
+    return task == "open" and config.denoise.trust and "checker" not in config.denoise.ablate
+
+
+def relabels_scored(config: RobustFTConfig, task: str | None) -> bool:
+    """Whether the reviewer scores each relabel's own trust (denoise.trust_selection)."""
+    d = config.denoise
+    return (scores_trust(config, task) and d.checker == "trust" and d.trust_selection
+            and not {"context", "reviewer"} & set(d.ablate))
+
+
+def prompts_in_use(config: RobustFTConfig, task: str | None = None) -> list[str]:
+    """The templates the configured method renders for `task`, in graph order."""
     d = config.denoise
     ablate = set(d.ablate)
     names = ["base"]
@@ -39,8 +52,11 @@ def prompts_in_use(config: RobustFTConfig) -> list[str]:
         names.append("reasoning")
         if d.reflection_rounds > 0:
             names.append("reflection")
-    if d.checker == "judge" and "checker" not in ablate:
+    trust = scores_trust(config, task)
+    if (d.checker == "judge" and "checker" not in ablate) or trust:
         names.append("judge")
+    if trust and d.trust_claim_checks:
+        names.append("claim")
     if "context" not in ablate:
         names.append("context")
         if "reviewer" not in ablate:
@@ -71,6 +87,8 @@ def stage_values(name: str, sample: Sample, examples: list[Sample], config: Robu
         values.update(first_source=first, reasoning_answer=answer, context_answer=answer)
     elif name == "judge":
         values.update(label=answer, base_answer=answer, reasoning_answer=answer)
+    elif name == "claim":
+        values.update(claim=answer, label=answer, base_answer=answer, reasoning_answer=answer)
     return values
 
 
@@ -79,7 +97,7 @@ def render_first_sample(library: PromptLibrary, config: RobustFTConfig, dataset:
     sample = dataset.samples[0]
     examples = neighbours(dataset, 0, config.denoise.k)
     return {name: library.render(name, **stage_values(name, sample, examples, config, dataset.task))
-            for name in prompts_in_use(config)}
+            for name in prompts_in_use(config, dataset.task)}
 
 
 def check_prompts(library: PromptLibrary, config: RobustFTConfig, dataset: Dataset) -> None:
@@ -89,7 +107,7 @@ def check_prompts(library: PromptLibrary, config: RobustFTConfig, dataset: Datas
     sample = dataset.samples[0]
     examples = neighbours(dataset, 0, config.denoise.k)
     problems = []
-    for name in prompts_in_use(config):
+    for name in prompts_in_use(config, dataset.task):
         values = stage_values(name, sample, examples, config, dataset.task)
         source = library.source_of(name, dataset.task)
         unknown = meta.find_undeclared_variables(library.tree_of(name, dataset.task)) - set(values) - library.globals

@@ -28,13 +28,17 @@ import hashlib
 import importlib
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
+from .. import tracing
 from ..agents.calls import ModelCalls, ServiceDown
+from ..agents.checker import check_rule
+from ..agents.cost import CostLedger, Prices, records_cost
 from ..agents.runtime import AgentRuntime
-from ..backends.registry import ModelPool
+from ..backends.registry import ModelPool, check_providers
 from ..backends.store import NOT_IDENTITY, ResponseStore
 from ..config import RobustFTConfig
 from ..data import Dataset, Sample, load_dataset
@@ -42,15 +46,18 @@ from ..entropy import select_lowest
 from ..errors import ConfigError, ModelCallError, RobustFTError, UserError
 from ..graph.state import SampleState, initial_state
 from ..prompts import PROMPT_NAMES, PromptLibrary, template_name
-from ..prompts.check import check_prompts
+from ..prompts.check import check_prompts, scores_trust
+from ..secrets import register_api_keys
 from .collector import fewer_collections
 from .executors import make_executor
 from .journal import Journal
 from .outputs import Summary, final_record, fine_tuning_record, is_candidate, sample_record, state_of
 from .progress import Progress
-from .rundir import DenoiseResult, RunDir
+from .rundir import BATCHES, DenoiseResult, RunDir
 
 log = logging.getLogger("robustft")
+
+COUNTS = ("total", "clean", "noisy", "relabeled", "confirmed", "dropped", "failed")
 
 # A fatal condition of the machine, not of one sample: stop the run with the path and the fix.
 _ENVIRONMENT_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
@@ -67,10 +74,11 @@ def _digest(obj: Any) -> str:
                            digest_size=12).hexdigest()
 
 
-def used_roles(config: RobustFTConfig) -> list[str]:
+def used_roles(config: RobustFTConfig, task: str | None = None) -> list[str]:
     ablate = set(config.denoise.ablate)
     roles = ["base"] + ([] if "reasoning" in ablate else ["reasoning"])
-    roles += ["judge"] if config.denoise.checker == "judge" and "checker" not in ablate else []
+    judges = (config.denoise.checker == "judge" and "checker" not in ablate) or scores_trust(config, task)
+    roles += ["judge"] if judges else []
     roles += [] if "context" in ablate else ["context"] + ([] if "reviewer" in ablate else ["reviewer"])
     return roles
 
@@ -79,22 +87,26 @@ def method_settings(config: RobustFTConfig, prompts: PromptLibrary, task: str) -
     """Everything that changes what the models are asked, readable (run.json keeps it, to say what
     changed). β and concurrency are not in it: a new β only re-selects, with no new calls."""
     models = {}
-    for role in used_roles(config):
+    for role in used_roles(config, task):
         cfg = config.model_for(role).model_dump(mode="json")
         models[role] = {k: v for k, v in cfg.items() if k not in NOT_IDENTITY and v is not None}
     d = config.denoise
     return {
         "task": task, "models": models,
         "prompts": {template_name(name, task): hashlib.sha256(Path(prompts.source_of(name, task)).read_bytes())
-                    .hexdigest()[:16] for name in PROMPT_NAMES},
+                    .hexdigest()[:16] for name in PROMPT_NAMES if name != "claim" or scores_trust(config, task)},
         "method": {"reflection_rounds": d.reflection_rounds, "checker": d.checker, "review": d.review, "k": d.k,
                    "context_token_budget": d.context_token_budget, "score": d.score,
                    "embedding_model": d.embedding_model, "parse_retries": d.parse_retries,
                    "ablate": sorted(d.ablate), "instruction": config.data.instruction,
                    # absent at the default, so that run directories from before the setting stay as they are
                    **({"retrieval": d.retrieval} if d.retrieval != "exact" else {}),
-                   "numeric_rel_tol": config.data.numeric_rel_tol,
-                   **({"open_similarity": d.open_similarity} if task == "open" else {})},
+                   "numeric_tolerance": config.data.numeric_tolerance,
+                   **({"open_similarity": d.open_similarity} if task == "open" else {}),
+                   **({"trust": {"claim_checks": d.trust_claim_checks, "max_claims": d.trust_max_claims,
+                                 **({"threshold": d.trust_threshold, "selection": d.trust_selection}
+                                    if d.checker == "trust" else {})}}
+                      if scores_trust(config, task) else {})},
     }
 
 
@@ -130,6 +142,8 @@ class DenoiseRun:
             raise ConfigError("no output directory: pass --out DIR (or set `out:` in the config)")
         if dataset is None and config.data.path is None:
             raise ConfigError("no data: pass --data FILE (or set `data.path` in the config)")
+        register_api_keys(config)  # every error from here on hides the keys in use
+        check_providers(config)  # a plugin not installed here fails before the data is read
         self.config = config
         self.out_dir = Path(config.out)
         self.dataset = dataset or load_dataset(config.data)
@@ -140,17 +154,52 @@ class DenoiseRun:
         self.preflight = preflight
         self.say = log or log_info
         self.quiet_log_every_s = quiet_log_every_s
+        self.tracing = None
+        self._embedder: Any = None
+
+    def replica_health(self) -> list[dict[str, Any]]:
+        """Per server replica of this run (models and the embedding server): calls sent, failed
+        (transport errors, timeouts, 5xx, malformed replies), times rested; summary.json and the
+        progress line show it."""
+        found = []
+        for backend in [*self.pool.backends(), self._embedder]:
+            endpoints = getattr(backend, "endpoints", None)
+            if endpoints is not None:
+                found += [{"serves": endpoints.what, "url": r["url"], "sent": r["sent"], "failed": r["failed"],
+                           "rested": r["rested"]} for r in endpoints.stats()]
+        return found
 
     async def run(self) -> DenoiseResult:
+        # Before the collector is tuned: what tracing imports is frozen out of its sight with the rest.
+        self.tracing = tracing.start(self.config)
         with fewer_collections():
-            return await self._run()
+            try:
+                if self.tracing is None:
+                    return await self._run()
+                attributes = {"robustft.out": str(self.out_dir), "robustft.samples": len(self.dataset),
+                              "robustft.task": self.dataset.task, "robustft.executor": self.config.run.executor,
+                              **self.tracing.model_settings(self.config.model)}
+                with self.tracing.run_span(attributes) as span:
+                    result = await self._run()
+                    span.set_attributes({f"robustft.{k}": v for k, v in result.summary.items()
+                                         if k in COUNTS and isinstance(v, int)})
+                    return result
+            finally:
+                # Sending what is queued may wait on a slow collector: not on the event loop.
+                hooks = getattr(getattr(self, "calls", None), "tracing", None)
+                if hooks is not None and hooks is not self.tracing:
+                    await asyncio.to_thread(hooks.close)
+                if self.tracing is not None:
+                    await asyncio.to_thread(self.tracing.close)
 
     async def _run(self) -> DenoiseResult:
         started = time.monotonic()
+        check_rule(self.config, self.dataset.task)
         check_prompts(self.prompts, self.config, self.dataset)  # a template error costs no call
+        check_budget(self.config)
         rundir = RunDir(self.out_dir).open()
         handler = _attach_run_log(rundir.log)
-        store = journal = embedder = executor = None
+        store = journal = embedder = executor = calls = None
         try:
             store = self.shared_store if self.shared_store is not None else ResponseStore(rundir.store)
             journal = Journal(rundir.samples).open()
@@ -162,14 +211,19 @@ class DenoiseRun:
             rundir.mark("running", settings)
             method = _digest(settings)
             fingerprints = {s.id: sample_fingerprint(method, s) for s in self.dataset.samples}
-            calls = ModelCalls(self.pool, store, self.config.denoise.concurrency)
+            ledger = CostLedger(cap_usd=self.config.denoise.max_cost_usd, store=store)
+            calls = ModelCalls(self.pool, store, self.config.denoise.concurrency, ledger=ledger)
+            calls.tracing = tracing.call_hooks(self.tracing, self.config)
+            if self.config.denoise.batch_api:
+                calls.batch = make_batch_queue(self.config, rundir.path)
             self.rt = AgentRuntime(config=self.config, task=self.dataset.task, pool=self.pool, prompts=self.prompts,
                                    calls=calls)
             # LangGraph takes a second or more to import: do it while the first calls go out.
             wiring = asyncio.get_running_loop().run_in_executor(None, importlib.import_module, "robustft.graph.build")
             self.journal, self.fingerprints, self.calls, self.store = journal, fingerprints, calls, store
             executor = self.executor = make_executor(self)
-            self.display = Progress(calls.stats, bars=self.progress, quiet_log_every_s=self.quiet_log_every_s)
+            self.display = Progress(calls.stats, bars=self.progress, quiet_log_every_s=self.quiet_log_every_s,
+                                    health=self.replica_health)
 
             detect, waiting, reused = self._plan()
             if changes and (detect or waiting):
@@ -180,7 +234,13 @@ class DenoiseRun:
                 self.say(f"resuming {self.out_dir}: {reused} of {len(self.dataset)} samples already finished"
                          + (f", {len(waiting)} waiting for relabeling" if waiting else ""))
             if detect or waiting:
+                ledger.check()  # a cap already spent costs no call, not even the preflight
                 await executor.start(len(detect) + len(waiting))
+                if calls.batch is not None:
+                    recovered = await calls.batch.recover()
+                    if recovered:
+                        self.say(f"collected {recovered} batch{'es' if recovered > 1 else ''} a stopped run had "
+                                 "submitted; their requests are not sent again")
                 if self.preflight:
                     await self._preflight()
             vectors = None
@@ -190,8 +250,10 @@ class DenoiseRun:
             if (has_barrier or compares_meaning) and (detect or waiting):
                 from ..retrieval import LocalEmbedder, QuestionVectors, TextVectors, make_embedder
 
-                embedder = make_embedder(self.config.denoise)
+                embedder = self._embedder = make_embedder(self.config.denoise, self.config.model)
                 in_flight = 1 if isinstance(embedder, LocalEmbedder) else 4
+                if self.tracing is not None:
+                    embedder = self.tracing.embedder(embedder)
                 if compares_meaning:
                     self.rt.texts = TextVectors(embedder, store, batch_size=self.config.denoise.embedding_batch_size,
                                                 in_flight=in_flight)
@@ -214,6 +276,8 @@ class DenoiseRun:
         except OSError as e:
             raise _environment_failure(e, self.out_dir) from None
         finally:
+            if calls is not None and calls.batch is not None:
+                await calls.batch.aclose()
             if executor is not None:
                 await executor.close()
             if journal is not None:
@@ -260,7 +324,7 @@ class DenoiseRun:
             first.question, first.options, self.dataset.task, self.config.data.instruction)}]
         seen: set[str] = set()
         self.preflight_calls = 0
-        for role in used_roles(self.config):
+        for role in used_roles(self.config, self.dataset.task):
             cfg = self.rt.role_models[role]
             key = cfg.model_dump_json()
             if key in seen:
@@ -268,7 +332,7 @@ class DenoiseRun:
             seen.add(key)
             self.preflight_calls += 1
             try:
-                await self.calls.send_unstored(cfg, probe)
+                await self.calls.send_unstored(cfg, probe, role)
             except (ModelCallError, ServiceDown) as exc:
                 urls = cfg.base_url if isinstance(cfg.base_url, list) else [cfg.base_url] if cfg.base_url else []
                 where = f" at {', '.join(urls)}" if urls else ""
@@ -326,7 +390,7 @@ class DenoiseRun:
         d = self.config.denoise
         entries = self.journal.entries
         candidates = {s.id: entries[s.id].score for s in self.dataset.samples
-                      if s.id in entries and is_candidate(entries[s.id].status)}
+                      if s.id in entries and is_candidate(entries[s.id].status, entries[s.id].reason)}
         if "selection" in d.ablate:
             kept, threshold = list(candidates), None
         else:
@@ -344,21 +408,70 @@ class DenoiseRun:
                     record = self.journal.read(sample.id)
                 else:  # never reached the graph (the run was stopped first): not finished
                     record = sample_record(initial_state(sample), self.dataset.task, None)
-                yield summary.add(final_record(record, sample.id in kept_ids))
+                yield summary.add(final_record(record, sample.id in kept_ids, self.config.data.numeric_tolerance))
 
         selection = {"beta": d.beta, "enabled": "selection" not in d.ablate, "score": d.score,
                      "candidates": len(candidates), "kept": len(kept), "threshold": threshold, "unscored": missing}
         stats = calls.stats
         this_run = {"calls_paid": stats.paid, "calls_from_store": stats.reused, "failed_attempts": stats.failed_attempts,
+                    "throttled_429": stats.throttled,
+                    **({"batches_submitted": calls.batch.submitted} if calls.batch is not None else {}),
                     "preflight_calls": getattr(self, "preflight_calls", 0)}
 
         def result() -> dict[str, Any]:
             return summary.result(selection=selection, wall_time_s=wall, config=self.config.public_dict(),
                                   task=self.dataset.task, data_path=str(self.dataset.path), resumed=reused,
-                                  store=this_run)
+                                  store=this_run, cost=self._cost(summary, calls), replicas=self.replica_health())
 
         rundir.write_outputs(records(), result, fine_tuning_record)
         return json.loads(rundir.summary.read_text(encoding="utf-8"))
+
+
+    def _cost(self, summary: Summary, calls: ModelCalls) -> dict[str, Any] | None:
+        """summary.json's `cost`: the records' calls priced per role (`cost_usd`), what this run paid
+        and saved, and what this run directory has spent in all (what the cap counts)."""
+        cost = records_cost(self.config, summary.tokens_by_role)
+        ledger = calls.ledger
+        if cost is None and not ledger.priced:
+            return None
+        cost = cost or {"usd": 0.0, "by_role": {}}
+        prices = {role: p.as_dict() for role in used_roles(self.config)
+                  if (p := Prices.of(self.config.model_for(role))) is not None}
+        return {**cost, "this_run": ledger.this_run(), "spent_usd": round(ledger.total, 6),
+                "max_cost_usd": self.config.denoise.max_cost_usd, "prices": prices}
+
+
+def make_batch_queue(config: RobustFTConfig, run_dir: Path):
+    """The Batch API queue of `denoise.batch_api` (`backends.batch`): every role on one OpenAI-compatible
+    server, whose batches are recorded in the run directory."""
+    import os
+
+    from ..backends.batch import BatchQueue
+
+    models = [config.model_for(role) for role in used_roles(config)]
+    urls = {tuple(m.base_urls) for m in models}
+    if any(m.provider != "openai" for m in models) or len(urls) != 1 or len(next(iter(urls))) != 1:
+        raise ConfigError("denoise.batch_api (--batch-api) needs every role on one OpenAI-compatible server: "
+                          "provider openai and a single model.base_url (no replicas, no per-role servers)")
+    if config.run.executor == "ray":
+        raise ConfigError("denoise.batch_api (--batch-api) works with the local executor only: drop --executor ray")
+    model = models[0]
+    return BatchQueue(model.base_urls[0], os.environ.get(model.api_key_env) or "EMPTY", run_dir / BATCHES,
+                      poll_s=config.denoise.batch_poll_s, max_retries=model.max_retries, timeout_s=model.timeout_s)
+
+
+def check_budget(config: RobustFTConfig) -> None:
+    """A cap needs prices to count against, and a driver that sees every call."""
+    cap = config.denoise.max_cost_usd
+    if cap is None:
+        return
+    if not any(Prices.of(config.model_for(role)) for role in used_roles(config)):
+        raise ConfigError(f"denoise.max_cost_usd is {cap:g} but no model has a price, so no call would count "
+                          "against it: set model.price_input_per_mtok and model.price_output_per_mtok (USD per "
+                          "million tokens, from your provider's price page; see examples/hosted_api.yaml)")
+    if config.run.executor == "ray":
+        raise ConfigError("denoise.max_cost_usd (--max-cost) works with the local executor only: the Ray workers "
+                          "do not share one budget yet; drop --executor ray, or the cap")
 
 
 def _environment_failure(e: OSError, out_dir: Path) -> RobustFTError:
@@ -374,9 +487,35 @@ def log_info(message: str) -> None:
     log.info(message)
 
 
+class _RunLog(logging.StreamHandler):
+    """DIR/run.log, appended to; never through a symbolic link (it could append to any file), and
+    no key or password in a URL in it."""
+
+    def __init__(self, path: Path):
+        from ..files import open_nofollow
+
+        fd = open_nofollow(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        super().__init__(os.fdopen(fd, "a", encoding="utf-8"))
+
+    def format(self, record: logging.LogRecord) -> str:
+        from ..secrets import redact
+
+        return redact(super().format(record))
+
+    def close(self) -> None:
+        try:
+            self.stream.close()
+        finally:
+            super().close()
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        """A line that cannot be written (a full disk) is lost without a traceback: the run's own
+        writes stop it with a message naming the disk."""
+
+
 def _attach_run_log(path: Path) -> logging.Handler | None:
     try:
-        handler = logging.FileHandler(path, encoding="utf-8")
+        handler = _RunLog(path)
     except OSError:
         return None
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))

@@ -14,7 +14,7 @@ with the HTTP status.
 
 Modules: `gold` (the gold file, read with `robustft.data`), `index` (finding the question in a
 prompt), `facts` (key facts of open-ended responses), `model` (a request body in, a reply out),
-`embeddings`, `faults`, `server` (HTTP, `SimServer`), `open_data` (open-ended benchmark files),
+`embeddings`, `faults`, `ratelimit` (requests and tokens per minute), `server` (HTTP, `SimServer`), `open_data` (open-ended benchmark files),
 `cli`.
 
 How a chat reply is made:
@@ -70,6 +70,19 @@ gold response paraphrased word by word (synonyms, never touching the key fact); 
 gold response with its key fact replaced by a distractor (or by another row's key fact) or another
 question's response, reworded the same way, and is checked to be wrong.
 
+Hard open-ended questions (gold columns `mistake` and `confabulates`, written by `make-open-data
+--kinds`): on a question with a `mistake`, every reply states that wrong fact with probability
+`accuracy` (else the key), sure of it either way: a consistent error. On a question that
+`confabulates`, every reply states a fact drawn uniformly from the key and the distractors, unsure
+(logprobs from the unsure half): a confabulation, varying between samples. On both, a verdict is
+right with probability (0.5 + accuracy) / 2 instead of `accuracy`: a model reflecting on a given
+response catches some of its own mistakes, not all. These are the simulator's assumptions, not
+measurements of a real model.
+
+A judge request whose "given" label also holds the word "claim" (`The given claim:`) asks about one
+claim of a response: for an open-ended row the claim is right when it states no distractor (a
+claim need not state the key fact).
+
 Embeddings (`POST /v1/embeddings`, `{"model", "input": str | [str, ...], "encoding_format":
 "float" | "base64", "dimensions": 256}`): feature hashing of lowercased words and word bigrams,
 unit length (`robustft.sim.embeddings`); a paraphrase lies far closer than an unrelated text.
@@ -87,6 +100,15 @@ a retry can succeed and a rerun of the same request sequence behaves the same.
   verdict neither Y nor N, a word for a number; only those requests), `hang` (held `hang_s`,
   default 150 s, longer than robustft's 120 s timeout, then answered). Embedding requests get
   `500`, `429`, `broken_json` and `hang`. Counter `faults` by kind.
+
+Rate limits (`rpm`, `tpm`, per `rate_window_s`, default 60; `--rpm`/`--tpm`/`--rate-window-s`):
+OpenAI-style token buckets over chat requests (a request's tokens: its prompt plus `max_tokens`),
+`x-ratelimit-limit/remaining/reset-requests|tokens` headers on every chat reply, and HTTP 429 with
+`Retry-After` (and `retry-after-ms`) for a request over the limit (`robustft.sim.ratelimit`).
+
+The Batch API (`/v1/files`, `/v1/batches`; `robustft.sim.batches`): uploaded JSONL files, batches
+worked `batch_delay_s` after creation by the same model as the online endpoint, output and error
+files, `batch_fail_rate` of requests failing, `batch_expire_after` requests before a batch expires.
 
 `latency_ms` delays every chat completion and embedding request without blocking others; the
 server counts requests by path and the calls in flight (`SimServer`).

@@ -23,6 +23,10 @@ class GoldItem:
     column) has a free-text response as `answer`, the key fact that response states as `key`, and
     optionally `distractors`: facts a right response must not state (e.g. the other options of the
     question the row was made from). See `robustft.sim.facts` for what "states" means.
+
+    Two optional columns make an open-ended question *hard* for the simulated experts (the noise kinds
+    of `robustft.sim.open_data`): `mistake`, a wrong fact every expert tends to state (a consistent
+    error), and `confabulates` (true/false), where each expert reply states a fact drawn anew.
     """
 
     id: str
@@ -31,6 +35,8 @@ class GoldItem:
     options: tuple[str, ...] | None = None
     key: str | None = None
     distractors: tuple[str, ...] = ()
+    mistake: str | None = None
+    confabulates: bool = False
 
     @property
     def answer_text(self) -> str:
@@ -41,6 +47,10 @@ class GoldItem:
     @property
     def is_open(self) -> bool:
         return self.key is not None
+
+    @property
+    def is_hard(self) -> bool:
+        return self.mistake is not None or self.confabulates
 
 
 def _text_list(value: Any, path: Path, row: int, column: str) -> tuple[str, ...]:
@@ -55,6 +65,20 @@ def _text_list(value: Any, path: Path, row: int, column: str) -> tuple[str, ...]
     if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
         raise InputError(f"{column} must be a list of non-empty strings", path=path, row=row, field=column, fix=fix)
     return tuple(v.strip() for v in value)
+
+
+def _hardness(sample: Any, path: Path, key: str) -> tuple[str | None, bool]:
+    row = sample.row + 1
+    mistake = str(sample.extra.get("mistake") or "").strip() or None
+    if mistake is not None and fact_words(mistake) in ((), fact_words(key)):
+        raise InputError("the mistake is the key fact itself (or has no words)", path=path, row=row, field="mistake",
+                         fix="give a wrong fact the experts state instead of the key, or leave it empty")
+    flag = sample.extra.get("confabulates")
+    text = str(flag).strip().lower() if flag is not None else ""
+    if text not in ("", "true", "false", "1", "0"):
+        raise InputError(f"confabulates must be true or false, got {flag!r}", path=path, row=row,
+                         field="confabulates", fix="write true, false, or leave it empty")
+    return mistake, text in ("true", "1")
 
 
 def _open_item(sample: Any, path: Path) -> tuple[str, tuple[str, ...]]:
@@ -83,7 +107,7 @@ def load_gold(path: str | Path) -> list[GoldItem]:
 
     Columns: `question`, `answer`, optional `id` and `options` (multiple choice: a JSON list, the
     answer a letter or an option's text); for open-ended rows `key` (the key fact) and optional
-    `distractors` (a JSON list). Raises `InputError` naming the file, row (counted from 1) and field.
+    `distractors` (a JSON list), `mistake` and `confabulates`. Raises `InputError` naming the file, row (counted from 1) and field.
     """
     path = Path(path)
     dataset = read_gold(path)
@@ -91,7 +115,8 @@ def load_gold(path: str | Path) -> list[GoldItem]:
     items = []
     for sample in dataset.samples:
         key, distractors = _open_item(sample, path) if open_ended else (None, ())
+        mistake, confabulates = _hardness(sample, path, key) if key is not None else (None, False)
         items.append(GoldItem(id=sample.id, question=sample.question, answer=sample.label,
                               options=tuple(sample.options) if sample.options is not None else None,
-                              key=key, distractors=distractors))
+                              key=key, distractors=distractors, mistake=mistake, confabulates=confabulates))
     return items

@@ -30,6 +30,7 @@ _STEP_BY_STEP = re.compile(r"step\s+by\s+step", re.IGNORECASE)
 _OPTION_LINE = re.compile(r"^[ \t]*\(?([A-Z])[.)][ \t]", re.MULTILINE)
 _VERDICT_LINE = re.compile(r"^[^\n]*\bY\b[^\n]*\bN\b[^\n]*$", re.MULTILINE)
 _GIVEN_LABEL = re.compile(r"^[^\n:]*\bgiven\b[^\n:]*:", re.IGNORECASE | re.MULTILINE)
+_CLAIM_LABEL = re.compile(r"^[^\n:]*\bgiven\b[^\n:]*\bclaim\b[^\n:]*:", re.IGNORECASE | re.MULTILINE)
 _LABELLED_LINE = re.compile(r"^[ \t]*[A-Z][^\n:]{0,60}:", re.MULTILINE)
 _BARE_LABEL_LINE = re.compile(r"^[ \t]*[A-Z][^\n:]{0,60}:[ \t]*$", re.MULTILINE)
 _Y_TO_N = re.compile(r"\bY\b(.*?)\bN\b")
@@ -74,6 +75,8 @@ class _Decision:
     correct: bool
     kind: str  # choice | verdict | numeric | text | open | unknown
     option_text: str | None = None
+    # Whether the reply's logprobs look sure; None: as sure as it is right (see the package docstring).
+    sure: bool | None = None
 
 
 @dataclass
@@ -355,7 +358,23 @@ class SimModel:
                 return text
         return "It cannot be determined from the information given."
 
-    def _given_is_right(self, given: str, item: GoldItem) -> bool:
+    def _hard_response(self, item: GoldItem, rng: random.Random) -> tuple[str, bool]:
+        """A reply to a hard open-ended question (package docstring): the response and whether the
+        model is sure of it."""
+        key = item.key or ""
+        if item.confabulates:
+            fact = rng.choice((key, *item.distractors))
+            sure = False
+        elif rng.random() < self.accuracy:
+            fact, sure = item.mistake or key, True
+        else:
+            fact, sure = key, True
+        text = item.answer if fact == key else facts.change_fact(item.answer, key, fact)
+        return facts.paraphrase(text, (fact,), rng), sure
+
+    def _given_is_right(self, given: str, item: GoldItem, claim: bool = False) -> bool:
+        if item.is_open and claim:
+            return facts.stated(given, (item.key or "", *item.distractors)) <= {0}
         if item.is_open:
             return facts.is_right(given, item.key or "", item.distractors)
         line = next((line for line in given.split("\n") if line.strip()), "")
@@ -383,10 +402,16 @@ class SimModel:
             return _Decision(rng.choice(seen) if seen else "unknown", False, "unknown")
         correct = rng.random() < self.accuracy
         if verdict is not None:
-            right = self._given_is_right(_given_text(prompt, span, verdict), item)  # type: ignore[arg-type]
+            if item.is_hard:  # a question the model does not know well: its verdicts are less often right
+                correct = rng.random() < (0.5 + self.accuracy) / 2
+            claim = _CLAIM_LABEL.search(prompt, span[1]) is not None  # type: ignore[index]
+            right = self._given_is_right(_given_text(prompt, span, verdict), item, claim)  # type: ignore[arg-type]
             says_right = right if correct else not right
             says_yes = not says_right if _y_means_wrong(prompt, verdict) else says_right
             return _Decision("Y" if says_yes else "N", correct, "verdict")
+        if item.is_hard:
+            response, sure = self._hard_response(item, rng)
+            return _Decision(response, facts.is_right(response, item.key or "", item.distractors), "open", sure=sure)
         if item.is_open:
             response = self._open_response(item, correct, rng)
             return _Decision(response, facts.is_right(response, item.key or "", item.distractors), "open")
@@ -484,7 +509,8 @@ class SimModel:
             text, finish = "".join(tokens), "length"
         logprobs = None
         if request.logprobs and fault != "no_logprobs":
-            right = decision.correct and not malformed and fault != "empty"
+            sure = decision.correct if decision.sure is None else decision.sure
+            right = sure and not malformed and fault != "empty"
             logprobs = {"content": self._logprobs(tokens, right, request.top_logprobs, rng), "refusal": None}
         prompt_tokens = len(prompt.split()) + 3 * request.n_messages
         reply = Reply(200, {

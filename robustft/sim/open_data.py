@@ -4,11 +4,21 @@
 
 Each question's gold response is a short paragraph built around its key fact (the text of its
 correct option) that also names the question's subject; the other options are its distractors.
-`--noise` makes exactly round(noise x rows) responses wrong, of two kinds (see
+`--noise` makes exactly round(noise x rows) responses wrong, of these kinds (see
 `robustft.sim.facts` for "right"):
 
 - `swap`: another question's gold response (one that does not state this question's key fact);
-- `key_changed`: this question's gold response with its key fact replaced by another option's text.
+- `key_changed`: this question's gold response with its key fact replaced by another option's text;
+- `confabulation`: the same change, on a question the simulated experts do not know: each of their
+  replies states a fact drawn anew from the key and the distractors (gold column `confabulates`),
+  so their replies vary between samples;
+- `consistent`: the same change, on a question where the simulated experts make the same mistake:
+  their replies state the given response's wrong fact (gold column `mistake`) as often as a right
+  reply would state the key.
+
+By default (`kinds` unset) half the noise is `swap` and half `key_changed` (`swap_fraction`);
+`--kinds swap,key_changed,confabulation,consistent` deals the noisy rows out to the listed kinds
+in turn instead.
 
 The noisy rows are the first ones of a seeded permutation of the rows, and each row's noisy
 response depends only on the seed and the row, so the noise levels made with one seed are nested
@@ -19,13 +29,14 @@ repeating an earlier question's text are left out, since no prompt could tell th
 
 Files written to OUT:
 
-- `gold.csv`, `gold.jsonl`: id, question, answer (the gold response), key, distractors (JSON list).
+- `gold.csv`, `gold.jsonl`: id, question, answer (the gold response), key, distractors (JSON list),
+  and with `kinds`: mistake, confabulates (how the simulated experts treat the question).
   This is the gold file `robustft.sim` serves in open-ended mode (`--gold OUT/gold.csv`).
 - `noisy.csv`, `noisy.jsonl`: id, question, answer: the input a user would have.
 - `gold.messages.jsonl`, `noisy.messages.jsonl`: the same rows in OpenAI chat format, `{"id",
   "messages": [{"role": "user", "content": question}, {"role": "assistant", "content": response}]}`
   (the gold file also carries `key` and `distractors`).
-- `noise.csv`: id, kind (swap | key_changed), source (the id whose response was swapped in, or the
+- `noise.csv`: id, kind (swap | key_changed | confabulation | consistent), source (the id whose response was swapped in, or the
   option text put in place of the key fact), for every noisy row.
 - `manifest.json`: the settings and the counts.
 """
@@ -49,7 +60,9 @@ from .gold import GoldItem, load_gold
 from .index import normalize_space
 from .model import _rng
 
-__all__ = ["make_open_data", "main"]
+__all__ = ["NOISE_KINDS", "make_open_data", "main"]
+
+NOISE_KINDS = ("swap", "key_changed", "confabulation", "consistent")
 
 # Sentences of a gold response: the first states the key fact, the second names the question's
 # subject, the rest are words the sim's paraphraser can reword.
@@ -138,12 +151,21 @@ def _messages(row: dict, extra: tuple[str, ...] = ()) -> dict:
 
 
 def make_open_data(source: str | Path, out: str | Path, *, noise: float = 0.3, seed: int = 0,
-                   swap_fraction: float = 0.5, limit: int | None = None) -> dict:
+                   swap_fraction: float = 0.5, limit: int | None = None,
+                   kinds: tuple[str, ...] | list[str] | None = None, skip: int = 0) -> dict:
     """Write open-ended gold and noisy files made from the multiple-choice gold file `source`
-    (see the module docstring); returns the manifest."""
+    (see the module docstring); returns the manifest. `skip` leaves out the first usable questions
+    (a held-out set from the same source)."""
     for name, value in (("noise", noise), ("swap_fraction", swap_fraction)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
             raise ConfigError(f"{name} must be a number from 0 to 1, got {value!r}")
+    if kinds is not None:
+        kinds = tuple(kinds)
+        unknown = [k for k in kinds if k not in NOISE_KINDS]
+        if not kinds or unknown:
+            raise ConfigError(f"kinds must be some of {', '.join(NOISE_KINDS)}, got {', '.join(kinds) or 'none'}")
+    if skip < 0:
+        raise ConfigError(f"skip must be at least 0, got {skip!r}")
     if limit is not None and limit < 1:
         raise ConfigError(f"limit must be at least 1, got {limit!r}")
     source, out = Path(source), Path(out)
@@ -154,7 +176,7 @@ def make_open_data(source: str | Path, out: str | Path, *, noise: float = 0.3, s
                          fix="pass a file with question, answer and options columns, e.g. arc/labeled.csv")
     rows: list[_Row] = []
     seen: set[str] = set()
-    duplicates = unusable = 0
+    duplicates = unusable = skipped = 0
     for item in items:
         if limit is not None and len(rows) >= limit:
             break
@@ -172,6 +194,9 @@ def make_open_data(source: str | Path, out: str | Path, *, noise: float = 0.3, s
         if response is None:
             unusable += 1
             continue
+        if skipped < skip:
+            skipped += 1
+            continue
         rows.append(_Row(GoldItem(id=item.id, question=item.question, answer=response, key=key,
                                   distractors=distractors), response))
     if len(rows) < 2:
@@ -183,15 +208,25 @@ def make_open_data(source: str | Path, out: str | Path, *, noise: float = 0.3, s
     n_noisy = round(noise * len(rows))
     noisy = [row.response for row in rows]
     log = []
+    hardness: dict[str, dict[str, str]] = {}
     fallbacks = 0
     for position, index in enumerate(order[:n_noisy]):
         row, rng = rows[index], _rng("open-data-noise", seed, rows[index].item.id)
-        wants_swap = math.floor((position + 1) * swap_fraction) > math.floor(position * swap_fraction)
-        changed = None if wants_swap else _key_change(row, rng)
+        if kinds is None:
+            wants_swap = math.floor((position + 1) * swap_fraction) > math.floor(position * swap_fraction)
+            kind = "swap" if wants_swap else "key_changed"
+        else:
+            kind = kinds[position % len(kinds)]
+        changed = None if kind == "swap" else _key_change(row, rng)
         if changed is not None:
             noisy[index] = changed[0]
-            log.append({"id": row.item.id, "kind": "key_changed", "source": changed[1]})
+            log.append({"id": row.item.id, "kind": kind, "source": changed[1]})
+            if kind == "confabulation":
+                hardness[row.item.id] = {"mistake": "", "confabulates": "true"}
+            elif kind == "consistent":
+                hardness[row.item.id] = {"mistake": changed[1].strip().rstrip(".").strip(), "confabulates": ""}
             continue
+        wants_swap = kind == "swap"
         fallbacks += not wants_swap
         other = _swap_source(row, rows, rng)
         if other is None:
@@ -203,8 +238,13 @@ def make_open_data(source: str | Path, out: str | Path, *, noise: float = 0.3, s
     out.mkdir(parents=True, exist_ok=True)
     gold_rows = [{"id": r.item.id, "question": r.item.question, "answer": r.response, "key": r.item.key,
                   "distractors": json.dumps(list(r.item.distractors), ensure_ascii=False)} for r in rows]
+    columns = ["id", "question", "answer", "key", "distractors"]
+    if kinds is not None:
+        columns += ["mistake", "confabulates"]
+        for row in gold_rows:
+            row.update(hardness.get(row["id"], {"mistake": "", "confabulates": ""}))
     noisy_rows = [{"id": r.item.id, "question": r.item.question, "answer": text} for r, text in zip(rows, noisy)]
-    _write_csv(out / "gold.csv", gold_rows, ["id", "question", "answer", "key", "distractors"])
+    _write_csv(out / "gold.csv", gold_rows, columns)
     _write_csv(out / "noisy.csv", noisy_rows, ["id", "question", "answer"])
     gold_json = [{**row, "distractors": list(r.item.distractors)} for row, r in zip(gold_rows, rows)]
     write_jsonl(out / "gold.jsonl", gold_json)
@@ -214,8 +254,8 @@ def make_open_data(source: str | Path, out: str | Path, *, noise: float = 0.3, s
     _write_csv(out / "noise.csv", log, ["id", "kind", "source"])
     manifest = {"source": str(source), "seed": seed, "noise": noise, "swap_fraction": swap_fraction,
                 "rows": len(rows), "noisy": n_noisy,
-                "swap": sum(e["kind"] == "swap" for e in log),
-                "key_changed": sum(e["kind"] == "key_changed" for e in log),
+                **({"kinds": list(kinds), "skip": skip} if kinds is not None or skip else {}),
+                **{kind: sum(e["kind"] == kind for e in log) for kind in (kinds or ("swap", "key_changed"))},
                 "swaps_for_want_of_a_distractor": fallbacks,
                 "left_out_duplicate_questions": duplicates, "left_out_unusable": unusable}
     write_json(out / "manifest.json", manifest)
@@ -234,15 +274,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--swap-fraction", type=float, default=0.5,
                         help="share of the wrong responses that are another question's (0.5); the rest "
                              "have their key fact changed")
+    parser.add_argument("--kinds", default=None, metavar="A,B,...",
+                        help=f"deal the wrong responses out to these kinds in turn ({','.join(NOISE_KINDS)}); "
+                             "default: swap and key_changed by --swap-fraction")
+    parser.add_argument("--skip", type=int, default=0, help="leave out the first N usable questions (held-out sets)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=int, default=None, help="use only the first N usable questions")
     args = parser.parse_args(argv)
     try:
+        kinds = [k.strip() for k in args.kinds.split(",") if k.strip()] if args.kinds is not None else None
         manifest = make_open_data(args.source, args.out, noise=args.noise, seed=args.seed,
-                                  swap_fraction=args.swap_fraction, limit=args.limit)
+                                  swap_fraction=args.swap_fraction, limit=args.limit, kinds=kinds, skip=args.skip)
     except (InputError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"{manifest['rows']} questions, {manifest['noisy']} wrong responses ({manifest['swap']} swapped, "
-          f"{manifest['key_changed']} with the key fact changed) written to {args.out}")
+    shown = ", ".join(f"{manifest[k]} {k}" for k in (kinds or ("swap", "key_changed")))
+    print(f"{manifest['rows']} questions, {manifest['noisy']} wrong responses ({shown}) written to {args.out}")
     return 0

@@ -108,7 +108,7 @@ class RayExecutor:
         gpus = settings.ray_gpus_per_model
         from ..runner import used_roles
 
-        groups = engine_groups((run.rt.role_models[role] for role in used_roles(run.config)),
+        groups = engine_groups((run.rt.role_models[role] for role in used_roles(run.config, run.dataset.task)),
                                settings.ray_engine_providers)
         by_config: dict[str, list[Any]] = {}
         names: dict[str, list[str]] = {}
@@ -135,12 +135,13 @@ class RayExecutor:
         cpu_each = 1.0 if free >= n else max(0.0, free / n)
         shares = [concurrency // n + (i < concurrency % n) for i in range(n)]
         keys, prompts = api_keys(run.config), prompt_files(run.config)
+        trace = run.tracing.worker_settings() if run.tracing is not None else None
         actors = {"store": f"{prefix}-store", "engines": names}
         for i, share in enumerate(shares):
             handle = ray.remote(SampleWorker).options(
                 name=f"{prefix}-worker{i}", num_cpus=cpu_each, max_restarts=-1, max_task_retries=0,
                 max_concurrency=max(1000, 4 * share),
-            ).remote(run.config, run.dataset.task, prompts, actors, share, keys)
+            ).remote(run.config, run.dataset.task, prompts, actors, share, keys, trace)
             size = batch_size(share)
             self.workers.append(_Worker(handle, size, max(1, math.ceil(2 * share / size))))
         await self._started([self.store.ready.remote()], "response store actor")

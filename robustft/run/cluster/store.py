@@ -149,19 +149,23 @@ class ClusterCalls(ModelCalls):
         super().__init__(pool, None, concurrency, backoff_s=backoff_s)
         self.remote_store = StoreClient(store)
 
-    async def call(self, config: ModelConfig, messages: Messages) -> Generation:
+    async def _call(self, config: ModelConfig, messages: Messages, span: Any, role: str | None) -> Generation:
         request = request_digest(self.identity(config), messages)
         batch = BATCH.get()
         store = self.remote_store
         n, hit = await store.claim(request, batch)
         if hit is not None:
             self.stats.reused += 1
+            if span is not None:
+                self.tracing.stored(span, hit)
             return hit
         try:
-            gen = await self._send(config, messages)
+            gen = await self._send(config, messages, role)
         except BaseException:
             store.release(request, n, batch)
             raise
         blob = encode_generation(gen)
         await store.put(response_key(request, n), gen)
+        if span is not None:
+            self.tracing.paid(span, gen)
         return self._paid(decode_generation(blob))  # the stored form, as a local run uses it

@@ -9,6 +9,7 @@ all is learned per worker), so a batch can go to any worker, and again after a w
 
 from __future__ import annotations
 
+import asyncio
 import os
 import tempfile
 import uuid
@@ -21,6 +22,7 @@ from ...config import ROLES, RobustFTConfig
 from ...graph.build import build_graph, run_batch
 from ...prompts import PromptLibrary
 from ...secrets import register_api_keys
+from ...tracing import call_hooks
 from ..collector import tune_this_process
 from ..executors import UNSEEN
 from .engines import ModelProxy
@@ -58,7 +60,7 @@ def _actor(name: str, tries: int = 5) -> Any:
 
 class SampleWorker:
     def __init__(self, config: RobustFTConfig, task: str, prompts: dict[str, str] | None, actors: dict[str, Any],
-                 concurrency: int, keys: dict[str, str]):
+                 concurrency: int, keys: dict[str, str], trace: dict[str, Any] | None = None):
         # `actors` names them ({"store": name, "engines": {model config JSON: [names]}}): a handle
         # passed as an argument is a reference Ray may not keep for a restart (ray-project/ray#53727);
         # a name is looked up again by each life of the worker.
@@ -80,6 +82,15 @@ class SampleWorker:
             if replicas:
                 pool.add(model, ModelProxy(model, replicas))
         self.calls = ClusterCalls(pool, store, concurrency)
+        # The driver traces: this worker's spans continue its run span and go to the same collector.
+        self.tracing = None
+        if trace is not None:
+            for name, value in trace["env"].items():
+                os.environ.setdefault(name, value)
+            from ...tracing.otel import OtelTracing
+
+            self.tracing = OtelTracing(config, parent=trace["parent"])
+        self.calls.tracing = call_hooks(self.tracing, config)
         self.rt = AgentRuntime(config=config, task=task, pool=pool, prompts=library, calls=self.calls)
         self.app = build_graph(self.rt).compile()
         # Which life of this worker a report comes from: a restarted worker counts from zero again.
@@ -98,5 +109,11 @@ class SampleWorker:
             left.pop(final["id"], None)
             finished.append(final)
         finished.extend({**state, "status": "failed", "error": UNSEEN} for state in left.values())
+        # A worker may be killed once its batch is back: what it traced leaves first.
+        if self.tracing is not None:
+            await self.tracing.flush()
+        hooks = self.calls.tracing
+        if hooks is not None and hooks is not self.tracing:
+            await asyncio.to_thread(hooks.close)  # LangSmith's runs
         s = self.calls.stats
         return finished, self.life, (s.paid, s.reused, s.failed_attempts, s.prompt_tokens, s.completion_tokens)
