@@ -88,7 +88,8 @@ def export(layout: SentenceLayout) -> bytes:
     """The transformer as ONNX bytes (last_hidden_state from the tokenizer's inputs), after checking
     it against torch on the probe texts. Raises ExportFailed with the reason."""
     try:
-        import onnxruntime  # noqa: F401  (checked here so that a missing package fails before the work)
+        import onnx  # noqa: F401  (torch.onnx.export needs it; imported here to fail before the work)
+        import onnxruntime  # noqa: F401
         import torch
         from transformers import AutoModel
         from transformers.utils import logging as hf_logging
