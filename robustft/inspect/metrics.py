@@ -68,12 +68,17 @@ def match_gold(path: str | Path, run: RunFiles) -> GoldLabels:
         differ = [(r, g) for r, g in lined_up if _norm_q(r.get("question")) != _norm_q(g.question)]
         if lined_up and len(differ) * 10 > len(lined_up):
             r, g = differ[0]
-            why = ("its ids match none of the run's ids, so rows were matched by order"
-                   if has_ids else "it has no id column, so rows are matched by order")
+            data = run.summary.get("data") or "the run's data"
+            run_ids = "has ids of its own" if any(x["id"] != str(x.get("row")) for x in run.records) else \
+                "has no id column (its ids are row numbers)"
+            why = (f"the gold file's ids (e.g. {gold.samples[0].id!r}) match none of the run's ids (e.g. "
+                   f"{run.records[0]['id']!r}; the data {data} {run_ids}), so rows were matched by order"
+                   if has_ids else f"the gold file {path} has no id column, so rows are matched by order")
             raise UserError(
                 f"{path}: the gold rows do not line up with the run ({len(differ)} of {len(lined_up)} questions "
-                f"differ; {why}). First difference, row {r.get('row')}: run has {str(r.get('question'))[:60]!r}, "
-                f"gold has {g.question[:60]!r}. Give a gold file with the same ids, or the same rows in the same order.")
+                f"differ; {why}). First difference, row {r.get('row', -1) + 1}: run has "
+                f"{str(r.get('question'))[:60]!r}, gold has {g.question[:60]!r}. Give a gold file with the same ids, "
+                "or the same rows in the same order.")
     labels: dict[str, str] = {}
     unmatched = []
     for r, g in pairs:
