@@ -22,6 +22,14 @@
 - open_quality: open-ended responses at 30/50/70 % noise with simulated experts: detection precision
   and recall, the fine-tuning set's share of right responses, selection score vs. length, and a chat
   file cleaned and exported through the command line.
+- open_trust: trust scores of open-ended responses with four kinds of noise at 30/50/70 % (a
+  development and a held-out set): AUROC and precision at 10/20 % of the score and of each signal
+  alone, per kind, with calls and tokens; the fine-tuning set of the trust, paper and judge checkers.
+- rate_limit: a server enforcing requests and tokens per minute: the share of calls answered 429
+  and of the allowed rate used, paced by configured limits or the server's headers, against the
+  client that did not pace (and the run the issue measured).
+- estimate: the dry run's estimate of calls, tokens and cost (without and with a pilot) against
+  the real run.
 - ray_overhead: the same ARC run on the local runner and on a local Ray instance: wall time and CPU
   per sample side by side, and whether the outputs are identical (needs `robustft[ray]`).
 
@@ -36,8 +44,8 @@ import importlib
 import time
 
 BENCHMARKS = ("framework_cost", "saturation", "scale", "resume_cost", "fault_injection", "denoise_quality",
-              "train_eval", "local_batching", "open_similarity", "open_quality", "sim_server", "client_overhead",
-              "selection_scores", "ray_overhead")
+              "train_eval", "local_batching", "open_similarity", "open_quality", "open_trust", "sim_server",
+              "client_overhead", "selection_scores", "ray_overhead", "rate_limit", "estimate")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -24,7 +24,8 @@ Ablation = Literal["reasoning", "checker", "context", "reviewer", "selection"]
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # inf and nan are no setting's value (a temperature, a price, a β): refused like any wrong type.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 def check_base_urls(value: str | Sequence[str] | None, field: str = "model.base_url") -> list[str]:
@@ -292,9 +293,10 @@ class DenoiseConfig(StrictModel):
         "self-reflection verdict (one judge call, the judge checker's own when checker is judge), that "
         "verdict's token probability, and for responses of several sentences a check of the weakest claim "
         "(trust_claim_checks judge calls). Costs 1 + trust_claim_checks calls per sample; false: none."))
-    trust_threshold: float = Field(0.5, ge=0.0, le=1.0, description=(
+    trust_threshold: float = Field(0.6, ge=0.0, le=1.0, description=(
         "checker: trust calls a given response clean when its trust score is at least this. Higher keeps "
-        "fewer, surer responses and relabels more (README, Trust scores, has the measured trade-off)."))
+        "fewer, surer responses and relabels more. 0.6 was chosen on the simulator's development sets, the "
+        "lowest that found at least 0.9 of the changed key facts (README, Trust scores)."))
     trust_max_claims: int = Field(8, ge=2, le=64, description=(
         "A response is split into at most this many claims (sentences; neighbouring sentences are joined "
         "when there are more), each compared with the experts' responses by meaning."))
@@ -322,18 +324,36 @@ class DenoiseConfig(StrictModel):
     embedding_base_url: str | list[str] | None = Field(None, description=(
         "An OpenAI-compatible /v1/embeddings endpoint (vllm serve of an embedding model, TEI, a hosted API) to "
         "embed the questions with, instead of a local sentence-transformers model. Flag: --embedding-base-url."))
+    embedding_api_key_env: str | None = Field(None, description=(
+        "Environment variable holding the embedding server's API key. Unset: the chat model's key "
+        "(model.api_key_env) goes to the embedding server only when it is on the same host and port as the chat "
+        "model (one vLLM or one provider serving both); any other host gets no key. Set it to give the embedding "
+        "server a key of its own (naming model.api_key_env sends the chat key there on purpose)."))
     embedding_batch_size: int = Field(64, gt=0, description="Questions embedded together (per request to a server).")
 
     @field_validator("embedding_base_url", mode="before")
     @classmethod
     def _embedding_urls(cls, value: Any) -> Any:
         return _url_field(value)
+
     @model_validator(mode="after")
     def _trust_checker_needs_trust(self) -> "DenoiseConfig":
         if self.checker == "trust" and not self.trust:
             raise ValueError("checker: trust needs the trust score: set trust: true, or choose another checker")
         return self
+
+    @field_validator("estimate_noise_rate")
+    @classmethod
+    def _noise_range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        low, high = value
+        if not 0.0 <= low <= high <= 1.0:
+            raise ValueError("give [low, high] with 0 <= low <= high <= 1, e.g. [0.1, 0.4]")
+        return value
+
     concurrency: int = Field(32, gt=0, description="Model calls in flight at once.")
+    estimate_noise_rate: tuple[float, float] = Field((0.1, 0.4), description=(
+        "The dry run's estimate only (--dry-run): the share of samples the checker is expected to flag as noisy, "
+        "low and high; the estimate gives the calls, tokens and cost at both. --pilot N measures it instead."))
     max_cost_usd: float | None = Field(None, gt=0.0, description=(
         "Stop the run before its model calls cost more than this many USD in total (priced with model.price_*; "
         "every call in this run directory counts, earlier runs included). The run stops with exit 4 and its "
@@ -523,6 +543,38 @@ def _expanded_size(root: yaml.Node, limit: int) -> int:
     return size(root)
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe subset, stricter: a key given twice in one mapping is an error (YAML 1.2 says so;
+    PyYAML keeps the last silently), and only plain values are built: text, numbers, booleans,
+    null, lists and mappings. `!!binary`, `!!set`, `!!omap`, `!!pairs` and `!!timestamp` are refused
+    like any other tag, and a date is read as text. inf and nan are refused by the settings."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.get(key)
+            except TypeError:
+                continue  # an unhashable key: SafeLoader names it
+            if first is not None:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark,
+                    f"found the key {key!r} a second time (first on line {first.line + 1}); a key may appear "
+                    "once in a mapping: remove one of them", key_node.start_mark)
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+for _tag in ("binary", "set", "omap", "pairs", "timestamp"):
+    _StrictLoader.add_constructor(f"tag:yaml.org,2002:{_tag}", _StrictLoader.construct_undefined)
+_StrictLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+
+
 def load_yaml(path: Path) -> Any:
     """Parse a YAML file safely: plain data only, bounded in size, with errors that name the file."""
     try:
@@ -536,7 +588,7 @@ def load_yaml(path: Path) -> Any:
     except OSError as e:
         raise ConfigError(f"{path}: cannot read the config file ({e.strerror or e}); check its permissions") from None
     try:
-        loader = yaml.SafeLoader(text)
+        loader = _StrictLoader(text)
     except yaml.YAMLError as e:  # characters YAML does not allow
         raise ConfigError(f"{path}: not valid YAML: {cut(str(e), 600)}") from None
     loader.name = str(path)  # error marks name the file, not "<unicode string>"
@@ -555,6 +607,8 @@ def load_yaml(path: Path) -> Any:
     except RecursionError:
         raise ConfigError(f"{path}: the YAML is nested too deeply; a robustft config has a few levels") from None
     except yaml.constructor.ConstructorError as e:
+        if "a second time" in str(e.problem):
+            raise ConfigError(f"{path}: {cut(str(e), 600)}") from None
         raise ConfigError(f"{path}: {cut(str(e), 600)}\n  fix: a robustft config holds plain values (text, numbers, "
                           "lists, mappings); remove the !!tag") from None
     except yaml.YAMLError as e:

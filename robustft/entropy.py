@@ -80,14 +80,17 @@ def mean_entropy(entropies: Sequence[float] | None) -> float | None:
 
 def response_score(method: str, gen: "Generation", task: str | None = None) -> float | None:
     """The selection score `method` (one of `SCORES`) of a reply; None when the backend gave
-    nothing to compute it from (no logprobs, or no top-k alternatives for `entropy`)."""
+    nothing to compute it from (no logprobs, or no top-k alternatives for `entropy`), or nothing
+    finite (a local model's -inf logprob): NaN and infinity never reach a selection or a file."""
     if method == "mean_nll":
-        return mean_nll(gen.token_logprobs)
-    if method == "answer_nll":
-        return answer_nll(gen.text, gen.tokens, gen.token_logprobs, task)
-    if method == "entropy":
-        return mean_entropy(gen.token_entropies)
-    raise ValueError(f"unknown score method {method!r}; use one of {', '.join(SCORES)}")
+        score = mean_nll(gen.token_logprobs)
+    elif method == "answer_nll":
+        score = answer_nll(gen.text, gen.tokens, gen.token_logprobs, task)
+    elif method == "entropy":
+        score = mean_entropy(gen.token_entropies)
+    else:
+        raise ValueError(f"unknown score method {method!r}; use one of {', '.join(SCORES)}")
+    return score if score is not None and math.isfinite(score) else None
 
 
 def select_lowest(scores: Mapping[str, float | None], beta: float) -> tuple[list[str], float | None]:
@@ -95,10 +98,11 @@ def select_lowest(scores: Mapping[str, float | None], beta: float) -> tuple[list
 
     floor matches the paper's "strictly below the β-percentile" for distinct scores. Ties break by
     input order, so a run is reproducible. Missing scores (a backend without logprobs) rank last:
-    an uncertainty we could not measure is not a low one.
+    an uncertainty we could not measure is not a low one; so does a NaN or infinite one.
     """
     if not 0.0 < beta <= 1.0:
         raise ValueError(f"beta must be in (0, 1], got {beta}")
+    scores = {k: (v if v is not None and math.isfinite(v) else None) for k, v in scores.items()}
     ids = list(scores)
     order = sorted(range(len(ids)), key=lambda i: (scores[ids[i]] is None, scores[ids[i]] or 0.0, i))
     n_keep = math.floor(beta * len(ids) + 1e-9)

@@ -51,11 +51,15 @@ class EmbeddingDimensionError(UserError):
 
     retryable = False  # sending the request again gives the same vectors
 
-    def __init__(self, model: str, before: int, now: int, *, where: str):
+    def __init__(self, model: str, before: int, now: int, *, before_where: str, now_where: str):
         self.model, self.before, self.now = model, before, now
         super().__init__(
-            f"the embedding model {model!r} gave vectors of {now} dimensions {where}, and of {before} before: "
-            f"one embedding model gives one dimension.\n  fix: if the server now serves another model, name it "
-            f"with --embedding-model (denoise.embedding_model); the vectors kept for {model!r} stay in the run "
-            f"directory for that name. Otherwise serve the model that gives {before} dimensions again, then run "
-            "the same command again.")
+            f"the embedding model {model!r} gave vectors of {now} dimensions ({now_where}) and of {before} "
+            f"dimensions ({before_where}): one embedding model has one dimension.\n  fix: if the server now "
+            f"serves another model, name it with --embedding-model (denoise.embedding_model): the vectors kept "
+            f"for {model!r} stay in the run directory for that name, and nothing else is lost. Otherwise serve "
+            f"the model that gives {before} dimensions again, then run the same command again.")
+
+
+class ServiceDown(RobustFTError):
+    """Every call to a server has failed for `give_up_after_s`: stop the run, keep progress (exit 1)."""

@@ -9,7 +9,13 @@ ends up in samples.jsonl, the checkpoints and the terminal. `redact(text)` repla
 - any value registered with `register_secret`;
 - anything that looks like a credential: `Bearer <token>`, `sk-...` keys, and the values of
   `api_key=`, `"x-api-key": ...`, `Authorization: ...` pairs (a token here has 12 or more
-  characters, a digit among them, so ordinary words after "bearer" stay).
+  characters, a digit among them, so ordinary words after "bearer" stay);
+- the password of a URL (`http://user:PASSWORD@host` -> `http://user:***@host`), wherever a URL is
+  shown or stored (summary.json's config, report, run.log, errors).
+
+Model replies are stored with `redact_known`: only the key values in use are replaced (a server
+that echoes the key in an answer leaves none in responses.sqlite or samples.jsonl), never
+credential-shaped text, which could be the answer itself.
 
 Values shorter than 8 characters are not treated as keys: local servers accept any key, and a
 placeholder such as `EMPTY` or `x` is no secret, while replacing every `x` would ruin the text.
@@ -34,6 +40,7 @@ _PATTERNS = [
     re.compile(r"(?i)((?:api[_-]?key|x-api-key|authorization|access[_-]?token|secret)[\"']?\s*[:=]\s*[\"']?)" + _TOKEN),
     re.compile(r"\bsk-[A-Za-z0-9_\-]{12,}"),
 ]
+_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://[^/\s:@]*:)([^/\s@]+)(@)")
 
 
 def register_key_env(name: str | None) -> None:
@@ -54,6 +61,7 @@ def register_api_keys(config: Any) -> None:
 
     for role in ROLES:
         register_key_env(config.model_for(role).api_key_env)
+    register_key_env(config.denoise.embedding_api_key_env)
 
 
 def _secrets() -> list[str]:
@@ -72,9 +80,18 @@ def redact(text: Any) -> Any:
     for secret in _secrets():
         if secret in text:
             text = text.replace(secret, MASK)
+    text = _URL_PASSWORD.sub(lambda m: f"{m.group(1)}{MASK}{m.group(3)}", text)
     text = _PATTERNS[0].sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)
     text = _PATTERNS[1].sub(lambda m: f"{m.group(1)}{MASK}", text)
     return _PATTERNS[2].sub(MASK, text)
+
+
+def redact_known(text: str) -> str:
+    """`text` with the values of the API keys in use replaced by ***, and nothing else changed."""
+    for secret in _secrets():
+        if secret in text:
+            text = text.replace(secret, MASK)
+    return text
 
 
 def redact_tree(obj: Any) -> Any:

@@ -555,9 +555,14 @@ def test_atomic_writes_leave_the_old_file_or_the_new_one(tmp_path):
         tmp.mkdir()
         raise RuntimeError
     assert os.listdir(folder) == ["part"] and sorted(os.listdir(tmp_path)) == ["ds", "f.txt"]
-    (tmp_path / ".f.txt.abc.tmp").write_text("left by a killed writer")
-    (tmp_path / ".ds.def.tmp").mkdir()
-    assert remove_stale_temporaries(tmp_path) == 2 and sorted(os.listdir(tmp_path)) == ["ds", "f.txt"]
+    (tmp_path / ".f.txt.abc12_xy.tmp").write_text("left by a killed writer")
+    (tmp_path / ".ds.def45678.tmp").mkdir()
+    others = [".f.txt.swp.tmp", ".build.tmp", ".ds.tmp", ".other.abcdefgh.tmp"]  # not robustft's: kept
+    for name in others:
+        (tmp_path / name).mkdir()
+    (tmp_path / ".f.txt.zzzzzzzz.tmp").symlink_to(tmp_path / ".build.tmp")  # a link is never followed
+    assert remove_stale_temporaries(tmp_path, ["f.txt", "ds"]) == 2
+    assert sorted(os.listdir(tmp_path)) == sorted(["ds", "f.txt", ".f.txt.zzzzzzzz.tmp", *others])
 
 
 # --- splicing one value into JSON text -------------------------------------------------------

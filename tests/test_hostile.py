@@ -59,6 +59,14 @@ DENOISE_CASES = [
     denoise_case("wrong types", ["--config", f"{C}/wrong_types.yaml"], "wrong_types.yaml", "field 'denoise.k'",
                  "field 'denoise.beta'"),
     denoise_case("broken yaml", ["--config", f"{C}/broken_yaml.yaml"], "broken_yaml.yaml", "line 1"),
+    denoise_case("duplicate key", ["--config", f"{C}/duplicate_keys.yaml"], "duplicate_keys.yaml", "line 5",
+                 "found the key 'beta' a second time (first on line 3)", "remove one of them"),
+    denoise_case("binary tag", ["--config", f"{C}/binary_tag.yaml"], "binary_tag.yaml", "line 3", "remove the !!tag"),
+    denoise_case("set tag", ["--config", f"{C}/set_tag.yaml"], "set_tag.yaml", "line 3", "remove the !!tag"),
+    denoise_case("infinite temperature", ["--config", f"{C}/inf_temperature.yaml"], "inf_temperature.yaml",
+                 "field 'model.temperature'", "finite number"),
+    denoise_case("nan beta", ["--config", f"{C}/nan_beta.yaml"], "nan_beta.yaml", "field 'denoise.beta'",
+                 "finite number"),
     denoise_case("escape sequence in a path", ["--config", f"{C}/escape_in_path.yaml", "--data", None],
                  "\\x1b[2J\\x1b[31mmissing.csv", "file not found", "fix:"),
     denoise_case("template runs a shell command", ["--prompts-dir", f"{P}/python_internals"],
@@ -77,6 +85,14 @@ DENOISE_CASES = [
                  "branch_typo/context.jinja: uses free_text_hint"),
     denoise_case("template repeats a string a billion times", ["--prompts-dir", f"{P}/repeat_bomb"],
                  "repeat_bomb/base.jinja", "repeating a value"),
+    denoise_case("template pads to 400 million characters", ["--prompts-dir", f"{P}/center_bomb"],
+                 "center_bomb/base.jinja", "400,000,000 characters"),
+    denoise_case("template joins 100 GB", ["--prompts-dir", f"{P}/join_bomb"], "join_bomb/base.jinja",
+                 "characters (a prompt has at most 10,000,000)"),
+    denoise_case("template loops 10^10 times", ["--prompts-dir", f"{P}/nested_loops"], "nested_loops/base.jinja",
+                 "loops run more than 5,000,000 steps"),
+    denoise_case("template formats to 400 million characters", ["--prompts-dir", f"{P}/format_bomb"],
+                 "format_bomb/base.jinja", "400,000,000 characters"),
     denoise_case("template includes itself", ["--prompts-dir", f"{P}/include_loop"],
                  "include_loop/base.jinja", "includes itself"),
     denoise_case("template asks for no answer line", ["--prompts-dir", f"{P}/no_answer_line"],
@@ -95,6 +111,16 @@ DENOISE_CASES = [
     denoise_case("empty id", ["--data", f"{D}/empty_id.csv"], "empty_id.csv, row 1, field 'id'", "fix:"),
     denoise_case("ragged row", ["--data", f"{D}/ragged.csv"], "ragged.csv, row 1", "fix:"),
     denoise_case("json lines that are not objects", ["--data", f"{D}/not_objects.jsonl"], "not_objects.jsonl, row 1", "fix:"),
+    denoise_case("lone surrogate", ["--data", f"{D}/lone_surrogate.jsonl"],
+                 "lone_surrogate.jsonl, row 2, field 'question'", "lone surrogate", "fix:"),
+    denoise_case("5000-digit integer", ["--data", f"{D}/huge_integer.jsonl"], "huge_integer.jsonl, row 2",
+                 "a number too long to read", "write it as a string", "column 48"),
+    denoise_case("100000-deep json", ["--data", f"{D}/deep_nesting.jsonl"], "deep_nesting.jsonl, row 2",
+                 "nested too deeply"),
+    denoise_case("escaped NUL in json", ["--data", f"{D}/nul_escaped.jsonl"], "nul_escaped.jsonl, row 2, field 'question'",
+                 "NUL character", "fix:"),
+    denoise_case("NUL byte in csv", ["--data", f"{D}/nul_byte.csv"], "nul_byte.csv, row 2, field 'question'",
+                 "NUL character", "fix:"),
 ]
 
 
@@ -148,6 +174,43 @@ def test_the_billion_laughs_config_stops_fast_in_little_memory(tmp_path):
                           env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
     assert "billion_laughs.yaml: the YAML expands to more than" in proc.stderr
+
+
+@pytest.mark.parametrize("bomb", ["center_bomb", "join_bomb", "nested_loops", "format_bomb"])
+def test_a_template_bomb_stops_in_seconds_in_little_memory(bomb, tmp_path):
+    """The real command in a process capped at 1 GiB of address space, the pre-run check in full:
+    `center(400000000)` reached 422 MB, the join bomb ended in a MemoryError traceback and the
+    nested loops never ended. Each render is also cut at prompts.RENDER_TIME_LIMIT_S."""
+    import time
+
+    def cap_memory():
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "robustft", "denoise", "--dry-run", "--prompts-dir", str(P / bomb),
+                           "--data", str(D / "injection.csv")], capture_output=True, text=True, timeout=120,
+                          preexec_fn=cap_memory, env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert f"{bomb}/base.jinja" in proc.stderr and "Traceback" not in proc.stderr
+    assert time.monotonic() - started < 60  # seconds of work at most, on a loaded machine
+
+
+def test_each_render_has_a_time_limit(tmp_path, monkeypatch):
+    """Loops under the step limit whose steps are slow (a million-character value built per step)
+    are cut at the time limit, here lowered to half a second."""
+    import time
+
+    import robustft.prompts as prompts
+    from robustft.errors import ConfigError
+
+    monkeypatch.setattr(prompts, "RENDER_TIME_LIMIT_S", 0.5)
+    (tmp_path / "base.jinja").write_text('{% for a in range(2000) %}{% for b in range(2000) %}{% set y = "x" * 1000000 %}'
+                                         "{% endfor %}{% endfor %}{{ question }}\nAnswer:\n")
+    library = prompts.PromptLibrary(tmp_path)
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match="rendering took longer than 0.5 s"):
+        library.render("base", **prompts.prompt_values("Q?", ["a", "b"], "multiple_choice"))
+    assert time.monotonic() - started < 10
 
 
 def test_a_link_in_the_prompts_folder_to_a_private_file_is_refused(toy, sim, tmp_path, capsys):

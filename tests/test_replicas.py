@@ -28,8 +28,9 @@ def test_three_replicas_share_a_run_and_one_dying_loses_no_sample(tmp_path, caps
     watcher = threading.Thread(target=kill_when_busy, daemon=True)
     watcher.start()
     try:
+        # Embeddings from the first replica's server (a local model would take longer to load than the run).
         args = ["denoise", "--data", str(DEMO_DATA), "--model", "sim", "--out", str(tmp_path / "run"),
-                "--quiet", "--concurrency", "16"]
+                "--quiet", "--concurrency", "16", "--embedding-base-url", sims[0].base_url, "--embedding-model", "e"]
         for sim in sims:
             args += ["--base-url", sim.base_url]
         code = main(args)
@@ -47,3 +48,6 @@ def test_three_replicas_share_a_run_and_one_dying_loses_no_sample(tmp_path, caps
     served = [sim.requests for sim in sims]
     assert served[1] >= 30 and served[0] > 40 and served[2] > 40, served
     assert sum(served) >= summary["model_calls"]["total"]
+    dead, *alive = [r for r in summary["replicas"] if r["url"] == sims[1].base_url] + [
+        r for r in summary["replicas"] if r["url"] in (sims[0].base_url, sims[2].base_url) and r["serves"] == "model 'sim'"]
+    assert dead["failed"] >= 1 and all(r["rested"] == 0 for r in alive), summary["replicas"]

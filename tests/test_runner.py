@@ -146,5 +146,5 @@ def test_an_unusable_run_directory_is_a_clear_error_and_costs_no_call(tmp_path, 
         assert code == 2, err
         assert sim.requests == 0 and "Traceback" not in err
     expected = {"file": "a file is in the way", "under a file": "cannot write there",
-                "damaged store": "move it away", "damaged journal": "line 2"}[case]
+                "damaged store": "--repair` to rebuild it", "damaged journal": "line 2"}[case]
     assert expected in err and str(out.name) in err

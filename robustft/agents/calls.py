@@ -11,13 +11,20 @@
 - **Retries.** Failures a retry can fix (transport errors, timeouts, 5xx, 408/409/425/429) are
   retried up to `model.max_retries` times with jittered exponential back-off, capped at
   `model.retry_backoff_max_s`; a server's `Retry-After` is honoured. Other 4xx fail at once.
+- **Rate limits.** Each model's calls are paced by a `backends.ratelimit.RateLimiter`: token
+  buckets from `model.requests_per_minute` / `model.tokens_per_minute` and the server's
+  `x-ratelimit-*` headers, and a pause after a 429. A 429 that asks for patience (a `Retry-After`,
+  or a server that sends rate-limit headers) is waited out and sent again without counting as a
+  failed attempt; `model.give_up_after_s` still stops a run that is refused that long.
 - **Cost and budget.** With prices configured, every paid call's usage becomes cost per role, and
   a response the store answers is counted as saved (`cost.CostLedger`); with a cap
   (`denoise.max_cost_usd`) a call is sent only while the cap holds, counting the expected cost of
   the calls in flight, else the run stops with `BudgetReached` (exit 4).
-- **Giving up.** When every call to a model has failed for `model.give_up_after_s`, the run stops
-  (`ServiceDown`) instead of marking every remaining sample failed: the samples not finished are
-  simply not finished, and running the same command again continues.
+- **Giving up.** A call whose retries run out while no call to its model succeeds (the server is
+  down, not the request) keeps retrying; when every call to a model has failed for
+  `model.give_up_after_s`, the run stops (`ServiceDown`) instead of marking samples failed: the
+  samples not finished are simply not finished, and running the same command again continues
+  (`robustft.backends.retry.Outage`).
 - **Tracing.** With `tracing` set (a run's `robustft.tracing.otel.OtelTracing`), each call is a
   span: store hits marked, usage on paid calls, failed attempts as events. None: no cost.
 """
@@ -26,16 +33,17 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..backends.base import Generation, Messages
+from ..backends.ratelimit import RateLimiter
+from ..backends.errors import BackendError
 from ..backends.registry import ModelPool
-from ..backends.retry import RetryPolicy, describe, with_retries
+from ..backends.retry import Outage, RetryPolicy, with_retries, with_retries_through_outage
 from ..backends.store import Occurrences, ResponseStore, identity_digest, model_identity, request_digest, response_key
 from ..config import ModelConfig
-from ..errors import RobustFTError
+from ..errors import ServiceDown  # noqa: F401 - the runner imports it from here
 from .cost import BudgetReached, CostLedger, Expectation, Prices, expected_usd
 
 if TYPE_CHECKING:
@@ -58,10 +66,6 @@ else:  # pragma: no cover - Python 3.10
             handle.cancel()
 
 
-class ServiceDown(RobustFTError):
-    """Every call to a model has failed for `model.give_up_after_s`: stop the run, keep progress."""
-
-
 @dataclass
 class CallStats:
     """What the calls of a run cost; the progress display and summary.json read it."""
@@ -72,29 +76,25 @@ class CallStats:
     prompt_tokens: int = 0    # of paid calls
     completion_tokens: int = 0
     in_flight: int = 0
+    throttled: int = 0        # 429s waited out (not failed attempts)
     usd: float = 0.0          # paid in this run, when prices are set
     saved_usd: float = 0.0    # what the store's answers would have cost
     usd_by_role: dict[str, float] = field(default_factory=dict)
 
 
-class _Health:
-    """Since when every call to one backend has been failing (None: the last call succeeded)."""
-
-    __slots__ = ("failing_since",)
-
-    def __init__(self) -> None:
-        self.failing_since: float | None = None
-
-
 class _Model:
     """What the call path keeps per model: its backend, health, prices and token expectations."""
 
-    __slots__ = ("config", "backend", "health", "prices", "expect")
+    __slots__ = ("config", "backend", "health", "prices", "expect", "limiter")
 
-    def __init__(self, config: ModelConfig, backend: Any, health: _Health, expect: Expectation):
-        self.config, self.backend, self.health = config, backend, health
+    def __init__(self, config: ModelConfig, backend: Any, shared: "_Model | None"):
+        self.config, self.backend = config, backend
         self.prices = Prices.of(config)
-        self.expect = expect
+        # Roles calling one backend share its health, its pacing and what its tokens look like.
+        self.health = shared.health if shared else Outage(f"the model {config.name!r}{_endpoints(config)}",
+                                                          config.give_up_after_s)
+        self.expect = shared.expect if shared else Expectation()
+        self.limiter = shared.limiter if shared else RateLimiter(config.requests_per_minute, config.tokens_per_minute)
 
 
 class ModelCalls:
@@ -126,8 +126,7 @@ class ModelCalls:
         if found is None and build:
             backend = self.pool.get(config)
             same = next((m for m in self._models.values() if m.backend is backend), None)
-            found = self._models[id(config)] = _Model(config, backend, same.health if same else _Health(),
-                                                      same.expect if same else Expectation())
+            found = self._models[id(config)] = _Model(config, backend, same)
         return found
 
     async def call(self, config: ModelConfig, messages: Messages, role: str | None = None) -> Generation:
@@ -181,15 +180,19 @@ class ModelCalls:
         """A call that is neither answered from nor written to the store (the pre-run check)."""
         tracing = self.tracing
         if tracing is None:
-            return await self._send(config, messages, role)
+            return await self._send(config, messages, role, through_outage=False)
         with tracing.model_call(config, messages, preflight=True) as span:
-            gen = await self._send(config, messages, role)
+            gen = await self._send(config, messages, role, through_outage=False)
             tracing.paid(span, gen)
             return gen
 
-    async def _send(self, config: ModelConfig, messages: Messages, role: str | None = None) -> Generation:
+    async def _send(self, config: ModelConfig, messages: Messages, role: str | None = None, *,
+                    through_outage: bool = True) -> Generation:
+        """Under the concurrency limit, the budget and the rate limits, with retries;
+        `through_outage=False` (the pre-run check) gives up after the retries even when the server
+        is down: a wrong URL is said at once."""
         entry = self._model(config)
-        model, health, prices, expect = entry.backend, entry.health, entry.prices, entry.expect
+        model, health, prices, expect, limiter = entry.backend, entry.health, entry.prices, entry.expect, entry.limiter
         ledger = self.ledger
         chars = Expectation.length(messages)
         if self._slots is None:
@@ -208,21 +211,35 @@ class ModelCalls:
             async with slots:
                 # The budget is checked with the slot held, so that the calls it waits for are the
                 # calls in flight (at most `concurrency`), not every sample waiting for a slot.
-                cost = expected_usd(prices, expect.prompt(chars), expect.completion(role, config.max_tokens))
+                prompt_tokens = expect.prompt(chars, role)
+                cost = expected_usd(prices, prompt_tokens, expect.completion(role, config.max_tokens))
                 await ledger.admit(cost)
-                stats.in_flight += 1
                 try:
-                    if own_timeout:
-                        gen = await model.generate(messages)
-                    else:
-                        async with _timeout(limit):
-                            gen = await model.generate(messages)
+                    while True:
+                        # As the server counts a call against its token limit: the prompt and max_tokens.
+                        await limiter.acquire(prompt_tokens + config.max_tokens)
+                        stats.in_flight += 1
+                        sent_at = health.clock()
+                        try:
+                            with limiter.sending(prompt_tokens + config.max_tokens) as sending:
+                                if own_timeout:
+                                    gen = await model.generate(messages)
+                                else:
+                                    async with _timeout(limit):
+                                        gen = await model.generate(messages)
+                            break
+                        except BackendError as error:
+                            if error.status_code != 429 or not limiter.patient(error):
+                                raise
+                            # The server asks for patience: wait it out, and send this call again.
+                            limiter.throttled(error.retry_after, sending)
+                            stats.throttled += 1
+                            health.failed(sent_at, error)
+                        finally:
+                            stats.in_flight -= 1
                 except BaseException:
                     ledger.release(cost)  # a failed call is not charged
                     raise
-                finally:
-                    stats.in_flight -= 1
-            health.failing_since = None
             expect.learn(chars, role, gen)
             usd = ledger.paid(role, prices, gen, cost)
             if usd:
@@ -236,24 +253,11 @@ class ModelCalls:
             stats.failed_attempts += 1
             if self.tracing is not None:
                 self.tracing.failed_attempt(error, retryable)
-            if retryable:
-                self._check_give_up(config, health, error)
 
-        return await with_retries(attempt, RetryPolicy.for_model(config, self.backoff_s), "model call",
-                                  on_failure=failed)
-
-    def _check_give_up(self, config: ModelConfig, health: _Health, error: BaseException) -> None:
-        now = time.monotonic()
-        if health.failing_since is None:
-            health.failing_since = now
-            return
-        limit = config.give_up_after_s
-        if now - health.failing_since >= limit:
-            where = _endpoints(config)
-            raise ServiceDown(
-                f"every call to the model {config.name!r}{where} has failed for {now - health.failing_since:.0f} s "
-                f"(model.give_up_after_s = {limit:g}); the last error: {describe(error)}. The run stopped with its "
-                "progress kept: fix the server, then run the same command again to continue.")
+        policy = RetryPolicy.for_model(config, self.backoff_s)
+        if not through_outage:
+            return await with_retries(attempt, policy, "model call", on_failure=failed)
+        return await with_retries_through_outage(attempt, policy, "model call", health, on_failure=failed)
 
 
 def _endpoints(config: ModelConfig) -> str:

@@ -81,20 +81,24 @@ class Expectation:
     length (with the server's own tokens-per-character, learned from its usage reports) and the
     completion from the mean of the role's replies so far. Shared by the budget and the rate limits."""
 
-    __slots__ = ("chars", "prompt_tokens", "completions")
+    __slots__ = ("prompts", "completions")
 
     def __init__(self) -> None:
-        self.chars = 0
-        self.prompt_tokens = 0
+        self.prompts: dict[str | None, list[int]] = {}      # role -> [characters, prompt tokens]
         self.completions: dict[str | None, list[int]] = {}  # role -> [replies, completion tokens]
 
     @staticmethod
     def length(messages: "Messages") -> int:
         return sum(len(m["content"]) for m in messages)
 
-    def prompt(self, chars: int) -> int:
-        if self.chars and self.prompt_tokens:
-            return round(chars * self.prompt_tokens / self.chars)
+    def prompt(self, chars: int, role: str | None = None) -> int:
+        """Tokens per character as the server counted them in this role's prompts (their shapes
+        differ: examples, options), else in any prompt so far."""
+        seen = self.prompts.get(role)
+        if not seen or not seen[0]:
+            seen = [sum(c for c, _ in self.prompts.values()), sum(t for _, t in self.prompts.values())]
+        if seen[0] and seen[1]:
+            return round(chars * seen[1] / seen[0]) + 1
         return round(chars * FIRST_TOKENS_PER_CHAR) + 1
 
     def completion(self, role: str | None, max_tokens: int) -> int:
@@ -110,8 +114,9 @@ class Expectation:
 
     def learn(self, chars: int, role: str | None, gen: "Generation") -> None:
         if gen.prompt_tokens > 0:
-            self.chars += chars
-            self.prompt_tokens += gen.prompt_tokens
+            seen = self.prompts.setdefault(role, [0, 0])
+            seen[0] += chars
+            seen[1] += gen.prompt_tokens
         seen = self.completions.setdefault(role, [0, 0])
         seen[0] += 1
         seen[1] += gen.completion_tokens

@@ -20,7 +20,8 @@ closed is never written to, 1xx interim replies skipped, chunked and read-until-
   doubling up to `REST_MAX_S`), then gets one call at a time until one succeeds. A single replica
   never rests: the caller's backoff and give-up deal with a dead server.
 - 4xx replies are the request's own fault (429: the server's load) and are raised at once, with
-  the server's `Retry-After`.
+  the server's `Retry-After`. Every reply's headers go to `ratelimit.observe`, which keeps the
+  pacing of the call's model in step with the server's `x-ratelimit-*` counts.
 
 There is no queue here: the connection pool is unbounded, so the calls in flight are exactly
 those the caller's own semaphore lets through. `Endpoints.send` is the one place a request leaves
@@ -36,13 +37,14 @@ import urllib.request
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, Callable, Sequence, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import aiohttp
 import orjson
 
 from .. import tracing
 from .errors import BackendError
+from .ratelimit import observe as observe_rate_limits
 
 FAILURES_TO_REST = 3
 REST_S = 2.0
@@ -60,15 +62,23 @@ class MalformedReply(BackendError):
     Retried like a 5xx, and charged to the replica that sent it."""
 
     def __init__(self, message: str):
-        super().__init__(message, retryable=True)
+        super().__init__(message, retryable=True, server_down=False)
 
 
 class Replica:
     """One server URL and what the picker knows about it."""
 
-    __slots__ = ("url", "proxy", "in_flight", "failures", "rest_until", "cooldown", "sent", "failed", "rested")
+    __slots__ = ("url", "auth", "proxy", "in_flight", "failures", "rest_until", "cooldown", "sent", "failed",
+                 "rested")
 
     def __init__(self, url: str):
+        # `http://user:password@host/v1`: the credentials are that host's authorization (HTTP Basic,
+        # instead of the API key) and are kept out of `url`, which messages and summary.json show.
+        parts = urlsplit(url)
+        self.auth: str | None = None
+        if "@" in parts.netloc:
+            self.auth = aiohttp.BasicAuth(unquote(parts.username or ""), unquote(parts.password or "")).encode()
+            url = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
         self.url = url.rstrip("/")
         self.proxy = _proxy_for(self.url)
         self.in_flight = 0
@@ -171,7 +181,7 @@ class Endpoints:
                                          f"{snippet(raw)!r}") from None
                 result = parse(data, replica) if parse is not None else data
             except MalformedReply as exc:
-                last = BackendError(f"{self.what}: {exc}", retryable=True)
+                last = MalformedReply(f"{self.what}: {exc}")
                 self._failed(replica)
                 tried.append(replica)
                 if tracing.live:
@@ -216,8 +226,11 @@ class Endpoints:
     async def _post_once(self, replica: Replica, path: str, body: bytes) -> bytes:
         session = await self._session()
         cap = self.max_reply_bytes
-        async with session.post(replica.url + path, data=body, proxy=replica.proxy, allow_redirects=False) as resp:
+        headers = {"Authorization": replica.auth} if replica.auth else None
+        async with session.post(replica.url + path, data=body, proxy=replica.proxy, allow_redirects=False,
+                                headers=headers) as resp:
             status = resp.status
+            observe_rate_limits(resp.headers)  # x-ratelimit-*, for the pacing of the call's model
             length = resp.content_length
             if length is not None and length > cap:
                 resp.close()  # never read it, never reuse the connection
@@ -282,7 +295,7 @@ class Endpoints:
                 return last
             return BackendError(f"{self.what}: failed on {len(tried)} of {n} replicas, the others resting; "
                                 f"last: {last}", status_code=last.status_code, retry_after=last.retry_after,
-                                retryable=True)
+                                retryable=True, server_down=last.server_down)
         now = self._clock()
         waits = [r.rest_until - now for r in self.replicas if r.rest_until > now]
         wait = min(waits) if waits else 1.0

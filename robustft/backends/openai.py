@@ -28,9 +28,10 @@ from .http import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_MAX_REPLY_BYTES, Endpoints,
 from .replies import chat_reply, embedding_reply, token_logprobs
 
 
-def _api_key(env_name: str) -> str:
-    # Local servers (vllm serve) accept any key; hosted ones read it from the named variable.
-    return os.environ.get(env_name) or "EMPTY"
+def _api_key(env_name: str | None) -> str:
+    # Local servers (vllm serve) accept any key; hosted ones read it from the named variable. No
+    # variable: no key (an embedding server on another host than the chat model, by default).
+    return (os.environ.get(env_name) if env_name else None) or "EMPTY"
 
 
 class OpenAIChatModel:
@@ -109,7 +110,7 @@ class OpenAIEmbeddings:
     """Text embeddings from an OpenAI-compatible `/embeddings` endpoint (vllm serve of an embedding
     model, TEI, hosted APIs), `batch_size` texts per request, `concurrency` requests in flight."""
 
-    def __init__(self, base_url: str | Sequence[str], model: str, *, api_key_env: str = "OPENAI_API_KEY",
+    def __init__(self, base_url: str | Sequence[str], model: str, *, api_key_env: str | None = "OPENAI_API_KEY",
                  timeout_s: float = 120.0, connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
                  max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES, batch_size: int = 64, concurrency: int = 4):
         from ..config import check_base_urls
@@ -146,16 +147,18 @@ class OpenAIEmbeddings:
             for task in tasks:
                 task.cancel()
             raise
-        dims = {m.shape[1] for m in results}
-        if len(dims) > 1:
-            raise EmbeddingDimensionError(self.model_name, *sorted(dims)[:2], where="between two batches of one run")
+        first = results[0].shape[1]
+        for i, matrix in enumerate(results):
+            if matrix.shape[1] != first:
+                raise EmbeddingDimensionError(self.model_name, first, matrix.shape[1], before_where="batch 1",
+                                              now_where=f"batch {i + 1} of the same texts")
         return np.concatenate(results)
 
     async def _embed_batch(self, batch: list[str]) -> np.ndarray:
         count = len(batch)
         matrix, _ = await self.endpoints.post_json(
             "/embeddings", {"model": self.model_name, "input": batch},
-            lambda data, replica: embedding_reply(data, count, replica.url))
+            lambda data, replica: embedding_reply(data, count, replica.url, self.model_name))
         return matrix
 
     async def aclose(self) -> None:

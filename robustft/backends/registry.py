@@ -103,6 +103,10 @@ class ModelPool:
             self._models[key] = model
         return model
 
+    def backends(self) -> list[Any]:
+        """Every distinct backend in the pool."""
+        return list({id(m): m for m in [*self._owned, *self._models.values()]}.values())
+
     def add(self, config: ModelConfig, model: ChatBackend) -> None:
         """Use `model` for `config` (tests inject scripted models this way)."""
         self._models[config.model_dump_json()] = model

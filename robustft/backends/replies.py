@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ..errors import EmbeddingDimensionError
 from .http import MalformedReply
 
 # No single call reads or writes more tokens than this; a larger count is a broken server, and
@@ -144,9 +145,10 @@ def _token_entropy(token: str, logprob: float, alternatives: list[float], alt_to
     return h
 
 
-def embedding_reply(data: Any, count: int, url: str) -> np.ndarray:
+def embedding_reply(data: Any, count: int, url: str, model: str) -> np.ndarray:
     """The vectors of an `/embeddings` reply in input order, as float32 rows: exactly `count` of
-    them, each of one dimension, every value finite."""
+    them, every value finite, all of one dimension (else `EmbeddingDimensionError` naming `model`:
+    no retry makes a server that mixes dimensions consistent)."""
     items = data.get("data") if isinstance(data, dict) else None
     if not isinstance(items, list):
         raise MalformedReply(f"malformed reply from {url}: data: not a list")
@@ -161,10 +163,11 @@ def embedding_reply(data: Any, count: int, url: str) -> np.ndarray:
         if not isinstance(vector, list) or not vector:
             raise MalformedReply(f"malformed reply from {url}: data[{i}].embedding: not a list of numbers")
         ordered[index] = vector
-    dims = {len(v) for v in ordered}
-    if len(dims) > 1:
-        raise MalformedReply(f"malformed reply from {url}: data[*].embedding: vectors of different dimensions "
-                             f"({', '.join(map(str, sorted(dims)))}) in one reply")
+    first = len(ordered[0])
+    for i, vector in enumerate(ordered):
+        if len(vector) != first:
+            raise EmbeddingDimensionError(model, first, len(vector), before_where=f"data[0] of one reply from {url}",
+                                          now_where=f"data[{i}] of the same reply")
     try:
         matrix = np.asarray(ordered, dtype=np.float32)
     except (TypeError, ValueError):

@@ -25,6 +25,7 @@ a fresh and a replayed run compute exactly the same scores.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import sqlite3
@@ -36,6 +37,7 @@ import ormsgpack
 
 from ..config import ModelConfig
 from ..errors import RobustFTError, UserError
+from ..files import refuse_link
 from .base import Generation, Messages
 
 # ModelConfig fields that do not change what a model answers.
@@ -50,6 +52,7 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
 )
 _FORMAT = "2"
+COLUMNS = {"responses": ["key", "value"], "embeddings": ["key", "vector"], "meta": ["name", "value"]}
 
 
 def model_identity(config: ModelConfig) -> str:
@@ -109,6 +112,9 @@ def encode_generation(gen: Generation) -> bytes:
 
 def decode_generation(blob: bytes) -> Generation:
     text, logprobs, tokens, prompt_tokens, completion_tokens, entropies = ormsgpack.unpackb(blob)
+    if not isinstance(text, str) or not all(n is None or type(n) is int for n in (prompt_tokens, completion_tokens)) \
+            or not all(b is None or isinstance(b, bytes) for b in (logprobs, entropies)):
+        raise ValueError("a stored response of the wrong shape")
     if tokens is not None and len(tokens) == 2 and isinstance(tokens[1], bytes):
         lengths = array(tokens[0])
         lengths.frombytes(tokens[1])
@@ -129,8 +135,11 @@ class ResponseStore:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self.damaged = 0  # damaged rows met (treated as missing)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            for name in (self.path.name, *(f"{self.path.name}-{end}" for end in ("wal", "shm", "journal"))):
+                refuse_link(self.path.parent / name)  # SQLite follows links: it would write outside DIR
             self._db = sqlite3.connect(str(self.path), timeout=30, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             # Commits reach the OS at once (a killed process loses nothing); fsync only at
@@ -138,6 +147,12 @@ class ResponseStore:
             self._db.execute("PRAGMA synchronous=NORMAL")
             for statement in _SCHEMA:
                 self._db.execute(statement)
+            for table, columns in COLUMNS.items():
+                have = [row[1] for row in self._db.execute(f"PRAGMA table_info({table})")]
+                if have != columns:
+                    raise UserError(f"{self.path}: table {table} has the columns {', '.join(have)} (a response store "
+                                    f"has {', '.join(columns)}): the file was changed; run `robustft doctor "
+                                    f"{self.path.parent} --repair` to rebuild it (what it cannot keep is asked again)")
             found = self._db.execute("SELECT value FROM meta WHERE name='format'").fetchone()
             if found is None:
                 self._db.execute("INSERT OR IGNORE INTO meta VALUES ('format', ?)", (_FORMAT,))
@@ -145,15 +160,37 @@ class ResponseStore:
                 raise UserError(f"{self.path}: a response store of another robustft version (format {found[0]}); "
                                 "move it away to start over (its calls will be made again)")
         except sqlite3.DatabaseError as e:
-            raise UserError(f"{self.path}: the response store cannot be opened ({e}); if it is damaged, move it "
-                            "away and run again (the calls it held will be made again)") from None
+            raise UserError(f"{self.path}: the response store cannot be opened ({e}); run `robustft doctor "
+                            f"{self.path.parent} --repair` to rebuild it from what still reads (the calls it cannot "
+                            "keep are made again)") from None
 
     def get(self, key: bytes) -> Generation | None:
-        row = self._db.execute("SELECT value FROM responses WHERE key=?", (key,)).fetchone()
-        return decode_generation(row[0]) if row else None
+        """The stored response, or None: also for a damaged one (a bad row is asked again and
+        replaced, with a warning naming the file, instead of failing its sample on every run)."""
+        try:
+            row = self._db.execute("SELECT value FROM responses WHERE key=?", (key,)).fetchone()
+            return decode_generation(row[0]) if row else None
+        except (sqlite3.DatabaseError, ValueError, TypeError, ormsgpack.MsgpackDecodeError) as e:
+            self._damaged(f"a stored response cannot be read ({type(e).__name__}: {e})")
+            return None
+
+    def _damaged(self, what: str) -> None:
+        import logging
+
+        self.damaged += 1
+        if self.damaged == 1:
+            logging.getLogger("robustft").warning(
+                f"{self.path}: {what}; such responses are asked again and replaced (`robustft doctor` checks "
+                "the whole run directory)")
 
     def put(self, key: bytes, gen: Generation) -> Generation:
-        """Persist `gen`; returns it as a later run will read it back (numbers as float32)."""
+        """Persist `gen`; returns it as a later run will read it back (numbers as float32), with any
+        API key in use that the reply echoed replaced by *** (`secrets.redact_known`)."""
+        from ..secrets import redact_known
+
+        text = redact_known(gen.text)
+        if text != gen.text:  # the token pieces would spell the key again: they are left out
+            gen = dataclasses.replace(gen, text=text, tokens=None)
         try:
             self._db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?)", (key, encode_generation(gen)))
         except sqlite3.OperationalError as e:

@@ -19,6 +19,7 @@ from . import config, denoise, finetune, inspect
 # In the order `robustft --help` lists them.
 COMMANDS = [denoise.add_denoise, denoise.add_demo, finetune.add_train, finetune.add_eval, finetune.add_export,
             finetune.add_run, inspect.add_trace, inspect.add_report, inspect.add_ablate, inspect.add_review,
+            inspect.add_doctor,
             config.add_config]
 
 
@@ -86,8 +87,20 @@ def main(argv: list[str] | None = None) -> int:
     except RobustFTError as e:
         print(f"robustft: error: {_shown(str(e))}", file=sys.stderr)
         return e.exit_code
-    except Exception:  # noqa: BLE001 - the edge: anything unexpected is a bug report, exit 1
-        print(_shown(traceback.format_exc()), file=sys.stderr, end="")
-        print("robustft: internal error (the traceback above); please report it", file=sys.stderr)
+    except OSError as e:
+        from ..files import disk_error_message
+
+        message = disk_error_message(e)  # a full or read-only disk: the path and the fix, no traceback
+        if message is None:
+            return _internal_error()
+        print(f"robustft: error: {_shown(message)}", file=sys.stderr)
         return 1
+    except Exception:  # noqa: BLE001 - the edge: anything unexpected is a bug report, exit 1
+        return _internal_error()
+
+
+def _internal_error() -> int:
+    print(_shown(traceback.format_exc()), file=sys.stderr, end="")
+    print("robustft: internal error (the traceback above); please report it", file=sys.stderr)
+    return 1
 

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ..errors import ConfigError
 from .common import (DATA_HELP, add_data_flags, add_embedding_flags, add_model_flags, data_overrides,
                      embedding_overrides, failed_exit, model_overrides, print_to_pager)
 
@@ -41,7 +42,10 @@ def add_denoise(sub) -> None:
                    help="a label letter past the last option: stop with an error (default) or keep it to be relabeled")
     p.add_argument("--dry-run", action="store_true",
                    help="check and print every prompt for the first sample and estimate the calls and tokens of "
-                        "the whole run; calls no model and writes nothing")
+                        "the whole run (and with prices, its cost); calls no model and writes nothing")
+    p.add_argument("--pilot", type=int, metavar="N",
+                   help="with --dry-run: first run the first N rows for real (paid, into --out, reused by the full "
+                        "run), and calibrate the estimate with what they measured")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--executor", choices=["local", "ray"],
                    help="where the samples run: this process (default) or a Ray cluster (pip install 'robustft[ray]'; "
@@ -73,14 +77,33 @@ def _denoise(args: argparse.Namespace) -> int:
                       "run.ray_address": args.ray_address, "run.otel": args.otel, "run.otel_content": args.otel_content,
                       **embedding_overrides(args), **data_overrides(args)})
     config = load_config(args.config, overrides)
+    if args.pilot is not None and not args.dry_run:
+        raise ConfigError("--pilot N goes with --dry-run (a pilot calibrates the dry run's estimate); drop it, "
+                          "or add --dry-run")
     if args.dry_run:
         from ..run.dryrun import describe_dry_run, dry_run
 
-        print_to_pager(describe_dry_run(dry_run(config), config))
+        pilot = _pilot(config, args.pilot, progress=not args.quiet) if args.pilot is not None else None
+        print_to_pager(describe_dry_run(dry_run(config, pilot=pilot), config))
         return 0
     result = denoise(config, progress=not args.quiet)
     print(describe_run(result.summary, result.out_dir))
     return failed_exit(result.summary)
+
+
+def _pilot(config, rows: int, *, progress: bool):
+    """The real run on the first `rows` rows (into --out, where the full run reuses it), measured."""
+    from ..run.dryrun import measure_pilot
+    from ..run.runner import denoise
+
+    if rows < 1:
+        raise ConfigError(f"--pilot {rows}: give a number of rows, at least 1 (20 to 50 is plenty)")
+    if config.out is None:
+        raise ConfigError("--pilot needs --out DIR: the pilot's calls are paid, and the full run reuses them there")
+    limit = min(rows, config.data.limit) if config.data.limit else rows
+    pilot_config = config.model_copy(update={"data": config.data.model_copy(update={"limit": limit})})
+    result = denoise(pilot_config, progress=progress)
+    return measure_pilot(result.out_dir, limit)
 
 
 def describe_run(summary: dict[str, Any], out_dir: Path) -> str:

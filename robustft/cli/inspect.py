@@ -132,3 +132,25 @@ def _review(args: argparse.Namespace) -> int:
         print(f"fine-tuning set: {Path(args.dir) / DENOISED}   changes logged in "
               f"{Path(args.dir) / REVIEW_LOG}")
     return 0
+
+
+def add_doctor(sub) -> None:
+    p = sub.add_parser("doctor", help="check a run directory and say what is damaged; --repair fixes it",
+                       description="Check a run directory: files robustft writes that are symbolic links, "
+                                   "temporaries left by a killed command, a damaged responses.sqlite (SQLite's "
+                                   "check, its tables, every row), the run's files as the other commands read them, "
+                                   "and human review decisions not yet applied. Says what --repair would do; exit 0 "
+                                   "when nothing is wrong (or all was repaired), 2 otherwise.")
+    add_run_dir(p)
+    p.add_argument("--repair", action="store_true",
+                   help="make the repairs: remove robustft's temporaries, rebuild the store from the rows that read "
+                        "(the rest is asked again by the next run), apply logged review decisions")
+    p.set_defaults(handler=_doctor)
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from ..inspect.doctor import doctor
+
+    checkup = doctor(args.dir, repair=args.repair)
+    print(checkup.text(args.repair))
+    return 0 if checkup.healthy else 2

@@ -246,6 +246,24 @@ class BadJsonLine(ValueError):
         super().__init__(f"line {line} is not valid JSON: {error}")
 
 
+def load_json(text: str) -> Any:
+    """`json.loads`, with every way the text can fail raised as `json.JSONDecodeError`: an integer
+    longer than Python converts (4,300 digits) and nesting deeper than the interpreter's recursion
+    limit (about 1,000 levels) included (they were a ValueError and a RecursionError: a traceback)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply (more than about 1,000 levels of [ and {)", text, 0) from None
+    except ValueError as e:  # "Exceeds the limit (4300 digits) for integer string conversion"
+        import re
+
+        long_number = re.search(r"\d{4300,}", text)
+        raise json.JSONDecodeError(f"a number too long to read ({str(e).split(';')[0]}); write it as a string",
+                                   text, long_number.start() if long_number else 0) from None
+
+
 def json_lines(text: str) -> Iterator[tuple[int, int, str, Any]]:
     """(data row from 1, line, the line's text, value) per non-blank line of JSON Lines text;
     `BadJsonLine` at the first line that is not JSON. Only "\n" ends a line."""
@@ -257,7 +275,7 @@ def json_lines(text: str) -> Iterator[tuple[int, int, str, Any]]:
             continue
         number += 1
         try:
-            value = json.loads(line)
+            value = load_json(line)
         except json.JSONDecodeError as e:
             raise BadJsonLine(lineno, number, e, lineno == last) from None
         yield number, lineno, line.rstrip("\r"), value
@@ -330,7 +348,7 @@ def _read_json_table(path: Path, kind: str, limit: int | None, key: str | None =
     whole_document = kind == "json" and head in ("[", "{")
     if whole_document:
         try:
-            document = json.loads(text)
+            document = load_json(text)
         except json.JSONDecodeError as e:
             if head == "{" and "\n{" in text.strip():
                 whole_document = False  # JSON Lines saved as .json

@@ -38,7 +38,7 @@ from ..answers import letters, normalize_label, parse_number
 from ..config import DataConfig
 from ..errors import InputError
 from .choices import OptionLayout, find_layout, likely_option_columns
-from .records import Row, Table, json_type
+from .records import Row, Table, json_type, load_json
 from .shapes import SHAPE_HINT, Shape, ShapeError, parse_row, recognise
 from .sources import open_source
 
@@ -146,6 +146,36 @@ def _as_text(value: Any, ctx: _RowContext, field_name: str) -> str:
     raise ctx.error(field_name, f"is {json_type(value)}, not text", fix="write this field as a string")
 
 
+def _check_text(values: dict[str, Any], ctx: _RowContext) -> None:
+    """No text in the row that robustft cannot keep: a NUL character (a binary file, or text that
+    files and spreadsheets cut off) or a lone surrogate (`\\ud800` in JSON: half of a character,
+    which no UTF-8 file can hold). Checked for every field, nested ones too, before anything is
+    written."""
+    def bad(value: Any) -> str | None:
+        if isinstance(value, str):
+            if "\x00" in value:
+                return "holds a NUL character (\\u0000)"
+            if not value.isascii():
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError as e:
+                    return f"holds a lone surrogate ({value[e.start]!r}: half of a character) at position {e.start}"
+            return None
+        if isinstance(value, dict):
+            return next((b for b in map(bad, list(value.keys()) + list(value.values())) if b), None)
+        if isinstance(value, (list, tuple)):
+            return next((b for b in map(bad, value) if b), None)
+        return None
+
+    for name, value in values.items():
+        problem = bad(name) if isinstance(name, str) else None
+        problem = problem or bad(value)
+        if problem:
+            raise ctx.error(str(name).encode("utf-8", "backslashreplace").decode(), problem,
+                            fix="remove or replace that character in the data (a JSON file may spell it as an "
+                                "escape such as \\u0000 or \\ud800)")
+
+
 def _parse_options(raw: Any, ctx: _RowContext, col: str) -> list[str] | None:
     """The options list, or None when the field is empty."""
     if raw is None or (isinstance(raw, float) and math.isnan(raw)):
@@ -155,7 +185,7 @@ def _parse_options(raw: Any, ctx: _RowContext, col: str) -> list[str] | None:
         if not raw.strip():
             return None
         try:
-            parsed = json.loads(raw)
+            parsed = load_json(raw)
         except json.JSONDecodeError:
             shown = raw if len(raw) <= 60 else raw[:57] + "..."
             hint = (" (it looks like a Python list: JSON needs double quotes)"
@@ -270,6 +300,7 @@ def build_dataset(table: Table, cfg: DataConfig) -> Dataset:
     first_row_of: dict[str, int] = {}
     for row in table.rows:
         ctx = _RowContext(table, row)
+        _check_text(row.values, ctx)
         if has_id:
             sample_id = _as_text(row.values.get(idcol), ctx, idcol).strip()
             if not sample_id:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import DataConfig
-from .records import json_type
+from .records import json_type, load_json
 
 __all__ = ["SHAPES", "AnswerSlot", "Parsed", "Shape", "ShapeError", "recognise", "render_conversation", "parse_row"]
 
@@ -98,7 +98,7 @@ def _turn_style(turns: Any) -> str | None:
     """messages or sharegpt, from the keys of a conversation's first turn."""
     if isinstance(turns, str):
         try:
-            turns = json.loads(turns)
+            turns = load_json(turns)
         except ValueError:
             return None
     if isinstance(turns, list) and turns and isinstance(turns[0], dict):
@@ -149,7 +149,7 @@ def _conversation(shape: str, column: str, row: dict[str, Any]) -> Parsed:
     turns, encoded = row[column], False
     if isinstance(turns, str):
         try:
-            turns, encoded = json.loads(turns), True
+            turns, encoded = load_json(turns), True
         except ValueError as e:
             raise ShapeError(f"'{column}' is text that is not a JSON list of turns ({e})", column,
                              f"write the conversation as a JSON list of turns, e.g. [{example}, ...]") from None

@@ -23,7 +23,6 @@ from __future__ import annotations
 import copy
 import csv
 import io
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ from typing import Any
 
 from ..answers import option_text
 from ..errors import InputError
-from ..files import atomic_folder, atomic_write, json_default
+from ..files import atomic_folder, atomic_write, json_text
 from .jsonspan import dumps_like, item_spans, replace_value, value_span
 from .records import Row, Table
 from .samples import Dataset
@@ -166,7 +165,7 @@ def write_back(table: Table, dataset: Dataset, labels: dict[str, str], out: str 
 
 
 def _dumps(values: dict[str, Any]) -> str:
-    return json.dumps(values, ensure_ascii=False, default=json_default)
+    return json_text(values)
 
 
 def _write_jsonl(out: Path, table: Table, records: list[_Out], same_kind: bool) -> None:
@@ -191,7 +190,7 @@ def _write_json(out: Path, table: Table, records: list[_Out], same_kind: bool) -
     text = table.text if same_kind else None
     items = _json_item_texts(table) if same_kind else None
     if text is None or items is None or any(r.raw is None for r in records):
-        body = json.dumps([r.values for r in records], ensure_ascii=False, indent=2, default=json_default)
+        body = json_text([r.values for r in records], indent=2)
         with atomic_write(out) as f:
             f.write(body + "\n")
         return
@@ -209,7 +208,7 @@ def _write_json(out: Path, table: Table, records: list[_Out], same_kind: bool) -
 def _cell(value: Any) -> Any:
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
-    return json.dumps(value, ensure_ascii=False, default=json_default)
+    return json_text(value)
 
 
 def _write_csv(out: Path, table: Table, records: list[_Out], same_kind: bool) -> None:

@@ -39,9 +39,9 @@ from ..data.records import JSONL_SUFFIXES
 from ..data.sources import looks_like_hub_name
 from ..data.writeback import write_back
 from ..errors import ConfigError, InputError, UserError
-from ..files import atomic_folder, write_json, write_jsonl
+from ..files import atomic_folder, remove_stale_temporaries, write_json, write_jsonl
 from ..prompts import PromptLibrary
-from ..run.rundir import DENOISED, read_summary, run_config
+from ..run.rundir import DENOISED, read_summary, refuse_links, run_config
 
 __all__ = ["FORMATS", "PAIR_FORMATS", "ExportResult", "export", "export_run", "infer_format", "load_export",
            "to_alpaca", "to_hf_dataset", "to_messages"]
@@ -129,6 +129,8 @@ def export(config: RobustFTConfig, *, data: str | Path | None = None, out: str |
     if fmt not in PAIR_FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}; use one of: {', '.join(PAIR_FORMATS)}")
     out_path = Path(out)
+    # An export killed while writing left its temporary beside `out`: this one replaces it.
+    remove_stale_temporaries(out_path.parent, [out_path.name])
     dataset = load_training_set(config.data, data_path)
     examples = sft_examples(dataset, PromptLibrary(config.denoise.prompts_dir), config.data.instruction)
     if fmt == "messages":
@@ -177,6 +179,8 @@ def export_run(run_dir: str | Path, *, out: str | Path | None = None, fmt: str |
     """Write the fine-tuning set of the run in `run_dir` to `out` (default RUN_DIR/export/<input's
     name>) in `fmt`: "input" (default: the input's own format) or a training-pair format."""
     run_dir = Path(run_dir)
+    if run_dir.is_dir():
+        refuse_links(run_dir)
     summary = read_summary(run_dir)
     config = run_config(summary)
     if data_overrides:
@@ -203,6 +207,7 @@ def export_run(run_dir: str | Path, *, out: str | Path | None = None, fmt: str |
     out_path = Path(out) if out is not None else _default_out(run_dir, dataset)
     if dataset.source.kind not in ("hub", "records") and out_path.resolve() == Path(dataset.source.location):
         raise ConfigError(f"--out {out_path} is the input itself; pass another path (the input stays as it is)")
+    remove_stale_temporaries(out_path.parent, [out_path.name])
     result = write_back(table, dataset, {str(r["id"]): r["label"] for r in kept}, out_path)
     by_source = Counter(str(r.get("source") or "clean") for r in kept)
     return ExportResult(path=result.path, format=f"{dataset.source.shape} ({result.kind})", count=result.count,

@@ -15,6 +15,8 @@ and returns a short table for the terminal. The jobs are split: `counts` (the nu
 
 from __future__ import annotations
 
+import contextlib
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,28 +79,36 @@ def build_report(run_dir: str | Path, gold_path: str | Path | None = None) -> Re
     counts = counts_of(run)
     roles = role_agreement(run, labels)
     plot_dir = run.dir / "plots"
+    made = not plot_dir.exists()
     plot_dir.mkdir(exist_ok=True)
-    figs = {"outcomes": fig_outcomes(counts)}
-    if metrics:
-        figs["gold"] = fig_gold(metrics)
-    figs["scores"] = fig_scores(run, labels, same)
-    figs["labels"] = fig_labels(label_matrix(run))
-    if roles:
-        figs["roles"] = fig_roles(roles, labels is not None)
-    plots: dict[str, Path] = {}
-    encoded: dict[str, str] = {}
-    for name, fig in figs.items():
-        plots[name] = plot_dir / f"{name}.png"
-        encoded[name] = save_png(fig, plots[name])
-    for name in ("gold", "roles"):  # from an earlier report (with --gold): it would no longer match report.html
-        stale = plot_dir / f"{name}.png"
-        if name not in figs and stale.exists():
-            stale.unlink()
-    html_path = run.dir / "report.html"
-    write_text(html_path, render_html(run, counts, encoded, metrics, labels, roles, ranking, same=same))
-    data = {"run_dir": str(run.dir), "counts": counts, "selection": run.selection, "roles": roles,
-            "gold_metrics": metrics, "trust_ranking": ranking, "plots": {k: str(v) for k, v in plots.items()}}
-    write_json(run.dir / "report.json", data)
+    try:
+        figs = {"outcomes": fig_outcomes(counts)}
+        if metrics:
+            figs["gold"] = fig_gold(metrics)
+        figs["scores"] = fig_scores(run, labels, same)
+        figs["labels"] = fig_labels(label_matrix(run))
+        if roles:
+            figs["roles"] = fig_roles(roles, labels is not None)
+        plots: dict[str, Path] = {}
+        encoded: dict[str, str] = {}
+        for name, fig in figs.items():
+            plots[name] = plot_dir / f"{name}.png"
+            encoded[name] = save_png(fig, plots[name])
+        for name in ("gold", "roles"):  # from an earlier report (with --gold): it would no longer match report.html
+            stale = plot_dir / f"{name}.png"
+            if name not in figs and stale.exists():
+                stale.unlink()
+        html_path = run.dir / "report.html"
+        write_text(html_path, render_html(run, counts, encoded, metrics, labels, roles, ranking, same=same))
+        data = {"run_dir": str(run.dir), "counts": counts, "selection": run.selection, "roles": roles,
+                "gold_metrics": metrics, "trust_ranking": ranking,
+                "plots": {k: str(v) for k, v in plots.items()}}
+        write_json(run.dir / "report.json", data)
+    except BaseException:
+        if made:  # a full disk: no empty plots/ left behind (each file is written whole or not at all)
+            with contextlib.suppress(OSError):
+                plot_dir.rmdir()
+        raise
     return Report(html_path=html_path, plots=plots, data=data,
                   text=format_text(run, counts, metrics, html_path, plots, ranking), figures=encoded)
 

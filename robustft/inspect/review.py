@@ -50,7 +50,8 @@ from ..data.records import JSONL_SUFFIXES, BadJsonLine, NotUTF8, json_lines, no_
 from ..errors import UserError
 from ..files import atomic_write, write_jsonl
 from ..run.outputs import human_record
-from ..run.rundir import BACKUP, DENOISED, REVIEW_LOG, SAMPLES, RunFiles, load_run, read_review_log
+from ..run.rundir import (BACKUP, DENOISED, SAMPLES, RunFiles, append_review_log, load_run, read_jsonl_checked,
+                          read_review_log, replay_review_log)
 
 COLUMNS = ["id", "status", "question", "options", "original_label", "proposed_label", "current_label", "score", "trust",
            "base_answer", "reasoning_answer", "context_answer", "reviewer_answer", "checker_reason",
@@ -66,8 +67,16 @@ _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 _QUOTED = re.compile(r"'+[=+\-@\t\r]")
 
 
+# A NUL byte cannot travel in a CSV file (spreadsheets cut the text there, and a NUL marks a
+# damaged file on import): a cell holding one is written as `json:` and the value as a JSON string
+# (NUL as \u0000), and so is a value that itself starts with `json:`, so every text comes back.
+_ESCAPED = "json:"
+
+
 def neutralise_cell(value: str) -> str:
-    """A CSV cell a spreadsheet shows as text, never evaluates."""
+    """A CSV cell a spreadsheet shows as text, never evaluates, and that holds no NUL byte."""
+    if "\x00" in value or value.startswith(_ESCAPED):
+        return _ESCAPED + json.dumps(value)
     if _FORMULA_START.match(value) and not _NUMBER.fullmatch(value):
         return "'" + value
     return value
@@ -75,6 +84,12 @@ def neutralise_cell(value: str) -> str:
 
 def restore_cell(value: str) -> str:
     """The value `neutralise_cell` was given."""
+    if value.startswith(_ESCAPED):
+        try:
+            decoded = json.loads(value[len(_ESCAPED):])
+        except ValueError:
+            return value
+        return decoded if isinstance(decoded, str) else value
     return value[1:] if _QUOTED.match(value) else value
 
 
@@ -267,11 +282,20 @@ def parse_decisions(path: Path, run: RunFiles) -> tuple[list[Decision], int]:
 
 
 def import_review(run_dir: str | Path, file: str | Path) -> ImportResult:
+    """Apply the decisions in `file`: logged first, then applied.
+
+    The decisions are appended to review_log.jsonl in one write (and flushed to the disk) before
+    denoised.jsonl is replaced, and denoised.jsonl is always the log replayed over the tool's set
+    (`replay_review_log`, idempotent). So a kill at any instant loses no decision: before the log
+    write, nothing changed and importing again does it all; after it, any later import, `denoise`
+    on DIR or `robustft doctor --repair` applies the logged decisions again.
+    """
     run = load_run(run_dir)
-    read_review_log(run.dir)  # a damaged log is named now, not left with new decisions after it
+    logged = read_review_log(run.dir)  # a damaged log is named now, not left with new decisions after it
     path = Path(file)
     decisions, blank = parse_decisions(path, run)
-    current = {d["id"]: d for d in run.fine_tuning_set()}
+    tool_set = _tool_set(run)
+    current = {d["id"]: d for d in (replay_review_log(run.dir, tool_set, run.records) if logged else run.fine_tuning_set())}
     result = ImportResult(file=path, decided=len(decisions), blank=blank)
     now = time.strftime("%Y-%m-%dT%H:%M:%S")
     log = []
@@ -301,15 +325,23 @@ def import_review(run_dir: str | Path, file: str | Path) -> ImportResult:
                   "after": {"label": after["label"], "source": "human"} if after else None}
         result.changed.append(change)
         log.append(change)
-    if log:
+    if log or logged:
         backup = run.dir / BACKUP
         if run.denoised is not None and not backup.exists():
-            with atomic_write(backup, binary=True) as f:
-                f.write((run.dir / DENOISED).read_bytes())
+            write_jsonl(backup, tool_set)
+        if log:
+            append_review_log(run.dir, log)
         ordered = [current[r["id"]] for r in run.records if r["id"] in current]
         ordered += [d for sid, d in current.items() if sid not in run.by_id]  # never lose a row
-        write_jsonl(run.dir / DENOISED, ordered)
-        with (run.dir / REVIEW_LOG).open("a", encoding="utf-8") as fh:
-            for entry in log:
-                fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        on_disk = read_jsonl_checked(run.dir / DENOISED) if (run.dir / DENOISED).is_file() else None
+        if ordered != on_disk:  # (load_run replayed the log in memory: compare with the file itself)
+            write_jsonl(run.dir / DENOISED, ordered)
     return result
+
+
+def _tool_set(run: RunFiles) -> list[dict[str, Any]]:
+    """The fine-tuning set as the tool made it, before any human decision."""
+    backup = run.dir / BACKUP
+    if backup.is_file():
+        return read_jsonl_checked(backup)
+    return run.fine_tuning_set()

@@ -14,7 +14,10 @@ for Python internals is refused when it is loaded, naming its file and line.
 
 from __future__ import annotations
 
+import contextvars
 import os
+import re
+import time
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -37,6 +40,82 @@ VALUES_DOC = "robustft/prompts/README.md"
 MAX_PROMPT_CHARS = 10_000_000
 MAX_REPEAT = 1_000_000   # `'x' * n` and friends
 MAX_INT_BITS = 4096      # no prompt needs a number larger than this; `(10**100)**100**...` would eat memory
+MAX_LOOP_STEPS = 5_000_000  # steps of all `{% for %}` loops of one render (10^10 nested steps never end)
+RENDER_TIME_LIMIT_S = 10.0  # one render, and each render of the pre-run check
+LOOP_BUDGET = "robustft_loop_budget"  # the global every `{% for %}` iterable goes through (`_Sandbox._parse`)
+
+# [steps so far, deadline] of the render going on in this thread (None: no render)
+_render_budget: contextvars.ContextVar[list | None] = contextvars.ContextVar("robustft_render_budget", default=None)
+
+
+def _spend(steps: int) -> None:
+    budget = _render_budget.get()
+    if budget is None:
+        return
+    budget[0] += steps
+    if budget[0] > MAX_LOOP_STEPS:
+        raise jinja2.sandbox.SecurityError(f"the template's loops run more than {MAX_LOOP_STEPS:,} steps")
+    if time.monotonic() > budget[1]:
+        raise jinja2.sandbox.SecurityError(f"rendering took longer than {RENDER_TIME_LIMIT_S:g} s")
+
+
+def _loop_budget(iterable: Any) -> Any:
+    """`iterable`, counted against the render's budget of steps and time as the loop runs."""
+    n = 0
+    for item in iterable:
+        n += 1
+        if n == 1024:
+            _spend(n)
+            n = 0
+        yield item
+    _spend(n)
+
+
+def _too_long(size: int) -> None:
+    if size > MAX_PROMPT_CHARS:
+        raise jinja2.sandbox.SecurityError(f"that would make a text of {size:,} characters (a prompt has at most "
+                                           f"{MAX_PROMPT_CHARS:,})")
+
+
+_PERCENT_WIDTH = re.compile(r"%[-+ #0]*(\d*)(?:\.(\d*))?")
+_BRACE_WIDTH = re.compile(r"\{[^{}]*?:[^{}\d]*(\d*)(?:[,_]?)(?:\.(\d+))?[^{}]*\}")
+
+
+def _check_format(fmt: Any) -> None:
+    """A printf or str.format pattern whose width or precision alone passes the size limit."""
+    if not isinstance(fmt, str):
+        return
+    for pattern in (_PERCENT_WIDTH, _BRACE_WIDTH):
+        for m in pattern.finditer(fmt):
+            for number in m.groups():
+                if number and len(number) > 7:
+                    _too_long(int(number[:12]))
+
+
+def _text_size(value: Any) -> int:
+    return len(value) if isinstance(value, str) else len(str(value))
+
+
+def _bounded_call(func: Any, args: tuple, kwargs: dict) -> None:
+    """Refuse a str method whose result alone passes the size limit, before it is built."""
+    func = getattr(func, "__wrapped__", func)  # the sandbox's own str.format wrapper
+    owner = getattr(func, "__self__", None)
+    name = getattr(func, "__name__", "")
+    if not isinstance(owner, str):
+        return
+    first = args[0] if args else None
+    if name in ("center", "ljust", "rjust", "zfill") and isinstance(first, int):
+        _too_long(first)
+    elif name == "expandtabs":
+        size = kwargs.get("tabsize", first if isinstance(first, int) else 8)
+        _too_long(len(owner) + owner.count("\t") * max(size, 0))
+    elif name == "replace" and len(args) >= 2 and isinstance(args[0], str) and isinstance(args[1], str):
+        hits = owner.count(args[0]) if args[0] else len(owner) + 1
+        _too_long(len(owner) + hits * max(len(args[1]) - len(args[0]), 0))
+    elif name == "join" and isinstance(first, (list, tuple)):
+        _too_long(sum(_text_size(x) for x in first) + len(owner) * max(len(first) - 1, 0))
+    elif name in ("format", "format_map"):
+        _check_format(owner)
 
 
 def template_name(name: str, task: str | None) -> str:
@@ -84,9 +163,61 @@ def shown_question(question: str, conversation: list[dict[str, str]] | None) -> 
 
 
 class _Sandbox(ImmutableSandboxedEnvironment):
-    """The immutable sandbox, plus bounds on the arithmetic that can exhaust memory or CPU."""
+    """The immutable sandbox, plus bounds on what can exhaust memory or time: arithmetic, every
+    filter and str method that can build a long text at once (checked before it is built), and
+    every `{% for %}` loop (steps and time counted as it runs, `_loop_budget`)."""
 
-    intercepted_binops = frozenset({"*", "**"})
+    intercepted_binops = frozenset({"*", "**", "%"})
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.globals[LOOP_BUDGET] = _loop_budget
+        filters = self.filters
+        center, indent, join, replace, fmt = (filters[n] for n in ("center", "indent", "join", "replace", "format"))
+
+        def bounded_center(value: Any, width: int = 80) -> str:
+            if isinstance(width, int):
+                _too_long(width)
+            return center(value, width)
+
+        def bounded_indent(value: Any, width: Any = 4, *args: Any, **kwargs: Any) -> str:
+            text = str(value)
+            pad = width if isinstance(width, str) else " " * min(width, MAX_PROMPT_CHARS + 1) if isinstance(width, int) else ""
+            _too_long(len(text) + (text.count("\n") + 1) * len(pad))
+            return indent(value, width, *args, **kwargs)
+
+        @jinja2.pass_eval_context
+        def bounded_join(eval_ctx: Any, value: Any, d: str = "", attribute: Any = None) -> str:
+            items = list(_loop_budget(value))
+            if attribute is None:
+                _too_long(sum(_text_size(x) for x in items) + _text_size(d) * max(len(items) - 1, 0))
+            return join(eval_ctx, items, d, attribute)
+
+        def bounded_replace(eval_ctx: Any, s: Any, old: Any, new: Any, count: Any = None) -> str:
+            text, old_s, new_s = str(s), str(old), str(new)
+            hits = (text.count(old_s) if old_s else len(text) + 1) if count is None else min(count, len(text) + 1)
+            _too_long(len(text) + hits * max(len(new_s) - len(old_s), 0))
+            return replace(eval_ctx, s, old, new, count)
+
+        def bounded_format(value: Any, *args: Any, **kwargs: Any) -> str:
+            _check_format(value)
+            return fmt(value, *args, **kwargs)
+
+        filters["center"], filters["indent"], filters["join"] = bounded_center, bounded_indent, bounded_join
+        filters["replace"] = jinja2.pass_eval_context(bounded_replace)
+        filters["format"] = bounded_format
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        """The template, each `{% for %}` iterable wrapped in `robustft_loop_budget(...)`."""
+        tree = super()._parse(source, name, filename)
+        for loop in tree.find_all(nodes.For):
+            loop.iter = nodes.Call(nodes.Name(LOOP_BUDGET, "load", lineno=loop.lineno), [loop.iter], [], None, None,
+                                   lineno=loop.lineno)
+        return tree
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 - Jinja's signature
+        _bounded_call(__obj, args, kwargs)
+        return super().call(__context, __obj, *args, **kwargs)
 
     def call_binop(self, context, operator, left, right):
         ints = isinstance(left, int) and isinstance(right, int)
@@ -98,6 +229,8 @@ class _Sandbox(ImmutableSandboxedEnvironment):
             for seq, n in ((left, right), (right, left)):
                 if isinstance(seq, (str, list, tuple)) and isinstance(n, int) and len(seq) * n > MAX_REPEAT:
                     raise jinja2.sandbox.SecurityError("repeating a value that many times makes no prompt")
+        if operator == "%":
+            _check_format(left)
         return super().call_binop(context, operator, left, right)
 
 
@@ -201,6 +334,7 @@ class PromptLibrary:
         except KeyError:
             raise ConfigError(f"unknown prompt {name!r}; known prompts: {', '.join(PROMPT_NAMES)}") from None
         source = self.source_of(name)
+        budget = _render_budget.set([0, time.monotonic() + RENDER_TIME_LIMIT_S])
         try:
             parts, size = [], 0
             for chunk in template.generate(**values):
@@ -208,11 +342,15 @@ class PromptLibrary:
                 if size > MAX_PROMPT_CHARS:
                     raise ConfigError(f"{source}: the rendered prompt grows past {MAX_PROMPT_CHARS:,} characters; "
                                       "a template loop or repetition runs away: fix the template")
+                _spend(0)
                 parts.append(chunk)
             return "".join(parts).strip() + "\n"
         except jinja2.sandbox.SecurityError as e:
             raise ConfigError(f"{source}: refused by the template sandbox: {e}; prompt templates may only use "
                               f"the values listed in {VALUES_DOC}") from None
+        except MemoryError:
+            raise ConfigError(f"{source}: the template builds more text than memory holds; a loop or repetition "
+                              "runs away: fix the template") from None
         except jinja2.UndefinedError as e:
             raise ConfigError(f"{source}: {e.message}; the values a prompt receives are listed "
                               f"in {VALUES_DOC}") from None
@@ -224,3 +362,5 @@ class PromptLibrary:
                               "remove the loop of includes") from None
         except (TypeError, ValueError, ArithmeticError, jinja2.TemplateError) as e:
             raise ConfigError(f"{source}: the template fails to render: {type(e).__name__}: {e}") from None
+        finally:
+            _render_budget.reset(budget)

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, EmbeddingDimensionError
 
 if TYPE_CHECKING:
-    from ..config import DenoiseConfig
+    from ..config import DenoiseConfig, ModelConfig
 
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -100,10 +100,65 @@ class LocalEmbedder:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
-def make_embedder(denoise: "DenoiseConfig") -> Embedder:
-    """The embedder `denoise` (a DenoiseConfig) asks for."""
+class Dimensions:
+    """The one dimension of an embedding model's vectors, from the first vectors seen (made now or
+    kept in the run directory); any other is an `EmbeddingDimensionError`, raised before the odd
+    vectors are stored, so the run directory stays usable."""
+
+    def __init__(self, model: str):
+        self.model = model
+        self.dim: int | None = None
+        self.source = ""
+
+    def check(self, vectors: np.ndarray, source: str) -> np.ndarray:
+        dim = int(vectors.shape[1]) if vectors.ndim == 2 else -1
+        if self.dim is None:
+            self.dim, self.source = dim, source
+        elif dim != self.dim:
+            raise EmbeddingDimensionError(self.model, self.dim, dim, before_where=self.source, now_where=source)
+        return vectors
+
+    def stacked(self, stored: list[bytes], source: str) -> np.ndarray:
+        """Vectors kept as float16 bytes, as rows; of one dimension, and the dimension of the rest."""
+        sizes = {len(raw) // 2 for raw in stored}
+        if len(sizes) > 1:
+            a, b = sorted(sizes)[:2]
+            raise EmbeddingDimensionError(self.model, a, b, before_where=source, now_where=source)
+        return self.check(np.stack([np.frombuffer(raw, dtype=np.float16) for raw in stored]), source)
+
+
+def make_embedder(denoise: "DenoiseConfig", chat: "ModelConfig | None" = None) -> Embedder:
+    """The embedder `denoise` (a DenoiseConfig) asks for; `chat` is the chat model's config, whose
+    key the embedding server gets only when it is on the same host (`embedding_key_env`), and whose
+    timeouts, reply cap, retries and give-up it is reached with."""
     if denoise.embedding_base_url:
         from .server import ServerEmbedder
 
-        return ServerEmbedder(denoise.embedding_base_url, denoise.embedding_model, denoise.embedding_batch_size)
+        return ServerEmbedder(denoise.embedding_base_url, denoise.embedding_model, denoise.embedding_batch_size,
+                              api_key_env=embedding_key_env(denoise, chat), model=chat)
     return LocalEmbedder(denoise.embedding_model, denoise.embedding_batch_size)
+
+
+def embedding_key_env(denoise: "DenoiseConfig", chat: "ModelConfig | None") -> str | None:
+    """The variable whose key goes to the embedding server: `denoise.embedding_api_key_env` when set;
+    else the chat model's, when every embedding URL is on one of the chat model's hosts; else none
+    (a key is never sent to a host it was not configured for)."""
+    if denoise.embedding_api_key_env:
+        return denoise.embedding_api_key_env
+    if chat is None or not chat.base_url:
+        return None
+    from urllib.parse import urlsplit
+
+    def place(url: str) -> tuple[str | None, int | None]:
+        parts = urlsplit(url)
+        try:
+            port = parts.port or {"https": 443, "http": 80}.get(parts.scheme)
+        except ValueError:
+            port = None
+        return (parts.hostname or "").lower() or None, port
+
+    chat_urls = [chat.base_url] if isinstance(chat.base_url, str) else list(chat.base_url)
+    embed_urls = [denoise.embedding_base_url] if isinstance(denoise.embedding_base_url, str) else \
+        list(denoise.embedding_base_url or [])
+    chat_places = {place(u) for u in chat_urls}
+    return chat.api_key_env if embed_urls and all(place(u) in chat_places for u in embed_urls) else None

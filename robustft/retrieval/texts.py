@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from ..backends.store import ResponseStore, identity_digest, text_key
-from .embedders import Embedder
+from .embedders import Dimensions, Embedder
 
 __all__ = ["TextVectors"]
 
@@ -36,6 +36,7 @@ class TextVectors:
         self.in_flight = max(1, in_flight)
         self.embedded = 0  # texts embedded now, not read back from the store or the memo
         self._identity = identity_digest(embedder.identity)
+        self._dims = Dimensions(getattr(embedder, "model_name", embedder.identity))
         self._memo: OrderedDict[bytes, np.ndarray] = OrderedDict()  # the recently used vectors
         self._memo_size = memo_size
         self._pending: dict[bytes, tuple[str, asyncio.Future]] = {}
@@ -85,10 +86,13 @@ class TextVectors:
             found: dict[bytes, np.ndarray] = {}
             if self.store is not None:
                 stored = self.store.get_vectors([key for key, _, _ in batch])
-                found = {key: np.frombuffer(raw, dtype=np.float16) for key, raw in stored.items()}
+                if stored:
+                    rows = self._dims.stacked(list(stored.values()), "kept in the run directory from an earlier run")
+                    found = dict(zip(stored, rows))
             missing = [(key, text) for key, text, _ in batch if key not in found]
             if missing:
-                made = (await self.embedder.embed([text for _, text in missing])).astype(np.float16)
+                made = await self.embedder.embed([text for _, text in missing])
+                made = self._dims.check(made, "made in this run").astype(np.float16)
                 if self.store is not None:
                     self.store.put_vectors((key, vector.tobytes()) for (key, _), vector in zip(missing, made))
                 found.update((key, vector) for (key, _), vector in zip(missing, made))

@@ -14,7 +14,11 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..backends.store import ResponseStore, identity_digest, text_key
-from .embedders import Embedder
+from .embedders import Dimensions, Embedder
+
+
+KEPT = "kept in the run directory from an earlier run"
+MADE = "made in this run"
 
 
 class QuestionVectors:
@@ -56,6 +60,7 @@ class QuestionVectors:
             positions.setdefault(text_key(identity, text), []).append(i)
         unique = list(positions.items())
         rows: np.ndarray | None = None
+        dims = Dimensions(getattr(self.embedder, "model_name", self.embedder.identity))
         starts = iter(range(0, len(unique), self.batch_size))
 
         def place(items: list[tuple[bytes, list[int]]], vectors: np.ndarray) -> None:
@@ -70,10 +75,11 @@ class QuestionVectors:
             stored = self.store.get_vectors([key for key, _ in items]) if self.store is not None else {}
             have = [(key, where) for key, where in items if key in stored]
             if have:
-                place(have, np.stack([np.frombuffer(stored[key], dtype=np.float16) for key, _ in have]))
+                place(have, dims.stacked([stored[key] for key, _ in have], KEPT))
             missing = [(key, where) for key, where in items if key not in stored]
             if missing:
-                vectors = (await self.embedder.embed([texts[where[0]] for _, where in missing])).astype(np.float16)
+                vectors = await self.embedder.embed([texts[where[0]] for _, where in missing])
+                vectors = dims.check(vectors, MADE).astype(np.float16)
                 place(missing, vectors)
                 if self.store is not None:
                     self.store.put_vectors((key, vector.tobytes()) for (key, _), vector in zip(missing, vectors))
@@ -86,5 +92,12 @@ class QuestionVectors:
             for start in starts:
                 await batch(start)
 
-        await asyncio.gather(*(worker() for _ in range(self.in_flight)))
+        workers = [asyncio.ensure_future(worker()) for _ in range(self.in_flight)]
+        try:
+            await asyncio.gather(*workers)
+        except BaseException:  # one failed (the server gave up, a dimension changed): stop the others
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            raise
         self._matrix = (rows if rows is not None else np.zeros((0, 0), dtype=np.float16)).astype(np.float32)

@@ -25,7 +25,7 @@ from typing import Any, BinaryIO
 import orjson
 
 from ..errors import UserError
-from ..files import json_default
+from ..files import json_default, json_text, open_nofollow
 
 
 def dump_line(record: dict[str, Any]) -> bytes:
@@ -34,7 +34,7 @@ def dump_line(record: dict[str, Any]) -> bytes:
     try:
         return orjson.dumps(record, default=json_default, option=orjson.OPT_APPEND_NEWLINE)
     except TypeError:
-        return (json.dumps(record, ensure_ascii=True, default=json_default) + "\n").encode()
+        return (json_text(record, ensure_ascii=True) + "\n").encode()
 
 
 @dataclass(slots=True)
@@ -58,17 +58,17 @@ class Journal:
         """Read what is there (repairing a torn tail), then open for appending."""
         if self.path.exists():
             self._scan()
-        self._file = open(self.path, "ab")
+        self._file = os.fdopen(open_nofollow(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND), "ab")
         return self
 
     def _scan(self) -> None:
-        with open(self.path, "rb") as f:
+        with os.fdopen(open_nofollow(self.path, os.O_RDONLY), "rb") as f:
             offset = 0
             for number, line in enumerate(f, 1):
                 if not line.endswith(b"\n"):
                     # A line without its newline is the one a kill or power cut interrupted.
                     f.close()
-                    with open(self.path, "r+b") as fix:
+                    with os.fdopen(open_nofollow(self.path, os.O_RDWR), "r+b") as fix:
                         fix.truncate(offset)
                     self.repaired = len(line)
                     break
@@ -98,7 +98,7 @@ class Journal:
     def read(self, sid: str) -> dict[str, Any]:
         """The last record of `sid`."""
         if self._reader is None:
-            self._reader = open(self.path, "rb")
+            self._reader = os.fdopen(open_nofollow(self.path, os.O_RDONLY), "rb")
         self._reader.seek(self.entries[sid].offset)
         return orjson.loads(self._reader.readline())
 

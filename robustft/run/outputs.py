@@ -165,7 +165,8 @@ class Summary:
 
     def result(self, *, selection: dict[str, Any], wall_time_s: float, config: dict[str, Any], task: str,
                data_path: str | None, resumed: int, store: dict[str, Any],
-               cost: dict[str, Any] | None = None) -> dict[str, Any]:
+               cost: dict[str, Any] | None = None,
+               replicas: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         calls = dict(self.calls)
         calls["total"] = sum(calls.values())
         money = {"cost_usd": cost["usd"], "cost": cost} if cost else {}
@@ -180,5 +181,6 @@ class Summary:
             "wall_time_s": round(wall_time_s, 3),
             "resumed_samples": resumed,
             "this_run": store,
+            "replicas": replicas or [],
             "task": task, "data": data_path, "robustft_version": __version__, "config": config,
         }

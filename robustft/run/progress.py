@@ -2,7 +2,8 @@
 
 Each bar counts samples and shows the model calls per second, tokens, with prices the money
 paid in this run per role and saved by the response store, calls answered from the store, failed
-samples and the time left. The figures come from the run's `CallStats`;
+samples, the time left, and with several replicas (or a failing one) each replica's calls sent,
+failed and times rested. The figures come from the run's `CallStats`;
 updating them is throttled, so a bar costs nothing per sample worth measuring.
 """
 
@@ -12,7 +13,7 @@ import asyncio
 import logging
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 from ..agents.calls import CallStats
 from ..agents.cost import usd
@@ -36,11 +37,27 @@ def _duration(seconds: float) -> str:
     return f"{seconds}s"
 
 
+Health = Callable[[], list[dict[str, Any]]]
+
+
+def replica_figures(replicas: list[dict[str, Any]]) -> str:
+    """`replicas sent/failed/rested: 10.0.0.7:8000 120/0/0, 10.0.0.8:8000 31/12/2`, or "" when
+    there is one server per model and it has not failed."""
+    if len(replicas) <= len({r["serves"] for r in replicas}) and not any(r["failed"] for r in replicas):
+        return ""
+    shown = []
+    for r in replicas:
+        address = r["url"].split("://", 1)[-1].split("/", 1)[0].rsplit("@", 1)[-1]  # no path, no credentials
+        shown.append(f"{address} {r['sent']}/{r['failed']}/{r['rested']}")
+    return "replicas sent/failed/rested: " + ", ".join(shown)
+
+
 class Phase:
     """The progress of one phase (detect, relabel, ...) over `total` samples."""
 
-    def __init__(self, name: str, total: int, stats: CallStats, *, bar: bool, log_every_s: float | None):
-        self.name, self.total, self.stats = name, total, stats
+    def __init__(self, name: str, total: int, stats: CallStats, *, bar: bool, log_every_s: float | None,
+                 health: Health | None = None):
+        self.name, self.total, self.stats, self.health = name, total, stats, health
         self.done = self.failed = 0
         self._started = time.monotonic()
         self._calls0, self._reused0 = stats.paid, stats.reused
@@ -81,6 +98,9 @@ class Phase:
             parts.append(f"{_short(reused)} from store")
         if self.failed:
             parts.append(f"{self.failed} failed")
+        replicas = replica_figures(self.health()) if self.health is not None else ""
+        if replicas:
+            parts.append(replicas)
         return ", ".join(parts)
 
     def line(self) -> str:
@@ -110,10 +130,13 @@ class Phase:
 
 
 class Progress:
-    def __init__(self, stats: CallStats, *, bars: bool, quiet_log_every_s: float | None = 30.0):
+    def __init__(self, stats: CallStats, *, bars: bool, quiet_log_every_s: float | None = 30.0,
+                 health: Health | None = None):
         self.stats = stats
+        self.health = health
         self.bars = bars
         self.quiet_log_every_s = quiet_log_every_s
 
     def phase(self, name: str, total: int) -> Phase:
-        return Phase(name, total, self.stats, bar=self.bars, log_every_s=None if self.bars else self.quiet_log_every_s)
+        return Phase(name, total, self.stats, bar=self.bars, log_every_s=None if self.bars else self.quiet_log_every_s,
+                     health=self.health)

@@ -25,6 +25,7 @@ message naming the file, the line or record and the fix, never a traceback halfw
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -38,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 from ..config import RobustFTConfig, recorded_config
 from ..data.records import BadJsonLine, NotUTF8, json_lines, utf8_text
 from ..errors import UserError
-from ..files import atomic_write, remove_stale_temporaries, write_json, write_jsonl
+from ..files import atomic_write, json_text, open_nofollow, refuse_link, remove_stale_temporaries, write_json, write_jsonl
 from .outputs import KEPT_STATUSES, human_record
 
 SAMPLES = "samples.jsonl"
@@ -51,6 +52,28 @@ RUN_FILE = "run.json"
 LOG = "run.log"
 LOCK = ".lock"
 WRITING = ".writing-outputs"  # present while the outputs are being replaced
+STAGED = f".{DENOISED}.next.tmp"  # the new fine-tuning set while the outputs are being replaced
+PLOTS = "plots"
+REPORT_FILES = ("report.html", "report.json")
+PLOT_NAMES = ("outcomes", "gold", "scores", "labels", "roles")
+REVIEW_FILES = ("review.csv", "review.jsonl")
+EXPORT = "export"
+# Every name robustft writes in a run directory: none may be a symbolic link (`refuse_links`), and
+# only the temporaries of these are ever removed (`remove_stale_temporaries`).
+WRITTEN = (SAMPLES, SUMMARY, DENOISED, REVIEW_LOG, BACKUP, RUN_FILE, STAGED, *REPORT_FILES, *REVIEW_FILES)
+RUN_NAMES = (*WRITTEN, STORE, f"{STORE}-wal", f"{STORE}-shm", f"{STORE}-journal", LOG, LOCK, WRITING, PLOTS,
+             EXPORT)
+
+
+def refuse_links(d: Path) -> None:
+    """A `UserError` naming the first file robustft writes in `d` that is a symbolic link: a link
+    there would make a command write, cut or delete a file outside the run directory."""
+    for name in RUN_NAMES:
+        refuse_link(d / name)
+    for sub, names in ((PLOTS, [f"{n}.png" for n in PLOT_NAMES]),):
+        if (d / sub).is_dir():
+            for name in names:
+                refuse_link(d / sub / name)
 
 REWRITE = ("run the same `robustft denoise` command again with this --out: it rewrites the run's output files "
            "from its checkpoints (finished samples are not asked again)")
@@ -209,11 +232,14 @@ class RunFiles:
 
 
 def read_review_log(run_dir: Path) -> list[dict[str, Any]]:
-    """The human decisions logged in DIR/review_log.jsonl, checked (empty when there is none)."""
+    """The human decisions logged in DIR/review_log.jsonl, checked (empty when there is none).
+
+    A last line without its newline is an import cut off mid-write (a power cut): its decisions
+    were never reported as imported, so it is left out (and cut off by the next import)."""
     path = Path(run_dir) / REVIEW_LOG
     if not path.is_file():
         return []
-    entries = _read_jsonl(path, REVIEW_LOG_FIX)
+    entries = _read_jsonl(path, REVIEW_LOG_FIX, torn_tail_ok=True)
     for number, entry in enumerate(entries, 1):
         _checked(path, "review decision", number, entry, REVIEW_LOG_FIX)
         entry["id"] = str(entry["id"])
@@ -231,10 +257,46 @@ def _read_text(path: Path, fix: str) -> str:
         raise UserError(f"{path}, line {e.line}: not UTF-8 text: the file is damaged: {fix}") from None
 
 
-def _read_jsonl(path: Path, fix: str = REWRITE) -> list[dict[str, Any]]:
-    out = []
+def append_review_log(run_dir: Path, entries: list[dict[str, Any]]) -> None:
+    """Append human decisions to DIR/review_log.jsonl in one write, flushed to the disk: all of them
+    or (after a power cut) a torn last line that `read_review_log` leaves out and this cuts off."""
+    path = Path(run_dir) / REVIEW_LOG
+    fd = open_nofollow(path, os.O_RDWR | os.O_CREAT)
     try:
-        for _, line, _, obj in json_lines(_read_text(path, fix)):
+        size = os.lseek(fd, 0, os.SEEK_END)
+        if size:
+            tail = os.pread(fd, min(size, 1 << 20), max(0, size - (1 << 20)))
+            if not tail.endswith(b"\n"):
+                keep = size - len(tail) + tail.rfind(b"\n") + 1 if b"\n" in tail else 0
+                os.ftruncate(fd, keep)
+                os.lseek(fd, keep, os.SEEK_SET)
+        start = os.lseek(fd, 0, os.SEEK_CUR)
+        data = "".join(json_text(e) + "\n" for e in entries).encode("utf-8", "surrogatepass")
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        except OSError as e:  # a full disk: take back what was written, so no decision is half-logged
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, start)
+            raise OSError(e.errno, e.strerror, str(path)) from None
+    finally:
+        os.close(fd)
+
+
+def read_jsonl_checked(path: Path, fix: str = REWRITE) -> list[dict[str, Any]]:
+    """A JSON Lines file of the run, one object per line, or a `UserError` naming the bad line."""
+    return _read_jsonl(path, fix)
+
+
+def _read_jsonl(path: Path, fix: str = REWRITE, torn_tail_ok: bool = False) -> list[dict[str, Any]]:
+    out = []
+    text = _read_text(path, fix)
+    if torn_tail_ok and text and not text.endswith("\n"):
+        text = text[:text.rfind("\n") + 1]
+    try:
+        for _, line, _, obj in json_lines(text):
             if not isinstance(obj, dict):
                 raise UserError(f"{path}, line {line}: expected a JSON object per line, found "
                                 f"{type(obj).__name__}; the file is damaged: {fix}")
@@ -282,6 +344,7 @@ def load_run(run_dir: str | Path) -> RunFiles:
         raise UserError(f"{d}: no such directory; pass the --out directory of a `robustft denoise` run")
     if not d.is_dir():
         raise UserError(f"{d}: not a directory; pass the --out directory of a `robustft denoise` run")
+    refuse_links(d)
     samples = d / SAMPLES
     if samples.is_file() and not run_finished(d):
         raise UserError(f"{d}: the run has not finished (it was stopped, or is still going); run the same "
@@ -326,6 +389,10 @@ def load_run(run_dir: str | Path) -> RunFiles:
         if not (d / REVIEW_LOG).is_file() and len(denoised) != kept:
             raise UserError(f"{d / DENOISED}: {len(denoised)} samples, but {samples} keeps {kept}; one of the files "
                             f"is cut short or from another run: {REWRITE}")
+    if denoised is not None and (d / REVIEW_LOG).is_file():
+        # The log is what a person decided; denoised.jsonl lags behind it only after an import was
+        # killed between the two writes. Replaying is idempotent: an up-to-date set stays as it is.
+        denoised = replay_review_log(d, denoised, records)
     return RunFiles(dir=d, records=records, summary=summary, denoised=denoised)
 
 
@@ -357,20 +424,21 @@ class RunDir:
                             "or move the file")
         try:
             d.mkdir(parents=True, exist_ok=True)
+            refuse_links(d)
             probe = d / f".write-test-{os.getpid()}"
-            probe.write_bytes(b"")
+            os.close(open_nofollow(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
             probe.unlink()
         except OSError as e:
             raise UserError(f"--out {d}: cannot write there ({e.strerror or e}); pass a folder you can write to, "
                             "or fix its permissions") from None
         self._lock()
-        remove_stale_temporaries(d)
+        remove_stale_temporaries(d, WRITTEN)
         return self
 
     def _lock(self) -> None:
         import fcntl
 
-        f = open(self.path / LOCK, "a+")
+        f = os.fdopen(open_nofollow(self.path / LOCK, os.O_RDWR | os.O_CREAT), "r+")
         try:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -412,24 +480,28 @@ class RunDir:
         two different selections for one run; a run stopped here rewrites them when run again.
         """
         marker = self.path / WRITING
-        marker.write_text("outputs are being written\n", encoding="utf-8")
+        fd = open_nofollow(marker, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        os.write(fd, b"outputs are being written\n")
+        os.close(fd)
         from .journal import dump_line
 
         with atomic_write(self.samples, binary=True) as samples, \
-                atomic_write(self.path / f".{DENOISED}.next.tmp", binary=True) as denoised:
+                atomic_write(self.path / STAGED, binary=True) as denoised:
             for record in records:
                 samples.write(dump_line(record))
                 kept = fine_tuning_record(record)
                 if kept is not None:
                     denoised.write(dump_line(kept))
-        staged = self.path / f".{DENOISED}.next.tmp"
+        staged = self.path / STAGED
         if self.review_log.exists():  # a person reviewed this run: apply their decisions again
             tool_set = _read_jsonl(staged)
             reviewed = replay_review_log(self.path, tool_set, _read_jsonl(self.samples))
             write_jsonl(self.path / BACKUP, tool_set)
             write_jsonl(staged, reviewed)
         os.replace(staged, self.denoised)
-        write_json(self.summary, summary())
+        from ..secrets import redact_tree
+
+        write_json(self.summary, redact_tree(summary()))  # no key, no password in a URL of the config
         marker.unlink()
 
 

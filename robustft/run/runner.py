@@ -28,6 +28,7 @@ import hashlib
 import importlib
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -150,6 +151,19 @@ class DenoiseRun:
         self.say = log or log_info
         self.quiet_log_every_s = quiet_log_every_s
         self.tracing = None
+        self._embedder: Any = None
+
+    def replica_health(self) -> list[dict[str, Any]]:
+        """Per server replica of this run (models and the embedding server): calls sent, failed
+        (transport errors, timeouts, 5xx, malformed replies), times rested; summary.json and the
+        progress line show it."""
+        found = []
+        for backend in [*self.pool.backends(), self._embedder]:
+            endpoints = getattr(backend, "endpoints", None)
+            if endpoints is not None:
+                found += [{"serves": endpoints.what, "url": r["url"], "sent": r["sent"], "failed": r["failed"],
+                           "rested": r["rested"]} for r in endpoints.stats()]
+        return found
 
     async def run(self) -> DenoiseResult:
         with fewer_collections():
@@ -195,7 +209,8 @@ class DenoiseRun:
             wiring = asyncio.get_running_loop().run_in_executor(None, importlib.import_module, "robustft.graph.build")
             self.journal, self.fingerprints, self.calls, self.store = journal, fingerprints, calls, store
             executor = self.executor = make_executor(self)
-            self.display = Progress(calls.stats, bars=self.progress, quiet_log_every_s=self.quiet_log_every_s)
+            self.display = Progress(calls.stats, bars=self.progress, quiet_log_every_s=self.quiet_log_every_s,
+                                    health=self.replica_health)
 
             detect, waiting, reused = self._plan()
             if changes and (detect or waiting):
@@ -217,7 +232,7 @@ class DenoiseRun:
             if (has_barrier or compares_meaning) and (detect or waiting):
                 from ..retrieval import LocalEmbedder, QuestionVectors, TextVectors, make_embedder
 
-                embedder = make_embedder(self.config.denoise)
+                embedder = self._embedder = make_embedder(self.config.denoise, self.config.model)
                 in_flight = 1 if isinstance(embedder, LocalEmbedder) else 4
                 if self.tracing is not None:
                     embedder = self.tracing.embedder(embedder)
@@ -379,12 +394,13 @@ class DenoiseRun:
                      "candidates": len(candidates), "kept": len(kept), "threshold": threshold, "unscored": missing}
         stats = calls.stats
         this_run = {"calls_paid": stats.paid, "calls_from_store": stats.reused, "failed_attempts": stats.failed_attempts,
+                    "throttled_429": stats.throttled,
                     "preflight_calls": getattr(self, "preflight_calls", 0)}
 
         def result() -> dict[str, Any]:
             return summary.result(selection=selection, wall_time_s=wall, config=self.config.public_dict(),
                                   task=self.dataset.task, data_path=str(self.dataset.path), resumed=reused,
-                                  store=this_run, cost=self._cost(summary, calls))
+                                  store=this_run, cost=self._cost(summary, calls), replicas=self.replica_health())
 
         rundir.write_outputs(records(), result, fine_tuning_record)
         return json.loads(rundir.summary.read_text(encoding="utf-8"))
@@ -431,9 +447,31 @@ def log_info(message: str) -> None:
     log.info(message)
 
 
+class _RunLog(logging.StreamHandler):
+    """DIR/run.log, appended to; never through a symbolic link (it could append to any file), and
+    no key or password in a URL in it."""
+
+    def __init__(self, path: Path):
+        from ..files import open_nofollow
+
+        fd = open_nofollow(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        super().__init__(os.fdopen(fd, "a", encoding="utf-8"))
+
+    def format(self, record: logging.LogRecord) -> str:
+        from ..secrets import redact
+
+        return redact(super().format(record))
+
+    def close(self) -> None:
+        try:
+            self.stream.close()
+        finally:
+            super().close()
+
+
 def _attach_run_log(path: Path) -> logging.Handler | None:
     try:
-        handler = logging.FileHandler(path, encoding="utf-8")
+        handler = _RunLog(path)
     except OSError:
         return None
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))

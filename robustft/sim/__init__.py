@@ -14,7 +14,7 @@ with the HTTP status.
 
 Modules: `gold` (the gold file, read with `robustft.data`), `index` (finding the question in a
 prompt), `facts` (key facts of open-ended responses), `model` (a request body in, a reply out),
-`embeddings`, `faults`, `server` (HTTP, `SimServer`), `open_data` (open-ended benchmark files),
+`embeddings`, `faults`, `ratelimit` (requests and tokens per minute), `server` (HTTP, `SimServer`), `open_data` (open-ended benchmark files),
 `cli`.
 
 How a chat reply is made:
@@ -100,6 +100,11 @@ a retry can succeed and a rerun of the same request sequence behaves the same.
   verdict neither Y nor N, a word for a number; only those requests), `hang` (held `hang_s`,
   default 150 s, longer than robustft's 120 s timeout, then answered). Embedding requests get
   `500`, `429`, `broken_json` and `hang`. Counter `faults` by kind.
+
+Rate limits (`rpm`, `tpm`, per `rate_window_s`, default 60; `--rpm`/`--tpm`/`--rate-window-s`):
+OpenAI-style token buckets over chat requests (a request's tokens: its prompt plus `max_tokens`),
+`x-ratelimit-limit/remaining/reset-requests|tokens` headers on every chat reply, and HTTP 429 with
+`Retry-After` (and `retry-after-ms`) for a request over the limit (`robustft.sim.ratelimit`).
 
 `latency_ms` delays every chat completion and embedding request without blocking others; the
 server counts requests by path and the calls in flight (`SimServer`).

@@ -38,6 +38,13 @@ def _serve_parser() -> argparse.ArgumentParser:
                         help="how long the hang fault holds a request before answering (150)")
     parser.add_argument("--calibration", type=float, default=0.8,
                         help="how far logprobs separate right from wrong answers, 0 to 1 (0.8)")
+    parser.add_argument("--rpm", type=float, metavar="N",
+                        help="enforce a limit of N chat requests per --rate-window-s, OpenAI-style: x-ratelimit-* "
+                             "headers on every reply, 429 with Retry-After over the limit (default: none)")
+    parser.add_argument("--tpm", type=float, metavar="N",
+                        help="enforce N tokens (prompt plus max_tokens) per --rate-window-s (default: none)")
+    parser.add_argument("--rate-window-s", type=float, default=60.0, metavar="S",
+                        help="the window of --rpm and --tpm in seconds (60: per minute; less for quick tests)")
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
     return parser
 
@@ -54,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
                            error_rate=args.error_rate, malformed_rate=args.malformed_rate,
                            calibration=args.calibration, faults=args.faults, fault_rate=args.fault_rate,
                            retry_after_s=args.retry_after_s, hang_s=args.hang_s,
-                           host=args.host, port=args.port, verbose=args.verbose)
+                           host=args.host, port=args.port, verbose=args.verbose, rpm=args.rpm, tpm=args.tpm,
+                           rate_window_s=args.rate_window_s)
         url = server.start()
     except (InputError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -20,6 +20,7 @@ from aiohttp import web
 from ..errors import ConfigError
 from .gold import load_gold
 from .model import Reply, SimModel, _error
+from .ratelimit import SimRateLimits, request_tokens
 
 __all__ = ["SimServer", "MAX_BODY_BYTES"]
 
@@ -43,12 +44,18 @@ class SimServer:
     being served now / at most at once, counted from the body read to the reply, latency and
     hangs included), `in_flight_by_path` / `max_in_flight_by_path` (the same for each POST path).
     `reset_max_in_flight()` starts the maxima again from the calls in flight now.
+
+    Rate limits (`rpm`, `tpm` per `rate_window_s`, default a minute; `robustft.sim.ratelimit`):
+    every chat reply carries OpenAI's `x-ratelimit-*` headers, and a chat request over the limit is
+    refused with 429 and `Retry-After` before it is served (it is not counted in `requests`).
+    `rate_limits` holds the counters (`admitted`, `refused`, `allowed()`).
     """
 
     def __init__(self, gold_path: str | Path, *, accuracy: float = 0.8, seed: int = 0, latency_ms: float = 0,
                  error_rate: float = 0.0, malformed_rate: float = 0.0, calibration: float = 0.8,
                  faults: Any = None, fault_rate: float = 0.0, retry_after_s: float = 1.0, hang_s: float = 150.0,
-                 host: str = "127.0.0.1", port: int = 0, verbose: bool = False):
+                 host: str = "127.0.0.1", port: int = 0, verbose: bool = False, rpm: float | None = None,
+                 tpm: float | None = None, rate_window_s: float = 60.0):
         if isinstance(latency_ms, bool) or not isinstance(latency_ms, (int, float)) or latency_ms < 0:
             raise ConfigError(f"latency_ms must be a number >= 0, got {latency_ms!r}")
         self.gold_path = Path(gold_path)
@@ -56,6 +63,10 @@ class SimServer:
                               malformed_rate=malformed_rate, calibration=calibration, faults=faults,
                               fault_rate=fault_rate, retry_after_s=retry_after_s, hang_s=hang_s)
         self.latency_ms = latency_ms
+        try:
+            self.rate_limits = SimRateLimits(rpm, tpm, rate_window_s) if rpm or tpm else None
+        except ValueError as exc:
+            raise ConfigError(f"rate limits: {exc}") from None
         self.host, self.port, self.verbose = host, port, verbose
         self.base_url: str | None = None
         self._lock = threading.Lock()
@@ -180,9 +191,16 @@ class SimServer:
             if self._in_flight[path] > self._max_in_flight[path]:
                 self._max_in_flight[path] = self._in_flight[path]
         try:
+            limited = None
+            if self.rate_limits is not None and path == CHAT_PATH:
+                refusal, limited = self.rate_limits.admit(request_tokens(body))
+                if refusal is not None:
+                    return Reply(429, refusal, headers=limited)
             if self.latency_ms:
                 await asyncio.sleep(self.latency_ms / 1000.0)
             reply = self.model.complete(body) if path == CHAT_PATH else self.model.embed(body)
+            if limited:
+                reply.headers = {**reply.headers, **limited}
             if reply.hold_s:
                 await asyncio.sleep(reply.hold_s)
             return reply
