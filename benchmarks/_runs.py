@@ -100,11 +100,13 @@ class Measured:
     stdout: str
 
 
-def run_measured(args: list[str], *, timeout: float = 3600) -> Measured:
-    """`robustft denoise ARGS` as a child process, with its own CPU time and peak memory (os.wait4)."""
+def run_measured(args: list[str], *, timeout: float = 3600, env: dict[str, str] | None = None,
+                 cwd: Path | None = None) -> Measured:
+    """`robustft denoise ARGS` as a child process, with its own CPU time and peak memory (os.wait4);
+    `env`: its whole environment (default: this process's); `cwd`: where it runs (its robustft)."""
     started = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "robustft", "denoise", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+                            stderr=subprocess.PIPE, env=env, cwd=cwd)
     chunks: dict[str, list[bytes]] = {"out": [], "err": []}
 
     def drain(stream, key):

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from robustft.cli import main
-from robustft.data.sources import looks_like_hub_name, looks_like_path
+from robustft.formats import looks_like_hub_name, looks_like_path
 
 FAST_S = 10.0  # the hub check gives up after 3 s; the rest is reading a small file
 

@@ -18,36 +18,19 @@ Splits (``split``, `data.split`): a DatasetDict or hub dataset gives the named s
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from ..formats import PARQUET_SUFFIXES, TEXT_SUFFIXES, looks_like_hub_name, looks_like_path
 from ..hub import CONNECT_TIMEOUT_S, hub_offline, hub_reachable
-from .records import TEXT_SUFFIXES, Row, Table, columns_of, read_table
+from .records import Row, Table, columns_of, read_table
 
 __all__ = ["open_source", "looks_like_hub_name", "PARQUET_SUFFIXES", "SOURCE_HINT"]
 
-PARQUET_SUFFIXES = (".parquet", ".pq")
-_HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 _DISK_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")
 SOURCE_HINT = ("use a .csv, .tsv, .jsonl, .json or .parquet file, a folder written by Hugging Face datasets' "
                "save_to_disk, or a Hugging Face Hub name (org/name)")
-
-
-# a file extension: letters after the last dot ("mc.cvs"); a hub name may end in a version ("v1.1")
-_EXTENSION = re.compile(r"\.[A-Za-z][A-Za-z0-9]{0,5}")
-
-
-def looks_like_path(text: str) -> bool:
-    """A value a person meant as a file: it has a file extension, or starts like a path."""
-    return (text.startswith(("/", "./", "../", "~", ".\\", "..\\")) or Path(text).is_absolute()
-            or text.count("/") > 1 or bool(_EXTENSION.fullmatch(Path(text).suffix)))
-
-
-def looks_like_hub_name(text: str) -> bool:
-    """``name`` or ``org/name`` that does not look like a path (a missing file is never a hub name)."""
-    return bool(_HUB_NAME.fullmatch(text)) and not looks_like_path(text)
 
 
 def _close_files(path: Path) -> list[str]:

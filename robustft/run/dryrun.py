@@ -27,12 +27,14 @@ from typing import Any
 from ..agents.cost import Prices, usd
 
 from ..agents.runtime import BARE_NOTE, wants_bare_answer
+from ..backends.registry import check_providers
 from ..config import ROLES, RobustFTConfig
 from ..data import Dataset, load_dataset
 from ..errors import ConfigError
 from ..inspect.terminal import visible
 from ..prompts import PromptLibrary
-from ..prompts.check import check_prompts, neighbours, prompts_in_use, render_first_sample, stage_values
+from ..prompts.check import (check_prompts, neighbours, prompts_in_use, relabels_scored, render_first_sample,
+                             stage_values)
 from ..tokens import count_tokens
 from .rundir import RUN_FILE, SAMPLES as RUN_SAMPLES
 
@@ -151,6 +153,9 @@ def calls_per_sample(config: RobustFTConfig, task: str | None = None) -> dict[st
     out = {}
     for name in prompts_in_use(config, task):
         n = rounds if name == "reflection" else config.denoise.trust_claim_checks if name == "claim" else 1
+        if name in ("judge", "claim") and relabels_scored(config, task):  # the relabel's own trust
+            out[name] = (n, 2 * n)
+            continue
         out[name] = (0 if name in NOISY_ONLY else n, n)
     return out
 
@@ -181,6 +186,7 @@ def estimate(config: RobustFTConfig, dataset: Dataset, library: PromptLibrary) -
 def dry_run(config: RobustFTConfig, dataset: Dataset | None = None, pilot: Pilot | None = None) -> DryRun:
     if dataset is None and config.data.path is None:
         raise ConfigError("no data: pass --data FILE (or set `data.path` in the config)")
+    check_providers(config)
     dataset = dataset or load_dataset(config.data)
     library = PromptLibrary(config.denoise.prompts_dir)
     check_prompts(library, config, dataset)

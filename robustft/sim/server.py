@@ -20,6 +20,7 @@ from aiohttp import web
 from ..errors import ConfigError
 from .gold import load_gold
 from .model import Reply, SimModel, _error
+from .batches import SimBatches
 from .ratelimit import SimRateLimits, request_tokens
 
 __all__ = ["SimServer", "MAX_BODY_BYTES"]
@@ -49,13 +50,18 @@ class SimServer:
     every chat reply carries OpenAI's `x-ratelimit-*` headers, and a chat request over the limit is
     refused with 429 and `Retry-After` before it is served (it is not counted in `requests`).
     `rate_limits` holds the counters (`admitted`, `refused`, `allowed()`).
+
+    The Batch API (`/v1/files`, `/v1/batches`; `robustft.sim.batches`): a batch is worked
+    `batch_delay_s` after it is created, a share `batch_fail_rate` of its requests fails, and with
+    `batch_expire_after` it expires after that many requests. `batches` holds its counters.
     """
 
     def __init__(self, gold_path: str | Path, *, accuracy: float = 0.8, seed: int = 0, latency_ms: float = 0,
                  error_rate: float = 0.0, malformed_rate: float = 0.0, calibration: float = 0.8,
                  faults: Any = None, fault_rate: float = 0.0, retry_after_s: float = 1.0, hang_s: float = 150.0,
                  host: str = "127.0.0.1", port: int = 0, verbose: bool = False, rpm: float | None = None,
-                 tpm: float | None = None, rate_window_s: float = 60.0):
+                 tpm: float | None = None, rate_window_s: float = 60.0, batch_delay_s: float = 0.2,
+                 batch_fail_rate: float = 0.0, batch_expire_after: int | None = None):
         if isinstance(latency_ms, bool) or not isinstance(latency_ms, (int, float)) or latency_ms < 0:
             raise ConfigError(f"latency_ms must be a number >= 0, got {latency_ms!r}")
         self.gold_path = Path(gold_path)
@@ -67,6 +73,8 @@ class SimServer:
             self.rate_limits = SimRateLimits(rpm, tpm, rate_window_s) if rpm or tpm else None
         except ValueError as exc:
             raise ConfigError(f"rate limits: {exc}") from None
+        self.batches = SimBatches(self.model, delay_s=batch_delay_s, fail_rate=batch_fail_rate,
+                                  expire_after=batch_expire_after, seed=seed)
         self.host, self.port, self.verbose = host, port, verbose
         self.base_url: str | None = None
         self._lock = threading.Lock()
@@ -173,6 +181,10 @@ class SimServer:
             reply = await self._serve(path, body)
             return web.Response(status=reply.status, body=reply.encoded(), content_type="application/json",
                                 headers=reply.headers or None)
+        if path.startswith(("/v1/files", "/v1/batches")):
+            batch_reply = await self.batches.handle(request, path)
+            if batch_reply is not None:
+                return batch_reply
         if path in _GET_PATHS:
             if request.method not in ("GET", "HEAD"):
                 return self._json(405, _error(f"use GET for {path}", "invalid_request_error"))
