@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ..formats import PARQUET_SUFFIXES, TEXT_SUFFIXES, looks_like_hub_name, looks_like_path
+from ..formats import PARQUET_SUFFIXES, TEXT_SUFFIXES, looks_like_hub_name
 from ..hub import CONNECT_TIMEOUT_S, hub_offline, hub_reachable
 from .records import Row, Table, columns_of, read_table
 
