@@ -541,3 +541,24 @@ def test_denoise_on_a_full_disk_names_the_path_then_finishes_once_space_is_freed
     code, err = run_cli(argv, capsys)
     assert code == 0, err
     assert len(read_jsonl(out / "samples.jsonl")) == 24  # the toy set: every sample, once
+
+
+def test_doctor_applies_decisions_a_killed_import_logged(pristine, tmp_path, capsys):
+    """Killed after the log write, before denoised.jsonl: doctor names it and --repair applies them."""
+    run = shutil.copytree(pristine, tmp_path / "run")
+    decisions = tmp_path / "decisions.csv"
+    decisions.write_text("id,decision\nq1,drop\nq2,B\n", encoding="utf-8")
+    probe = shutil.copytree(pristine, tmp_path / "probe")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "KILLPOINT_COUNT": str(tmp_path / "count")}
+    subprocess.run([sys.executable, str(TESTS / "killpoint.py"), "1000000", str(probe), "review", "import", str(probe),
+                    str(decisions)], env=env, check=True, capture_output=True, timeout=120)
+    last = (tmp_path / "count").read_text()
+    proc = subprocess.run([sys.executable, str(TESTS / "killpoint.py"), last, str(run), "review", "import", str(run),
+                           str(decisions)], env=env, capture_output=True, timeout=120)
+    assert proc.returncode == -9
+    assert main(["doctor", str(run)]) == 2
+    assert "lacks decisions logged in review_log.jsonl" in capsys.readouterr().out
+    assert main(["doctor", str(run), "--repair"]) == 0
+    capsys.readouterr()
+    assert read_jsonl(run / "denoised.jsonl") == read_jsonl(probe / "denoised.jsonl")
+    assert main(["doctor", str(run)]) == 0
