@@ -562,3 +562,22 @@ def test_doctor_applies_decisions_a_killed_import_logged(pristine, tmp_path, cap
     capsys.readouterr()
     assert read_jsonl(run / "denoised.jsonl") == read_jsonl(probe / "denoised.jsonl")
     assert main(["doctor", str(run)]) == 0
+
+
+def test_a_link_planted_after_the_check_is_refused_by_the_open_itself(tmp_path):
+    """The check of the names comes first, but each open is O_NOFOLLOW too: a link planted in
+    between (a race) is refused by the open, and atomic writes refuse to replace a link."""
+    from robustft.errors import UserError
+    from robustft.files import atomic_write, open_nofollow
+    from robustft.run.journal import Journal
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    link = tmp_path / "samples.jsonl"
+    link.symlink_to(victim)
+    for attempt in (lambda: open_nofollow(link, os.O_WRONLY | os.O_APPEND), lambda: Journal(link).open(),
+                    lambda: atomic_write(link).__enter__()):
+        with pytest.raises(UserError, match="samples.jsonl: is a symbolic link"):
+            attempt()
+    assert victim.read_text() == "precious\n" and link.is_symlink()
+    assert sorted(os.listdir(tmp_path)) == ["samples.jsonl", "victim.txt"]
