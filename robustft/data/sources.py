@@ -18,26 +18,18 @@ Splits (``split``, `data.split`): a DatasetDict or hub dataset gives the named s
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from .records import TEXT_SUFFIXES, Row, Table, columns_of, read_table
+from ..formats import PARQUET_SUFFIXES, TEXT_SUFFIXES, looks_like_hub_name
+from .records import Row, Table, columns_of, read_table
 
 __all__ = ["open_source", "looks_like_hub_name", "PARQUET_SUFFIXES", "SOURCE_HINT"]
 
-PARQUET_SUFFIXES = (".parquet", ".pq")
-_HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 _DISK_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")
 SOURCE_HINT = ("use a .csv, .tsv, .jsonl, .json or .parquet file, a folder written by Hugging Face datasets' "
                "save_to_disk, or a Hugging Face Hub name (org/name)")
-
-
-def looks_like_hub_name(text: str) -> bool:
-    """``name`` or ``org/name``, with no suffix of a data file (which would mean a missing file)."""
-    suffix = Path(text).suffix.lower()
-    return bool(_HUB_NAME.fullmatch(text)) and suffix not in TEXT_SUFFIXES and suffix not in PARQUET_SUFFIXES
 
 
 def open_source(source: Any, limit: int | None = None, split: str | None = None) -> Table:

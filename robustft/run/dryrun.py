@@ -26,6 +26,7 @@ from typing import Any
 
 from ..agents.cost import Prices, usd
 
+from ..backends.registry import check_providers
 from ..config import ROLES, RobustFTConfig
 from ..data import Dataset, load_dataset
 from ..errors import ConfigError
@@ -184,6 +185,7 @@ def estimate(config: RobustFTConfig, dataset: Dataset, library: PromptLibrary) -
 def dry_run(config: RobustFTConfig, dataset: Dataset | None = None, pilot: Pilot | None = None) -> DryRun:
     if dataset is None and config.data.path is None:
         raise ConfigError("no data: pass --data FILE (or set `data.path` in the config)")
+    check_providers(config)
     dataset = dataset or load_dataset(config.data)
     library = PromptLibrary(config.denoise.prompts_dir)
     check_prompts(library, config, dataset)
