@@ -228,7 +228,8 @@ class DataConfig(StrictModel):
         "content), sharegpt (conversations: from, value), alpaca (instruction, input, output). auto: "
         "the question and answer columns when both exist, else recognised from the field names."))
     id_column: str = Field("id", description=(
-        "Column holding each sample's unique id; without it the 0-based row number is the id. Flag: --id-column."))
+        "Column holding each sample's unique id; without it the 0-based row number is the id (messages count "
+        "rows from 1, as editors show them: the sample with id 0 is row 1). Flag: --id-column."))
     question_column: str = Field("question", description="Column holding the question (tables). Flag: --question-column.")
     answer_column: str = Field("answer", description=(
         "Column holding the given, possibly wrong, answer (tables). Flag: --answer-column."))
