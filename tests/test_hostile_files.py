@@ -541,3 +541,43 @@ def test_denoise_on_a_full_disk_names_the_path_then_finishes_once_space_is_freed
     code, err = run_cli(argv, capsys)
     assert code == 0, err
     assert len(read_jsonl(out / "samples.jsonl")) == 24  # the toy set: every sample, once
+
+
+def test_doctor_applies_decisions_a_killed_import_logged(pristine, tmp_path, capsys):
+    """Killed after the log write, before denoised.jsonl: doctor names it and --repair applies them."""
+    run = shutil.copytree(pristine, tmp_path / "run")
+    decisions = tmp_path / "decisions.csv"
+    decisions.write_text("id,decision\nq1,drop\nq2,B\n", encoding="utf-8")
+    probe = shutil.copytree(pristine, tmp_path / "probe")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "KILLPOINT_COUNT": str(tmp_path / "count")}
+    subprocess.run([sys.executable, str(TESTS / "killpoint.py"), "1000000", str(probe), "review", "import", str(probe),
+                    str(decisions)], env=env, check=True, capture_output=True, timeout=120)
+    last = (tmp_path / "count").read_text()
+    proc = subprocess.run([sys.executable, str(TESTS / "killpoint.py"), last, str(run), "review", "import", str(run),
+                           str(decisions)], env=env, capture_output=True, timeout=120)
+    assert proc.returncode == -9
+    assert main(["doctor", str(run)]) == 2
+    assert "lacks decisions logged in review_log.jsonl" in capsys.readouterr().out
+    assert main(["doctor", str(run), "--repair"]) == 0
+    capsys.readouterr()
+    assert read_jsonl(run / "denoised.jsonl") == read_jsonl(probe / "denoised.jsonl")
+    assert main(["doctor", str(run)]) == 0
+
+
+def test_a_link_planted_after_the_check_is_refused_by_the_open_itself(tmp_path):
+    """The check of the names comes first, but each open is O_NOFOLLOW too: a link planted in
+    between (a race) is refused by the open, and atomic writes refuse to replace a link."""
+    from robustft.errors import UserError
+    from robustft.files import atomic_write, open_nofollow
+    from robustft.run.journal import Journal
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    link = tmp_path / "samples.jsonl"
+    link.symlink_to(victim)
+    for attempt in (lambda: open_nofollow(link, os.O_WRONLY | os.O_APPEND), lambda: Journal(link).open(),
+                    lambda: atomic_write(link).__enter__()):
+        with pytest.raises(UserError, match="samples.jsonl: is a symbolic link"):
+            attempt()
+    assert victim.read_text() == "precious\n" and link.is_symlink()
+    assert sorted(os.listdir(tmp_path)) == ["samples.jsonl", "victim.txt"]
