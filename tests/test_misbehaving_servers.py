@@ -261,6 +261,21 @@ def test_impossible_numbers_and_wrong_types_are_a_malformed_reply_naming_the_fie
     assert err.retryable and err.status_code is None
 
 
+
+@pytest.mark.parametrize("alternative", [0.5, "NaN", None])
+def test_alternatives_with_impossible_logprobs_never_reach_an_entropy(alternative):
+    top = [{"token": "B", "logprob": -0.1}, {"token": "C", "logprob": alternative}]
+    body = json.dumps(chat_reply("Answer: B", content=[{"token": "Answer: B", "logprob": -0.1, "top_logprobs": top}],
+                                 usage={"prompt_tokens": 5, "completion_tokens": 1})).encode()
+
+    async def script(conn: RawConnection) -> None:
+        while await conn.read_request() is not None:
+            await conn.send(http_reply(body))
+
+    with RawServer(script) as server:
+        err = failure_of(chat_model(server.base_url, top_logprobs=2))
+    assert f"malformed reply from {server.base_url}: choices[0].logprobs.content[*].top_logprobs" in str(err), str(err)
+
 # --- whole runs -----------------------------------------------------------------------------------
 
 import csv  # noqa: E402
