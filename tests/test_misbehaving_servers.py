@@ -772,3 +772,26 @@ def idle_closed(server: StubServer) -> bool:
     """Every connection the server had is closed (by its keep-alive limit)."""
     runner = server._runner
     return runner is not None and runner.server is not None and not runner.server.connections
+
+
+def test_the_progress_line_shows_each_replicas_health_when_there_are_several_or_one_fails():
+    from robustft.run.progress import replica_figures
+
+    one = [{"serves": "model 'm'", "url": "http://10.0.0.7:8000/v1", "sent": 9, "failed": 0, "rested": 0}]
+    assert replica_figures(one) == ""
+    failing = [{**one[0], "failed": 2, "rested": 1}]
+    assert replica_figures(failing) == "replicas sent/failed/rested: 10.0.0.7:8000 9/2/1"
+    two = one + [{"serves": "model 'm'", "url": "https://gpu-2.example/v1", "sent": 31, "failed": 12, "rested": 2}]
+    assert replica_figures(two) == "replicas sent/failed/rested: 10.0.0.7:8000 9/0/0, gpu-2.example 31/12/2"
+
+
+def test_every_json_writer_is_strict_a_gap_in_the_users_data_becomes_null(tmp_path):
+    from robustft.files import json_text, write_json, write_jsonl
+
+    data = {"score": float("nan"), "rows": [1.5, float("inf"), -float("inf")], "ok": 0.25}
+    assert json.loads(json_text(data)) == {"score": None, "rows": [1.5, None, None], "ok": 0.25}
+    write_json(tmp_path / "a.json", data)
+    write_jsonl(tmp_path / "b.jsonl", [data, {"x": 1}])
+    assert strict_json(tmp_path / "a.json")["rows"] == [1.5, None, None]
+    for line in (tmp_path / "b.jsonl").read_text().splitlines():
+        json.loads(line, parse_constant=lambda c: pytest.fail(c))
