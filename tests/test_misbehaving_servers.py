@@ -795,3 +795,21 @@ def test_every_json_writer_is_strict_a_gap_in_the_users_data_becomes_null(tmp_pa
     assert strict_json(tmp_path / "a.json")["rows"] == [1.5, None, None]
     for line in (tmp_path / "b.jsonl").read_text().splitlines():
         json.loads(line, parse_constant=lambda c: pytest.fail(c))
+
+
+def test_a_reply_built_to_stall_answer_parsing_does_not_block_the_run(tmp_path, capsys):
+    # "Answer" and 60,000 spaces: with a quadratic pattern, 4 calls took 60 s to read.
+    def bomb(request: bytes, reply: bytes) -> bytes:
+        data = json.loads(reply)
+        data["choices"][0]["message"]["content"] = "Answer" + " " * 60_000 + "x"
+        data["choices"][0]["logprobs"] = None
+        return json.dumps(data).encode()
+
+    start = time.monotonic()
+    with Expert(chat_body=bomb) as server:
+        code = main([a.replace("URL", server.base_url) for a in denoise_args(tmp_path, "URL", limit=8)])
+    elapsed = time.monotonic() - start
+    assert code in (0, 3), capsys.readouterr().err
+    records = read_jsonl(tmp_path / "run" / "samples.jsonl")
+    assert len(records) == 8 and server.requests >= 16  # every sample read its (unreadable) replies
+    assert elapsed < 30, elapsed
