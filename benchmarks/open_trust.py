@@ -13,7 +13,8 @@ score's design was chosen, and a *held-out* set (the next `--limit` questions, d
 seed = 100 + noise level), which produces the figures in the README.
 
 Per set and noise level, one `robustft denoise` with `checker: trust` (default threshold), and in
-the same response store one with the default `paper` checker and one with `judge`, for the
+the same response store one that also ranks the relabels by their own trust at selection
+(`trust_selection`), one with the default `paper` checker and one with `judge`, for the
 fine-tuning set each makes. Reported:
 
 - ranking: AUROC and precision at 10 / 20 % of the trust score and of each of its signals alone
@@ -51,7 +52,11 @@ from ._runs import DATA, write_results
 
 NOISE_LEVELS = (30, 50, 70)
 SETS = {"dev": {"seed": 0, "skip": 0, "server": 0}, "heldout": {"seed": 1, "skip": 1, "server": 100}}
-CHECKERS = ("trust", "paper", "judge")
+CHECKERS = ("trust", "trust_selection", "paper", "judge")
+# Each variant's denoise settings: trust_selection also ranks the relabels by their own trust.
+VARIANTS = {"trust": {"checker": "trust", "trust_selection": False},
+            "trust_selection": {"checker": "trust", "trust_selection": True},
+            "paper": {"checker": "paper", "trust": False}, "judge": {"checker": "judge", "trust": False}}
 # The calls each signal needs (node names in summary.json's model_calls).
 SIGNAL_CALLS = {"trust": ("base", "reasoning", "judge", "claim"), "agreement": ("base", "reasoning"),
                 "reflection": ("base", "reasoning", "judge"), "token_prob": ("base", "reasoning", "judge"),
@@ -109,7 +114,7 @@ def run_level(folder: Path, noise: int, accuracy: float, server_seed: int, workd
                 config = load_config(None, {
                     "data": {"path": str(folder / "noisy.csv"), "task": "open"},
                     "model": {"provider": "openai", "name": "sim-expert", "base_url": sim.base_url},
-                    "denoise": {"checker": checker, "concurrency": 32, "trust": checker == "trust"},
+                    "denoise": {**VARIANTS[checker], "concurrency": 32},
                     "out": str(workdir / f"{folder.name}-{checker}")})
                 started = time.perf_counter()
                 done = asyncio.run(DenoiseRun(config, store=store, progress=False, log=lambda msg: None).run())

@@ -79,17 +79,6 @@ def _url_field(value: Any) -> Any:
 RECORDED = "recorded"  # validation context: a configuration a finished run recorded (see `recorded_config`)
 
 
-def _provider_field(value: Any, info: ValidationInfo) -> Any:
-    if value is None or (info.context or {}).get(RECORDED):
-        return value  # a recorded run used it; its plugin need not be installed to read the run
-    from .backends.registry import check_provider
-
-    try:
-        return check_provider(value)
-    except ConfigError as exc:
-        raise ValueError(str(exc).removeprefix("model.provider: ")) from None
-
-
 class _ModelChecks(StrictModel):
     """The checks a model's settings get, whole (`ModelConfig`) or as a role's changes (`ModelOverride`)."""
 
@@ -97,11 +86,6 @@ class _ModelChecks(StrictModel):
     @classmethod
     def _valid_urls(cls, value: Any) -> Any:
         return _url_field(value)
-
-    @field_validator("provider", check_fields=False)
-    @classmethod
-    def _registered_provider(cls, value: Any, info: ValidationInfo) -> Any:
-        return _provider_field(value, info)
 
 
 class ModelConfig(_ModelChecks):
@@ -157,6 +141,9 @@ class ModelConfig(_ModelChecks):
         "None: the input price."))
     price_output_per_mtok: float | None = Field(None, ge=0.0, description=(
         "USD per million completion tokens (see price_input_per_mtok)."))
+    batch_discount: float = Field(0.5, ge=0.0, le=1.0, description=(
+        "With denoise.batch_api: the share of the price the provider takes off calls sent through its Batch API "
+        "(0.5: half price)."))
     requests_per_minute: float | None = Field(None, gt=0, description=(
         "Your tier's request limit: calls are paced to stay under it (a client-side token bucket). None: paced "
         "by the server's x-ratelimit-* headers and Retry-After alone, when it sends them."))
@@ -198,6 +185,7 @@ class ModelOverride(_ModelChecks):
     price_input_per_mtok: float | None = Field(None, ge=0.0)
     price_cached_input_per_mtok: float | None = Field(None, ge=0.0)
     price_output_per_mtok: float | None = Field(None, ge=0.0)
+    batch_discount: float | None = Field(None, ge=0.0, le=1.0)
     requests_per_minute: float | None = Field(None, gt=0)
     tokens_per_minute: float | None = Field(None, gt=0)
 
@@ -240,7 +228,8 @@ class DataConfig(StrictModel):
         "content), sharegpt (conversations: from, value), alpaca (instruction, input, output). auto: "
         "the question and answer columns when both exist, else recognised from the field names."))
     id_column: str = Field("id", description=(
-        "Column holding each sample's unique id; without it the 0-based row number is the id. Flag: --id-column."))
+        "Column holding each sample's unique id; without it the 0-based row number is the id (messages count "
+        "rows from 1, as editors show them: the sample with id 0 is row 1). Flag: --id-column."))
     question_column: str = Field("question", description="Column holding the question (tables). Flag: --question-column.")
     answer_column: str = Field("answer", description=(
         "Column holding the given, possibly wrong, answer (tables). Flag: --answer-column."))
@@ -296,6 +285,11 @@ class DenoiseConfig(StrictModel):
         "checker: trust calls a given response clean when its trust score is at least this. Higher keeps "
         "fewer, surer responses and relabels more. 0.6 was chosen on the simulator's development sets, the "
         "lowest that found at least 0.9 of the changed key facts (README, Trust scores)."))
+    trust_selection: bool = Field(True, description=(
+        "Open-ended data with checker: trust: rank the relabels at selection by their own trust score (the "
+        "proposed response scored like a given one: 1 - trust, lowest kept) instead of the context answer's "
+        "uncertainty (denoise.score). Costs 1 + trust_claim_checks more calls per relabel; on the simulator's "
+        "development sets it raised the fine-tuning set's right share at the same size (README, Trust scores)."))
     trust_max_claims: int = Field(8, ge=2, le=64, description=(
         "A response is split into at most this many claims (sentences; neighbouring sentences are joined "
         "when there are more), each compared with the experts' responses by meaning."))
@@ -329,6 +323,9 @@ class DenoiseConfig(StrictModel):
         "model (one vLLM or one provider serving both); any other host gets no key. Set it to give the embedding "
         "server a key of its own (naming model.api_key_env sends the chat key there on purpose)."))
     embedding_batch_size: int = Field(64, gt=0, description="Questions embedded together (per request to a server).")
+    embedding_threads: int = Field(0, ge=0, description=(
+        "Threads the local embedding model computes with. 0: one less than the cores robustft may use (the "
+        "event loop driving the model calls keeps one), at most 4."))
 
     @field_validator("embedding_base_url", mode="before")
     @classmethod
@@ -350,6 +347,12 @@ class DenoiseConfig(StrictModel):
         return value
 
     concurrency: int = Field(32, gt=0, description="Model calls in flight at once.")
+    batch_api: bool = Field(False, description=(
+        "Send the model calls through the OpenAI Batch API (/v1/files, /v1/batches) of model.base_url, at its batch "
+        "price (model.batch_discount): one batch per step of the graph, the same outputs as online. Slower (a "
+        "provider takes up to 24 h a batch), cheaper. Batch ids are kept in DIR/batches.jsonl, so a stopped run "
+        "collects them instead of sending again. Flag: --batch-api."))
+    batch_poll_s: float = Field(30.0, gt=0.0, description="With batch_api: seconds between two looks at a batch's status.")
     estimate_noise_rate: tuple[float, float] = Field((0.1, 0.4), description=(
         "The dry run's estimate only (--dry-run): the share of samples the checker is expected to flag as noisy, "
         "low and high; the estimate gives the calls, tokens and cost at both. --pilot N measures it instead."))
@@ -444,6 +447,10 @@ class RunConfig(StrictModel):
     otel_content: bool = Field(False, description=(
         "Put the messages sent and the replies (API keys redacted) in the model-call spans, and each node's "
         "answer in its span. Off: no message content in any span. Flag: --otel-content."))
+    otel_sample: float = Field(1.0, gt=0.0, le=1.0, description=(
+        "The fraction of samples traced: each sample's spans (its nodes and model calls) are made or not, "
+        "decided by its id, so the same samples are traced in every run. The run's span, embedding batches "
+        "and the pre-run check are always traced. Below 1 the CPU cost of tracing shrinks in proportion."))
 
 
 ExperimentMethod = Literal["base", "noisy", "robustft"]
@@ -494,6 +501,11 @@ class RobustFTConfig(StrictModel):
         if model.top_logprobs is None:
             model = model.model_copy(update={"top_logprobs": 5 if self.denoise.score == "entropy" else 0})
         return model
+
+    def api_key_envs(self) -> list[str]:
+        """The environment variables holding the API keys this configuration may send."""
+        names = [self.model_for(role).api_key_env for role in ROLES] + [self.denoise.embedding_api_key_env]
+        return sorted({name for name in names if name})
 
     def public_dict(self) -> dict[str, Any]:
         """The resolved configuration as written to summary.json: plain JSON, no secrets.
@@ -669,7 +681,7 @@ PATH_SETTINGS: dict[tuple[str, str], str] = {
 def _resolve_relative_paths(raw: dict[str, Any], config_file: Path) -> None:
     """Make the relative paths of a config file's settings (`PATH_SETTINGS`) relative to the file,
     so that a config travels with its data and every command reads the same files."""
-    from .data.sources import looks_like_hub_name
+    from .formats import looks_like_hub_name
 
     for (section, name), rule in PATH_SETTINGS.items():
         part = raw.get(section)
@@ -723,9 +735,6 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         config = RobustFTConfig.model_validate(raw)
     except ValidationError as e:
         raise ConfigError(_format_validation_error(e, source)) from None
-    from .secrets import register_api_keys
-
-    register_api_keys(config)  # so that every error printed from here on hides the keys in use
     return config
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from collections import Counter
@@ -211,3 +212,170 @@ def test_an_unsupported_protocol_is_a_clear_error(sim, receiver, tmp_path, monke
     assert denoise(sim, tmp_path / "run", "--limit", "2") == 2
     err = capsys.readouterr().err
     assert "OTEL_EXPORTER_OTLP_PROTOCOL='http/json' is not supported" in err and "Traceback" not in err
+
+
+def test_ray_workers_export_their_samples_under_the_drivers_run(sim, receiver, tmp_path):
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'robustft[ray]')")
+    import logging
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             logging_level=logging.WARNING)
+    try:
+        out = tmp_path / "run"
+        assert denoise(sim, out, "--limit", "16", "--executor", "ray") == 0
+    finally:
+        ray.shutdown()
+    spans = receiver.spans
+    by_id = {s.span_id: s for s in spans}
+    (run,) = [s for s in spans if s.name == "robustft.run"]
+    assert {s.trace_id for s in spans} == {run.trace_id}
+    samples = [s for s in spans if s.name == "robustft.sample"]
+    assert {s.attributes["robustft.sample.id"] for s in samples} == set(records(out))
+    assert all(s.parent_id == run.span_id for s in samples)
+    chats = [s for s in spans if s.attributes.get("gen_ai.operation.name") == "chat"
+             and not s.attributes.get("robustft.preflight")]
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(chats) == summary["this_run"]["calls_paid"] > 0
+    assert all(by_id[by_id[c.parent_id].parent_id].name == "robustft.sample" for c in chats)
+    assert KEY.encode() not in b"".join(receiver.bodies)
+
+
+@pytest.fixture
+def langsmith(monkeypatch):
+    """A LangSmith stub the langsmith client of this process sends to, and nothing of it left after."""
+    from langsmith_stub import LangSmithStub
+    import langsmith.run_trees
+    import langsmith.utils
+
+    def forget() -> None:  # the langsmith client caches what it read from the environment
+        langsmith.utils.get_env_var.cache_clear()
+        langsmith.utils.get_tracer_project.cache_clear()
+
+    for name in [n for n in os.environ if n.startswith(("OTEL_", "LANGCHAIN_", "LANGSMITH_"))]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    with LangSmithStub() as stub:
+        monkeypatch.setenv("LANGSMITH_ENDPOINT", stub.endpoint)
+        monkeypatch.setenv("LANGSMITH_TRACING", "true")
+        monkeypatch.setenv("LANGSMITH_API_KEY", "lsv2-test-key")
+        monkeypatch.setenv("LANGSMITH_DISABLE_RUN_COMPRESSION", "true")
+        monkeypatch.setattr(langsmith.run_trees, "_CLIENT", None)  # a client for this endpoint
+        forget()
+        try:
+            yield stub
+        finally:
+            monkeypatch.undo()
+            forget()
+
+
+def test_langsmith_shows_nodes_and_model_calls_as_llm_runs_with_usage(sim, langsmith, tmp_path):
+    out = tmp_path / "run"
+    assert denoise(sim, out, "--limit", "6") == 0
+    stub = langsmith
+    runs = stub.runs
+    samples = records(out)
+    summary = json.loads((out / "summary.json").read_text())
+    llm = [r for r in runs.values() if r["run_type"] == "llm"]
+    in_graph = [r for r in llm if not r["extra"]["metadata"].get("robustft_preflight")]
+    assert len(in_graph) == summary["this_run"]["calls_paid"] > 0
+    for run in in_graph:
+        parent = runs[str(run["parent_run_id"])]
+        assert parent["run_type"] == "chain" and parent["name"] in NODES, parent["name"]
+        assert run["name"] == "chat sim" and run["extra"]["metadata"]["ls_model_name"] == "sim"
+        usage = run["outputs"]["usage_metadata"]
+        assert usage["input_tokens"] > 0 and usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
+        assert run["end_time"] and not run.get("error")
+    assert sum(r["outputs"]["usage_metadata"]["input_tokens"] for r in in_graph) == sum(
+        n.get("prompt_tokens", 0) for r in samples.values() for n in r["nodes"].values())
+    # Every node of every sample is a run (LangGraph's own), and the key never leaves.
+    node_runs = Counter(r["name"] for r in runs.values() if r["run_type"] == "chain" and r["name"] in NODES)
+    assert node_runs["base"] == len(samples) and node_runs["checker"] == len(samples)
+    assert KEY.encode() not in b"".join(stub.bodies)
+
+
+def test_opentelemetry_and_langsmith_at_once_both_get_every_call(sim, langsmith, tmp_path, monkeypatch):
+    with OtlpReceiver() as receiver:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint)
+        out = tmp_path / "run"
+        assert denoise(sim, out, "--limit", "3") == 0
+    paid = json.loads((out / "summary.json").read_text())["this_run"]["calls_paid"]
+    spans = [s for s in receiver.spans if "gen_ai.usage.input_tokens" in s.attributes
+             and not s.attributes.get("robustft.preflight")]
+    llm = [r for r in langsmith.runs.values() if r["run_type"] == "llm"
+           and not r["extra"]["metadata"].get("robustft_preflight")]
+    assert len(spans) == len(llm) == paid > 0
+    assert sorted(s.attributes["gen_ai.usage.input_tokens"] for s in spans) == sorted(
+        r["outputs"]["usage_metadata"]["input_tokens"] for r in llm)
+
+
+def test_a_collector_that_is_down_costs_the_run_nothing(sim, tmp_path, monkeypatch):
+    # Nothing listens on the discard port: every export fails, and the run's outputs are as without tracing.
+    for name in [n for n in os.environ if n.startswith("OTEL_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1")
+    assert denoise(sim, tmp_path / "traced", "--limit", "8") == 0
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    assert denoise(sim, tmp_path / "plain", "--limit", "8") == 0
+    for name in ("samples.jsonl", "denoised.jsonl"):
+        assert (tmp_path / "traced" / name).read_bytes() == (tmp_path / "plain" / name).read_bytes()
+
+
+def test_a_fraction_of_the_samples_is_traced_the_same_ones_every_time(sim, receiver, tmp_path):
+    import zlib
+
+    config = tmp_path / "config.yaml"
+    config.write_text("run:\n  otel_sample: 0.25\n")
+    traced_ids = []
+    for attempt in range(2):
+        receiver.spans.clear()
+        out = tmp_path / f"run{attempt}"
+        assert denoise(sim, out, "--config", str(config)) == 0
+        spans = receiver.spans
+        by_id = {s.span_id: s for s in spans}
+        ids = {s.attributes["robustft.sample.id"] for s in spans if s.name == "robustft.sample"}
+        expected = {sid for sid in records(out) if zlib.crc32(sid.encode()) < 0.25 * 2**32}
+        assert ids == expected and 5 < len(ids) < 40
+        traced_ids.append(ids)
+        # Only the traced samples' nodes and calls, each under its own sample; nothing stray under the run.
+        calls = [s for s in spans if s.attributes.get("gen_ai.operation.name") == "chat"
+                 and not s.attributes.get("robustft.preflight")]
+        for call in calls:
+            sample = by_id[by_id[call.parent_id].parent_id]
+            assert sample.attributes["robustft.sample.id"] in expected
+        traced_calls = sum(n.get("attempts") or 0 for sid, r in records(out).items() if sid in expected
+                           for n in r["nodes"].values())
+        assert len(calls) == traced_calls
+        assert all(by_id[s.parent_id].name != "robustft.run" for s in spans if s.attributes.get("robustft.node"))
+    assert traced_ids[0] == traced_ids[1]
+
+
+def test_a_program_that_set_up_the_sdk_gets_the_spans_through_its_own_provider(sim, tmp_path):
+    # In a fresh process (a global tracer provider can be set once per process): no OTEL_ variable,
+    # the program's own provider and exporter, as Phoenix's `register()` sets them up.
+    code = (
+        "import os, sys\n"
+        "for k in [k for k in os.environ if k.startswith('OTEL_')]: del os.environ[k]\n"
+        "from opentelemetry import trace\n"
+        "from opentelemetry.sdk.trace import TracerProvider\n"
+        "from opentelemetry.sdk.trace.export import SimpleSpanProcessor\n"
+        "from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter\n"
+        "exporter = InMemorySpanExporter()\n"
+        "provider = TracerProvider()\n"
+        "provider.add_span_processor(SimpleSpanProcessor(exporter))\n"
+        "trace.set_tracer_provider(provider)\n"
+        "import robustft\n"
+        f"result = robustft.denoise({str(DEMO_DATA)!r}, model='sim', base_url={sim.base_url!r}, "
+        f"embedding_base_url={sim.base_url!r}, embedding_model='sim', limit=5, out={str(tmp_path / 'run')!r}, "
+        "progress=False)\n"
+        "names = [s.name for s in exporter.get_finished_spans()]\n"
+        "print(names.count('robustft.run'), names.count('robustft.sample'), sum(n == 'chat sim' for n in names), "
+        "result.summary['this_run']['calls_paid'] + result.summary['this_run']['preflight_calls'])\n"
+        "trace.get_tracer('x').start_span('after').end()\n"  # the program's provider still works: not shut down
+        "print(len(exporter.get_finished_spans()) - len(names))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            cwd=Path(__file__).resolve().parents[1])
+    lines = result.stdout.split("\n")
+    runs, samples, calls, paid = map(int, lines[-3].split())
+    assert runs == 1 and samples >= 5 and calls == paid > 0, result.stderr[-2000:]
+    assert lines[-2] == "1"

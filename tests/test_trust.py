@@ -241,3 +241,109 @@ def test_trace_shows_the_trust_score_its_signals_and_the_weakest_claim(trust_run
     shown = capsys.readouterr().out
     assert f"trust of the given response: {record['trust']:.3f}" in shown
     assert "weakest claim:" in shown and "claim check" in shown
+
+
+# -- the score when calls misbehave (a scripted judge; the simulator's hashing embedder) ----------
+
+
+class HashEmbedder:
+    """robustft.sim's feature-hashing embeddings, in process: a paraphrase lies close, another text far."""
+
+    identity = "test:sim-hash"
+
+    async def embed(self, texts):
+        import numpy as np
+        from robustft.sim.embeddings import embed
+
+        return np.array([embed(t) for t in texts], dtype=np.float32)
+
+
+def _trust_of(judge_replies, given: str, experts: dict[str, str]):
+    import asyncio
+
+    from robustft.agents.runtime import AgentRuntime
+    from robustft.agents.similarity import agreement
+    from robustft.agents.trust import score_trust
+    from robustft.backends.fake import FakeChatModel
+    from robustft.backends.registry import ModelPool
+    from robustft.prompts import PromptLibrary
+    from robustft.retrieval.texts import TextVectors
+
+    config = load_config(None, {"model": {"provider": "fake", "name": "fake", "max_retries": 0},
+                                "denoise": {"checker": "trust"}})
+    judge = FakeChatModel(judge_replies)
+    pool = ModelPool()
+    pool.add(config.model_for("judge"), judge)
+    rt = AgentRuntime(config=config, task="open", pool=pool, prompts=PromptLibrary(), texts=TextVectors(HashEmbedder()))
+    state = {"id": "s", "question": "Why is the sky blue?", "label": given, "options": None, "nodes": {}}
+
+    async def go():
+        found = [await agreement(rt, a, given) for a in experts.values()]
+        return await score_trust(rt, state, experts, [f.similarity for f in found], None)
+
+    return asyncio.run(go()), judge
+
+
+GIVEN = "The sky is blue because air scatters blue light. Sunlight holds every colour of light."
+EXPERTS = {"base": "The sky is blue since air scatters blue light. Sunlight holds every colour of light.",
+           "reasoning": "Air scatters blue light, so the sky is blue. Sunlight holds every colour of light."}
+
+
+def test_an_unreadable_verdict_is_left_out_and_the_calls_stay_bounded():
+    update, judge = _trust_of(["I would rather not say."], GIVEN, EXPERTS)
+    s = update["trust_signals"]
+    assert s["reflection"] is None and s["token_prob"] is None      # no verdict: no number made up
+    assert s["agreement"] > 0.9 and s["claims"] is not None
+    assert update["trust"] == pytest.approx(combine(s), abs=1e-3)  # the shown signals are rounded
+    # one reflection and one claim check, each asked 1 + parse_retries (2) times, no more
+    assert len(judge.calls) == 6 and update["nodes"]["judge"]["attempts"] == 3
+    assert update["nodes"]["claim"]["attempts"] == 3
+
+
+def test_a_one_sentence_response_has_no_claim_check_and_a_wrong_verdict_lowers_the_score():
+    short = "The sky is blue because air scatters blue light."
+    update, judge = _trust_of(["Answer: Y"], short, {"base": short, "reasoning": short})
+    assert update["trust_signals"]["claims"] is None and "claim" not in update["nodes"]
+    assert len(judge.calls) == 1
+    said_right, _ = _trust_of(["Answer: N"], short, {"base": short, "reasoning": short})
+    assert update["trust"] < 0.5 < said_right["trust"]
+
+
+def test_a_judge_that_keeps_failing_fails_the_sample_with_its_error():
+    from robustft.backends.errors import BackendError
+
+    update, _ = _trust_of([BackendError("judge down", status_code=400, retryable=False)], GIVEN, EXPERTS)
+    assert update["status"] == "failed" and "judge down" in update["error"]
+
+
+def test_with_trust_selection_relabels_are_ranked_by_their_own_trust(four_kinds, tmp_path):
+    folder, _ = four_kinds
+    config = tmp_path / "trust.yaml"
+    config.write_text("denoise:\n  checker: trust\n  trust_selection: true\n")
+    out = tmp_path / "run"
+    with SimServer(folder / "gold.csv", accuracy=0.85, seed=4) as sim:
+        assert main(["denoise", "--config", str(config), "--data", str(folder / "noisy.csv"), "--out", str(out),
+                     "--model", "sim", "--base-url", sim.base_url, "--embedding-base-url", sim.base_url,
+                     "--embedding-model", "sim-embed", "--quiet"]) == 0
+    records = read_jsonl(out / "samples.jsonl")
+    relabels = [r for r in records if r["status"] in ("relabeled", "confirmed", "dropped") and r.get("proposed_label")]
+    assert relabels
+    for r in relabels:
+        assert r["score"] == pytest.approx(1 - r["relabel_trust"], abs=1e-6)
+        assert {"relabel_judge", "relabel_claim"} <= set(r["nodes"])
+        assert r["nodes"]["relabel_judge"]["prompt"].count(r["proposed_label"][:40]) >= 1  # the relabel is judged
+    kept = [r["relabel_trust"] for r in relabels if r["status"] != "dropped"]
+    dropped = [r["relabel_trust"] for r in relabels if r["status"] == "dropped"]
+    assert kept and dropped and min(kept) >= max(dropped)  # beta keeps the most trusted relabels
+    assert all("relabel_trust" not in r for r in records if r["status"] == "clean")
+
+
+def test_the_ranking_reads_wrong_and_right_with_the_reports_own_comparison():
+    from robustft.inspect.ranking import gold_wrong
+
+    records = [{"id": "a", "original_label": "The sky is blue."}, {"id": "b", "original_label": "Blue, the sky is."},
+               {"id": "c", "original_label": None}, {"id": "d", "original_label": "x"}]
+    gold = {"a": "The sky is blue.", "b": "The sky is blue.", "c": "The sky is blue."}
+    assert gold_wrong(records, gold, "open", 0.01) == {"b", "c"}           # same text only
+    by_meaning = lambda answer, g, sid: "blue" in answer.lower()  # noqa: E731  (a stand-in for the embedder)
+    assert gold_wrong(records, gold, "open", 0.01, same=by_meaning) == {"c"}

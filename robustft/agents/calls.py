@@ -40,13 +40,14 @@ from ..backends.base import Generation, Messages
 from ..backends.ratelimit import RateLimiter
 from ..backends.errors import BackendError
 from ..backends.registry import ModelPool
-from ..backends.retry import Outage, RetryPolicy, with_retries, with_retries_through_outage
+from ..backends.retry import Outage, RetryPolicy, describe, with_retries, with_retries_through_outage
 from ..backends.store import Occurrences, ResponseStore, identity_digest, model_identity, request_digest, response_key
 from ..config import ModelConfig
-from ..errors import ServiceDown  # noqa: F401 - the runner imports it from here
+from ..errors import ModelCallError, ServiceDown  # noqa: F401 - the runner imports ServiceDown from here
 from .cost import BudgetReached, CostLedger, Expectation, Prices, expected_usd
 
 if TYPE_CHECKING:
+    from ..backends.batch import BatchQueue
     from ..tracing.otel import OtelTracing
 
 if sys.version_info >= (3, 11):
@@ -113,6 +114,8 @@ class ModelCalls:
         self._identities: dict[int, tuple[ModelConfig, bytes]] = {}
         self._models: dict[int, _Model] = {}
         self.tracing: "OtelTracing | None" = None
+        # With denoise.batch_api: the Batch API queue that stored calls go to instead of the backend.
+        self.batch: "BatchQueue | None" = None
 
     def identity(self, config: ModelConfig) -> bytes:
         found = self._identities.get(id(config))
@@ -151,7 +154,10 @@ class ModelCalls:
                     self.tracing.stored(span, hit)
                 return hit
         try:
-            gen = await self._send(config, messages, role)
+            if self.batch is not None:
+                gen = await self._send_batch(config, messages, role, key)
+            else:
+                gen = await self._send(config, messages, role)
         except BaseException:
             self.occurrences.release(request, n)
             raise
@@ -258,6 +264,35 @@ class ModelCalls:
         if not through_outage:
             return await with_retries(attempt, policy, "model call", on_failure=failed)
         return await with_retries_through_outage(attempt, policy, "model call", health, on_failure=failed)
+
+    async def _send_batch(self, config: ModelConfig, messages: Messages, role: str | None, key: bytes) -> Generation:
+        """A call through the Batch API (`backends.batch`): the same request body and reply parsing
+        as online, its custom id the store key, priced with the batch discount."""
+        entry = self._model(config)
+        model, expect, stats, ledger = entry.backend, entry.expect, self.stats, self.ledger
+        prices = entry.prices.discounted(config.batch_discount) if entry.prices is not None else None
+        chars = Expectation.length(messages)
+        cost = expected_usd(prices, expect.prompt(chars, role), expect.completion(role, config.max_tokens))
+        await ledger.admit(cost)
+        stats.in_flight += 1
+        try:
+            data = await self.batch.request(key.hex(), model.request_body(messages))
+            gen = model.parse_reply(data, messages, self.batch.base_url)
+        except asyncio.CancelledError:
+            ledger.release(cost)
+            raise
+        except Exception as error:  # noqa: BLE001 - a failed or malformed reply fails this call, as online
+            ledger.release(cost)
+            stats.failed_attempts += 1
+            raise ModelCallError(f"model call through the batch API failed: {describe(error)}") from error
+        finally:
+            stats.in_flight -= 1
+        expect.learn(chars, role, gen)
+        usd = ledger.paid(role, prices, gen, cost)
+        if usd:
+            stats.usd += usd
+            stats.usd_by_role[role or "other"] = stats.usd_by_role.get(role or "other", 0.0) + usd
+        return gen
 
 
 def _endpoints(config: ModelConfig) -> str:

@@ -71,6 +71,11 @@ class Prices:
         return ((prompt_tokens - cached) * self.input + cached * self.cached_input
                 + completion_tokens * self.output) / 1e6
 
+    def discounted(self, discount: float) -> "Prices":
+        """The prices with `discount` (a share) taken off: the Batch API's."""
+        keep = 1.0 - discount
+        return Prices(input=self.input * keep, output=self.output * keep, cached_input=self.cached_input * keep)
+
     def as_dict(self) -> dict[str, float]:
         return {"input_per_mtok": self.input, "cached_input_per_mtok": self.cached_input,
                 "output_per_mtok": self.output}

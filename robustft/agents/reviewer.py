@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from ..errors import ModelCallError
 from ..graph.state import SampleState
+from ..prompts.check import relabels_scored
 from .relabeler import propose
 from .runtime import AgentRuntime, failure
 from .similarity import agreement
+from .trust import score_trust
 
 
 def make_reviewer(rt: AgentRuntime):
@@ -20,6 +22,27 @@ def make_reviewer(rt: AgentRuntime):
     # With the reasoning expert switched off (ablation) the base answer stands in: say so.
     first_source = ("Answered directly" if "reasoning" in rt.config.denoise.ablate
                     else "After step-by-step reasoning")
+    trust_selection = relabels_scored(rt.config, rt.task)
+
+    async def scored(state: SampleState, update: dict) -> dict:
+        """With denoise.trust_selection: the proposed response's own trust, 1 - trust as its score."""
+        if not trust_selection or update.get("status") != "candidate":
+            return update
+        proposed = update["proposed_label"]
+        nodes = state.get("nodes", {})
+        answers = {name: (nodes.get(name) or {}).get("answer") for name in ("base", "reasoning")}
+        try:
+            found = [await agreement(rt, a, proposed) for a in answers.values()]
+        except ModelCallError as exc:
+            return {"status": "failed", "error": f"embedding the responses to compare them failed: {exc}"}
+        result = await score_trust(rt, {**state, "label": proposed}, answers, [f.similarity for f in found], None,
+                                   prefix="relabel_")
+        if result.get("status") == "failed":
+            return result
+        trust = result.get("trust")
+        return {**update, "nodes": {**update.get("nodes", {}), **result.get("nodes", {})},
+                "score": None if trust is None else round(1.0 - trust, 6),
+                "relabel_trust": trust, "relabel_trust_signals": result.get("trust_signals")}
 
     async def reviewer(state: SampleState) -> dict:
         """Reads nodes.reasoning, nodes.context. Writes nodes.reviewer, proposed_label, score, status.
@@ -28,7 +51,9 @@ def make_reviewer(rt: AgentRuntime):
         answers differ; when they agree that answer is the label and the record says it was skipped.
 
         The selection score stays the context answer's (the paper ranks by it); when the reviewer
-        gives no readable answer the context answer, then the reasoning answer, stands in.
+        gives no readable answer the context answer, then the reasoning answer, stands in. With
+        `denoise.trust_selection` (open-ended, checker trust) it is 1 - the proposed response's
+        own trust score (agents/trust.py; nodes relabel_judge, relabel_claim).
         """
         nodes = state.get("nodes", {})
         context = nodes.get("context", {})
@@ -49,7 +74,8 @@ def make_reviewer(rt: AgentRuntime):
             record = {"prompt": None, "response": None, "answer": context_answer, "score": None, "attempts": 0,
                       "prompt_tokens": 0, "completion_tokens": 0, "error": None,
                       "skipped": f"the reasoning and context {what} agree{how} (denoise.review: on_disagreement)"}
-            return {"nodes": {"reviewer": record}, **propose(context_answer, context.get("score"), "context answer")}
+            return await scored(state, {"nodes": {"reviewer": record},
+                                        **propose(context_answer, context.get("score"), "context answer")})
         try:
             record = await rt.ask("reviewer", "reviewer", state, first_source=first_source,
                                   reasoning_answer=reasoning_answer or "(no answer)",
@@ -57,6 +83,6 @@ def make_reviewer(rt: AgentRuntime):
         except ModelCallError as exc:
             return failure("reviewer", exc)
         label = record["answer"] or context_answer or reasoning_answer
-        return {"nodes": {"reviewer": record}, **propose(label, context.get("score"), "reviewer answer")}
+        return await scored(state, {"nodes": {"reviewer": record}, **propose(label, context.get("score"), "reviewer answer")})
 
     return reviewer

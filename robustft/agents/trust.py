@@ -135,9 +135,11 @@ def _parse_verdict(text: str) -> str | None:
 
 
 async def score_trust(rt: AgentRuntime, state: dict, answers: dict[str, str | None],
-                      similarities: list[float | None], judge: dict[str, Any] | None) -> dict[str, Any]:
+                      similarities: list[float | None], judge: dict[str, Any] | None, *,
+                      prefix: str = "") -> dict[str, Any]:
     """The state update with `trust` and `trust_signals` (and the judge's and claim checks' node
-    records); `status: failed` when a call keeps failing. `judge`: a verdict already asked for."""
+    records, named `prefix` + judge / claim); `status: failed` when a call keeps failing. `judge`: a
+    verdict already asked for. The response scored is `state["label"]`."""
     d = rt.config.denoise
     given = state["label"]
     updates: dict[str, Any] = {}
@@ -150,7 +152,9 @@ async def score_trust(rt: AgentRuntime, state: dict, answers: dict[str, str | No
         experts = [a for a in answers.values() if a]
         claims, claim_info = await _claims(rt, state, given, experts, answers, updates)
     except ModelCallError as exc:
-        return failure("judge", exc)
+        return failure(f"{prefix}judge", exc)
+    if prefix and "nodes" in updates:
+        updates["nodes"] = {f"{prefix}{name}": record for name, record in updates["nodes"].items()}
     agreeing = [support(s, d.open_similarity) for s in similarities if s is not None]
     reflection, token_prob = verdict_probability(judge)
     signals: dict[str, Any] = {"agreement": sum(agreeing) / len(agreeing) if agreeing else None,

@@ -63,9 +63,18 @@ class OpenAIChatModel:
                 request["top_logprobs"] = config.top_logprobs
         self._request = request
 
-    async def generate(self, messages: Messages) -> Generation:
+    def request_body(self, messages: Messages) -> dict[str, Any]:
+        """The /chat/completions body for `messages` (also a Batch API line's body)."""
         payload = dict(self._request)
         payload["messages"] = messages
+        return payload
+
+    def parse_reply(self, data: Any, messages: Messages, url: str) -> Generation:
+        """A reply's JSON as a `Generation` (also a Batch API output line's body)."""
+        return parse_chat_completion(data, messages, url=url, entropies=self._top)
+
+    async def generate(self, messages: Messages) -> Generation:
+        payload = self.request_body(messages)
         entropies = self._top
 
         def parse(data: Any, replica: Replica) -> Generation:

@@ -25,6 +25,10 @@ time until the bucket is full again; the same for tokens, a call counting its pr
   until then and empties the buckets; the refused call is sent again, not counted as a failed
   attempt (`agents.calls`), while `model.give_up_after_s` still bounds how long that may go on.
 
+Why not a library limiter (aiolimiter, pyrate-limiter): they pace to a fixed rate, but here the
+bucket's level, size and rate are set again from every reply's headers and emptied by a 429, and a
+waiting call's turn is worked out again after each of those; that is the few lines of `Bucket`.
+
 The headers reach the limiter through a context variable (`observe`, called by the HTTP client on
 every reply), so no signature between the call path and the client changes.
 """

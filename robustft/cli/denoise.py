@@ -24,6 +24,9 @@ def add_denoise(sub) -> None:
     add_embedding_flags(p)
     p.add_argument("--concurrency", type=int, metavar="N", help="model calls in flight at once (default 32)")
     p.add_argument("--limit", type=int, metavar="N", help="take only the first N rows")
+    p.add_argument("--batch-api", action="store_true", default=None,
+                   help="send the model calls through the OpenAI Batch API (/v1/files, /v1/batches) at its batch "
+                        "price: slower, cheaper, the same outputs; a stopped run collects its batches")
     p.add_argument("--max-cost", type=float, metavar="USD",
                    help="stop before the model calls cost more than USD in total (needs model.price_* in the "
                         "config); exit 4 with progress kept, and a higher cap continues paying nothing twice")
@@ -73,6 +76,7 @@ def _denoise(args: argparse.Namespace) -> int:
                       "denoise.concurrency": args.concurrency, "denoise.beta": args.beta, "denoise.k": args.k,
                       "denoise.checker": args.checker, "denoise.reflection_rounds": args.reflection_rounds,
                       "denoise.review": args.review, "denoise.max_cost_usd": args.max_cost,
+                      "denoise.batch_api": args.batch_api,
                       "denoise.prompts_dir": args.prompts_dir, "run.executor": args.executor,
                       "run.ray_address": args.ray_address, "run.otel": args.otel, "run.otel_content": args.otel_content,
                       **embedding_overrides(args), **data_overrides(args)})

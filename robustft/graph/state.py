@@ -55,6 +55,8 @@ class SampleState(TypedDict, total=False):
     score: float | None          # the selection score of `proposed_label`
     trust: float | None          # open-ended: the given response's trust score (agents/trust.py)
     trust_signals: dict[str, Any] | None
+    relabel_trust: float | None  # denoise.trust_selection: the proposed response's trust score
+    relabel_trust_signals: dict[str, Any] | None
     error: str | None
 
 

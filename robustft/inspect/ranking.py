@@ -16,7 +16,7 @@ Samples without a score are left out of both and counted.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 __all__ = ["FRACTIONS", "auroc", "precision_at", "rank_quality", "trust_ranking"]
 
@@ -99,13 +99,21 @@ def trust_ranking(records: Iterable[dict[str, Any]], wrong: set[str], *,
     return out
 
 
-def gold_wrong(records: Iterable[dict[str, Any]], gold: Mapping[str, str], task: str, tolerance: float) -> set[str]:
-    """Ids whose given label is wrong by gold, compared as `report --gold`'s figures compare them."""
+def gold_wrong(records: Iterable[dict[str, Any]], gold: Mapping[str, str], task: str, tolerance: float,
+               same: Callable[[Any, str, str], bool] | None = None) -> set[str]:
+    """Ids whose given label is wrong by gold, compared as `report --gold`'s figures compare them:
+    `same(answer, gold, id)` when given (the report's own comparison), else `answers_match`."""
     from ..answers import answers_match
 
-    return {r["id"] for r in records if r["id"] in gold
-            and not (r.get("original_label") is not None
-                     and answers_match(str(r["original_label"]), gold[r["id"]], task, tolerance))}
+    def right(r: dict[str, Any]) -> bool:
+        given = r.get("original_label")
+        if given is None:
+            return False
+        if same is not None:
+            return same(given, gold[r["id"]], r["id"])
+        return answers_match(str(given), gold[r["id"]], task, tolerance)
+
+    return {r["id"] for r in records if r["id"] in gold and not right(r)}
 
 
 def describe_ranking(ranking: dict[str, Any]) -> list[str]:

@@ -36,6 +36,13 @@ def scores_trust(config: RobustFTConfig, task: str | None) -> bool:
     return task == "open" and config.denoise.trust and "checker" not in config.denoise.ablate
 
 
+def relabels_scored(config: RobustFTConfig, task: str | None) -> bool:
+    """Whether the reviewer scores each relabel's own trust (denoise.trust_selection)."""
+    d = config.denoise
+    return (scores_trust(config, task) and d.checker == "trust" and d.trust_selection
+            and not {"context", "reviewer"} & set(d.ablate))
+
+
 def prompts_in_use(config: RobustFTConfig, task: str | None = None) -> list[str]:
     """The templates the configured method renders for `task`, in graph order."""
     d = config.denoise

@@ -87,6 +87,8 @@ class LocalExecutor:
         run = self.run
         app, run_batch, record = run.app, run._run_batch, run._record
         concurrency = run.config.denoise.concurrency
+        if run.config.denoise.batch_api:
+            concurrency = max(concurrency, total)  # every sample waits on the batch at once: one batch per step
         size = batch_size(concurrency)
         batches = chunks(iter(states), size)
         with run.display.phase(phase, total) as bar:

@@ -41,6 +41,8 @@ def sample_record(state: dict[str, Any], task: str, fingerprint: str | None) -> 
         "proposed_label": state.get("proposed_label"), "score": state.get("score"),
         **({"trust": state.get("trust"), "trust_signals": state.get("trust_signals")}
            if state.get("trust_signals") is not None else {}),
+        **({"relabel_trust": state.get("relabel_trust"), "relabel_trust_signals": state.get("relabel_trust_signals")}
+           if state.get("relabel_trust_signals") is not None else {}),
         "error": state.get("error") or (NOT_FINISHED if status == "failed" else None),
         "fingerprint": fingerprint,
     }

@@ -38,7 +38,7 @@ from ..agents.calls import ModelCalls, ServiceDown
 from ..agents.checker import check_rule
 from ..agents.cost import CostLedger, Prices, records_cost
 from ..agents.runtime import AgentRuntime
-from ..backends.registry import ModelPool
+from ..backends.registry import ModelPool, check_providers
 from ..backends.store import NOT_IDENTITY, ResponseStore
 from ..config import RobustFTConfig
 from ..data import Dataset, Sample, load_dataset
@@ -47,12 +47,13 @@ from ..errors import ConfigError, ModelCallError, RobustFTError, UserError
 from ..graph.state import SampleState, initial_state
 from ..prompts import PROMPT_NAMES, PromptLibrary, template_name
 from ..prompts.check import check_prompts, scores_trust
+from ..secrets import register_api_keys
 from .collector import fewer_collections
 from .executors import make_executor
 from .journal import Journal
 from .outputs import Summary, final_record, fine_tuning_record, is_candidate, sample_record, state_of
 from .progress import Progress
-from .rundir import DenoiseResult, RunDir
+from .rundir import BATCHES, DenoiseResult, RunDir
 
 log = logging.getLogger("robustft")
 
@@ -103,7 +104,8 @@ def method_settings(config: RobustFTConfig, prompts: PromptLibrary, task: str) -
                    "numeric_tolerance": config.data.numeric_tolerance,
                    **({"open_similarity": d.open_similarity} if task == "open" else {}),
                    **({"trust": {"claim_checks": d.trust_claim_checks, "max_claims": d.trust_max_claims,
-                                 **({"threshold": d.trust_threshold} if d.checker == "trust" else {})}}
+                                 **({"threshold": d.trust_threshold, "selection": d.trust_selection}
+                                    if d.checker == "trust" else {})}}
                       if scores_trust(config, task) else {})},
     }
 
@@ -140,6 +142,8 @@ class DenoiseRun:
             raise ConfigError("no output directory: pass --out DIR (or set `out:` in the config)")
         if dataset is None and config.data.path is None:
             raise ConfigError("no data: pass --data FILE (or set `data.path` in the config)")
+        register_api_keys(config)  # every error from here on hides the keys in use
+        check_providers(config)  # a plugin not installed here fails before the data is read
         self.config = config
         self.out_dir = Path(config.out)
         self.dataset = dataset or load_dataset(config.data)
@@ -166,20 +170,27 @@ class DenoiseRun:
         return found
 
     async def run(self) -> DenoiseResult:
+        # Before the collector is tuned: what tracing imports is frozen out of its sight with the rest.
+        self.tracing = tracing.start(self.config)
         with fewer_collections():
-            self.tracing = tracing.start(self.config)
-            if self.tracing is None:
-                return await self._run()
             try:
+                if self.tracing is None:
+                    return await self._run()
                 attributes = {"robustft.out": str(self.out_dir), "robustft.samples": len(self.dataset),
-                              "robustft.task": self.dataset.task, "robustft.executor": self.config.run.executor}
+                              "robustft.task": self.dataset.task, "robustft.executor": self.config.run.executor,
+                              **self.tracing.model_settings(self.config.model)}
                 with self.tracing.run_span(attributes) as span:
                     result = await self._run()
                     span.set_attributes({f"robustft.{k}": v for k, v in result.summary.items()
                                          if k in COUNTS and isinstance(v, int)})
                     return result
             finally:
-                self.tracing.close()
+                # Sending what is queued may wait on a slow collector: not on the event loop.
+                hooks = getattr(getattr(self, "calls", None), "tracing", None)
+                if hooks is not None and hooks is not self.tracing:
+                    await asyncio.to_thread(hooks.close)
+                if self.tracing is not None:
+                    await asyncio.to_thread(self.tracing.close)
 
     async def _run(self) -> DenoiseResult:
         started = time.monotonic()
@@ -188,7 +199,7 @@ class DenoiseRun:
         check_budget(self.config)
         rundir = RunDir(self.out_dir).open()
         handler = _attach_run_log(rundir.log)
-        store = journal = embedder = executor = None
+        store = journal = embedder = executor = calls = None
         try:
             store = self.shared_store if self.shared_store is not None else ResponseStore(rundir.store)
             journal = Journal(rundir.samples).open()
@@ -202,7 +213,9 @@ class DenoiseRun:
             fingerprints = {s.id: sample_fingerprint(method, s) for s in self.dataset.samples}
             ledger = CostLedger(cap_usd=self.config.denoise.max_cost_usd, store=store)
             calls = ModelCalls(self.pool, store, self.config.denoise.concurrency, ledger=ledger)
-            calls.tracing = self.tracing
+            calls.tracing = tracing.call_hooks(self.tracing, self.config)
+            if self.config.denoise.batch_api:
+                calls.batch = make_batch_queue(self.config, rundir.path)
             self.rt = AgentRuntime(config=self.config, task=self.dataset.task, pool=self.pool, prompts=self.prompts,
                                    calls=calls)
             # LangGraph takes a second or more to import: do it while the first calls go out.
@@ -223,6 +236,11 @@ class DenoiseRun:
             if detect or waiting:
                 ledger.check()  # a cap already spent costs no call, not even the preflight
                 await executor.start(len(detect) + len(waiting))
+                if calls.batch is not None:
+                    recovered = await calls.batch.recover()
+                    if recovered:
+                        self.say(f"collected {recovered} batch{'es' if recovered > 1 else ''} a stopped run had "
+                                 "submitted; their requests are not sent again")
                 if self.preflight:
                     await self._preflight()
             vectors = None
@@ -258,6 +276,8 @@ class DenoiseRun:
         except OSError as e:
             raise _environment_failure(e, self.out_dir) from None
         finally:
+            if calls is not None and calls.batch is not None:
+                await calls.batch.aclose()
             if executor is not None:
                 await executor.close()
             if journal is not None:
@@ -395,6 +415,7 @@ class DenoiseRun:
         stats = calls.stats
         this_run = {"calls_paid": stats.paid, "calls_from_store": stats.reused, "failed_attempts": stats.failed_attempts,
                     "throttled_429": stats.throttled,
+                    **({"batches_submitted": calls.batch.submitted} if calls.batch is not None else {}),
                     "preflight_calls": getattr(self, "preflight_calls", 0)}
 
         def result() -> dict[str, Any]:
@@ -418,6 +439,25 @@ class DenoiseRun:
                   if (p := Prices.of(self.config.model_for(role))) is not None}
         return {**cost, "this_run": ledger.this_run(), "spent_usd": round(ledger.total, 6),
                 "max_cost_usd": self.config.denoise.max_cost_usd, "prices": prices}
+
+
+def make_batch_queue(config: RobustFTConfig, run_dir: Path):
+    """The Batch API queue of `denoise.batch_api` (`backends.batch`): every role on one OpenAI-compatible
+    server, whose batches are recorded in the run directory."""
+    import os
+
+    from ..backends.batch import BatchQueue
+
+    models = [config.model_for(role) for role in used_roles(config)]
+    urls = {tuple(m.base_urls) for m in models}
+    if any(m.provider != "openai" for m in models) or len(urls) != 1 or len(next(iter(urls))) != 1:
+        raise ConfigError("denoise.batch_api (--batch-api) needs every role on one OpenAI-compatible server: "
+                          "provider openai and a single model.base_url (no replicas, no per-role servers)")
+    if config.run.executor == "ray":
+        raise ConfigError("denoise.batch_api (--batch-api) works with the local executor only: drop --executor ray")
+    model = models[0]
+    return BatchQueue(model.base_urls[0], os.environ.get(model.api_key_env) or "EMPTY", run_dir / BATCHES,
+                      poll_s=config.denoise.batch_poll_s, max_retries=model.max_retries, timeout_s=model.timeout_s)
 
 
 def check_budget(config: RobustFTConfig) -> None:
@@ -467,6 +507,10 @@ class _RunLog(logging.StreamHandler):
             self.stream.close()
         finally:
             super().close()
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        """A line that cannot be written (a full disk) is lost without a traceback: the run's own
+        writes stop it with a message naming the disk."""
 
 
 def _attach_run_log(path: Path) -> logging.Handler | None:

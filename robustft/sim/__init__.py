@@ -106,6 +106,10 @@ OpenAI-style token buckets over chat requests (a request's tokens: its prompt pl
 `x-ratelimit-limit/remaining/reset-requests|tokens` headers on every chat reply, and HTTP 429 with
 `Retry-After` (and `retry-after-ms`) for a request over the limit (`robustft.sim.ratelimit`).
 
+The Batch API (`/v1/files`, `/v1/batches`; `robustft.sim.batches`): uploaded JSONL files, batches
+worked `batch_delay_s` after creation by the same model as the online endpoint, output and error
+files, `batch_fail_rate` of requests failing, `batch_expire_after` requests before a batch expires.
+
 `latency_ms` delays every chat completion and embedding request without blocking others; the
 server counts requests by path and the calls in flight (`SimServer`).
 """

@@ -45,6 +45,12 @@ def _serve_parser() -> argparse.ArgumentParser:
                         help="enforce N tokens (prompt plus max_tokens) per --rate-window-s (default: none)")
     parser.add_argument("--rate-window-s", type=float, default=60.0, metavar="S",
                         help="the window of --rpm and --tpm in seconds (60: per minute; less for quick tests)")
+    parser.add_argument("--batch-delay-s", type=float, default=0.2, metavar="S",
+                        help="the Batch API (/v1/files, /v1/batches): seconds before a batch is worked (0.2)")
+    parser.add_argument("--batch-fail-rate", type=float, default=0.0, metavar="P",
+                        help="the Batch API: chance that a request of a batch fails into its error file (0)")
+    parser.add_argument("--batch-expire-after", type=int, default=None, metavar="N",
+                        help="the Batch API: a batch expires after N requests, the rest reported batch_expired")
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
     return parser
 
@@ -62,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
                            calibration=args.calibration, faults=args.faults, fault_rate=args.fault_rate,
                            retry_after_s=args.retry_after_s, hang_s=args.hang_s,
                            host=args.host, port=args.port, verbose=args.verbose, rpm=args.rpm, tpm=args.tpm,
-                           rate_window_s=args.rate_window_s)
+                           rate_window_s=args.rate_window_s, batch_delay_s=args.batch_delay_s,
+                           batch_fail_rate=args.batch_fail_rate, batch_expire_after=args.batch_expire_after)
         url = server.start()
     except (InputError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from aiohttp import web
 from ..errors import ConfigError
 from .gold import load_gold
 from .model import Reply, SimModel, _error
+from .batches import SimBatches
 from .ratelimit import SimRateLimits, request_tokens
 
 __all__ = ["SimServer", "MAX_BODY_BYTES"]
@@ -43,19 +45,25 @@ class SimServer:
     (requests by URL path, every method), `in_flight` / `max_in_flight` (chat completion calls
     being served now / at most at once, counted from the body read to the reply, latency and
     hangs included), `in_flight_by_path` / `max_in_flight_by_path` (the same for each POST path).
+    `first_request_at` (the Unix time of the first request to each path, for start-up costs).
     `reset_max_in_flight()` starts the maxima again from the calls in flight now.
 
     Rate limits (`rpm`, `tpm` per `rate_window_s`, default a minute; `robustft.sim.ratelimit`):
     every chat reply carries OpenAI's `x-ratelimit-*` headers, and a chat request over the limit is
     refused with 429 and `Retry-After` before it is served (it is not counted in `requests`).
     `rate_limits` holds the counters (`admitted`, `refused`, `allowed()`).
+
+    The Batch API (`/v1/files`, `/v1/batches`; `robustft.sim.batches`): a batch is worked
+    `batch_delay_s` after it is created, a share `batch_fail_rate` of its requests fails, and with
+    `batch_expire_after` it expires after that many requests. `batches` holds its counters.
     """
 
     def __init__(self, gold_path: str | Path, *, accuracy: float = 0.8, seed: int = 0, latency_ms: float = 0,
                  error_rate: float = 0.0, malformed_rate: float = 0.0, calibration: float = 0.8,
                  faults: Any = None, fault_rate: float = 0.0, retry_after_s: float = 1.0, hang_s: float = 150.0,
                  host: str = "127.0.0.1", port: int = 0, verbose: bool = False, rpm: float | None = None,
-                 tpm: float | None = None, rate_window_s: float = 60.0):
+                 tpm: float | None = None, rate_window_s: float = 60.0, batch_delay_s: float = 0.2,
+                 batch_fail_rate: float = 0.0, batch_expire_after: int | None = None):
         if isinstance(latency_ms, bool) or not isinstance(latency_ms, (int, float)) or latency_ms < 0:
             raise ConfigError(f"latency_ms must be a number >= 0, got {latency_ms!r}")
         self.gold_path = Path(gold_path)
@@ -67,12 +75,15 @@ class SimServer:
             self.rate_limits = SimRateLimits(rpm, tpm, rate_window_s) if rpm or tpm else None
         except ValueError as exc:
             raise ConfigError(f"rate limits: {exc}") from None
+        self.batches = SimBatches(self.model, delay_s=batch_delay_s, fail_rate=batch_fail_rate,
+                                  expire_after=batch_expire_after, seed=seed)
         self.host, self.port, self.verbose = host, port, verbose
         self.base_url: str | None = None
         self._lock = threading.Lock()
         self._paths: Counter[str] = Counter()
         self._in_flight: Counter[str] = Counter()
         self._max_in_flight: Counter[str] = Counter()
+        self._first_request_at: dict[str, float] = {}  # Unix time of each path's first request: start-up costs
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: web.Server | None = None
@@ -124,6 +135,11 @@ class SimServer:
         with self._lock:
             return dict(self._max_in_flight)
 
+    @property
+    def first_request_at(self) -> dict[str, float]:
+        with self._lock:
+            return dict(self._first_request_at)
+
     def reset_max_in_flight(self) -> None:
         with self._lock:
             self._max_in_flight = Counter(self._in_flight)
@@ -150,6 +166,7 @@ class SimServer:
         path = request.path.rstrip("/") or "/"
         with self._lock:
             self._paths[path] += 1
+            self._first_request_at.setdefault(path, time.time())
         try:
             response = await self._route(request, path)
         except asyncio.CancelledError:
@@ -173,6 +190,10 @@ class SimServer:
             reply = await self._serve(path, body)
             return web.Response(status=reply.status, body=reply.encoded(), content_type="application/json",
                                 headers=reply.headers or None)
+        if path.startswith(("/v1/files", "/v1/batches")):
+            batch_reply = await self.batches.handle(request, path)
+            if batch_reply is not None:
+                return batch_reply
         if path in _GET_PATHS:
             if request.method not in ("GET", "HEAD"):
                 return self._json(405, _error(f"use GET for {path}", "invalid_request_error"))
@@ -182,7 +203,7 @@ class SimServer:
             # The counters, so that a benchmark can read them from another process.
             return self._json(200, {"status": "ok", "questions": len(self.model.index), "paths": self.paths,
                                     "in_flight": self.in_flight_by_path, "max_in_flight": self.max_in_flight_by_path,
-                                    "faults": dict(self.faults)})
+                                    "faults": dict(self.faults), "first_request_at": self.first_request_at})
         return self._json(404, _error(f"no route {path}", "invalid_request_error", code="not_found"))
 
     async def _serve(self, path: str, body: bytes) -> Reply:

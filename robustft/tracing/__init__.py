@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING, Any
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Iterator
 
 from ..errors import ConfigError
 
@@ -64,6 +65,58 @@ def start(config: "RobustFTConfig", *, parent: dict[str, str] | None = None) -> 
         raise ConfigError(f"tracing is on ({_why(config)}) but OpenTelemetry is not installed ({exc.name} is "
                           f"missing): {INSTALL}, or set run.otel: false") from None
     return OtelTracing(config, parent=parent)
+
+
+LANGSMITH_VARIABLES = ("LANGSMITH_TRACING", "LANGSMITH_TRACING_V2", "LANGCHAIN_TRACING_V2", "LANGCHAIN_TRACING")
+
+
+def langsmith_wanted() -> bool:
+    """LangSmith tracing is on (its own variables, as the langsmith client reads them)."""
+    return any(os.environ.get(name, "").strip().lower() == "true" for name in LANGSMITH_VARIABLES)
+
+
+def call_hooks(otel: "OtelTracing | None", config: "RobustFTConfig") -> Any:
+    """What `ModelCalls.tracing` gets: the OpenTelemetry spans, LangSmith's LLM runs, both, or None."""
+    smith = None
+    if langsmith_wanted():
+        from .langsmith import LangSmithTracing
+
+        smith = LangSmithTracing(config)
+    if otel is not None and smith is not None:
+        return Both(otel, smith)
+    return otel or smith
+
+
+class Both:
+    """OpenTelemetry spans and LangSmith runs for the same calls; nodes and samples are OpenTelemetry's
+    (LangGraph reports its nodes to LangSmith itself)."""
+
+    def __init__(self, otel: Any, smith: Any):
+        self.otel, self.smith = otel, smith
+        self.node, self.route = otel.node, otel.route
+
+    @contextmanager
+    def model_call(self, config: Any, messages: Any, *, preflight: bool = False) -> Iterator[tuple[Any, Any]]:
+        with self.otel.model_call(config, messages, preflight=preflight) as span, \
+                self.smith.model_call(config, messages, preflight=preflight) as run:
+            yield span, run
+
+    def stored(self, handle: tuple[Any, Any], gen: Any) -> None:
+        if handle[0] is not None:  # None: a sample OpenTelemetry does not trace (run.otel_sample)
+            self.otel.stored(handle[0], gen)
+        self.smith.stored(handle[1], gen)
+
+    def paid(self, handle: tuple[Any, Any], gen: Any) -> None:
+        if handle[0] is not None:
+            self.otel.paid(handle[0], gen)
+        self.smith.paid(handle[1], gen)
+
+    def failed_attempt(self, error: BaseException, retryable: bool) -> None:
+        self.otel.failed_attempt(error, retryable)
+        self.smith.failed_attempt(error, retryable)
+
+    def close(self) -> None:
+        self.smith.close()
 
 
 def _why(config: "RobustFTConfig") -> str:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import zlib
 from contextlib import contextmanager
 from typing import Any, Awaitable, Callable, Iterator
 from urllib.parse import urlsplit
@@ -35,6 +36,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -58,12 +60,14 @@ class OtelTracing:
 
     def __init__(self, config: RobustFTConfig, *, parent: dict[str, str] | None = None):
         self.content = config.run.otel_content
+        # Samples whose id hashes below this are traced (crc32: fast, and the same in every process).
+        self._sample_below = int(config.run.otel_sample * 2**32)
         self.provider, self.owned = _provider()
         self.tracer = self.provider.get_tracer("robustft", __version__)
         # The spans of samples and embedding batches hang under this: the run's span once it exists.
         self.parent = _propagator.extract(parent) if parent else None
         self._samples: dict[str, trace.Span] = {}
-        self._models: dict[int, tuple[ModelConfig, dict[str, Any]]] = {}
+        self._models: dict[int, tuple[ModelConfig, str, dict[str, Any]]] = {}
         self._closed = False
         tracing.live += 1
 
@@ -116,10 +120,13 @@ class OtelTracing:
 
     # --- samples and nodes -----------------------------------------------------------------------
 
-    def _sample(self, state: dict[str, Any]) -> trace.Span:
+    def _sample(self, state: dict[str, Any]) -> trace.Span | None:
+        """The sample's span (started at its first node), or None when the sample is not traced."""
         sid = state["id"]
         span = self._samples.get(sid)
         if span is None:
+            if self._sample_below < 2**32 and zlib.crc32(str(sid).encode()) >= self._sample_below:
+                return None
             phase = "relabel" if state.get("examples") is not None else "detect"
             span = self._samples[sid] = self.tracer.start_span(
                 "robustft.sample", context=self.parent, attributes={"robustft.sample.id": str(sid),
@@ -149,20 +156,26 @@ class OtelTracing:
         tracer, content = self.tracer, self.content
 
         async def traced(state: dict) -> dict:
-            span = tracer.start_span(name, context=_set_span(self._sample(state)), attributes={"robustft.node": name})
+            sample = self._sample(state)
+            if sample is None:  # not traced: no span in the node, nor in its model calls
+                token = _attach(_UNTRACED)
+                try:
+                    return await fn(state)
+                finally:
+                    _detach(token)
+            span = tracer.start_span(name, context=_set_span(sample), attributes={"robustft.node": name})
             token = _attach(_set_span(span))
             try:
                 update = await fn(state)
+                # Only what is unusual: every attribute costs CPU on each of thousands of spans.
                 record = (update.get("nodes") or {}).get(name)
                 if isinstance(record, dict):
-                    if record.get("attempts"):
+                    if (record.get("attempts") or 0) > 1:
                         span.set_attribute("robustft.node.attempts", record["attempts"])
                     if record.get("error"):
                         span.set_attribute("robustft.node.error", redact(str(record["error"])))
                     if content and record.get("answer") is not None:
                         span.set_attribute("robustft.node.answer", redact(str(record["answer"])))
-                if update.get("status"):
-                    span.set_attribute("robustft.sample.status", update["status"])
                 return update
             except BaseException as exc:
                 _failed(span, exc)
@@ -186,40 +199,43 @@ class OtelTracing:
 
     # --- model calls ------------------------------------------------------------------------------
 
-    def _model(self, config: ModelConfig) -> dict[str, Any]:
+    def _model(self, config: ModelConfig) -> tuple[ModelConfig, str, dict[str, Any]]:
+        """A call span's attributes at its start. The sampling settings (the same for every call of a
+        model) are on the run span, not repeated on each call: each attribute costs CPU per span."""
         found = self._models.get(id(config))
         if found is None:
             attributes: dict[str, Any] = {
                 "gen_ai.operation.name": "chat", "gen_ai.provider.name": config.provider,
-                "gen_ai.request.model": config.name or "", "gen_ai.request.max_tokens": config.max_tokens,
-                "gen_ai.request.temperature": config.temperature}
-            if config.seed is not None:
-                attributes["gen_ai.request.seed"] = config.seed
+                "gen_ai.request.model": config.name or ""}
             urls = config.base_urls
             if len(urls) == 1:  # with replicas, the one that answered is set by `annotate_reply`
                 attributes.update(server_attributes(urls[0]))
-            found = self._models[id(config)] = (config, attributes)  # the config is kept: its id stays unique
-        return found[1]
+                _only_replica.add(urls[0])
+            # The config is kept in the entry, so that its id stays unique.
+            found = self._models[id(config)] = (config, f"chat {config.name}", attributes)
+        return found
 
-    @contextmanager
+    def model_settings(self, config: ModelConfig) -> dict[str, Any]:
+        """The sampling settings of a model, for the run span."""
+        settings = {"gen_ai.request.max_tokens": config.max_tokens, "gen_ai.request.temperature": config.temperature}
+        if config.seed is not None:
+            settings["gen_ai.request.seed"] = config.seed
+        return settings
+
     def model_call(self, config: ModelConfig, messages: list[dict[str, str]], *,
-                   preflight: bool = False) -> Iterator[trace.Span]:
+                   preflight: bool = False) -> "_CallSpan":
         """A span around one model call (made current: the backend's hooks annotate it)."""
-        span = self.tracer.start_span(f"chat {config.name}", kind=SpanKind.CLIENT, attributes=self._model(config),
-                                      context=self.parent if preflight else None)
-        if preflight:
-            span.set_attribute("robustft.preflight", True)
-        if self.content:
-            span.set_attribute("gen_ai.input.messages", _messages_json(messages))
-        token = _attach(_set_span(span))
-        try:
-            yield span
-        except BaseException as exc:
-            _failed(span, exc)
-            raise
-        finally:
-            _detach(token)
-            span.end()
+        if not preflight and _current_context().get(_UNTRACED_KEY):
+            return _NO_CALL  # a call of a sample that is not traced
+        _, name, attributes = self._model(config)
+        if preflight or self.content:
+            attributes = dict(attributes)
+            if preflight:
+                attributes["robustft.preflight"] = True
+            if self.content:
+                attributes["gen_ai.input.messages"] = _messages_json(messages)
+        return _CallSpan(self.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes,
+                                                context=self.parent if preflight else None))
 
     def stored(self, span: trace.Span, gen: Any) -> None:
         """The call was answered from the response store: no usage (nothing was paid)."""
@@ -228,8 +244,8 @@ class OtelTracing:
             span.set_attribute("gen_ai.output.messages", _reply_json(gen.text))
 
     def paid(self, span: trace.Span, gen: Any) -> None:
-        span.set_attribute("gen_ai.usage.input_tokens", gen.prompt_tokens)
-        span.set_attribute("gen_ai.usage.output_tokens", gen.completion_tokens)
+        span.set_attributes({"gen_ai.usage.input_tokens": gen.prompt_tokens,
+                             "gen_ai.usage.output_tokens": gen.completion_tokens})
         if self.content:
             span.set_attribute("gen_ai.output.messages", _reply_json(gen.text))
 
@@ -264,6 +280,44 @@ class OtelTracing:
             span.end()
 
 
+class _NoCallSpan:
+    """The call of a sample that is not traced: no span (`ModelCalls` skips its hooks for None)."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        pass
+
+
+_NO_CALL = _NoCallSpan()
+# The context a node of an untraced sample runs in: no current span, so the backends' hooks and the
+# retry events annotate nothing, and a marker that its model calls make no span.
+_UNTRACED_KEY = otel_context.create_key("robustft-untraced")
+_UNTRACED = otel_context.set_value(_UNTRACED_KEY, True, trace.set_span_in_context(trace.INVALID_SPAN))
+_current_context = otel_context.get_current
+
+
+class _CallSpan:
+    """`with`: the call's span is the current one until it ends (a class: cheaper than a generator,
+    and this runs for every model call)."""
+
+    __slots__ = ("span", "token")
+
+    def __init__(self, span: trace.Span):
+        self.span = span
+
+    def __enter__(self) -> trace.Span:
+        self.token = _attach(_set_span(self.span))
+        return self.span
+
+    def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
+        _detach(self.token)
+        if exc is not None:
+            _failed(self.span, exc)
+        self.span.end()
+
+
 class TracedEmbedder:
     """An embedder whose `embed` batches are spans; everything else is the embedder's."""
 
@@ -283,6 +337,8 @@ class TracedEmbedder:
 # --- what backends report (robustft.tracing.reply / failover) ----------------------------------------
 
 _servers: dict[str, dict[str, Any]] = {}
+# URLs that are the only replica of their model: the call span has their address from its start.
+_only_replica: set[str] = set()
 
 
 def server_attributes(url: str) -> dict[str, Any]:
@@ -305,17 +361,15 @@ def annotate_reply(url: str, data: Any) -> None:
     span = trace.get_current_span()
     if not span.is_recording():
         return
-    span.set_attributes(server_attributes(url))
+    attributes = {} if url in _only_replica else dict(server_attributes(url))
     if isinstance(data, dict):
         choices = data.get("choices")
         if isinstance(choices, list):
             reasons = [c.get("finish_reason") for c in choices if isinstance(c, dict)]
             if reasons and all(isinstance(r, str) for r in reasons):
-                span.set_attribute("gen_ai.response.finish_reasons", reasons)
-        if isinstance(data.get("model"), str):
-            span.set_attribute("gen_ai.response.model", data["model"])
-        if isinstance(data.get("id"), str):
-            span.set_attribute("gen_ai.response.id", data["id"])
+                attributes["gen_ai.response.finish_reasons"] = reasons
+    if attributes:
+        span.set_attributes(attributes)
 
 
 def add_failover(url: str, error_type: str) -> None:
@@ -354,7 +408,10 @@ def _provider() -> tuple[Any, bool]:
     current = trace.get_tracer_provider()
     if isinstance(current, TracerProvider):
         return current, False
-    provider = TracerProvider(resource=_resource())
+    # Every span of a run is sampled unless OTEL_TRACES_SAMPLER says otherwise; ALWAYS_ON is the
+    # default's decision for robustft's own root, without looking up a parent for each span.
+    sampler = None if os.environ.get("OTEL_TRACES_SAMPLER") else ALWAYS_ON
+    provider = TracerProvider(resource=_resource(), sampler=sampler)
     queue = {} if "OTEL_BSP_MAX_QUEUE_SIZE" in os.environ else {"max_queue_size": QUEUE}
     provider.add_span_processor(BatchSpanProcessor(_exporter(), **queue))
     return provider, True

@@ -9,6 +9,7 @@ all is learned per worker), so a batch can go to any worker, and again after a w
 
 from __future__ import annotations
 
+import asyncio
 import os
 import tempfile
 import uuid
@@ -21,6 +22,7 @@ from ...config import ROLES, RobustFTConfig
 from ...graph.build import build_graph, run_batch
 from ...prompts import PromptLibrary
 from ...secrets import register_api_keys
+from ...tracing import call_hooks
 from ..collector import tune_this_process
 from ..executors import UNSEEN
 from .engines import ModelProxy
@@ -87,7 +89,8 @@ class SampleWorker:
                 os.environ.setdefault(name, value)
             from ...tracing.otel import OtelTracing
 
-            self.tracing = self.calls.tracing = OtelTracing(config, parent=trace["parent"])
+            self.tracing = OtelTracing(config, parent=trace["parent"])
+        self.calls.tracing = call_hooks(self.tracing, config)
         self.rt = AgentRuntime(config=config, task=task, pool=pool, prompts=library, calls=self.calls)
         self.app = build_graph(self.rt).compile()
         # Which life of this worker a report comes from: a restarted worker counts from zero again.
@@ -106,7 +109,11 @@ class SampleWorker:
             left.pop(final["id"], None)
             finished.append(final)
         finished.extend({**state, "status": "failed", "error": UNSEEN} for state in left.values())
+        # A worker may be killed once its batch is back: what it traced leaves first.
         if self.tracing is not None:
-            await self.tracing.flush()  # a worker may be killed once its batch is back
+            await self.tracing.flush()
+        hooks = self.calls.tracing
+        if hooks is not None and hooks is not self.tracing:
+            await asyncio.to_thread(hooks.close)  # LangSmith's runs
         s = self.calls.stats
         return finished, self.life, (s.paid, s.reused, s.failed_attempts, s.prompt_tokens, s.completion_tokens)
