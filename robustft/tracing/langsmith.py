@@ -21,9 +21,8 @@ from typing import Any, Iterator
 from langsmith import run_helpers
 from langsmith.run_trees import RunTree
 
-from ..backends.retry import describe
 from ..config import ModelConfig, RobustFTConfig
-from ..secrets import redact
+from ..secrets import describe, redact
 
 FLUSH_S = 5.0
 
