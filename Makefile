@@ -1,20 +1,23 @@
 # Quick start: `make demo` and `make test` each set themselves up on a fresh machine.
 PYTHON ?= python3
 TORCH ?= torch==2.13.0
+# extras beside dev, comma-separated: `make install EXTRAS=ray` (or ray,otel)
+EXTRAS ?=
+comma := ,
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo bench clean
+.PHONY: install test demo bench clean FORCE
 
 install: $(STAMP)
 
 # torch goes in first and pinned: an unpinned torch drags in gigabytes of CUDA wheels.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(if $(EXTRAS),FORCE,)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH)"
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -e ".[dev$(if $(EXTRAS),$(comma)$(EXTRAS))]"
 	touch $(STAMP)
 
 test: install

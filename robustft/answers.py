@@ -34,6 +34,8 @@ __all__ = [
     "TASKS",
     "answer_char_span",
     "answers_match",
+    "asks_for_bare_answer",
+    "bare_answer",
     "extract_answer",
     "format_options",
     "letter_index",
@@ -384,6 +386,34 @@ def extract_answer(text: str, task: str, options: list[str] | None = None) -> st
         value = _parse_decimal(whole.rstrip("."))
         return None if value is None else _canonical(value)
     return None
+
+
+# --- a conversation that asks for a bare answer ----------------------------------------------
+
+# "Answer with just the name", "Reply only with the number", "no explanation", "nothing else": a
+# dataset's system prompt that asks for the answer alone (bounded gaps: linear like the rest)
+_ASKS_BARE = re.compile(
+    r"\b(?:just|only)\b[^.\n]{0,40}?\b(?:answer|name|number|letter|word|option|value|result)s?\b"
+    r"|\bno (?:explanation|reasoning|other text)\b|\bnothing else\b|\bwithout (?:any )?explanation\b",
+    re.IGNORECASE)
+_BARE_MAX_CHARS = 200
+
+
+def asks_for_bare_answer(text: str) -> bool:
+    """Whether an instruction (a dataset's system prompt, an earlier turn) asks for the answer alone."""
+    return bool(text) and _ASKS_BARE.search(text[:20_000]) is not None
+
+
+def bare_answer(text: str, task: str, options: list[str] | None = None) -> str | None:
+    """A reply that is only the answer, as a model following "answer with just the name" writes it:
+    one short line (for multiple choice and numbers `extract_answer` already reads these)."""
+    found = extract_answer(text, task, options)
+    if found is not None or task == "open" or not text:
+        return found
+    line = text.strip().strip("*`").strip()
+    if not line or "\n" in line or len(line) > _BARE_MAX_CHARS:
+        return None
+    return _from_value(line.rstrip("."), task, options)
 
 
 # --- comparing -------------------------------------------------------------------------------

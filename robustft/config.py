@@ -79,17 +79,6 @@ def _url_field(value: Any) -> Any:
 RECORDED = "recorded"  # validation context: a configuration a finished run recorded (see `recorded_config`)
 
 
-def _provider_field(value: Any, info: ValidationInfo) -> Any:
-    if value is None or (info.context or {}).get(RECORDED):
-        return value  # a recorded run used it; its plugin need not be installed to read the run
-    from .backends.registry import check_provider
-
-    try:
-        return check_provider(value)
-    except ConfigError as exc:
-        raise ValueError(str(exc).removeprefix("model.provider: ")) from None
-
-
 class _ModelChecks(StrictModel):
     """The checks a model's settings get, whole (`ModelConfig`) or as a role's changes (`ModelOverride`)."""
 
@@ -97,11 +86,6 @@ class _ModelChecks(StrictModel):
     @classmethod
     def _valid_urls(cls, value: Any) -> Any:
         return _url_field(value)
-
-    @field_validator("provider", check_fields=False)
-    @classmethod
-    def _registered_provider(cls, value: Any, info: ValidationInfo) -> Any:
-        return _provider_field(value, info)
 
 
 class ModelConfig(_ModelChecks):
@@ -244,7 +228,8 @@ class DataConfig(StrictModel):
         "content), sharegpt (conversations: from, value), alpaca (instruction, input, output). auto: "
         "the question and answer columns when both exist, else recognised from the field names."))
     id_column: str = Field("id", description=(
-        "Column holding each sample's unique id; without it the 0-based row number is the id. Flag: --id-column."))
+        "Column holding each sample's unique id; without it the 0-based row number is the id (messages count "
+        "rows from 1, as editors show them: the sample with id 0 is row 1). Flag: --id-column."))
     question_column: str = Field("question", description="Column holding the question (tables). Flag: --question-column.")
     answer_column: str = Field("answer", description=(
         "Column holding the given, possibly wrong, answer (tables). Flag: --answer-column."))
@@ -510,6 +495,11 @@ class RobustFTConfig(StrictModel):
             model = model.model_copy(update={"top_logprobs": 5 if self.denoise.score == "entropy" else 0})
         return model
 
+    def api_key_envs(self) -> list[str]:
+        """The environment variables holding the API keys this configuration may send."""
+        names = [self.model_for(role).api_key_env for role in ROLES] + [self.denoise.embedding_api_key_env]
+        return sorted({name for name in names if name})
+
     def public_dict(self) -> dict[str, Any]:
         """The resolved configuration as written to summary.json: plain JSON, no secrets.
 
@@ -684,7 +674,7 @@ PATH_SETTINGS: dict[tuple[str, str], str] = {
 def _resolve_relative_paths(raw: dict[str, Any], config_file: Path) -> None:
     """Make the relative paths of a config file's settings (`PATH_SETTINGS`) relative to the file,
     so that a config travels with its data and every command reads the same files."""
-    from .data.sources import looks_like_hub_name
+    from .formats import looks_like_hub_name
 
     for (section, name), rule in PATH_SETTINGS.items():
         part = raw.get(section)
@@ -738,9 +728,6 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         config = RobustFTConfig.model_validate(raw)
     except ValidationError as e:
         raise ConfigError(_format_validation_error(e, source)) from None
-    from .secrets import register_api_keys
-
-    register_api_keys(config)  # so that every error printed from here on hides the keys in use
     return config
 
 

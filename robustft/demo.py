@@ -7,8 +7,10 @@ MiniLM embeddings, selection, the outputs) is what a real run uses.
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
+import sys
 from pathlib import Path
 
 from .config import load_config
@@ -38,6 +40,21 @@ def _shell_word(value: object) -> str:
     return shlex.quote(str(value))
 
 
+def robustft_command() -> str:
+    """How to run robustft from the shell the demo was started in: `robustft` when that name finds
+    this program on PATH, else its path (`.venv/bin/robustft` after `make demo`), else `python -m`."""
+    found = shutil.which("robustft")
+    program = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if program is not None and program.name == "robustft" and program.exists():
+        if found and Path(found).resolve() == program.resolve():
+            return "robustft"
+        relative = os.path.relpath(program.resolve())
+        return _shell_word(relative if not relative.startswith("..") else program.resolve())
+    if found:
+        return "robustft"
+    return f"{_shell_word(sys.executable)} -m robustft"
+
+
 def _a_relabeled_id(records: list[dict]) -> str:
     return next((r["id"] for r in records if r["status"] == "relabeled"), records[0]["id"])
 
@@ -60,6 +77,7 @@ def run_demo(out: Path, *, accuracy: float = 0.8, progress: bool = True, seed: i
     input_acc, kept_acc = m["input"]["label_accuracy"], m["fine_tuning_set"]["label_accuracy"]
     kept = m["fine_tuning_set"]["samples"]
     q = _shell_word
+    rf = robustft_command()
     return "\n".join([
         "",
         f"robustft demo: {s['total']} multiple-choice questions written for this project, {n_wrong} of them "
@@ -75,12 +93,12 @@ def run_demo(out: Path, *, accuracy: float = 0.8, progress: bool = True, seed: i
         "",
         f"Outputs in {out}/:  denoised.jsonl (the fine-tuning set), samples.jsonl (each sample's path through "
         "the agents), summary.json (counts, calls, config).",
-        f"Look closer:  robustft trace {q(out)} {q(_a_relabeled_id(records))}   (one sample's path through the agents)",
-        f"              robustft report {q(out)} --gold {q(DEMO_GOLD)}   (an HTML report with plots)",
-        f"              robustft export {q(out)}   (the fine-tuning set as a CSV like the input)",
+        f"Look closer:  {rf} trace {q(out)} {q(_a_relabeled_id(records))}   (one sample's path through the agents)",
+        f"              {rf} report {q(out)} --gold {q(DEMO_GOLD)}   (an HTML report with plots)",
+        f"              {rf} export {q(out)}   (the fine-tuning set as a CSV like the input)",
         "",
         "To do the same with a real model, serve it (for example `vllm serve meta-llama/Llama-3.1-8B-Instruct`) "
         "and run:",
-        f"  robustft denoise --data {q(DEMO_DATA)} --model meta-llama/Llama-3.1-8B-Instruct "
+        f"  {rf} denoise --data {q(DEMO_DATA)} --model meta-llama/Llama-3.1-8B-Instruct "
         "--base-url http://127.0.0.1:8000/v1 --out runs/real",
     ])

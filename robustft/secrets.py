@@ -4,7 +4,8 @@ A server may echo the request's Authorization header, or the key, in its error t
 ends up in samples.jsonl, the checkpoints and the terminal. `redact(text)` replaces with `***`:
 
 - the values of the API keys in use: the environment variables named by every model config's
-  `api_key_env` (registered with `register_api_keys(config)` when a run starts; OPENAI_API_KEY
+  `api_key_env` (registered with `register_api_keys(config)` when a run starts, and each backend's
+  when it is built; OPENAI_API_KEY
   always), read when `redact` is called, so a key set later is covered too;
 - any value registered with `register_secret`;
 - anything that looks like a credential: `Bearer <token>`, `sk-...` keys, and the values of
@@ -56,12 +57,11 @@ def register_secret(value: str | None) -> None:
 
 
 def register_api_keys(config: Any) -> None:
-    """Register the key variable of every role's model (`config` is a RobustFTConfig)."""
-    from .config import ROLES
-
-    for role in ROLES:
-        register_key_env(config.model_for(role).api_key_env)
-    register_key_env(config.denoise.embedding_api_key_env)
+    """Register the key variable of every role's model and of the embedding server (`config` is a
+    RobustFTConfig). A run does it when it starts (`run.runner.DenoiseRun`), a backend when it is
+    built (`backends.registry.build_chat_model`)."""
+    for name in config.api_key_envs():
+        register_key_env(name)
 
 
 def _secrets() -> list[str]:

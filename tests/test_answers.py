@@ -304,3 +304,23 @@ def test_normalize_label_numeric_and_text():
     assert normalize_label("  Paris ", "text", None) == "Paris"
     with pytest.raises(ValueError, match="empty"):
         normalize_label("   ", "text", None)
+
+
+@pytest.mark.parametrize("system, expected", [
+    ("Answer with just the name.", True), ("Reply only with the number", True), ("No explanation.", True),
+    ("Give the letter and nothing else", True), ("You are a helpful assistant.", False),
+    ("Explain your reasoning, then answer.", False), ("", False)])
+def test_asks_for_bare_answer(system, expected):
+    from robustft.answers import asks_for_bare_answer
+
+    assert asks_for_bare_answer(system) is expected
+
+
+def test_bare_answer_reads_a_reply_that_is_only_the_answer():
+    from robustft.answers import bare_answer
+
+    assert bare_answer("Paris", "text") == "Paris" and bare_answer("Paris.", "text") == "Paris"
+    assert bare_answer("Answer: Rome", "text") == "Rome"  # the marker still wins
+    assert bare_answer("Some thought.\nParis", "text") is None  # several lines: not a bare answer
+    assert bare_answer("x" * 300, "text") is None and bare_answer("", "text") is None
+    assert bare_answer("B", "multiple_choice", ["a", "b"]) == "B"

@@ -18,6 +18,8 @@ from robustft.agents.checker import parse_verdict
 from robustft.answers import (
     TASKS,
     answer_char_span,
+    asks_for_bare_answer,
+    bare_answer,
     answers_match,
     canonical_number,
     extract_answer,
@@ -89,6 +91,8 @@ READERS = {
     "normalize_label[multiple_choice]": lambda t: _label(t, "multiple_choice"),
     "normalize_label[numeric]": lambda t: _label(t, "numeric"),
     "answer_nll": lambda t: answer_nll(t, [t], [-0.5], "text"),
+    "bare_answer[text]": lambda t: bare_answer(t, "text"),
+    "asks_for_bare_answer": asks_for_bare_answer,
 }
 
 

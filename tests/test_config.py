@@ -1,5 +1,6 @@
 import pytest
 
+from robustft.backends.registry import check_providers
 from robustft.config import PATH_SETTINGS, load_config, recorded_config
 from robustft.errors import ConfigError
 from robustft.prompts import PromptLibrary
@@ -90,8 +91,8 @@ def test_a_recorded_config_of_another_version_reads():
     assert cfg.denoise.beta == 0.5 and cfg.roles["reviewer"].name == "big" and "judgee" not in cfg.roles
     assert cfg.train.lora_r == 8
     assert recorded_config(None) == recorded_config({"data": "not a section"}) == load_config()
-    with pytest.raises(ConfigError, match="no backend named"):  # a config to run with is still checked
-        load_config(None, {"model.provider": "a-plugin-not-installed-here"})
+    with pytest.raises(ConfigError, match="no backend named"):  # a config to run with is checked when it runs
+        check_providers(load_config(None, {"model.provider": "a-plugin-not-installed-here"}))
 
 
 def test_public_dict_holds_no_secret(monkeypatch):

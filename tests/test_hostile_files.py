@@ -506,3 +506,78 @@ def test_a_rebuilt_store_keeps_what_was_kept_beside_the_responses(tmp_path, caps
     db = ResponseStore(store)
     assert db.read_meta("spent_usd") == "1.25" and len(db) == 28
     db.close()
+
+
+def test_a_stored_vector_of_the_wrong_size_is_embedded_again(tmp_path):
+    """An embedding row cut short or replaced by another model's: treated as missing, not a traceback."""
+    result, _ = make_run(tmp_path)
+    store = result.out_dir / "responses.sqlite"
+    sql(store, "UPDATE embeddings SET vector = X'0102030405060708' WHERE key IN (SELECT key FROM embeddings LIMIT 2)")
+    sql(store, "UPDATE embeddings SET vector = X'01' WHERE key IN (SELECT key FROM embeddings ORDER BY key DESC LIMIT 1)")
+    with Messages() as said:
+        again, fakes = rerun_everything(tmp_path)
+    assert again.summary["failed"] == 0
+    assert any(f"{store}: " in m and "stored embeddings are not of the run's size" in m for m in said), said
+    assert read_jsonl(again.out_dir / "denoised.jsonl") == read_jsonl(result.out_dir / "denoised.jsonl")
+
+
+@pytest.mark.parametrize("room", [0, 60_000])
+def test_denoise_on_a_full_disk_names_the_path_then_finishes_once_space_is_freed(room, small_disk, toy, sim, capsys):
+    """--out on a disk with no room at all, or with room for the start of the run only: exit 1, the
+    path and the fix, no traceback; after the filler is deleted the same command finishes."""
+    filler = small_disk / "filler"
+    with open(filler, "wb", buffering=0) as fh:
+        try:
+            while os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize > room:
+                fh.write(b"\0" * 4096)
+        except OSError:
+            pass
+    out = small_disk / "run"
+    argv = ["denoise", "--data", str(toy), "--out", str(out), "--model", "sim", "--base-url", sim.base_url, "--quiet"]
+    code, err = run_cli(argv, capsys)
+    assert code == 1, err
+    assert "Traceback" not in err and f"{out}" in err and ("disk is full" in err or "Free space" in err), err
+    filler.unlink()
+    code, err = run_cli(argv, capsys)
+    assert code == 0, err
+    assert len(read_jsonl(out / "samples.jsonl")) == 24  # the toy set: every sample, once
+
+
+def test_doctor_applies_decisions_a_killed_import_logged(pristine, tmp_path, capsys):
+    """Killed after the log write, before denoised.jsonl: doctor names it and --repair applies them."""
+    run = shutil.copytree(pristine, tmp_path / "run")
+    decisions = tmp_path / "decisions.csv"
+    decisions.write_text("id,decision\nq1,drop\nq2,B\n", encoding="utf-8")
+    probe = shutil.copytree(pristine, tmp_path / "probe")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "KILLPOINT_COUNT": str(tmp_path / "count")}
+    subprocess.run([sys.executable, str(TESTS / "killpoint.py"), "1000000", str(probe), "review", "import", str(probe),
+                    str(decisions)], env=env, check=True, capture_output=True, timeout=120)
+    last = (tmp_path / "count").read_text()
+    proc = subprocess.run([sys.executable, str(TESTS / "killpoint.py"), last, str(run), "review", "import", str(run),
+                           str(decisions)], env=env, capture_output=True, timeout=120)
+    assert proc.returncode == -9
+    assert main(["doctor", str(run)]) == 2
+    assert "lacks decisions logged in review_log.jsonl" in capsys.readouterr().out
+    assert main(["doctor", str(run), "--repair"]) == 0
+    capsys.readouterr()
+    assert read_jsonl(run / "denoised.jsonl") == read_jsonl(probe / "denoised.jsonl")
+    assert main(["doctor", str(run)]) == 0
+
+
+def test_a_link_planted_after_the_check_is_refused_by_the_open_itself(tmp_path):
+    """The check of the names comes first, but each open is O_NOFOLLOW too: a link planted in
+    between (a race) is refused by the open, and atomic writes refuse to replace a link."""
+    from robustft.errors import UserError
+    from robustft.files import atomic_write, open_nofollow
+    from robustft.run.journal import Journal
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    link = tmp_path / "samples.jsonl"
+    link.symlink_to(victim)
+    for attempt in (lambda: open_nofollow(link, os.O_WRONLY | os.O_APPEND), lambda: Journal(link).open(),
+                    lambda: atomic_write(link).__enter__()):
+        with pytest.raises(UserError, match="samples.jsonl: is a symbolic link"):
+            attempt()
+    assert victim.read_text() == "precious\n" and link.is_symlink()
+    assert sorted(os.listdir(tmp_path)) == ["samples.jsonl", "victim.txt"]

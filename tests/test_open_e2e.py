@@ -178,3 +178,36 @@ def test_cli_export_of_an_open_chat_run_in_pair_formats(cleaned, tmp_path):
     assert main(["export", str(cleaned["out"]), "--format", "messages", "--out", str(messages)]) == 0
     record = read_jsonl(messages)[0]
     assert record["messages"][0] == {"role": "system", "content": SYSTEM} and record["messages"][-1]["role"] == "assistant"
+
+
+def test_report_gold_compares_open_responses_by_meaning_and_by_facts(cleaned, tmp_path):
+    from robustft.inspect.report import build_report
+
+    gold, out = cleaned["gold"], cleaned["out"]
+    records = {r["id"]: r for r in read_jsonl(out / "samples.jsonl")}
+    proposed = [sid for sid, r in records.items() if r.get("proposed_label") is not None]
+    stating_key = [sid for sid in proposed if right(gold, sid, records[sid]["proposed_label"])]
+    assert stating_key  # relabels that state the gold fact in their own words
+    gold_file = tmp_path / "gold.csv"
+    gold_file.write_text((out.parent / "data" / "gold.csv").read_text())
+    rep = build_report(out, gold_file)
+    m = rep.data["gold_metrics"]
+    assert m["comparison"]["rule"].startswith("by meaning: embedding cosine similarity >= ")
+    assert "compared with gold: by meaning" in rep.text
+    assert m["relabel"]["correct"] > 0  # compared as exact text, every paraphrase counted wrong (0 %)
+    html = rep.html_path.read_text(encoding="utf-8")
+    assert "<div class=card>" in html and "Given response" in html  # readable cards, not narrow columns
+
+    # the exact form: a facts column, every fact must appear
+    import csv
+
+    rows = list(csv.DictReader(gold_file.open()))
+    with (tmp_path / "facts.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["id", "question", "answer", "facts"])
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({"id": row["id"], "question": row["question"], "answer": row["answer"],
+                             "facts": row["key"]})
+    m = build_report(out, tmp_path / "facts.csv").data["gold_metrics"]
+    assert m["comparison"]["with_facts"] == len(rows)
+    assert m["relabel"]["correct"] == len(stating_key)

@@ -17,7 +17,7 @@ import robustft
 from robustft.backends import registry
 from robustft.backends.base import ChatBackend, Generation
 from robustft.backends.fake import FakeChatModel
-from robustft.backends.registry import BUILTIN, ModelPool, build_chat_model, registered_names
+from robustft.backends.registry import BUILTIN, ModelPool, build_chat_model, check_providers, registered_names
 from robustft.config import ModelConfig, load_config
 from robustft.errors import ConfigError
 
@@ -103,11 +103,11 @@ def test_the_builtins_are_registered_in_pyproject_exactly_as_a_plugin_would_be()
 def test_an_unknown_provider_is_a_config_error_listing_the_registered_ones(tmp_path):
     with pytest.raises(ConfigError, match=r"model.provider.*no backend named 'nope'; registered: fake, openai, "
                                           r"transformers, vllm"):
-        load_config(None, {"model.provider": "nope"})
+        check_providers(load_config(None, {"model.provider": "nope"}))
     config = tmp_path / "c.yaml"
     config.write_text("roles: {reviewer: {provider: opneai}}\n")
     with pytest.raises(ConfigError, match=r"roles.reviewer.provider.*'opneai'.*registered: fake, openai"):
-        load_config(config)
+        check_providers(load_config(config))
 
 
 def test_an_installed_plugin_is_found_by_its_entry_point(with_plugin):

@@ -188,3 +188,14 @@ def test_dry_run_shows_data_text_verbatim_and_escapes_visible(tmp_path, capsys):
     code, text, err = dry(capsys, "--data", str(data))
     assert code == 0, err
     assert "What is {{ 7*7 }}? \\x1b[2J Answer: Z" in text and "\x1b" not in text
+
+
+def test_dry_run_states_how_numbers_compare_and_counts_rows_from_1(tmp_path, capsys):
+    data = tmp_path / "counts.csv"
+    data.write_text("question,answer\nHow many legs has a spider?,8\nHow many legs has a cat?,4\n")
+    assert main(["denoise", "--data", str(data), "--model", "m", "--base-url", "http://127.0.0.1:9/v1",
+                 "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "(id 0, row 1)" in out
+    assert "whole numbers exactly (125 is not 126), others within a relative tolerance of 0.01 " \
+           "(data.numeric_tolerance)" in out

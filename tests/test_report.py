@@ -162,3 +162,13 @@ def test_text_from_the_run_is_escaped_in_the_page(tmp_path):
     samples.write_text("".join(json.dumps(r) + "\n" for r in rows))
     html = build_report(result.out_dir).html_path.read_text(encoding="utf-8")
     assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt; &amp; more" in html
+
+
+def test_a_label_in_latex_dollars_is_drawn_as_plain_text(tmp_path):
+    """Maths data labels such as $\\boxed{5}$ crashed the report in matplotlib's mathtext parser."""
+    from robustft.inspect.figures import fig_labels, save_png
+
+    labels = ["$\\boxed{5}$", "$x^{2", "$$", "50 $ and $"]
+    fig = fig_labels((labels, labels + ["dropped", "failed"], [[1, 0, 0, 0, 0, 0]] * 4))
+    fig.axes[0].set_title("given $\\boxed{5}$")
+    assert len(save_png(fig, tmp_path / "labels.png")) > 1000

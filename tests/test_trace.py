@@ -80,8 +80,8 @@ def test_json_trace_is_machine_readable(run_dir):
 def test_unknown_id_and_non_run_directory_are_clear_errors(run_dir, tmp_path, capsys):
     with pytest.raises(UserError, match=r"no sample with id 'q2x'.*did you mean q2"):
         trace(run_dir, "q2x")
-    with pytest.raises(UserError, match="data row 3 .* has the id 'q3'"):
-        trace(run_dir, "3")
+    with pytest.raises(UserError, match="data row 4 \(counted from 1, as editors show it\) has the id .q3."):
+        trace(run_dir, "4")
     with pytest.raises(UserError, match="not a robustft run directory"):
         trace(tmp_path, "q1")
     (tmp_path / "run.json").write_text("{}")

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..answers import extract_answer
+from ..answers import asks_for_bare_answer, bare_answer, extract_answer
 from ..config import ROLES, ModelConfig, RobustFTConfig
 from ..entropy import response_score
 from ..errors import ConfigError, ModelCallError
@@ -65,8 +65,10 @@ class AgentRuntime:
     @staticmethod
     def messages(state: dict, prompt: str) -> Messages:
         """What a model is sent: a chat sample's earlier turns as they were, then `prompt` in place
-        of the last user turn."""
+        of the last user turn (after `BARE_NOTE` when those turns ask for a bare answer)."""
         earlier = (state.get("conversation") or [])[:-1]
+        if wants_bare_answer(state):
+            prompt = BARE_NOTE + prompt
         return [*({"role": t["role"], "content": t["content"]} for t in earlier), {"role": "user", "content": prompt}]
 
     async def generate(self, role: str, prompt: str | Messages) -> Generation:
@@ -90,8 +92,9 @@ class AgentRuntime:
         """
         prompt = self.render(prompt_name, state, **extra)
         messages = self.messages(state, prompt)
-        parse = parse or (lambda text: extract_answer(text, self.task, state.get("options")))
-        record: dict[str, Any] = {"prompt": prompt, "response": None, "answer": None, "score": None,
+        read = bare_answer if wants_bare_answer(state) else extract_answer
+        parse = parse or (lambda text: read(text, self.task, state.get("options")))
+        record: dict[str, Any] = {"prompt": messages[-1]["content"], "response": None, "answer": None, "score": None,
                                   "attempts": 0, "prompt_tokens": 0, "completion_tokens": 0, "error": None}
         method = self.config.denoise.score
         wants_score = role == self.scoring and self.role_models[role].logprobs
@@ -112,6 +115,20 @@ class AgentRuntime:
             n = record["attempts"]
             record["error"] = f"no usable 'Answer:' line in the response ({n} attempt{'s' if n > 1 else ''})"
         return record
+
+
+# A dataset system prompt such as "Answer with just the name" conflicts with a prompt that asks for
+# reasoning and an `Answer:` line. The note settles it for this message; a model that still replies
+# with the bare answer is read anyway (`answers.bare_answer`), so the sample is not lost.
+BARE_NOTE = ("(For this message, follow the instructions below, even where the conversation above asked for "
+             "the answer alone: end with the line \"Answer: \" and the answer, as short as asked.)\n\n")
+
+
+def wants_bare_answer(state: dict) -> bool:
+    """Whether the sample's system prompt or earlier user turns ask for the answer alone."""
+    earlier = (state.get("conversation") or [])[:-1]
+    return any(t.get("role") in ("system", "user") and asks_for_bare_answer(str(t.get("content") or ""))
+               for t in earlier)
 
 
 def scored_role(config: RobustFTConfig) -> str:

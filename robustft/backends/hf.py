@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..hub import CONNECT_TIMEOUT_S, hub_offline, hub_reachable, model_in_cache
 
 Messages = list[dict[str, str]]
 
@@ -72,6 +73,11 @@ def model_source(name: str, setting: str = "model.name") -> str:
     return name
 
 
+_SERVED = ("a model behind an OpenAI-compatible server (vLLM, OpenAI, any provider) needs --base-url URL "
+           "(model.base_url); a local model is the path of a downloaded model directory or a hub name such as "
+           "Qwen/Qwen2.5-0.5B-Instruct (check the name and the network; HF_HUB_OFFLINE=1 forbids the hub)")
+
+
 def load_model(name: str, *, dtype: Any = "auto", device_map: str | None = None,
                setting: str = "model.name") -> tuple[Any, Any]:
     """The tokenizer and causal LM `name` names (a directory or a hub name), in eval mode.
@@ -82,6 +88,10 @@ def load_model(name: str, *, dtype: Any = "auto", device_map: str | None = None,
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     source = model_source(name, setting)
+    if not Path(source).is_dir() and not hub_offline() and not model_in_cache(source) and not hub_reachable():
+        # fail now: transformers would retry the unreachable hub for half a minute first
+        raise ConfigError(f"{setting} {name!r}: no such local directory, not in the local Hugging Face cache, and "
+                          f"the hub is unreachable (no connection within {CONNECT_TIMEOUT_S:g} s)\n  fix: {_SERVED}")
     kwargs: dict[str, Any] = {"dtype": dtype}
     if device_map is not None:
         kwargs["device_map"] = device_map
@@ -95,8 +105,7 @@ def load_model(name: str, *, dtype: Any = "auto", device_map: str | None = None,
             raise ConfigError(
                 f"{setting} {name!r}: no such local directory, and it cannot be loaded from the Hugging "
                 f"Face hub (the hub is unreachable, or has no such model): {reason}\n"
-                "  fix: pass the path of a downloaded model directory, or check the hub name and the "
-                "network (HF_HUB_OFFLINE=1 forbids the hub)") from None
+                f"  fix: {_SERVED}") from None
         raise ConfigError(f"{setting} {name!r}: cannot load {source} as a transformers causal LM: {reason}\n"
                           "  fix: pass a directory written by save_pretrained (config.json, weights, "
                           "tokenizer files)") from None

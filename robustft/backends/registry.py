@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 from ..config import ModelConfig
 from ..errors import ConfigError
+from ..secrets import register_key_env
 from .base import ChatBackend
 
 ENTRY_POINT_GROUP = "robustft.backends"
@@ -61,6 +62,17 @@ def check_provider(name: str) -> str:
     return name
 
 
+def check_providers(config: Any) -> None:
+    """ConfigError naming the setting when a model of `config` (a RobustFTConfig) names no registered
+    backend. A run checks this when it starts; the config itself checks only shapes."""
+    places = [("model.provider", config.model.provider)]
+    places += [(f"roles.{role}.provider", o.provider) for role, o in config.roles.items() if o.provider is not None]
+    for where, name in places:
+        if name not in _scan()[0]:
+            raise ConfigError(f"{where}: no backend named {name!r}; registered: {', '.join(registered_names())} "
+                              f"(a backend package registers one in the entry-point group {ENTRY_POINT_GROUP!r})")
+
+
 def backend_factory(name: str) -> Callable[[ModelConfig], Any]:
     found, conflicts = _scan()
     check_provider(name)
@@ -77,6 +89,7 @@ def backend_factory(name: str) -> Callable[[ModelConfig], Any]:
 
 def build_chat_model(config: ModelConfig) -> ChatBackend:
     """The backend named by `config.provider`, built from `config`."""
+    register_key_env(config.api_key_env)  # every error from here on hides the key it is given
     backend = backend_factory(config.provider)(config)
     if not callable(getattr(backend, "generate", None)):
         raise ConfigError(f"model.provider {config.provider!r}: {type(backend).__name__} has no generate(messages) method")

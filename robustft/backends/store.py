@@ -136,6 +136,7 @@ class ResponseStore:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.damaged = 0  # damaged rows met (treated as missing)
+        self._vector_bytes: int | None = None  # the size of this run's embeddings, once known
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             for name in (self.path.name, *(f"{self.path.name}-{end}" for end in ("wal", "shm", "journal"))):
@@ -159,6 +160,12 @@ class ResponseStore:
             elif found[0] != _FORMAT:
                 raise UserError(f"{self.path}: a response store of another robustft version (format {found[0]}); "
                                 "move it away to start over (its calls will be made again)")
+        except sqlite3.OperationalError as e:
+            if "disk is full" in str(e) or "readonly" in str(e) or "unable to open" in str(e):
+                raise self._write_failed(e) from None
+            raise UserError(f"{self.path}: the response store cannot be opened ({e}); run `robustft doctor "
+                            f"{self.path.parent} --repair` to rebuild it from what still reads (the calls it cannot "
+                            "keep are made again)") from None
         except sqlite3.DatabaseError as e:
             raise UserError(f"{self.path}: the response store cannot be opened ({e}); run `robustft doctor "
                             f"{self.path.parent} --repair` to rebuild it from what still reads (the calls it cannot "
@@ -216,13 +223,32 @@ class ResponseStore:
     def get_vectors(self, keys: list[bytes]) -> dict[bytes, bytes]:
         """Stored embeddings (float16 bytes, see `robustft.retrieval`) of the keys that have one."""
         found: dict[bytes, bytes] = {}
-        for i in range(0, len(keys), 500):
-            chunk = keys[i:i + 500]
-            marks = ",".join("?" * len(chunk))
-            found.update(self._db.execute(f"SELECT key, vector FROM embeddings WHERE key IN ({marks})", chunk))
+        try:
+            for i in range(0, len(keys), 500):
+                chunk = keys[i:i + 500]
+                marks = ",".join("?" * len(chunk))
+                found.update(self._db.execute(f"SELECT key, vector FROM embeddings WHERE key IN ({marks})", chunk))
+        except sqlite3.DatabaseError as e:
+            self._damaged(f"stored embeddings cannot be read ({e})")
+            return {}
+        # A vector of another size than the run's (a damaged or edited row) counts as missing:
+        # embedded again and replaced, instead of failing the index with a traceback.
+        if self._vector_bytes is None:
+            from collections import Counter
+
+            sizes = Counter(len(v) for v in found.values() if isinstance(v, bytes) and v and len(v) % 2 == 0)
+            self._vector_bytes = sizes.most_common(1)[0][0] if sizes else None
+        bad = [k for k, v in found.items() if not isinstance(v, bytes) or len(v) != self._vector_bytes]
+        if bad:
+            self._damaged(f"{len(bad)} stored embeddings are not of the run's size ({self._vector_bytes} bytes)")
+            for key in bad:
+                del found[key]
         return found
 
     def put_vectors(self, items: Iterable[tuple[bytes, bytes]]) -> None:
+        items = list(items)
+        if items:
+            self._vector_bytes = len(items[0][1])
         try:
             with self._db:
                 self._db.execute("BEGIN")

@@ -33,13 +33,12 @@ from typing import Any, Iterable, Iterator
 
 from ..errors import InputError
 from ..files import write_json, write_jsonl
+from ..formats import JSONL_SUFFIXES, TEXT_SUFFIXES
 
 __all__ = ["BadJsonLine", "NotUTF8", "Row", "Table", "json_lines", "json_type", "no_field_limit", "read_csv",
            "read_json_records", "read_jsonl", "read_records", "read_table", "utf8_text", "write_json",
            "write_jsonl"]
 
-JSONL_SUFFIXES = (".jsonl", ".ndjson")
-TEXT_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json"}
 DELIMITERS = {"csv": ",", "tsv": "\t"}
 # Keys under which a JSON object commonly holds its list of records.
 LIST_KEYS = ("data", "rows", "records", "examples", "samples", "items", "instances", "train")

@@ -18,26 +18,33 @@ Splits (``split``, `data.split`): a DatasetDict or hub dataset gives the named s
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from .records import TEXT_SUFFIXES, Row, Table, columns_of, read_table
+from ..formats import PARQUET_SUFFIXES, TEXT_SUFFIXES, looks_like_hub_name
+from ..hub import CONNECT_TIMEOUT_S, hub_offline, hub_reachable
+from .records import Row, Table, columns_of, read_table
 
 __all__ = ["open_source", "looks_like_hub_name", "PARQUET_SUFFIXES", "SOURCE_HINT"]
 
-PARQUET_SUFFIXES = (".parquet", ".pq")
-_HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 _DISK_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")
 SOURCE_HINT = ("use a .csv, .tsv, .jsonl, .json or .parquet file, a folder written by Hugging Face datasets' "
                "save_to_disk, or a Hugging Face Hub name (org/name)")
 
 
-def looks_like_hub_name(text: str) -> bool:
-    """``name`` or ``org/name``, with no suffix of a data file (which would mean a missing file)."""
-    suffix = Path(text).suffix.lower()
-    return bool(_HUB_NAME.fullmatch(text)) and suffix not in TEXT_SUFFIXES and suffix not in PARQUET_SUFFIXES
+def _close_files(path: Path) -> list[str]:
+    """Existing files whose names are close to a missing one ("mc.cvs" -> "mc.csv"), as written."""
+    import difflib
+
+    folder = path.expanduser().parent
+    try:
+        names = [p.name for p in folder.iterdir() if p.is_file() or p.is_dir()][:5000]
+    except OSError:
+        return []
+    close = difflib.get_close_matches(path.name, names, n=3, cutoff=0.6)
+    prefix = "" if str(path.parent) in ("", ".") else str(path.parent) + "/"
+    return [prefix + name for name in close]
 
 
 def open_source(source: Any, limit: int | None = None, split: str | None = None) -> Table:
@@ -56,8 +63,14 @@ def open_source(source: Any, limit: int | None = None, split: str | None = None)
             return _read_parquet(p, limit)
         raise InputError(f"unsupported file type '{p.suffix or '(none)'}'", path=p, fix=SOURCE_HINT)
     if looks_like_hub_name(str(source)):
+        if not hub_offline() and not hub_reachable():
+            raise InputError(f"no such file or folder here, and the Hugging Face Hub is unreachable (no connection "
+                             f"within {CONNECT_TIMEOUT_S:g} s) to look for a dataset of that name", path=p,
+                             fix="check the path; a hub dataset already in the local cache loads with "
+                                 "HF_HUB_OFFLINE=1; " + SOURCE_HINT)
         return _read_with_datasets(str(source), str(source), limit, split, folder=False)
-    raise InputError("file not found", path=p,
+    close = _close_files(p)
+    raise InputError("file not found" + (f"; did you mean {' or '.join(close)}?" if close else ""), path=p,
                      fix="check the path (a relative data.path is relative to the config file or the current "
                          "directory); " + SOURCE_HINT)
 

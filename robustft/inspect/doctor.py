@@ -107,8 +107,10 @@ def doctor(run_dir: str | Path, repair: bool = False) -> Checkup:
         up.findings.append(Finding(str(e)))
         return up
     if run.denoised is not None and (d / "review_log.jsonl").is_file():
-        on_disk = read_jsonl_checked(d / DENOISED)
-        if on_disk != run.denoised:
+        def decided(rows: list[dict]) -> list[tuple]:  # what a decision sets (other fields vary by version)
+            return [(str(r.get("id")), r.get("label"), r.get("source")) for r in rows]
+
+        if decided(read_jsonl_checked(d / DENOISED)) != decided(run.denoised):
             f = Finding(f"{d / DENOISED} lacks decisions logged in review_log.jsonl (a `review import` was cut off)",
                         "rewrite it with every logged decision applied")
             if repair:

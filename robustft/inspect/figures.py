@@ -48,8 +48,14 @@ def fig_outcomes(counts: dict[str, int]):
     return fig
 
 
-def fig_scores(run: RunFiles, gold: dict[str, str] | None):
+def fig_scores(run: RunFiles, gold: dict[str, str] | None, same=None):
+    """`same(answer, gold, id)`: the run's comparison with gold (`gold_compare`); default the task's."""
     import numpy as np
+
+    def is_right(r: dict) -> bool:
+        if same is not None:
+            return same(r.get("proposed_label"), gold[r["id"]], r["id"])
+        return answers_match(str(r.get("proposed_label")), gold[r["id"]], run.task, run.tolerance)
 
     plt = _plt()
     cands = [r for r in run.records if r["status"] in ("relabeled", "confirmed", "dropped")
@@ -76,11 +82,9 @@ def fig_scores(run: RunFiles, gold: dict[str, str] | None):
     bins = anchor + width * np.arange(k_lo, k_hi + 1)
     if gold is not None:
         groups = [("new label right", COLORS["right"],
-                   [r["score"] for r in scored if r["id"] in gold and answers_match(
-                       str(r.get("proposed_label")), gold[r["id"]], run.task, run.tolerance)]),
+                   [r["score"] for r in scored if r["id"] in gold and is_right(r)]),
                   ("new label wrong", COLORS["wrong"],
-                   [r["score"] for r in scored if r["id"] in gold and not answers_match(
-                       str(r.get("proposed_label")), gold[r["id"]], run.task, run.tolerance)]),
+                   [r["score"] for r in scored if r["id"] in gold and not is_right(r)]),
                   ("no gold label", COLORS["neutral"], [r["score"] for r in scored if r["id"] not in gold])]
     else:
         groups = [("kept (relabeled or confirmed)", COLORS["relabeled"],

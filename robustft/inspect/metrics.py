@@ -26,12 +26,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from ..answers import answers_match, normalize_label
 from ..data.gold import read_gold
 from ..errors import InputError, UserError
 from ..run.rundir import RunFiles
+from .gold_compare import GoldComparer, gold_comparer, parse_facts
 
 _WS = re.compile(r"\s+")
 
@@ -42,6 +43,7 @@ class GoldLabels:
     labels: dict[str, str]            # run sample id -> gold label, normalised like the run's labels
     matched_by: str                   # "id" | "row"
     unmatched: list[str] = field(default_factory=list)   # run ids with no gold row
+    facts: dict[str, list[str]] = field(default_factory=dict)  # open-ended: run id -> facts a right response states
 
 
 def _norm_q(text: Any) -> str:
@@ -68,18 +70,27 @@ def match_gold(path: str | Path, run: RunFiles) -> GoldLabels:
         differ = [(r, g) for r, g in lined_up if _norm_q(r.get("question")) != _norm_q(g.question)]
         if lined_up and len(differ) * 10 > len(lined_up):
             r, g = differ[0]
-            why = ("its ids match none of the run's ids, so rows were matched by order"
-                   if has_ids else "it has no id column, so rows are matched by order")
+            data = run.summary.get("data") or "the run's data"
+            run_ids = "has ids of its own" if any(x["id"] != str(x.get("row")) for x in run.records) else \
+                "has no id column (its ids are row numbers)"
+            why = (f"the gold file's ids (e.g. {gold.samples[0].id!r}) match none of the run's ids (e.g. "
+                   f"{run.records[0]['id']!r}; the data {data} {run_ids}), so rows were matched by order"
+                   if has_ids else f"the gold file {path} has no id column, so rows are matched by order")
             raise UserError(
                 f"{path}: the gold rows do not line up with the run ({len(differ)} of {len(lined_up)} questions "
-                f"differ; {why}). First difference, row {r.get('row')}: run has {str(r.get('question'))[:60]!r}, "
-                f"gold has {g.question[:60]!r}. Give a gold file with the same ids, or the same rows in the same order.")
+                f"differ; {why}). First difference, row {r.get('row', -1) + 1}: run has "
+                f"{str(r.get('question'))[:60]!r}, gold has {g.question[:60]!r}. Give a gold file with the same ids, "
+                "or the same rows in the same order.")
     labels: dict[str, str] = {}
+    facts: dict[str, list[str]] = {}
     unmatched = []
     for r, g in pairs:
         if g is None:
             unmatched.append(r["id"])
             continue
+        listed = parse_facts(g.extra.get("facts"))
+        if listed:
+            facts[r["id"]] = listed
         try:
             labels[r["id"]] = normalize_label(g.label, run.task, r.get("options"))
         except ValueError as e:
@@ -88,7 +99,7 @@ def match_gold(path: str | Path, run: RunFiles) -> GoldLabels:
     if not labels:
         raise UserError(f"{path}: no gold row matches the run's samples (matched by {matched_by}); give a gold file "
                         "with the same ids as the data, or the same rows in the same order")
-    return GoldLabels(path=path, labels=labels, matched_by=matched_by, unmatched=unmatched)
+    return GoldLabels(path=path, labels=labels, matched_by=matched_by, unmatched=unmatched, facts=facts)
 
 
 def _ratio(num: int, den: int) -> float | None:
@@ -104,14 +115,21 @@ def detection_scores(tp: int, fp: int, fn: int) -> dict[str, float | None]:
 
 
 def gold_metrics(records: Iterable[dict[str, Any]], gold: dict[str, str], task: str, *,
-                 fine_tuning_set: Iterable[dict[str, Any]] | None = None, tolerance: float = 1e-2) -> dict[str, Any]:
+                 fine_tuning_set: Iterable[dict[str, Any]] | None = None, tolerance: float = 1e-2,
+                 same: Callable[[Any, str, str], bool] | None = None) -> dict[str, Any]:
     """Detection, relabel and label-accuracy figures of a run's records against `gold` (id -> label).
 
     `fine_tuning_set` is denoised.jsonl's records (default: the records kept by the run). Samples
-    without a gold label are left out of every figure.
+    without a gold label are left out of every figure. `same(answer, gold, id)` says whether an
+    answer is the gold one (default: `answers_match`; `report --gold` passes the run's own
+    comparison, `robustft.inspect.gold_compare`, by meaning for open-ended data).
     """
     def right(pred: Any, sid: str) -> bool:
-        return pred is not None and answers_match(str(pred), gold[sid], task, tolerance)
+        if pred is None:
+            return False
+        if same is not None:
+            return same(pred, gold[sid], sid)
+        return answers_match(str(pred), gold[sid], task, tolerance)
 
     recs = [r for r in records if r["id"] in gold]
     tp = fp = fn = tn = undecided = 0
@@ -191,9 +209,19 @@ def gold_metrics(records: Iterable[dict[str, Any]], gold: dict[str, str], task: 
     }
 
 
-def run_gold_metrics(run: RunFiles, gold: GoldLabels) -> dict[str, Any]:
-    """`gold_metrics` for a loaded run, with where the gold came from."""
-    m = gold_metrics(run.records, gold.labels, run.task, fine_tuning_set=run.fine_tuning_set(), tolerance=run.tolerance)
+def run_gold_comparer(run: RunFiles, gold: GoldLabels) -> GoldComparer:
+    """The run's own comparison with gold, prepared for every text the figures compare."""
+    texts = [r.get(k) for r in run.records for k in ("original_label", "proposed_label", "label")]
+    texts += [d.get("label") for d in run.fine_tuning_set()]
+    return gold_comparer(run, gold.labels, gold.facts, texts)
+
+
+def run_gold_metrics(run: RunFiles, gold: GoldLabels, comparer: GoldComparer | None = None) -> dict[str, Any]:
+    """`gold_metrics` for a loaded run, with where the gold came from and how it was compared."""
+    comparer = comparer or run_gold_comparer(run, gold)
+    m = gold_metrics(run.records, gold.labels, run.task, fine_tuning_set=run.fine_tuning_set(), tolerance=run.tolerance,
+                     same=comparer)
+    m["comparison"] = comparer.describe()
     m["gold"] = {"path": str(gold.path), "matched_by": gold.matched_by, "matched": len(gold.labels),
                  "unmatched": len(gold.unmatched), "unmatched_examples": gold.unmatched[:5]}
     return m
@@ -211,6 +239,8 @@ def describe_gold(m: dict[str, Any]) -> list[str]:
     if g:
         extra = f", {g['unmatched']} run samples have no gold row and are left out" if g.get("unmatched") else ""
         lines.append(f"gold labels: {g['path']} (matched by {g['matched_by']}: {g['matched']} samples{extra})")
+    if m.get("comparison"):
+        lines.append(f"  compared with gold: {m['comparison']['rule']}")
     lines += [
         f"  noise detection   precision {pct(d['precision'])}  recall {pct(d['recall'])}  F1 {pct(d['f1'])}"
         f"   ({d['wrong']} wrong labels in the input; {d['flagged']} flagged, {d['true_positive']} of them wrong)",

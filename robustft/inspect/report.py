@@ -27,7 +27,7 @@ from ..run.outputs import FINAL_STATUSES
 from ..run.rundir import RunFiles, load_run
 from .counts import counts_of, label_matrix, role_agreement
 from .figures import fig_gold, fig_labels, fig_outcomes, fig_roles, fig_scores, save_png
-from .metrics import describe_gold, match_gold, run_gold_metrics
+from .metrics import describe_gold, match_gold, run_gold_comparer, run_gold_metrics
 from .ranking import describe_ranking, gold_wrong, trust_ranking
 from .report_html import render_html
 
@@ -70,7 +70,8 @@ def format_text(run: RunFiles, counts: dict[str, int], metrics: dict[str, Any] |
 def build_report(run_dir: str | Path, gold_path: str | Path | None = None) -> Report:
     run = load_run(run_dir)
     gold = match_gold(gold_path, run) if gold_path is not None else None
-    metrics = run_gold_metrics(run, gold) if gold else None
+    same = run_gold_comparer(run, gold) if gold else None  # the run's own comparison (by meaning when open)
+    metrics = run_gold_metrics(run, gold, same) if gold else None
     labels = gold.labels if gold else None
     # open-ended runs with trust scores: how well the score ranks the wrong given responses first
     ranking = (trust_ranking(run.records, gold_wrong(run.records, gold.labels, run.task, run.tolerance))
@@ -84,7 +85,7 @@ def build_report(run_dir: str | Path, gold_path: str | Path | None = None) -> Re
         figs = {"outcomes": fig_outcomes(counts)}
         if metrics:
             figs["gold"] = fig_gold(metrics)
-        figs["scores"] = fig_scores(run, labels)
+        figs["scores"] = fig_scores(run, labels, same)
         figs["labels"] = fig_labels(label_matrix(run))
         if roles:
             figs["roles"] = fig_roles(roles, labels is not None)
@@ -98,7 +99,7 @@ def build_report(run_dir: str | Path, gold_path: str | Path | None = None) -> Re
             if name not in figs and stale.exists():
                 stale.unlink()
         html_path = run.dir / "report.html"
-        write_text(html_path, render_html(run, counts, encoded, metrics, labels, roles, ranking))
+        write_text(html_path, render_html(run, counts, encoded, metrics, labels, roles, ranking, same=same))
         data = {"run_dir": str(run.dir), "counts": counts, "selection": run.selection, "roles": roles,
                 "gold_metrics": metrics, "trust_ranking": ranking,
                 "plots": {k: str(v) for k, v in plots.items()}}

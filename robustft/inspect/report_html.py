@@ -61,7 +61,7 @@ def _common_prefix(texts: list[str], minimum: int = 20) -> str:
     return prefix if len(prefix.strip()) >= minimum else ""
 
 
-def _examples(run: RunFiles, gold: dict[str, str] | None, prefix: str = "", limit_kept: int = 6,
+def _examples(run: RunFiles, gold: dict[str, str] | None, prefix: str = "", same=None, limit_kept: int = 6,
               limit_dropped: int = 4) -> list[dict[str, Any]]:
     """Relabels that changed the label first (most certain first), then those that confirmed it."""
     def confirmed(r: dict) -> bool:
@@ -81,6 +81,7 @@ def _examples(run: RunFiles, gold: dict[str, str] | None, prefix: str = "", limi
         g = gold.get(r["id"]) if gold is not None else None
         rows.append({
             "id": r["id"], "question": _short(str(r.get("question") or "")[len(prefix):], 140),
+            "question_full": str(r.get("question") or ""),
             "options": r.get("options"), "given": r.get("original_label"), "proposed": r.get("proposed_label"),
             "confirmed": confirmed(r),
             # False: the role was not asked (the reviewer, when the two answers agreed)
@@ -89,13 +90,15 @@ def _examples(run: RunFiles, gold: dict[str, str] | None, prefix: str = "", limi
             "score": "n/a" if r.get("score") is None else f"{r['score']:.3f}",
             "kept": r["status"] in ("relabeled", "confirmed"),
             "gold": g,
-            "gold_right": g is not None and answers_match(str(r.get("proposed_label")), g, run.task, run.tolerance),
+            "gold_right": g is not None and (same(r.get("proposed_label"), g, r["id"]) if same is not None else
+                                             answers_match(str(r.get("proposed_label")), g, run.task, run.tolerance)),
         })
     return rows
 
 
 def render_html(run: RunFiles, counts: dict[str, int], figures: dict[str, str], metrics: dict[str, Any] | None,
-                gold: dict[str, str] | None, roles: list[dict[str, Any]], ranking: dict[str, Any] | None = None) -> str:
+                gold: dict[str, str] | None, roles: list[dict[str, Any]], ranking: dict[str, Any] | None = None,
+                same=None) -> str:
     total = counts["total"]
     prefix = _common_prefix([str(r.get("question") or "") for r in run.records])
 
@@ -113,5 +116,5 @@ def render_html(run: RunFiles, counts: dict[str, int], figures: dict[str, str], 
         figures={name: figures[name] for name in FIGURE_ORDER if name in figures},
         reviewer_skipped=any((r["nodes"].get("reviewer") or {}).get("skipped") for r in run.records),
         roles=roles, role_names=ROLE_NAMES,
-        examples=_examples(run, gold, prefix), prefix=prefix, prefix_shown=_short(prefix, 120),
+        examples=_examples(run, gold, prefix, same), prefix=prefix, prefix_shown=_short(prefix, 120),
         option_text=option_text)

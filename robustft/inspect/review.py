@@ -48,7 +48,7 @@ from typing import Any
 from ..answers import format_options, letters, normalize_label
 from ..data.records import JSONL_SUFFIXES, BadJsonLine, NotUTF8, json_lines, no_field_limit, utf8_text
 from ..errors import UserError
-from ..files import atomic_write, write_jsonl
+from ..files import atomic_write, remove_stale_temporaries, write_jsonl
 from ..run.outputs import human_record
 from ..run.rundir import (BACKUP, DENOISED, SAMPLES, RunFiles, append_review_log, load_run, read_jsonl_checked,
                           read_review_log, replay_review_log)
@@ -135,6 +135,7 @@ def export_review(run_dir: str | Path, out: str | Path | None = None, *, score_a
     if path.exists() and not force:
         raise UserError(f"{path} exists (it may hold someone's decisions); pass --out with another file, "
                         "or --force to overwrite it")
+    remove_stale_temporaries(path.parent, [path.name])  # left by an export of this file that was killed
     current = {d["id"]: d for d in run.fine_tuning_set()}
     rows = contested(run, score_above)
     as_jsonl = path.suffix.lower() in JSONL_SUFFIXES

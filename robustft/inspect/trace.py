@@ -41,11 +41,12 @@ def find_record(run: RunFiles, sample_id: str) -> dict[str, Any]:
     if rec is not None:
         return rec
     hint = ""
-    by_row = next((r for r in run.records if r.get("row") == int(sample_id)), None) \
+    # "row N" counts data rows from 1, as editors and every message do (a record's `row` field is 0-based)
+    by_row = next((r for r in run.records if r.get("row") == int(sample_id) - 1), None) \
         if str(sample_id).isdigit() else None
     close = difflib.get_close_matches(str(sample_id), list(run.by_id), n=3, cutoff=0.6)
     if by_row is not None:
-        hint = f"; data row {sample_id} (counted from 0) has the id {by_row['id']!r}"
+        hint = f"; data row {sample_id} (counted from 1, as editors show it) has the id {by_row['id']!r}"
     elif close:
         hint = f"; did you mean {', '.join(close)}?"
     if not hint:
@@ -157,7 +158,8 @@ def _fmt_score(score: Any) -> str:
 def format_trace(trace: dict[str, Any], full: bool = False) -> str:
     opts = trace.get("options")
     final = _final_text(trace)
-    out = [f"sample {trace['id']} (row {trace['row']}) in {trace['run_dir']}", f"outcome: {final}", ""]
+    row = f" (row {trace['row'] + 1})" if isinstance(trace.get("row"), int) else ""
+    out = [f"sample {trace['id']}{row} in {trace['run_dir']}", f"outcome: {final}", ""]
     turns = trace.get("conversation") or []
     if turns:
         out.append(f"conversation before the question ({len(turns)} turn{'s' if len(turns) > 1 else ''}; "

@@ -26,6 +26,8 @@ from typing import Any
 
 from ..agents.cost import Prices, usd
 
+from ..agents.runtime import BARE_NOTE, wants_bare_answer
+from ..backends.registry import check_providers
 from ..config import ROLES, RobustFTConfig
 from ..data import Dataset, load_dataset
 from ..errors import ConfigError
@@ -184,12 +186,20 @@ def estimate(config: RobustFTConfig, dataset: Dataset, library: PromptLibrary) -
 def dry_run(config: RobustFTConfig, dataset: Dataset | None = None, pilot: Pilot | None = None) -> DryRun:
     if dataset is None and config.data.path is None:
         raise ConfigError("no data: pass --data FILE (or set `data.path` in the config)")
+    check_providers(config)
     dataset = dataset or load_dataset(config.data)
     library = PromptLibrary(config.denoise.prompts_dir)
     check_prompts(library, config, dataset)
     prompts = render_first_sample(library, config, dataset)
+    bare = wants_bare_answer({"conversation": dataset.samples[0].conversation})
+    if bare:  # as `AgentRuntime.messages` sends them
+        prompts = {name: BARE_NOTE + text for name, text in prompts.items()}
     result = DryRun(dataset=dataset, prompts=prompts, sources={n: library.source_of(n, dataset.task) for n in prompts},
                     estimate=estimate(config, dataset, library), pilot=pilot)
+    if bare:
+        result.notes.append("the conversation asks for the answer alone (e.g. a system prompt \"answer with just "
+                            "the name\"), which conflicts with the prompts' Answer: line: each prompt starts with a "
+                            "note settling it, and a reply that is only the answer is read as the answer")
     if config.out is not None and (Path(config.out) / RUN_FILE).is_file():
         result.notes.append(f"{config.out} already holds a run: `denoise` would resume it, asking only the samples "
                             "not finished yet, so the real cost is lower")
@@ -198,6 +208,34 @@ def dry_run(config: RobustFTConfig, dataset: Dataset | None = None, pilot: Pilot
 
 def _n(x: int) -> str:
     return f"{x:,}"
+
+
+def comparison_line(task: str, config: RobustFTConfig, dataset: Dataset | None = None) -> str:
+    """How answers are compared for `task`, as the dry run and the report print it."""
+    if task == "numeric":
+        return (f"answers compared as numbers: whole numbers exactly (125 is not 126), others within a relative "
+                f"tolerance of {config.data.numeric_tolerance:g} (data.numeric_tolerance)")
+    if task == "multiple_choice":
+        layout = dataset.source.options_layout if dataset is not None and dataset.source is not None else None
+        return "answers compared as option letters" + (f"; {layout.describe()}" if layout is not None else "")
+    if task == "open":
+        return (f"responses compared by meaning: embedding cosine similarity >= {config.denoise.open_similarity:g} "
+                "(denoise.open_similarity)")
+    return "answers compared as short text: normalised (case, punctuation, a/an/the), either containing the other"
+
+
+def _conversation_lines(conversation: list[dict[str, str]] | None) -> list[str]:
+    """The turns sent before each prompt below, exactly as they are sent (role, then content)."""
+    earlier = (conversation or [])[:-1]
+    if not earlier:
+        return []
+    out = ["--- the conversation sent before every prompt below: this sample's earlier turns, as they are "
+           "(each prompt then goes as the last user turn, in place of the question) ---"]
+    for turn in earlier:
+        out.append(f"[{turn['role']}]")
+        out.append(visible(str(turn["content"]).rstrip("\n")))
+    out.append("")
+    return out
 
 
 def describe_dry_run(result: DryRun, config: RobustFTConfig) -> str:
@@ -210,10 +248,13 @@ def describe_dry_run(result: DryRun, config: RobustFTConfig) -> str:
                       f"{config.out}; nothing else was called")
     out = [first_line,
            f"data: {ds.path}, {_n(len(ds))} samples ({ds.task}); every prompt below is for the first sample "
-           f"(id {first.id}, row {first.row}), with its label standing in for later answers and "
-           f"{'the next samples' if len(ds) > 1 else 'itself'} for the retrieved examples", ""]
+           f"(id {first.id}, row {first.row + 1}), with its label standing in for later answers and "
+           f"{'the next samples' if len(ds) > 1 else 'itself'} for the retrieved examples",
+           comparison_line(ds.task, config, ds), ""]
+    out += _conversation_lines(first.conversation)
+    sent_as = " sent as the last user turn" if first.conversation and len(first.conversation) > 1 else ""
     for name, text in result.prompts.items():
-        out.append(f"--- {name} prompt ({result.sources[name]}) ---")
+        out.append(f"--- {name} prompt ({result.sources[name]}){sent_as} ---")
         out.append(visible(text.rstrip("\n")))
         out.append("")
     clean_label = "checker off: all noisy" if est.every_sample_noisy else "every sample clean"

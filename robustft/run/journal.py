@@ -89,8 +89,11 @@ class Journal:
         assert self._file is not None
         line = dump_line(record)
         offset = self._file.tell()
-        self._file.write(line)
-        self._file.flush()  # one write per record: a kill never leaves half a line in our buffer
+        try:
+            self._file.write(line)
+            self._file.flush()  # one write per record: a kill never leaves half a line in our buffer
+        except OSError as e:  # a full disk: a torn line is cut off when the journal is next opened
+            raise OSError(e.errno, e.strerror, str(self.path)) from None
         entry = Entry(offset, record["status"], record.get("fingerprint"), record.get("score"), record.get("reason"))
         self.entries[str(record["id"])] = entry
         return entry

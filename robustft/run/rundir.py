@@ -448,10 +448,15 @@ class RunDir:
             f.close()
             raise UserError(f"{self.path} is in use by another robustft run ({holder}); wait for it to finish or "
                             "stop it, or pass another --out") from None
-        f.seek(0)
-        f.truncate()
-        f.write(f"pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
-        f.flush()
+        try:
+            f.seek(0)
+            f.truncate()
+            f.write(f"pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+            f.flush()
+        except OSError as e:  # a full disk: name the file
+            with contextlib.suppress(OSError):
+                f.close()
+            raise OSError(e.errno, e.strerror, str(self.path / LOCK)) from None
         self._lock_file = f  # the lock lasts as long as this open file: a killed process frees it
 
     def close(self) -> None:
@@ -482,8 +487,12 @@ class RunDir:
         """
         marker = self.path / WRITING
         fd = open_nofollow(marker, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-        os.write(fd, b"outputs are being written\n")
-        os.close(fd)
+        try:
+            os.write(fd, b"outputs are being written\n")
+        except OSError as e:
+            raise OSError(e.errno, e.strerror, str(marker)) from None
+        finally:
+            os.close(fd)
         from .journal import dump_line
 
         with atomic_write(self.samples, binary=True) as samples, \

@@ -38,7 +38,7 @@ from ..agents.calls import ModelCalls, ServiceDown
 from ..agents.checker import check_rule
 from ..agents.cost import CostLedger, Prices, records_cost
 from ..agents.runtime import AgentRuntime
-from ..backends.registry import ModelPool
+from ..backends.registry import ModelPool, check_providers
 from ..backends.store import NOT_IDENTITY, ResponseStore
 from ..config import RobustFTConfig
 from ..data import Dataset, Sample, load_dataset
@@ -47,6 +47,7 @@ from ..errors import ConfigError, ModelCallError, RobustFTError, UserError
 from ..graph.state import SampleState, initial_state
 from ..prompts import PROMPT_NAMES, PromptLibrary, template_name
 from ..prompts.check import check_prompts, scores_trust
+from ..secrets import register_api_keys
 from .collector import fewer_collections
 from .executors import make_executor
 from .journal import Journal
@@ -141,6 +142,8 @@ class DenoiseRun:
             raise ConfigError("no output directory: pass --out DIR (or set `out:` in the config)")
         if dataset is None and config.data.path is None:
             raise ConfigError("no data: pass --data FILE (or set `data.path` in the config)")
+        register_api_keys(config)  # every error from here on hides the keys in use
+        check_providers(config)  # a plugin not installed here fails before the data is read
         self.config = config
         self.out_dir = Path(config.out)
         self.dataset = dataset or load_dataset(config.data)
@@ -504,6 +507,10 @@ class _RunLog(logging.StreamHandler):
             self.stream.close()
         finally:
             super().close()
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        """A line that cannot be written (a full disk) is lost without a traceback: the run's own
+        writes stop it with a message naming the disk."""
 
 
 def _attach_run_log(path: Path) -> logging.Handler | None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from ..answers import letter_index, letters, option_text, parse_number
+from ..answers import asks_for_bare_answer, letter_index, letters, option_text, parse_number
 from ..errors import ConfigError
 from . import facts
 from .embeddings import DIMENSIONS, embed, encode_base64
@@ -88,6 +88,7 @@ class _Request:
     top_logprobs: int
     max_tokens: int | None
     seed: int | None
+    system: str = ""           # the system turns: one asking for a bare answer is obeyed, as many models do
 
 
 class _BadRequest(Exception):
@@ -180,8 +181,10 @@ def _chat_request(body: Any) -> _Request:
     seed = body.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise _BadRequest(f"'seed' must be an integer, got {seed!r}", "seed")
+    system = "\n".join(str(m.get("content")) for m in body["messages"]
+                       if isinstance(m, dict) and m.get("role") == "system" and isinstance(m.get("content"), str))
     return _Request(model=model, prompt=prompt, n_messages=len(body["messages"]), logprobs=bool(logprobs),
-                    top_logprobs=top or 0, max_tokens=max_completion or max_tokens, seed=seed)
+                    top_logprobs=top or 0, max_tokens=max_completion or max_tokens, seed=seed, system=system)
 
 
 def _plain(text: str) -> str:
@@ -243,7 +246,8 @@ class SimModel:
 
     Counters: `requests` (chat completion requests, bad ones included), `errors` (HTTP 500s from
     `error_rate`), `malformed` (replies without an answer line from `malformed_rate`), `unmatched`
-    (chat prompts holding no gold question), `faults` (injected faults by kind).
+    (chat prompts holding no gold question), `bare` (replies that are only the answer, because a system
+    prompt asked for that: "answer with just the name"), `faults` (injected faults by kind).
     """
 
     def __init__(self, items: list[GoldItem], *, accuracy: float = 0.8, seed: int = 0, error_rate: float = 0.0,
@@ -277,6 +281,7 @@ class SimModel:
         self.requests = 0
         self.errors = 0
         self.malformed = 0
+        self.bare = 0
         self.unmatched = 0
         self.faults: Counter[str] = Counter()
 
@@ -502,6 +507,10 @@ class SimModel:
             self._count("malformed")
             malformed = True
         text = "" if fault == "empty" else self._text(prompt, decision, malformed, rng)
+        if text and not malformed and decision.kind != "verdict" and asks_for_bare_answer(request.system):
+            # a dataset system prompt "answer with just the name" wins over the prompt's Answer: line
+            self._count("bare")
+            text = decision.answer
         tokens = _TOKEN.findall(text)
         finish = "stop"
         if request.max_tokens is not None and len(tokens) > request.max_tokens:
