@@ -18,11 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 # Declared although robustft/ never imports them, each for a reason.
-NEEDED_WITHOUT_IMPORT = {
-    # langchain-huggingface's HuggingFaceEmbeddings (retrieval/embedders.py) loads it at run time,
-    # and langchain-huggingface does not depend on it.
-    "sentence-transformers",
-}
+NEEDED_WITHOUT_IMPORT: set[str] = set()
 # Import names of optional packages that may not be installed here (no metadata to ask).
 NOT_INSTALLED = {"vllm": "vllm"}
 
