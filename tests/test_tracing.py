@@ -379,3 +379,27 @@ def test_a_program_that_set_up_the_sdk_gets_the_spans_through_its_own_provider(s
     runs, samples, calls, paid = map(int, lines[-3].split())
     assert runs == 1 and samples >= 5 and calls == paid > 0, result.stderr[-2000:]
     assert lines[-2] == "1"
+
+
+def test_an_unreachable_langsmith_costs_the_run_nothing(sim, tmp_path, monkeypatch):
+    import langsmith.run_trees
+    import langsmith.utils
+
+    import robustft.tracing.langsmith as smith
+
+    for name in [n for n in os.environ if n.startswith(("OTEL_", "LANGCHAIN_", "LANGSMITH_"))]:
+        monkeypatch.delenv(name)
+    monkeypatch.setattr(smith, "FLUSH_S", 0.5)  # how long the end of the run waits for it
+    assert denoise(sim, tmp_path / "plain", "--limit", "6") == 0
+    monkeypatch.setenv("LANGSMITH_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("LANGSMITH_TRACING", "true")
+    monkeypatch.setenv("LANGSMITH_API_KEY", "lsv2-test-key")
+    monkeypatch.setattr(langsmith.run_trees, "_CLIENT", None)
+    langsmith.utils.get_env_var.cache_clear()
+    try:
+        assert denoise(sim, tmp_path / "traced", "--limit", "6") == 0
+    finally:
+        monkeypatch.undo()
+        langsmith.utils.get_env_var.cache_clear()
+    for name in ("samples.jsonl", "denoised.jsonl"):
+        assert (tmp_path / "traced" / name).read_bytes() == (tmp_path / "plain" / name).read_bytes()
