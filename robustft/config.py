@@ -447,6 +447,10 @@ class RunConfig(StrictModel):
     otel_content: bool = Field(False, description=(
         "Put the messages sent and the replies (API keys redacted) in the model-call spans, and each node's "
         "answer in its span. Off: no message content in any span. Flag: --otel-content."))
+    otel_sample: float = Field(1.0, gt=0.0, le=1.0, description=(
+        "The fraction of samples traced: each sample's spans (its nodes and model calls) are made or not, "
+        "decided by its id, so the same samples are traced in every run. The run's span, embedding batches "
+        "and the pre-run check are always traced. Below 1 the CPU cost of tracing shrinks in proportion."))
 
 
 ExperimentMethod = Literal["base", "noisy", "robustft"]

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Sequence
 import numpy as np
 
 from ..errors import ConfigError, EmbeddingDimensionError
+from .exact import unit_rows
 from .onnx_encoder import GROUP, OnnxEncoder
 from .onnx_export import ExportFailed, discard, onnx_model
 from .sentence_layout import SentenceLayout, UnsupportedLayout, read_layout
@@ -48,12 +49,6 @@ def resolve_embedding_model(name: str) -> str:
         except ImportError:
             pass
     return name
-
-
-def normalise(vectors: np.ndarray) -> np.ndarray:
-    vectors = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.where(norms == 0, 1.0, norms)
 
 
 def embedding_threads(configured: int = 0) -> int:
@@ -160,8 +155,8 @@ class LocalEmbedder:
             if isinstance(impl, OnnxEncoder):
                 return impl.encode(list(texts))
             # sentence-transformers sorts by length too; groups of 8 keep the padding small.
-            return normalise(impl.encode(list(texts), batch_size=GROUP, convert_to_numpy=True,
-                                         show_progress_bar=False))
+            return unit_rows(impl.encode(list(texts), batch_size=GROUP, convert_to_numpy=True,
+                                         show_progress_bar=False), np.float32)
 
     async def embed(self, texts: Sequence[str]) -> np.ndarray:
         return await asyncio.get_running_loop().run_in_executor(self._executor, self.embed_sync, list(texts))
