@@ -30,3 +30,16 @@ def test_off_by_one_integer_labels_are_all_flagged(tmp_path, capsys):
     from robustft.inspect.report import report
 
     assert "whole numbers exactly (125 is not 126), others within a relative tolerance of 0.01" in report(out)
+
+
+def test_the_old_tolerance_setting_says_its_new_name(tmp_path):
+    import pytest
+
+    from robustft.config import load_config
+    from robustft.errors import ConfigError
+
+    path = tmp_path / "c.yaml"
+    path.write_text("data:\n  numeric_rel_tol: 0.05\n")
+    with pytest.raises(ConfigError, match="renamed: write data.numeric_tolerance instead"):
+        load_config(path, {})
+    assert load_config(None, {"data.numeric_tolerance": 0.05}).data.numeric_tolerance == 0.05
