@@ -98,6 +98,7 @@ class Measured:
     max_rss_mb: float
     stderr: str
     stdout: str
+    started_at: float = 0.0  # Unix time the process was started (compare with a server's request times)
 
 
 def run_measured(args: list[str], *, timeout: float = 3600, env: dict[str, str] | None = None,
@@ -105,6 +106,7 @@ def run_measured(args: list[str], *, timeout: float = 3600, env: dict[str, str] 
     """`robustft denoise ARGS` as a child process, with its own CPU time and peak memory (os.wait4);
     `env`: its whole environment (default: this process's); `cwd`: where it runs (its robustft)."""
     started = time.perf_counter()
+    started_at = time.time()
     proc = subprocess.Popen([sys.executable, "-m", "robustft", "denoise", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=env, cwd=cwd)
     chunks: dict[str, list[bytes]] = {"out": [], "err": []}
@@ -130,7 +132,7 @@ def run_measured(args: list[str], *, timeout: float = 3600, env: dict[str, str] 
     proc.returncode = os.waitstatus_to_exitcode(status)
     return Measured(proc.returncode, time.perf_counter() - started, usage.ru_utime + usage.ru_stime,
                     usage.ru_maxrss / 1024, b"".join(chunks["err"]).decode(errors="replace"),
-                    b"".join(chunks["out"]).decode(errors="replace"))
+                    b"".join(chunks["out"]).decode(errors="replace"), started_at)
 
 
 def disk_usage(folder: Path) -> dict[str, int]:

@@ -28,6 +28,8 @@
 - rate_limit: a server enforcing requests and tokens per minute: the share of calls answered 429
   and of the allowed rate used, paced by configured limits or the server's headers, against the
   client that did not pace (and the run the issue measured).
+- batch_api: the same ARC run online and through the simulated Batch API (also with failing and
+  expiring batches): batches, cost, identical outputs.
 - estimate: the dry run's estimate of calls, tokens and cost (without and with a pilot) against
   the real run.
 - ray_overhead: the same ARC run on the local runner and on a local Ray instance: wall time and CPU
@@ -45,7 +47,7 @@ import time
 
 BENCHMARKS = ("framework_cost", "saturation", "scale", "resume_cost", "fault_injection", "denoise_quality",
               "train_eval", "local_batching", "open_similarity", "open_quality", "open_trust", "sim_server",
-              "client_overhead", "selection_scores", "ray_overhead", "rate_limit", "estimate")
+              "client_overhead", "selection_scores", "ray_overhead", "rate_limit", "estimate", "batch_api")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -22,6 +22,7 @@ _LAZY = {
     "load_config": "robustft.config",
     "Generation": "robustft.backends.base",
     "ChatBackend": "robustft.backends.base",
+    "BudgetReached": "robustft.agents.cost",  # raised when denoise.max_cost_usd is reached (exit 4)
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -506,3 +506,12 @@ def normalize_label(label: str, task: str, options: list[str] | None = None) -> 
             raise ValueError(f"label {text!r} is not a number")
         return value
     return text
+
+
+_VERDICT = re.compile(r"answer\s*+:[\s*]*+\(?\s*+([YN])\b", re.IGNORECASE)
+
+
+def parse_verdict(text: str) -> str | None:
+    """'Y' (the label is wrong) or 'N' from a judge reply's last 'Answer:' line."""
+    found = _VERDICT.findall(text or "")
+    return found[-1].upper() if found else None

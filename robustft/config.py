@@ -323,6 +323,9 @@ class DenoiseConfig(StrictModel):
         "model (one vLLM or one provider serving both); any other host gets no key. Set it to give the embedding "
         "server a key of its own (naming model.api_key_env sends the chat key there on purpose)."))
     embedding_batch_size: int = Field(64, gt=0, description="Questions embedded together (per request to a server).")
+    embedding_threads: int = Field(0, ge=0, description=(
+        "Threads the local embedding model computes with. 0: one less than the cores robustft may use (the "
+        "event loop driving the model calls keeps one), at most 4."))
 
     @field_validator("embedding_base_url", mode="before")
     @classmethod
@@ -444,6 +447,10 @@ class RunConfig(StrictModel):
     otel_content: bool = Field(False, description=(
         "Put the messages sent and the replies (API keys redacted) in the model-call spans, and each node's "
         "answer in its span. Off: no message content in any span. Flag: --otel-content."))
+    otel_sample: float = Field(1.0, gt=0.0, le=1.0, description=(
+        "The fraction of samples traced: each sample's spans (its nodes and model calls) are made or not, "
+        "decided by its id, so the same samples are traced in every run. The run's span, embedding batches "
+        "and the pre-run check are always traced. Below 1 the CPU cost of tracing shrinks in proportion."))
 
 
 ExperimentMethod = Literal["base", "noisy", "robustft"]

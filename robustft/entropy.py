@@ -18,12 +18,18 @@ Three scores of a reply; lower means the model was more certain:
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, Protocol, Sequence
 
 from .answers import answer_char_span
 
-if TYPE_CHECKING:
-    from .backends.base import Generation
+
+class Scored(Protocol):
+    """What a score is computed from: a reply's text and per-token figures (a backend's `Generation`)."""
+
+    text: str
+    tokens: Sequence[str] | None
+    token_logprobs: Sequence[float] | None
+    token_entropies: Sequence[float] | None
 
 SCORES = ("mean_nll", "answer_nll", "entropy")
 
@@ -78,7 +84,7 @@ def mean_entropy(entropies: Sequence[float] | None) -> float | None:
     return math.fsum(entropies) / len(entropies)
 
 
-def response_score(method: str, gen: "Generation", task: str | None = None) -> float | None:
+def response_score(method: str, gen: Scored, task: str | None = None) -> float | None:
     """The selection score `method` (one of `SCORES`) of a reply; None when the backend gave
     nothing to compute it from (no logprobs, or no top-k alternatives for `entropy`), or nothing
     finite (a local model's -inf logprob): NaN and infinity never reach a selection or a file."""

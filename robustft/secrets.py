@@ -103,3 +103,10 @@ def redact_tree(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [redact_tree(v) for v in obj]
     return obj
+
+
+def describe(exc: BaseException) -> str:
+    """The error's first line, for records and messages; API keys a server echoed are redacted
+    before the text is shortened, so no part of a key survives."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return redact(f"{type(exc).__name__}: {text}")[:500] if text else type(exc).__name__

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 
 # Tests never reach the Hugging Face hub: fail fast instead of waiting on the network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# The local embedder's ONNX export (robustft/retrieval/onnx_export.py) is cached here, not in the
+# user's cache: made once per machine by whichever test process needs it first.
+os.environ.setdefault("ROBUSTFT_CACHE_DIR", os.path.join(tempfile.gettempdir(), "robustft-test-cache"))
 
 
 @pytest.fixture(scope="session")

@@ -18,11 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 # Declared although robustft/ never imports them, each for a reason.
-NEEDED_WITHOUT_IMPORT = {
-    # langchain-huggingface's HuggingFaceEmbeddings (retrieval/embedders.py) loads it at run time,
-    # and langchain-huggingface does not depend on it.
-    "sentence-transformers",
-}
+NEEDED_WITHOUT_IMPORT: set[str] = set()
 # Import names of optional packages that may not be installed here (no metadata to ask).
 NOT_INSTALLED = {"vllm": "vllm"}
 
@@ -37,7 +33,8 @@ def _pyproject() -> dict:
 
 def _imported_distributions(folder: str) -> dict[str, set[str]]:
     """{distribution: files importing it} for the third-party top-level imports under `folder`."""
-    local = {p.stem for p in (ROOT / folder).glob("*.py")} | {"robustft", "tests", "benchmarks"}
+    # Modules of the folder itself, and of tests/ (benchmarks borrow its helpers, such as otlp_receiver).
+    local = {p.stem for d in (folder, "tests") for p in (ROOT / d).glob("*.py")} | {"robustft", "tests", "benchmarks"}
     by_module = md.packages_distributions()
     found: dict[str, set[str]] = {}
     for path in (ROOT / folder).rglob("*.py"):

@@ -43,6 +43,9 @@ def test_the_dry_run_gives_the_noise_range_and_the_cost(tmp_path, toy_mc_csv, ca
     cost = next(line for line in text.splitlines() if line.strip().startswith("cost "))
     low, high = (float(x.strip("$")) for x in cost.split()[1::2])
     assert 0 < low < high
+    assert main(["denoise", "--dry-run", "--config", str(config), "--data", str(toy_mc_csv), "--batch-api"]) == 0
+    batch = next(line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("cost "))
+    assert [float(x.strip("$")) for x in batch.split()[1::2]] == pytest.approx([low / 2, high / 2], abs=0.006)
     assert main(["denoise", "--dry-run", "--data", str(toy_mc_csv)]) == 0
     assert "no cost: set model.price_input_per_mtok" in capsys.readouterr().out
 

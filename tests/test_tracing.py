@@ -319,3 +319,87 @@ def test_a_collector_that_is_down_costs_the_run_nothing(sim, tmp_path, monkeypat
     assert denoise(sim, tmp_path / "plain", "--limit", "8") == 0
     for name in ("samples.jsonl", "denoised.jsonl"):
         assert (tmp_path / "traced" / name).read_bytes() == (tmp_path / "plain" / name).read_bytes()
+
+
+def test_a_fraction_of_the_samples_is_traced_the_same_ones_every_time(sim, receiver, tmp_path):
+    import zlib
+
+    config = tmp_path / "config.yaml"
+    config.write_text("run:\n  otel_sample: 0.25\n")
+    traced_ids = []
+    for attempt in range(2):
+        receiver.spans.clear()
+        out = tmp_path / f"run{attempt}"
+        assert denoise(sim, out, "--config", str(config)) == 0
+        spans = receiver.spans
+        by_id = {s.span_id: s for s in spans}
+        ids = {s.attributes["robustft.sample.id"] for s in spans if s.name == "robustft.sample"}
+        expected = {sid for sid in records(out) if zlib.crc32(sid.encode()) < 0.25 * 2**32}
+        assert ids == expected and 5 < len(ids) < 40
+        traced_ids.append(ids)
+        # Only the traced samples' nodes and calls, each under its own sample; nothing stray under the run.
+        calls = [s for s in spans if s.attributes.get("gen_ai.operation.name") == "chat"
+                 and not s.attributes.get("robustft.preflight")]
+        for call in calls:
+            sample = by_id[by_id[call.parent_id].parent_id]
+            assert sample.attributes["robustft.sample.id"] in expected
+        traced_calls = sum(n.get("attempts") or 0 for sid, r in records(out).items() if sid in expected
+                           for n in r["nodes"].values())
+        assert len(calls) == traced_calls
+        assert all(by_id[s.parent_id].name != "robustft.run" for s in spans if s.attributes.get("robustft.node"))
+    assert traced_ids[0] == traced_ids[1]
+
+
+def test_a_program_that_set_up_the_sdk_gets_the_spans_through_its_own_provider(sim, tmp_path):
+    # In a fresh process (a global tracer provider can be set once per process): no OTEL_ variable,
+    # the program's own provider and exporter, as Phoenix's `register()` sets them up.
+    code = (
+        "import os, sys\n"
+        "for k in [k for k in os.environ if k.startswith('OTEL_')]: del os.environ[k]\n"
+        "from opentelemetry import trace\n"
+        "from opentelemetry.sdk.trace import TracerProvider\n"
+        "from opentelemetry.sdk.trace.export import SimpleSpanProcessor\n"
+        "from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter\n"
+        "exporter = InMemorySpanExporter()\n"
+        "provider = TracerProvider()\n"
+        "provider.add_span_processor(SimpleSpanProcessor(exporter))\n"
+        "trace.set_tracer_provider(provider)\n"
+        "import robustft\n"
+        f"result = robustft.denoise({str(DEMO_DATA)!r}, model='sim', base_url={sim.base_url!r}, "
+        f"embedding_base_url={sim.base_url!r}, embedding_model='sim', limit=5, out={str(tmp_path / 'run')!r}, "
+        "progress=False)\n"
+        "names = [s.name for s in exporter.get_finished_spans()]\n"
+        "print(names.count('robustft.run'), names.count('robustft.sample'), sum(n == 'chat sim' for n in names), "
+        "result.summary['this_run']['calls_paid'] + result.summary['this_run']['preflight_calls'])\n"
+        "trace.get_tracer('x').start_span('after').end()\n"  # the program's provider still works: not shut down
+        "print(len(exporter.get_finished_spans()) - len(names))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            cwd=Path(__file__).resolve().parents[1])
+    lines = result.stdout.split("\n")
+    runs, samples, calls, paid = map(int, lines[-3].split())
+    assert runs == 1 and samples >= 5 and calls == paid > 0, result.stderr[-2000:]
+    assert lines[-2] == "1"
+
+
+def test_an_unreachable_langsmith_costs_the_run_nothing(sim, tmp_path, monkeypatch):
+    import langsmith.run_trees
+    import langsmith.utils
+
+    import robustft.tracing.langsmith as smith
+
+    for name in [n for n in os.environ if n.startswith(("OTEL_", "LANGCHAIN_", "LANGSMITH_"))]:
+        monkeypatch.delenv(name)
+    monkeypatch.setattr(smith, "FLUSH_S", 0.5)  # how long the end of the run waits for it
+    assert denoise(sim, tmp_path / "plain", "--limit", "6") == 0
+    monkeypatch.setenv("LANGSMITH_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("LANGSMITH_TRACING", "true")
+    monkeypatch.setenv("LANGSMITH_API_KEY", "lsv2-test-key")
+    monkeypatch.setattr(langsmith.run_trees, "_CLIENT", None)
+    langsmith.utils.get_env_var.cache_clear()
+    try:
+        assert denoise(sim, tmp_path / "traced", "--limit", "6") == 0
+    finally:
+        monkeypatch.undo()
+        langsmith.utils.get_env_var.cache_clear()
+    for name in ("samples.jsonl", "denoised.jsonl"):
+        assert (tmp_path / "traced" / name).read_bytes() == (tmp_path / "plain" / name).read_bytes()

@@ -18,26 +18,16 @@ response agrees with the given one when their embeddings' cosine similarity reac
 
 from __future__ import annotations
 
-import re
-
 import asyncio
 
+from ..answers import parse_verdict
 from ..errors import ConfigError, ModelCallError
-from ..graph.state import SampleState
+from .state import SampleState
 from .runtime import AgentRuntime, failure
 from .similarity import agreement
 from .trust import score_trust
 
 # possessive quantifiers: spaces and emphasis are read once, so "Answer:" and a megabyte of spaces is linear
-_VERDICT = re.compile(r"answer\s*+:[\s*]*+\(?\s*+([YN])\b", re.IGNORECASE)
-
-
-def parse_verdict(text: str) -> str | None:
-    """'Y' (the label is wrong) or 'N' from a judge reply's last 'Answer:' line."""
-    found = _VERDICT.findall(text or "")
-    return found[-1].upper() if found else None
-
-
 def expert_answers(state: SampleState) -> dict[str, str | None]:
     return {name: rec.get("answer") for name, rec in state.get("nodes", {}).items() if name in ("base", "reasoning")}
 

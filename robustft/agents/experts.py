@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import ModelCallError
-from ..graph.state import SampleState
+from .state import SampleState
 from .runtime import AgentRuntime, failure
 
 

@@ -13,7 +13,7 @@ from ..answers import format_options
 from ..errors import ModelCallError
 from ..prompts import shown_question
 from ..tokens import count_tokens
-from ..graph.state import Example, SampleState
+from .state import Example, SampleState
 from .runtime import AgentRuntime, failure
 
 

@@ -8,7 +8,7 @@ embeddings are at least `denoise.open_similarity` alike.
 from __future__ import annotations
 
 from ..errors import ModelCallError
-from ..graph.state import SampleState
+from .state import SampleState
 from ..prompts.check import relabels_scored
 from .relabeler import propose
 from .runtime import AgentRuntime, failure

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from ..answers import parse_verdict
 from ..errors import ModelCallError
 from .runtime import AgentRuntime, failure
 
@@ -112,7 +113,7 @@ async def _claims(rt: AgentRuntime, state: dict, given: str, experts: list[str],
     checked = []
     for n, i in enumerate(order[:d.trust_claim_checks]):
         name = "claim" if n == 0 else f"claim{n + 1}"
-        record = await rt.ask("judge", "claim", state, parse=_parse_verdict, claim=claims[i], label=given,
+        record = await rt.ask("judge", "claim", state, parse=parse_verdict, claim=claims[i], label=given,
                               base_answer=answers.get("base") or "(none)",
                               reasoning_answer=answers.get("reasoning") or "(none)")
         updates.setdefault("nodes", {})[name] = record
@@ -128,11 +129,6 @@ async def _claims(rt: AgentRuntime, state: dict, given: str, experts: list[str],
                              "claims_checked": len(checked)}
 
 
-def _parse_verdict(text: str) -> str | None:
-    from .checker import parse_verdict  # the checker's reader; imported late (it imports this module)
-
-    return parse_verdict(text)
-
 
 async def score_trust(rt: AgentRuntime, state: dict, answers: dict[str, str | None],
                       similarities: list[float | None], judge: dict[str, Any] | None, *,
@@ -145,7 +141,7 @@ async def score_trust(rt: AgentRuntime, state: dict, answers: dict[str, str | No
     updates: dict[str, Any] = {}
     try:
         if judge is None:
-            judge = await rt.ask("judge", "judge", state, parse=_parse_verdict, label=given,
+            judge = await rt.ask("judge", "judge", state, parse=parse_verdict, label=given,
                                  base_answer=answers.get("base") or "(none)",
                                  reasoning_answer=answers.get("reasoning") or "(none)")
             updates["nodes"] = {"judge": judge}

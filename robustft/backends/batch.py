@@ -31,12 +31,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
 
+from ..files import open_nofollow
 from .errors import BackendError
 
 log = logging.getLogger("robustft")
@@ -177,7 +179,9 @@ class BatchQueue:
         return replies, failures, batch["status"]
 
     def _note(self, entry: dict[str, Any]) -> None:
-        with self.record.open("ab") as f:
+        # Appended as one write, never through a symbolic link (as the journal is).
+        fd = open_nofollow(self.record, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        with os.fdopen(fd, "ab") as f:
             f.write(orjson.dumps(entry) + b"\n")
 
     async def recover(self) -> int:
@@ -185,8 +189,10 @@ class BatchQueue:
         answer this run's requests with the same custom ids, so nothing is sent twice."""
         if not self.record.exists():
             return 0
+        with os.fdopen(open_nofollow(self.record, os.O_RDONLY), "rb") as f:
+            lines = f.read().splitlines()
         open_batches: dict[str, bool] = {}
-        for raw in self.record.read_bytes().splitlines():
+        for raw in lines:
             try:
                 entry = orjson.loads(raw)
             except orjson.JSONDecodeError:

@@ -40,8 +40,7 @@ import contextvars
 import math
 import re
 import time
-from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping
 
 # How long a 429 without any Retry-After pauses the calls.
 DEFAULT_PAUSE_S = 1.0
@@ -67,16 +66,23 @@ class Bucket:
 
 
 class _Sending:
-    """One call on its way: which limiter hears its reply's headers, and how much had gone out when
-    it left (the server had counted that much when it took it)."""
+    """One call on its way (a context manager around it): which limiter hears its reply's headers,
+    and how much had gone out when it left (the server had counted that much when it took it)."""
 
-    __slots__ = ("limiter", "sent_at", "departed", "retry_after")
+    __slots__ = ("limiter", "sent_at", "departed", "retry_after", "_token")
 
     def __init__(self, limiter: "RateLimiter", now: float, departed: dict[str, float]):
         self.limiter = limiter
         self.sent_at = now
         self.departed = departed
         self.retry_after: float | None = None
+
+    def __enter__(self) -> "_Sending":
+        self._token = _current.set(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _current.reset(self._token)
 
 
 _current: contextvars.ContextVar[_Sending | None] = contextvars.ContextVar("robustft_rate_limit", default=None)
@@ -141,6 +147,11 @@ class RateLimiter:
         The call takes its units at once (the bucket may go below zero) and waits until the bucket
         holds them, less what callers after it have taken: its turn. The wait is worked out again
         after each sleep, so a server's headers that lower the level, or a 429, make it longer."""
+        taken, buckets = self.taken, self.buckets
+        if buckets["requests"] is None and buckets["tokens"] is None and not self.paused_until:
+            taken["requests"] += 1  # nothing known about the server's limits yet: nothing to wait for
+            taken["tokens"] += tokens
+            return
         need = {"requests": 1.0, "tokens": float(tokens)}
         now = self.clock()
         for kind, bucket in self.buckets.items():
@@ -162,17 +173,13 @@ class RateLimiter:
                 return
             await asyncio.sleep(wait)
 
-    @contextmanager
-    def sending(self, tokens: int) -> Iterator[_Sending]:
-        """Around one HTTP call (after `acquire(tokens)`): its reply's headers (`observe`) reach this limiter."""
-        self.departed["requests"] += 1
-        self.departed["tokens"] += tokens
-        sending = _Sending(self, self.clock(), dict(self.departed))
-        token = _current.set(sending)
-        try:
-            yield sending
-        finally:
-            _current.reset(token)
+    def sending(self, tokens: int) -> _Sending:
+        """Around one HTTP call (`with`, after `acquire(tokens)`): its reply's headers (`observe`)
+        reach this limiter."""
+        departed = self.departed
+        departed["requests"] += 1
+        departed["tokens"] += tokens
+        return _Sending(self, self.clock(), dict(departed))
 
     def observe(self, headers: Mapping[str, str], sending: _Sending) -> None:
         get = headers.get

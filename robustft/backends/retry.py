@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, TypeVar
 
 from ..errors import ModelCallError, ServiceDown, UserError
+from ..secrets import describe  # noqa: F401 - where the call path has always found it
 
 T = TypeVar("T")
 
@@ -43,15 +44,6 @@ def is_retryable(exc: BaseException) -> bool:
     if isinstance(status, int) and 400 <= status < 500:
         return status in _RETRYABLE_4XX
     return True
-
-
-def describe(exc: BaseException) -> str:
-    """The error's first line, for records and messages; API keys a server echoed are redacted
-    before the text is shortened, so no part of a key survives."""
-    from ..secrets import redact
-
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return redact(f"{type(exc).__name__}: {text}")[:500] if text else type(exc).__name__
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _shown(text: str) -> str:
     """An error text as it may reach the terminal: no API key, no live escape sequence."""
-    from ..inspect.terminal import visible
+    from ..terminal import visible
     from ..secrets import redact
 
     return visible(redact(text))

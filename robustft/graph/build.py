@@ -36,7 +36,7 @@ from ..agents.relabeler import make_context_relabeler, make_reasoning_relabeler
 from ..agents.reviewer import make_reviewer
 from ..agents.runtime import AgentRuntime
 from ..errors import RobustFTError
-from .state import SampleState, merge_records
+from ..agents.state import SampleState, merge_records
 
 BARRIER = "context"
 

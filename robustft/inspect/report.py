@@ -76,7 +76,7 @@ def build_report(run_dir: str | Path, gold_path: str | Path | None = None) -> Re
     metrics = run_gold_metrics(run, gold, same) if gold else None
     labels = gold.labels if gold else None
     # open-ended runs with trust scores: how well the score ranks the wrong given responses first
-    ranking = (trust_ranking(run.records, gold_wrong(run.records, gold.labels, run.task, run.tolerance))
+    ranking = (trust_ranking(run.records, gold_wrong(run.records, gold.labels, run.task, run.tolerance, same))
                if gold else None)
     counts = counts_of(run)
     roles = role_agreement(run, labels)

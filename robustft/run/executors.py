@@ -1,12 +1,14 @@
 """Where a run's batches go through the graph: in this process, or on a Ray cluster.
 
 The runner's phases (plan, detect, the barrier, relabel, select) do not care which. An executor
-takes the samples of one phase as states, sends them through the graph in batches, and hands
-each sample's final state to `DenoiseRun._record` (the journal) as it comes back, on the driver:
+gets what it needs as one explicit `RunContext`, takes the samples of one phase as states, sends
+them through the graph in batches and yields each sample's final state as it comes back; the
+runner records it (the journal is the runner's alone):
 
-    executor = make_executor(run)
-    await executor.start(samples)                    # before the first model call (the preflight)
-    await executor.drive("detect", states, total)    # once per phase
+    executor = LocalExecutor(context)                 # or cluster.RayExecutor(context)
+    await executor.start(samples)                     # before the first model call (the preflight)
+    async for final in executor.drive("detect", states, total):   # once per phase
+        ...                                           # the runner writes it to the journal
     await executor.close()
 
 `LocalExecutor` runs the batches on this process's event loop; `robustft.run.cluster.RayExecutor`
@@ -17,35 +19,44 @@ with the runner either way.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import itertools
-from typing import TYPE_CHECKING, Iterable, Iterator, Protocol
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable, Iterable, Iterator, Protocol
 
-from ..errors import ConfigError
-from ..graph.state import SampleState
+from ..agents.calls import CallStats
+from ..agents.state import SampleState
+from ..backends.registry import ModelPool
+from ..config import ModelConfig, RobustFTConfig
 
-if TYPE_CHECKING:
-    from .runner import DenoiseRun
+
+@dataclass
+class RunContext:
+    """What an executor gets from the runner, and all it gets."""
+
+    config: RobustFTConfig
+    task: str
+    roles: list[str]                      # the roles the method uses (`Method.roles`)
+    role_models: dict[str, ModelConfig]   # each role's resolved model
+    pool: ModelPool                       # the driver's models; the Ray executor adds its model actors here
+    store_path: Path                      # the response store (the Ray executor's store actor opens it)
+    stats: CallStats                      # the run's live call counts; the Ray executor adds its workers'
+    say: Callable[[str], None]
+    tracing: Any = None
+    # The compiled graph and `graph.build.run_batch`, set by the runner once LangGraph is imported
+    # (it is imported while the first calls go out).
+    app: Any = None
+    run_batch: Callable[[Any, list[SampleState]], AsyncIterator[SampleState]] | None = None
 
 
 class Executor(Protocol):
     async def start(self, samples: int) -> None:
         """Get ready to run `samples` samples (the run's whole remaining work)."""
 
-    async def drive(self, phase: str, states: Iterable[SampleState], total: int) -> None: ...
+    def drive(self, phase: str, states: Iterable[SampleState], total: int) -> AsyncIterator[SampleState]:
+        """Each sample's final state, as it leaves the graph."""
 
     async def close(self) -> None: ...
-
-
-def make_executor(run: "DenoiseRun") -> Executor:
-    if run.config.run.executor == "ray":
-        if importlib.util.find_spec("ray") is None:
-            raise ConfigError("run.executor is 'ray' but Ray is not installed: pip install 'robustft[ray]' (or "
-                              "pip install ray), or use --executor local")
-        from .cluster import RayExecutor
-
-        return RayExecutor(run)
-    return LocalExecutor(run)
 
 
 def batch_size(concurrency: int) -> int:
@@ -65,8 +76,8 @@ UNSEEN = "internal error: the sample left the graph unseen"
 class LocalExecutor:
     """Every batch on this process's event loop (the runner's default)."""
 
-    def __init__(self, run: "DenoiseRun"):
-        self.run = run
+    def __init__(self, context: RunContext):
+        self.context = context
 
     async def start(self, samples: int) -> None:
         pass
@@ -74,39 +85,45 @@ class LocalExecutor:
     async def close(self) -> None:
         pass
 
-    async def drive(self, phase: str, states: Iterable[SampleState], total: int) -> None:
+    async def drive(self, phase: str, states: Iterable[SampleState], total: int) -> AsyncIterator[SampleState]:
         """Send samples through the graph in batches, with enough in flight to keep `concurrency`
-        calls busy, appending each sample's record to the journal as it leaves the graph.
+        calls busy, yielding each sample's final state as it leaves the graph.
 
-        A batch is one graph invocation (see `graph.build`); a sample that leaves early is written
+        A batch is one graph invocation (see `graph.build`); a sample that leaves early is yielded
         at once, so batching costs no durability. More samples are in flight than calls, so that
         when some samples of a batch wait on a slow call, the others' calls keep the servers busy.
         """
         if not total:
             return
-        run = self.run
-        app, run_batch, record = run.app, run._run_batch, run._record
-        concurrency = run.config.denoise.concurrency
-        if run.config.denoise.batch_api:
+        ctx = self.context
+        app, run_batch = ctx.app, ctx.run_batch
+        concurrency = ctx.config.denoise.concurrency
+        if ctx.config.denoise.batch_api:
             concurrency = max(concurrency, total)  # every sample waits on the batch at once: one batch per step
         size = batch_size(concurrency)
         batches = chunks(iter(states), size)
-        with run.display.phase(phase, total) as bar:
-            async def worker() -> None:
-                for batch in batches:
-                    left = {state["id"]: state for state in batch}
-                    async for final in run_batch(app, batch):
-                        left.pop(final["id"], None)
-                        bar.advance(failed=record(final))
-                    for state in left.values():  # cannot happen unless LangGraph drops a sample
-                        bar.advance(failed=record({**state, "status": "failed", "error": UNSEEN}))
+        finished: asyncio.Queue = asyncio.Queue()
 
-            workers = max(1, min(-(-total // size), -(-2 * concurrency // size)))
-            tasks = [asyncio.ensure_future(worker()) for _ in range(workers)]
-            try:
-                await asyncio.gather(*tasks)
-            except BaseException:
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-                raise
+        async def worker() -> None:
+            for batch in batches:
+                left = {state["id"]: state for state in batch}
+                async for final in run_batch(app, batch):
+                    left.pop(final["id"], None)
+                    finished.put_nowait(final)
+                for state in left.values():  # cannot happen unless LangGraph drops a sample
+                    finished.put_nowait({**state, "status": "failed", "error": UNSEEN})
+
+        workers = max(1, min(-(-total // size), -(-2 * concurrency // size)))
+        tasks = [asyncio.ensure_future(worker()) for _ in range(workers)]
+        all_done = asyncio.gather(*tasks)
+        all_done.add_done_callback(lambda _: finished.put_nowait(None))  # after every state they queued
+        try:
+            while (final := await finished.get()) is not None:
+                yield final
+            await all_done  # a worker's exception, after the states that finished before it
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if all_done.done() and not all_done.cancelled():
+                all_done.exception()  # retrieved: raised above, or the run is already stopping

@@ -26,10 +26,12 @@ import asyncio
 import errno
 import hashlib
 import importlib
+import importlib.util
 import json
 import logging
 import os
 import time
+from contextlib import aclosing
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -44,12 +46,12 @@ from ..config import RobustFTConfig
 from ..data import Dataset, Sample, load_dataset
 from ..entropy import select_lowest
 from ..errors import ConfigError, ModelCallError, RobustFTError, UserError
-from ..graph.state import SampleState, initial_state
+from ..agents.state import SampleState, initial_state
 from ..prompts import PROMPT_NAMES, PromptLibrary, template_name
 from ..prompts.check import check_prompts, scores_trust
 from ..secrets import register_api_keys
 from .collector import fewer_collections
-from .executors import make_executor
+from .executors import Executor, LocalExecutor, RunContext
 from .journal import Journal
 from .outputs import Summary, final_record, fine_tuning_record, is_candidate, sample_record, state_of
 from .progress import Progress
@@ -221,7 +223,11 @@ class DenoiseRun:
             # LangGraph takes a second or more to import: do it while the first calls go out.
             wiring = asyncio.get_running_loop().run_in_executor(None, importlib.import_module, "robustft.graph.build")
             self.journal, self.fingerprints, self.calls, self.store = journal, fingerprints, calls, store
-            executor = self.executor = make_executor(self)
+            context = RunContext(config=self.config, task=self.dataset.task,
+                                 roles=used_roles(self.config, self.dataset.task), role_models=self.rt.role_models,
+                                 pool=self.pool, store_path=store.path, stats=calls.stats, say=self.say,
+                                 tracing=self.tracing)
+            executor = self.executor = make_executor(context)
             self.display = Progress(calls.stats, bars=self.progress, quiet_log_every_s=self.quiet_log_every_s,
                                     health=self.replica_health)
 
@@ -262,13 +268,13 @@ class DenoiseRun:
                                               in_flight=in_flight)
                     vectors.start([s.question for s in self.dataset.samples])
             build = await wiring
-            self.app, self._run_batch = build.build_graph(self.rt).compile(), build.run_batch
-            await executor.drive("detect", (initial_state(s) for s in detect), len(detect))
+            context.app, context.run_batch = build.build_graph(self.rt).compile(), build.run_batch
+            await self._drive(executor, "detect", (initial_state(s) for s in detect), len(detect))
             journal.sync()
             noisy = [sid for sid in fingerprints if self._entry_status(sid) == "noisy"]
             if noisy and vectors is not None:
                 examples = await self._retrieve(noisy, vectors)
-                await executor.drive("relabel", self._relabel_states(noisy, examples), len(noisy))
+                await self._drive(executor, "relabel", self._relabel_states(noisy, examples), len(noisy))
                 journal.sync()
             summary = self._finish(rundir, time.monotonic() - started, reused, calls)
             rundir.mark("finished", settings)
@@ -340,6 +346,13 @@ class DenoiseRun:
                                 "Check that the server is running and that --base-url and --model are right.") from None
 
     # --- the two passes through the graph -----------------------------------------------------
+
+    async def _drive(self, executor: Executor, phase: str, states: Iterable[SampleState], total: int) -> None:
+        """One phase: every final state the executor yields goes to the journal as it comes."""
+        with self.display.phase(phase, total) as bar:
+            async with aclosing(executor.drive(phase, states, total)) as finals:
+                async for final in finals:
+                    bar.advance(failed=self._record(final))
 
     def _record(self, state: dict[str, Any]) -> bool:
         """Append a sample's record to the journal; returns whether the sample failed."""
@@ -458,6 +471,17 @@ def make_batch_queue(config: RobustFTConfig, run_dir: Path):
     model = models[0]
     return BatchQueue(model.base_urls[0], os.environ.get(model.api_key_env) or "EMPTY", run_dir / BATCHES,
                       poll_s=config.denoise.batch_poll_s, max_retries=model.max_retries, timeout_s=model.timeout_s)
+
+
+def make_executor(context: RunContext) -> Executor:
+    if context.config.run.executor == "ray":
+        if importlib.util.find_spec("ray") is None:
+            raise ConfigError("run.executor is 'ray' but Ray is not installed: pip install 'robustft[ray]' (or "
+                              "pip install ray), or use --executor local")
+        from .cluster import RayExecutor
+
+        return RayExecutor(context)
+    return LocalExecutor(context)
 
 
 def check_budget(config: RobustFTConfig) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ class SimServer:
     (requests by URL path, every method), `in_flight` / `max_in_flight` (chat completion calls
     being served now / at most at once, counted from the body read to the reply, latency and
     hangs included), `in_flight_by_path` / `max_in_flight_by_path` (the same for each POST path).
+    `first_request_at` (the Unix time of the first request to each path, for start-up costs).
     `reset_max_in_flight()` starts the maxima again from the calls in flight now.
 
     Rate limits (`rpm`, `tpm` per `rate_window_s`, default a minute; `robustft.sim.ratelimit`):
@@ -81,6 +83,7 @@ class SimServer:
         self._paths: Counter[str] = Counter()
         self._in_flight: Counter[str] = Counter()
         self._max_in_flight: Counter[str] = Counter()
+        self._first_request_at: dict[str, float] = {}  # Unix time of each path's first request: start-up costs
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: web.Server | None = None
@@ -132,6 +135,11 @@ class SimServer:
         with self._lock:
             return dict(self._max_in_flight)
 
+    @property
+    def first_request_at(self) -> dict[str, float]:
+        with self._lock:
+            return dict(self._first_request_at)
+
     def reset_max_in_flight(self) -> None:
         with self._lock:
             self._max_in_flight = Counter(self._in_flight)
@@ -158,6 +166,7 @@ class SimServer:
         path = request.path.rstrip("/") or "/"
         with self._lock:
             self._paths[path] += 1
+            self._first_request_at.setdefault(path, time.time())
         try:
             response = await self._route(request, path)
         except asyncio.CancelledError:
@@ -194,7 +203,7 @@ class SimServer:
             # The counters, so that a benchmark can read them from another process.
             return self._json(200, {"status": "ok", "questions": len(self.model.index), "paths": self.paths,
                                     "in_flight": self.in_flight_by_path, "max_in_flight": self.max_in_flight_by_path,
-                                    "faults": dict(self.faults)})
+                                    "faults": dict(self.faults), "first_request_at": self.first_request_at})
         return self._json(404, _error(f"no route {path}", "invalid_request_error", code="not_found"))
 
     async def _serve(self, path: str, body: bytes) -> Reply:

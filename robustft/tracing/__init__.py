@@ -102,11 +102,13 @@ class Both:
             yield span, run
 
     def stored(self, handle: tuple[Any, Any], gen: Any) -> None:
-        self.otel.stored(handle[0], gen)
+        if handle[0] is not None:  # None: a sample OpenTelemetry does not trace (run.otel_sample)
+            self.otel.stored(handle[0], gen)
         self.smith.stored(handle[1], gen)
 
     def paid(self, handle: tuple[Any, Any], gen: Any) -> None:
-        self.otel.paid(handle[0], gen)
+        if handle[0] is not None:
+            self.otel.paid(handle[0], gen)
         self.smith.paid(handle[1], gen)
 
     def failed_attempt(self, error: BaseException, retryable: bool) -> None:

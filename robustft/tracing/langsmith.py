@@ -21,9 +21,10 @@ from typing import Any, Iterator
 from langsmith import run_helpers
 from langsmith.run_trees import RunTree
 
-from ..backends.retry import describe
 from ..config import ModelConfig, RobustFTConfig
-from ..secrets import redact
+from ..secrets import describe, redact
+
+FLUSH_S = 5.0
 
 
 class LangSmithTracing:
@@ -76,10 +77,11 @@ class LangSmithTracing:
             run.add_event({"name": "retry" if retryable else "call_failed", "message": redact(describe(error))})
 
     def close(self) -> None:
-        """Wait until the runs sent so far (robustft's and LangGraph's, one shared client) reached LangSmith."""
-        from langchain_core.tracers.langchain import wait_for_all_tracers
+        """Wait until the runs sent so far (robustft's and LangGraph's, one shared client) reached
+        LangSmith, for at most FLUSH_S: an unreachable endpoint must not hold the run's end."""
+        from langchain_core.tracers.langchain import get_client
 
-        wait_for_all_tracers()
+        get_client().flush(timeout=FLUSH_S)
 
 
 def _outputs(gen: Any, *, usage: bool) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import zlib
 from contextlib import contextmanager
 from typing import Any, Awaitable, Callable, Iterator
 from urllib.parse import urlsplit
@@ -59,6 +60,8 @@ class OtelTracing:
 
     def __init__(self, config: RobustFTConfig, *, parent: dict[str, str] | None = None):
         self.content = config.run.otel_content
+        # Samples whose id hashes below this are traced (crc32: fast, and the same in every process).
+        self._sample_below = int(config.run.otel_sample * 2**32)
         self.provider, self.owned = _provider()
         self.tracer = self.provider.get_tracer("robustft", __version__)
         # The spans of samples and embedding batches hang under this: the run's span once it exists.
@@ -117,10 +120,13 @@ class OtelTracing:
 
     # --- samples and nodes -----------------------------------------------------------------------
 
-    def _sample(self, state: dict[str, Any]) -> trace.Span:
+    def _sample(self, state: dict[str, Any]) -> trace.Span | None:
+        """The sample's span (started at its first node), or None when the sample is not traced."""
         sid = state["id"]
         span = self._samples.get(sid)
         if span is None:
+            if self._sample_below < 2**32 and zlib.crc32(str(sid).encode()) >= self._sample_below:
+                return None
             phase = "relabel" if state.get("examples") is not None else "detect"
             span = self._samples[sid] = self.tracer.start_span(
                 "robustft.sample", context=self.parent, attributes={"robustft.sample.id": str(sid),
@@ -150,7 +156,14 @@ class OtelTracing:
         tracer, content = self.tracer, self.content
 
         async def traced(state: dict) -> dict:
-            span = tracer.start_span(name, context=_set_span(self._sample(state)), attributes={"robustft.node": name})
+            sample = self._sample(state)
+            if sample is None:  # not traced: no span in the node, nor in its model calls
+                token = _attach(_UNTRACED)
+                try:
+                    return await fn(state)
+                finally:
+                    _detach(token)
+            span = tracer.start_span(name, context=_set_span(sample), attributes={"robustft.node": name})
             token = _attach(_set_span(span))
             try:
                 update = await fn(state)
@@ -212,6 +225,8 @@ class OtelTracing:
     def model_call(self, config: ModelConfig, messages: list[dict[str, str]], *,
                    preflight: bool = False) -> "_CallSpan":
         """A span around one model call (made current: the backend's hooks annotate it)."""
+        if not preflight and _current_context().get(_UNTRACED_KEY):
+            return _NO_CALL  # a call of a sample that is not traced
         _, name, attributes = self._model(config)
         if preflight or self.content:
             attributes = dict(attributes)
@@ -263,6 +278,24 @@ class OtelTracing:
         finally:
             _detach(token)
             span.end()
+
+
+class _NoCallSpan:
+    """The call of a sample that is not traced: no span (`ModelCalls` skips its hooks for None)."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        pass
+
+
+_NO_CALL = _NoCallSpan()
+# The context a node of an untraced sample runs in: no current span, so the backends' hooks and the
+# retry events annotate nothing, and a marker that its model calls make no span.
+_UNTRACED_KEY = otel_context.create_key("robustft-untraced")
+_UNTRACED = otel_context.set_value(_UNTRACED_KEY, True, trace.set_span_in_context(trace.INVALID_SPAN))
+_current_context = otel_context.get_current
 
 
 class _CallSpan:

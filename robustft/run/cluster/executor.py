@@ -22,17 +22,14 @@ import math
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import Any, AsyncIterator, Iterable
 
 from ...backends.retry import describe
 from ...errors import RobustFTError
-from ..executors import batch_size, chunks
+from ..executors import RunContext, batch_size, chunks
 from .engines import EngineActor, ModelProxy, engine_groups
 from .store import StoreActor, StoreUnavailable
 from .worker import SampleWorker, api_keys, prompt_files
-
-if TYPE_CHECKING:
-    from ..runner import DenoiseRun
 
 log = logging.getLogger("robustft")
 
@@ -70,9 +67,9 @@ def _creation_error(exc: BaseException) -> str:
 
 
 class RayExecutor:
-    def __init__(self, run: "DenoiseRun"):
-        self.run = run
-        self.settings = run.config.run
+    def __init__(self, context: RunContext):
+        self.context = context
+        self.settings = context.config.run
         self.started_ray = False
         self.store: Any = None
         self.engines: dict[str, list[Any]] = {}    # group -> actor handles
@@ -87,7 +84,7 @@ class RayExecutor:
         import ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        run, settings = self.run, self.settings
+        ctx, settings = self.context, self.settings
         if not ray.is_initialized():
             try:
                 ray.init(address=settings.ray_address or "local", include_dashboard=False, log_to_driver=False,
@@ -102,14 +99,11 @@ class RayExecutor:
         self.store = ray.remote(StoreActor).options(
             name=f"{prefix}-store", num_cpus=0, max_restarts=-1,
             scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False),
-        ).remote(str(run.store.path))
+        ).remote(str(ctx.store_path))
 
-        concurrency = run.config.denoise.concurrency
+        concurrency = ctx.config.denoise.concurrency
         gpus = settings.ray_gpus_per_model
-        from ..runner import used_roles
-
-        groups = engine_groups((run.rt.role_models[role] for role in used_roles(run.config, run.dataset.task)),
-                               settings.ray_engine_providers)
+        groups = engine_groups((ctx.role_models[role] for role in ctx.roles), settings.ray_engine_providers)
         by_config: dict[str, list[Any]] = {}
         names: dict[str, list[str]] = {}
         for g, (group, configs) in enumerate(groups.items()):
@@ -122,10 +116,10 @@ class RayExecutor:
                 by_config[config.model_dump_json()] = actors
                 names[config.model_dump_json()] = called
         await self._started([a.start.remote() for actors in self.engines.values() for a in actors], "model actor")
-        for role, config in run.rt.role_models.items():
+        for role, config in ctx.role_models.items():
             actors = by_config.get(config.model_dump_json())
             if actors:
-                run.pool.add(config, ModelProxy(config, actors))  # the driver's pre-run check goes there too
+                ctx.pool.add(config, ModelProxy(config, actors))  # the driver's pre-run check goes there too
 
         cpus = float(ray.cluster_resources().get("CPU", 0))
         models = sum(len(actors) for actors in self.engines.values())
@@ -134,21 +128,21 @@ class RayExecutor:
         n = max(1, min(wanted, concurrency, samples))
         cpu_each = 1.0 if free >= n else max(0.0, free / n)
         shares = [concurrency // n + (i < concurrency % n) for i in range(n)]
-        keys, prompts = api_keys(run.config), prompt_files(run.config)
-        trace = run.tracing.worker_settings() if run.tracing is not None else None
+        keys, prompts = api_keys(ctx.config), prompt_files(ctx.config)
+        trace = ctx.tracing.worker_settings() if ctx.tracing is not None else None
         actors = {"store": f"{prefix}-store", "engines": names}
         for i, share in enumerate(shares):
             handle = ray.remote(SampleWorker).options(
                 name=f"{prefix}-worker{i}", num_cpus=cpu_each, max_restarts=-1, max_task_retries=0,
                 max_concurrency=max(1000, 4 * share),
-            ).remote(run.config, run.dataset.task, prompts, actors, share, keys, trace)
+            ).remote(ctx.config, ctx.task, prompts, actors, share, keys, trace)
             size = batch_size(share)
             self.workers.append(_Worker(handle, size, max(1, math.ceil(2 * share / size))))
         await self._started([self.store.ready.remote()], "response store actor")
         await self._started([w.handle.ready.remote() for w in self.workers], "worker")
-        run.say(f"Ray: {_count_of(n, 'worker')} ({'+'.join(map(str, shares))} calls in flight)"
+        ctx.say(f"Ray: {_count_of(n, 'worker')} ({'+'.join(map(str, shares))} calls in flight)"
                 + (f", {_count_of(models, 'model actor')} ({gpus:g} GPUs each)" if models else "")
-                + f", the response store on this node ({run.store.path})")
+                + f", the response store on this node ({ctx.store_path})")
 
     async def _started(self, refs: list[Any], what: str) -> None:
         from ray.exceptions import RayTaskError
@@ -179,7 +173,7 @@ class RayExecutor:
             try:
                 served = await asyncio.wait_for(asyncio.gather(*(a.stats.remote() for a in engines)), 30)
                 requests, batches = sum(s["requests"] for s in served), sum(s["batches"] for s in served)
-                self.run.say(f"Ray model actors: {requests} requests generated in {batches} batches")
+                self.context.say(f"Ray model actors: {requests} requests generated in {batches} batches")
             except Exception as e:  # noqa: BLE001 - figures only
                 log.warning(f"the Ray model actors did not report ({describe(e)})")
         for actor in engines:
@@ -195,13 +189,12 @@ class RayExecutor:
 
     # --- one phase -------------------------------------------------------------------------------
 
-    async def drive(self, phase: str, states: Iterable[dict[str, Any]], total: int) -> None:
+    async def drive(self, phase: str, states: Iterable[dict[str, Any]], total: int) -> AsyncIterator[dict[str, Any]]:
+        """Each sample's final state as its batch comes back from a worker (see `Executor`)."""
         from ray.exceptions import RayTaskError
 
         if not total:
             return
-        run = self.run
-        record = run._record
         lost_errors = _lost_errors()
         size = min(w.size for w in self.workers)
         source = chunks(iter(states), size)
@@ -221,56 +214,58 @@ class RayExecutor:
                 return None
             return _Batch(states)
 
-        with run.display.phase(phase, total) as bar:
-            try:
-                while True:
-                    for worker in self.workers:
-                        while worker.up and worker.in_flight < worker.depth:
-                            batch = next_batch()
-                            if batch is None:
-                                break
-                            self._batches += 1
-                            token = f"{phase}-{self._batches}"
-                            task = asyncio.ensure_future(_result(worker.handle.run.remote(token, batch.states)))
-                            tasks[task] = (worker, batch, token)
-                            worker.in_flight += 1
-                    probes = {w.probe for w in self.workers if w.probe is not None}
-                    if not tasks:
-                        if exhausted and not again:
+        try:
+            while True:
+                for worker in self.workers:
+                    while worker.up and worker.in_flight < worker.depth:
+                        batch = next_batch()
+                        if batch is None:
                             break
-                        if not probes:
-                            raise RobustFTError("every Ray worker has died and none came back; the run stopped "
-                                                "with its progress kept: check the cluster (`ray status`), then "
-                                                "run the same command again to continue")
-                    done, _ = await asyncio.wait([*tasks, *probes], return_when=asyncio.FIRST_COMPLETED)
-                    for task in done:
-                        if task in probes:
-                            continue  # the probe's callback has brought its worker back, or given it up
-                        worker, batch, token = tasks.pop(task)
-                        worker.in_flight -= 1
-                        try:
-                            finished, life, counts = task.result()
-                        except lost_errors as e:
-                            await self._lost(worker, batch, token, e, again, bar)
+                        self._batches += 1
+                        token = f"{phase}-{self._batches}"
+                        task = asyncio.ensure_future(_result(worker.handle.run.remote(token, batch.states)))
+                        tasks[task] = (worker, batch, token)
+                        worker.in_flight += 1
+                probes = {w.probe for w in self.workers if w.probe is not None}
+                if not tasks:
+                    if exhausted and not again:
+                        break
+                    if not probes:
+                        raise RobustFTError("every Ray worker has died and none came back; the run stopped "
+                                            "with its progress kept: check the cluster (`ray status`), then "
+                                            "run the same command again to continue")
+                done, _ = await asyncio.wait([*tasks, *probes], return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    if task in probes:
+                        continue  # the probe's callback has brought its worker back, or given it up
+                    worker, batch, token = tasks.pop(task)
+                    worker.in_flight -= 1
+                    try:
+                        finished, life, counts = task.result()
+                    except lost_errors as e:
+                        if (failed := await self._lost(worker, batch, token, e, again)) is not None:
+                            yield failed
+                        continue
+                    except RayTaskError as e:
+                        if isinstance(e.cause, StoreUnavailable):
+                            if (failed := await self._lost(worker, batch, token, e.cause, again)) is not None:
+                                yield failed
                             continue
-                        except RayTaskError as e:
-                            if isinstance(e.cause, StoreUnavailable):
-                                await self._lost(worker, batch, token, e.cause, again, bar)
-                                continue
-                            raise (e.cause if isinstance(e.cause, BaseException) else e) from None
-                        self.store.forget.remote(token)
-                        self._count(life, counts)
-                        for final in finished:
-                            bar.advance(failed=record(final))
-            finally:
-                for task in tasks:
-                    task.cancel()
-                if tasks:
-                    await asyncio.gather(*tasks, return_exceptions=True)
+                        raise (e.cause if isinstance(e.cause, BaseException) else e) from None
+                    self.store.forget.remote(token)
+                    self._count(life, counts)
+                    for final in finished:
+                        yield final
+        finally:
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _lost(self, worker: _Worker, batch: _Batch, token: str, error: BaseException, again: deque,
-                    bar: Any) -> None:
-        """A batch whose worker died: give back its claims, then send it again (or fail a poison sample)."""
+    async def _lost(self, worker: _Worker, batch: _Batch, token: str, error: BaseException,
+                    again: deque) -> dict[str, Any] | None:
+        """A batch whose worker died: give back its claims, then send it again; or, for a poison
+        sample, its final state: failed."""
         import ray
 
         try:
@@ -280,12 +275,13 @@ class RayExecutor:
         self.lost_batches += 1
         batch.losses += 1
         why = describe(error)
+        failed = None
         if batch.losses >= MAX_LOSSES and len(batch.states) == 1:
             state = batch.states[0]
             log.warning(f"sample {state['id']}: its Ray worker died {batch.losses} times ({why}); recorded as failed")
-            bar.advance(failed=self.run._record({**state, "status": "failed", "error": (
+            failed = {**state, "status": "failed", "error": (
                 f"the Ray worker running this sample died {batch.losses} times (the last time: {why}); "
-                "run again to retry it")}))
+                "run again to retry it")}
         elif batch.losses >= 2 and len(batch.states) > 1:
             log.warning(f"a batch of {len(batch.states)} samples lost its Ray worker twice ({why}); sending its "
                         "samples again one by one")
@@ -297,6 +293,7 @@ class RayExecutor:
         if worker.up:
             worker.up = False
             worker.probe = asyncio.ensure_future(_probe(worker, ray))
+        return failed
 
     def _count(self, life: str, counts: tuple) -> None:
         """Add what a worker's calls cost since its last report to the run's call counts."""
@@ -304,7 +301,7 @@ class RayExecutor:
         now = tuple(max(a, b) for a, b in zip(before, counts))
         self._counts[life] = now
         paid, reused, failed, prompt, completion = (a - b for a, b in zip(now, before))
-        stats = self.run.calls.stats
+        stats = self.context.stats
         stats.paid += paid
         stats.reused += reused
         stats.failed_attempts += failed
