@@ -35,6 +35,8 @@
   expiring batches): batches, cost, identical outputs.
 - estimate: the dry run's estimate of calls, tokens and cost (without and with a pilot) against
   the real run.
+- answer_reading: reading answers out of hostile 1 MB replies, today's readers against the quadratic
+  marker pattern they replaced (issue 16).
 - ray_overhead: the same ARC run on the local runner and on a local Ray instance: wall time and CPU
   per sample side by side, and whether the outputs are identical (needs `robustft[ray]`).
 
@@ -51,7 +53,7 @@ import time
 BENCHMARKS = ("framework_cost", "saturation", "scale", "resume_cost", "fault_injection", "denoise_quality",
               "train_eval", "local_batching", "open_similarity", "open_quality", "open_trust", "sim_server",
               "client_overhead", "selection_scores", "ray_overhead", "rate_limit", "estimate", "batch_api",
-              "local_embedder")
+              "answer_reading", "local_embedder")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -648,11 +648,18 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
     lines = [f"{source}: invalid configuration"]
     for e in err.errors():
         loc = cut(".".join(str(p) for p in e["loc"]) or "(top level)", 200)
-        if e["type"] == "extra_forbidden":
+        if e["type"] == "extra_forbidden" and loc in RENAMED:
+            lines.append(f"  field '{loc}': renamed: {RENAMED[loc]}")
+        elif e["type"] == "extra_forbidden":
             lines.append(f"  field '{loc}': unknown field; check its spelling against examples/*.yaml")
         else:
             lines.append(f"  field '{loc}': {cut(e['msg'])} (got {shorten_value(e.get('input'))})")
     return "\n".join(lines)
+
+
+# settings renamed since an earlier version: the message says the new name (and what changed)
+RENAMED = {"data.numeric_rel_tol": "write data.numeric_tolerance instead (it now applies only to numbers that are "
+                                   "not whole: whole numbers always compare exactly)"}
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
