@@ -95,3 +95,12 @@ def test_small_integer_counts_stay_numeric_when_no_column_looks_like_options(tmp
 def test_options_columns_naming_a_missing_column_is_an_error(tmp_path):
     with pytest.raises(InputError, match="--options-columns names 'E', not in the data"):
         load_dataset(DataConfig(path=DATA / "mmlu_columns.csv", options_columns=["A", "B", "E"]))
+
+
+def test_the_dry_run_states_the_layout_and_how_integer_answers_are_read(capsys):
+    assert main(["denoise", "--data", str(DATA / "choice_one_based.csv"), "--dry-run", "--model", "m",
+                 "--base-url", "http://127.0.0.1:9/v1"]) == 0
+    out = capsys.readouterr().out
+    assert ("options from columns choice1, choice2, choice3, choice4; answers in 'answer' are 1-based positions "
+            "(1 = A)") in out
+    assert "A. 3\nB. 4\nC. 5\nD. 6" in out
