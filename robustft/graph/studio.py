@@ -21,6 +21,7 @@ from typing import Any
 
 from ..agents.calls import ModelCalls
 from ..agents.runtime import AgentRuntime
+from ..agents.state import SampleState, initial_state
 from ..backends.registry import ModelPool
 from ..config import RobustFTConfig, load_config
 from ..data import load_dataset
@@ -28,7 +29,6 @@ from ..data.samples import Sample
 from ..prompts import PromptLibrary
 from ..secrets import register_api_keys
 from .build import build_graph
-from .state import SampleState, initial_state
 
 
 def config_from_environment() -> RobustFTConfig:
