@@ -7,10 +7,12 @@ right `--accuracy` of the time) play every role; on a confabulation question the
 between samples, on a consistent-error question they repeat the given response's mistake (the
 simulator's rules: `robustft.sim` docstring). Embeddings are the default local all-MiniLM-L6-v2.
 
-Two sets, kept apart so that nothing is tuned on the figures reported: a *development* set (the
-first `--limit` usable ARC questions, data seed 0, server seed = noise level), on which the trust
-score's design was chosen, and a *held-out* set (the next `--limit` questions, data seed 1, server
-seed = 100 + noise level), which produces the figures in the README.
+Sets kept apart so that nothing is tuned on the figures reported: a *development* set (the first
+`--limit` usable ARC questions, data seed 0, server seed = noise level), on which the trust score's
+design was chosen; a *held-out* set (the next `--limit` questions, data seed 1, server seed = 100 +
+noise level), run after the design and again after `trust_selection` was added; and a *final* set
+(the `--limit` questions after those, data seed 2, server seed = 200 + noise level), run once,
+after every choice was made: the figures the README reports.
 
 Per set and noise level, one `robustft denoise` with `checker: trust` (default threshold), and in
 the same response store one that also ranks the relabels by their own trust at selection
@@ -51,7 +53,8 @@ from robustft.sim.open_data import NOISE_KINDS, make_open_data
 from ._runs import DATA, write_results
 
 NOISE_LEVELS = (30, 50, 70)
-SETS = {"dev": {"seed": 0, "skip": 0, "server": 0}, "heldout": {"seed": 1, "skip": 1, "server": 100}}
+SETS = {"dev": {"seed": 0, "skip": 0, "server": 0}, "heldout": {"seed": 1, "skip": 1, "server": 100},
+        "final": {"seed": 2, "skip": 2, "server": 200}}
 CHECKERS = ("trust", "trust_selection", "paper", "judge")
 # Each variant's denoise settings: trust_selection also ranks the relabels by their own trust.
 VARIANTS = {"trust": {"checker": "trust", "trust_selection": False},
@@ -165,8 +168,10 @@ def to_markdown(p: dict) -> str:
              f"simulator's docstring says), {p['limit']} ARC questions per set made open-ended with the four kinds "
              "of noise dealt out in turn, embeddings all-MiniLM-L6-v2. *Right*: states the key fact and no "
              "distractor. Calls and tokens are per sample (all samples); a signal's cost is the calls it needs.",
-             "", "The **held-out** sets (other questions, other seeds) give the figures the README reports; the "
-             "trust score's design was chosen on the **dev** sets only.", ""]
+             "", "The trust score's design was chosen on the **dev** sets only; the **heldout** sets (other "
+             "questions, other seeds) were run after it, and again after `trust_selection` was added (chosen on "
+             "dev); the **final** sets (other questions again) were run once, after every choice: the figures "
+             "the README reports.", ""]
     for name in p["sets"]:
         for level in p["results"][name]:
             r = level.get("ranking") or {}
@@ -206,7 +211,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--limit", type=int, default=200, help="ARC questions per set")
     parser.add_argument("--accuracy", type=float, default=0.85)
-    parser.add_argument("--sets", default="dev,heldout")
+    parser.add_argument("--sets", default="dev,heldout,final")
     parser.add_argument("--noise", default=",".join(map(str, NOISE_LEVELS)))
     parser.add_argument("--checkers", default=",".join(CHECKERS))
     parser.add_argument("--no-write", action="store_true", help="print, do not write benchmarks/results")

@@ -35,7 +35,7 @@ async def notebook_cell():
 
 
 result = asyncio.run(notebook_cell())
-print({k: result.summary[k] for k in ("total", "clean", "noisy", "relabeled", "dropped", "failed")})
+print({k: result.summary[k] for k in ("total", "clean", "noisy", "relabeled", "confirmed", "dropped", "failed")})
 
 # %% Every sample's path through the agents, and the fine-tuning set, in memory and on disk.
 first_relabel = next(r for r in result.records if r["status"] == "relabeled")

@@ -421,7 +421,7 @@ class RunConfig(StrictModel):
 
     executor: Literal["local", "ray"] = Field("local", description=(
         "local: every sample runs in this process. ray: batches of samples run on Ray workers (pip install "
-        "'robustft[ray]'); detection, the clean index, selection and the run directory stay here, so the "
+        "-e '.[ray]' in the robustft clone); detection, the clean index, selection and the run directory stay here, so the "
         "outputs are the local runner's. Flag: --executor."))
     ray_address: str | None = Field(None, description=(
         "The Ray cluster to run on: 'auto' (the cluster `ray start` runs on this machine), HOST:6379 (a head "
@@ -440,7 +440,7 @@ class RunConfig(StrictModel):
     ray_gpus_per_model: float = Field(0.0, ge=0.0, description=(
         "GPUs each model actor reserves (1: a model per GPU; 0: the model runs on CPU)."))
     otel: bool | None = Field(None, description=(
-        "OpenTelemetry traces (pip install 'robustft[otel]'): a span per run, sample, node and model call, "
+        "OpenTelemetry traces (pip install -e '.[otel]' in the robustft clone): a span per run, sample, node and model call, "
         "exported over OTLP as the standard OTEL_EXPORTER_OTLP_* variables say. None: on when "
         "OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set (or the application set up "
         "the OpenTelemetry SDK), unless OTEL_SDK_DISABLED=true. Never changes an answer. Flag: --otel."))
@@ -648,11 +648,18 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
     lines = [f"{source}: invalid configuration"]
     for e in err.errors():
         loc = cut(".".join(str(p) for p in e["loc"]) or "(top level)", 200)
-        if e["type"] == "extra_forbidden":
+        if e["type"] == "extra_forbidden" and loc in RENAMED:
+            lines.append(f"  field '{loc}': renamed: {RENAMED[loc]}")
+        elif e["type"] == "extra_forbidden":
             lines.append(f"  field '{loc}': unknown field; check its spelling against examples/*.yaml")
         else:
             lines.append(f"  field '{loc}': {cut(e['msg'])} (got {shorten_value(e.get('input'))})")
     return "\n".join(lines)
+
+
+# settings renamed since an earlier version: the message says the new name (and what changed)
+RENAMED = {"data.numeric_rel_tol": "write data.numeric_tolerance instead (it now applies only to numbers that are "
+                                   "not whole: whole numbers always compare exactly)"}
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:

@@ -184,3 +184,13 @@ def test_threads_leave_a_core_to_the_event_loop(monkeypatch):
         monkeypatch.setattr(os, "sched_getaffinity", lambda pid, n=cores: set(range(n)))
         assert embedding_threads() == threads
     assert embedding_threads(6) == 6
+
+
+def test_without_onnx_runtime_the_cached_export_is_kept_and_torch_embeds(monkeypatch, caplog, fast):
+    cached = onnx_export.cache_path(read_layout(MODEL))
+    assert cached.is_file()  # made by the `fast` fixture (or an earlier session)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with caplog.at_level(logging.INFO, logger="robustft"):
+        model = LocalEmbedder()._load()
+    assert not isinstance(model, OnnxEncoder) and "onnxruntime is not installed" in caplog.text
+    assert cached.is_file()  # not mistaken for a damaged file

@@ -29,7 +29,7 @@ from robustft.sim import SimServer
 from robustft.sim.server import CHAT_PATH
 from shared_data import ARC, needs_shared_data
 
-ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'robustft[ray]')")
+ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]' in the robustft clone)")
 
 needs_arc = needs_shared_data
 
@@ -228,7 +228,7 @@ def test_without_ray_installed_the_ray_executor_is_a_clear_config_error(monkeypa
     code = main(["denoise", "--data", str(DEMO_DATA), "--model", "sim", "--base-url", "http://127.0.0.1:9/v1",
                  "--out", str(tmp_path / "run"), "--executor", "ray", "--quiet"])
     assert code == 2
-    assert "pip install 'robustft[ray]'" in capsys.readouterr().err
+    assert "pip install -e '.[ray]' in the robustft clone" in capsys.readouterr().err
 
 
 def test_an_in_process_model_runs_in_a_model_actor_that_batches_the_workers_requests(cluster, tiny_model_dir,

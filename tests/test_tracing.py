@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("opentelemetry.sdk.trace", reason="the otel extra is not installed (pip install 'robustft[otel]')")
+pytest.importorskip("opentelemetry.sdk.trace", reason="the otel extra is not installed (pip install -e '.[otel]' in the robustft clone)")
 pytest.importorskip("opentelemetry.exporter.otlp.proto.http.trace_exporter",
-                    reason="the otel extra is not installed (pip install 'robustft[otel]')")
+                    reason="the otel extra is not installed (pip install -e '.[otel]' in the robustft clone)")
 
 from otlp_receiver import OtlpReceiver  # noqa: E402
 from robustft.cli import main  # noqa: E402
@@ -215,7 +215,7 @@ def test_an_unsupported_protocol_is_a_clear_error(sim, receiver, tmp_path, monke
 
 
 def test_ray_workers_export_their_samples_under_the_drivers_run(sim, receiver, tmp_path):
-    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'robustft[ray]')")
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]' in the robustft clone)")
     import logging
 
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
@@ -264,6 +264,8 @@ def langsmith(monkeypatch):
         try:
             yield stub
         finally:
+            if langsmith.run_trees._CLIENT is not None:  # its threads stop: nothing of it outlives the test
+                langsmith.run_trees._CLIENT.close(timeout=0)
             monkeypatch.undo()
             forget()
 
@@ -399,6 +401,8 @@ def test_an_unreachable_langsmith_costs_the_run_nothing(sim, tmp_path, monkeypat
     try:
         assert denoise(sim, tmp_path / "traced", "--limit", "6") == 0
     finally:
+        if langsmith.run_trees._CLIENT is not None:
+            langsmith.run_trees._CLIENT.close(timeout=0)
         monkeypatch.undo()
         langsmith.utils.get_env_var.cache_clear()
     for name in ("samples.jsonl", "denoised.jsonl"):

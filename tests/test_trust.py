@@ -167,15 +167,17 @@ def trust_run(tmp_path_factory, four_kinds):
     config = tmp / "trust.yaml"
     config.write_text("denoise:\n  checker: trust\n  trust_threshold: 0.55\n")
     out = tmp / "run"
+    # the server stays up for the module: report --gold compares by meaning with the run's embedder (it)
     with SimServer(folder / "gold.csv", accuracy=0.85, seed=4) as sim:
         code = main(["denoise", "--config", str(config), "--data", str(folder / "noisy.csv"), "--out", str(out),
                      "--model", "sim", "--base-url", sim.base_url, "--embedding-base-url", sim.base_url,
                      "--embedding-model", "sim-embed", "--quiet"])
-    assert code == 0
-    gold = {g.id: g for g in load_gold(folder / "gold.csv")}
-    records = read_jsonl(out / "samples.jsonl")
-    wrong = {r["id"] for r in records if not is_right(r["original_label"], gold[r["id"]].key, gold[r["id"]].distractors)}
-    return {"out": out, "records": records, "wrong": wrong, "folder": folder}
+        assert code == 0
+        gold = {g.id: g for g in load_gold(folder / "gold.csv")}
+        records = read_jsonl(out / "samples.jsonl")
+        wrong = {r["id"] for r in records
+                 if not is_right(r["original_label"], gold[r["id"]].key, gold[r["id"]].distractors)}
+        yield {"out": out, "records": records, "wrong": wrong, "folder": folder}
 
 
 def test_every_given_response_gets_a_trust_score_from_a_bounded_number_of_calls(trust_run):

@@ -48,4 +48,6 @@ def test_a_model_name_without_base_url_fails_fast_and_names_base_url(tmp_path):
     took = time.monotonic() - started
     assert proc.returncode == 2, proc.stderr
     assert "--base-url" in proc.stderr and "gpt-4o-mini" in proc.stderr
-    assert took < FAST_S + 15, took  # the interpreter and imports take seconds of their own on a busy machine
+    # the fast path, not transformers' half minute of retries: one connect attempt, then the message
+    assert "the hub is unreachable (no connection within 3 s)" in proc.stderr
+    assert took < 60, took  # the interpreter and torch's import alone take seconds on a busy machine

@@ -26,7 +26,7 @@ from ..errors import ConfigError
 from .base import Generation, Messages
 from .batching import _MicroBatchingModel
 
-INSTALL_HINT = ("provider 'vllm' needs the vllm package and a GPU: pip install 'robustft[vllm]' (or pip install "
+INSTALL_HINT = ("provider 'vllm' needs the vllm package and a GPU: pip install -e '.[vllm]' in the robustft clone (or pip install "
                 "vllm); or use provider 'transformers' for a local model on CPU, or serve the model with "
                 "`vllm serve` and use provider 'openai' with --base-url")
 

@@ -51,13 +51,13 @@ def add_denoise(sub) -> None:
                         "run), and calibrate the estimate with what they measured")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--executor", choices=["local", "ray"],
-                   help="where the samples run: this process (default) or a Ray cluster (pip install 'robustft[ray]'; "
+                   help="where the samples run: this process (default) or a Ray cluster (pip install -e '.[ray]' in the robustft clone; "
                         "docs/ray.md)")
     p.add_argument("--ray-address", metavar="ADDR",
                    help="with --executor ray: the cluster to join ('auto', HOST:6379 or ray://HOST:10001); default: "
                         "start Ray on this machine")
     p.add_argument("--otel", action="store_true", default=None,
-                   help="OpenTelemetry traces (pip install 'robustft[otel]'): spans per run, sample, node and model "
+                   help="OpenTelemetry traces (pip install -e '.[otel]' in the robustft clone): spans per run, sample, node and model "
                         "call, exported over OTLP as the OTEL_EXPORTER_OTLP_* variables say (default: on when "
                         "OTEL_EXPORTER_OTLP_ENDPOINT is set)")
     p.add_argument("--otel-content", action="store_true", default=None,

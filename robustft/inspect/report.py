@@ -27,6 +27,7 @@ from ..run.outputs import FINAL_STATUSES
 from ..run.rundir import RunFiles, load_run
 from .counts import counts_of, label_matrix, role_agreement
 from .figures import fig_gold, fig_labels, fig_outcomes, fig_roles, fig_scores, save_png
+from ..run.dryrun import comparison_line
 from .metrics import describe_gold, match_gold, run_gold_comparer, run_gold_metrics
 from .ranking import describe_ranking, gold_wrong, trust_ranking
 from .report_html import render_html
@@ -56,6 +57,7 @@ def format_text(run: RunFiles, counts: dict[str, int], metrics: dict[str, Any] |
             lines.append(f"    {'unreadable':<12}{counts['unreadable']:>8}   (no answer in the replies, even re-asked)")
     lines.append(f"  flagged noisy {counts['noisy']}; fine-tuning set {counts['fine_tuning_set']} samples"
                  + (f" ({counts['human']} decided by a person)" if counts["human"] else ""))
+    lines.append(f"  {comparison_line(run.task, run.config)}")
     if run.summary.get("cost"):
         lines.append(f"  cost: {describe_cost(run.summary['cost'])}")
     if metrics:
@@ -74,7 +76,7 @@ def build_report(run_dir: str | Path, gold_path: str | Path | None = None) -> Re
     metrics = run_gold_metrics(run, gold, same) if gold else None
     labels = gold.labels if gold else None
     # open-ended runs with trust scores: how well the score ranks the wrong given responses first
-    ranking = (trust_ranking(run.records, gold_wrong(run.records, gold.labels, run.task, run.tolerance))
+    ranking = (trust_ranking(run.records, gold_wrong(run.records, gold.labels, run.task, run.tolerance, same))
                if gold else None)
     counts = counts_of(run)
     roles = role_agreement(run, labels)

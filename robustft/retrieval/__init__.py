@@ -1,7 +1,10 @@
 """Retrieval for the context relabeler: question embeddings and the clean-sample index.
 
 - `embedders`: turn texts into unit vectors, with a local sentence-transformers model (the
-  default, all-MiniLM-L6-v2) or an OpenAI-compatible `/v1/embeddings` server.
+  default, all-MiniLM-L6-v2) or an OpenAI-compatible `/v1/embeddings` server. The local model runs
+  on ONNX Runtime (`onnx_encoder`) from an export of its weights made once and cached
+  (`onnx_export`), when its folder has the shape that path reproduces (`sentence_layout`); else on
+  torch.
 - `vectors`: embeds every question of a run in the background from the moment it starts (every
   question needs a vector, clean or not), persisting each vector in the response store, so the
   barrier only builds the index and queries it.

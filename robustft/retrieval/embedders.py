@@ -107,22 +107,32 @@ class LocalEmbedder:
             return self._load_torch(path)
         try:
             return self._load_onnx(layout)
-        except ExportFailed as e:
+        except (ExportFailed, OSError) as e:
             log.warning("embedding model %s: ONNX Runtime cannot run it (%s); using sentence-transformers on "
-                        "torch instead, slower (about 3x the CPU per text)", self.model_name, e)
+                        "torch instead: slower to start (importing torch, about 6 s of CPU) and about 1.2x the "
+                        "CPU per text", self.model_name, e)
             return self._load_torch(path)
 
     def _load_onnx(self, layout: SentenceLayout) -> OnnxEncoder:
+        try:
+            import onnxruntime  # noqa: F401  (a missing package must not look like a damaged cache file)
+            import tokenizers  # noqa: F401
+        except ImportError as e:
+            raise ExportFailed(f"{e.name} is not installed") from None
         model = onnx_model(layout)
         try:
             return OnnxEncoder(model, layout, self.threads)
-        except Exception as e:  # a cached file ONNX Runtime refuses (damaged on disk): export it again
-            if not isinstance(model, Path):
-                raise ExportFailed(f"ONNX Runtime refused the export ({type(e).__name__}: {e})") from None
+        except Exception as e:
+            error = e
+        if isinstance(model, Path):  # a cached file ONNX Runtime refuses (damaged on disk): export it again
             log.warning("the cached ONNX export %s is unusable (%s: %s): exporting it again", model,
-                        type(e).__name__, e)
+                        type(error).__name__, error)
             discard(model)
-            return OnnxEncoder(onnx_model(layout), layout, self.threads)
+            try:
+                return OnnxEncoder(onnx_model(layout), layout, self.threads)
+            except Exception as e:
+                error = e
+        raise ExportFailed(f"ONNX Runtime refused the export ({type(error).__name__}: {error})")
 
     def _load_torch(self, path: str) -> Any:
         try:
@@ -147,10 +157,6 @@ class LocalEmbedder:
             # sentence-transformers sorts by length too; groups of 8 keep the padding small.
             return unit_rows(impl.encode(list(texts), batch_size=GROUP, convert_to_numpy=True,
                                          show_progress_bar=False), np.float32)
-
-    def load(self) -> None:
-        """Load the model now, in the embedding thread (the first `embed` otherwise does it)."""
-        self._executor.submit(self._loaded)
 
     async def embed(self, texts: Sequence[str]) -> np.ndarray:
         return await asyncio.get_running_loop().run_in_executor(self._executor, self.embed_sync, list(texts))

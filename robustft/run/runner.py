@@ -469,7 +469,7 @@ def make_batch_queue(config: RobustFTConfig, run_dir: Path):
 def make_executor(context: RunContext) -> Executor:
     if context.config.run.executor == "ray":
         if importlib.util.find_spec("ray") is None:
-            raise ConfigError("run.executor is 'ray' but Ray is not installed: pip install 'robustft[ray]' (or "
+            raise ConfigError("run.executor is 'ray' but Ray is not installed: pip install -e '.[ray]' in the robustft clone (or "
                               "pip install ray), or use --executor local")
         from .cluster import RayExecutor
 

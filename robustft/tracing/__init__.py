@@ -4,7 +4,7 @@ Tracing is on when `run.otel` is true (`--otel`), or when it is left unset (None
 standard variables name a collector (`OTEL_EXPORTER_OTLP_ENDPOINT`,
 `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) or the application has already set up the OpenTelemetry SDK
 (its global tracer provider is then used). `OTEL_SDK_DISABLED=true` turns it off. It needs the
-`otel` extra (`pip install 'robustft[otel]'`).
+`otel` extra (`pip install -e '.[otel]' in the robustft clone`).
 
 This module is imported on every run, so it imports nothing of OpenTelemetry: when tracing is
 off, a run pays one `is None` test per model call and nothing else (`benchmarks/framework_cost.py
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 live = 0
 
 ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
-INSTALL = "pip install 'robustft[otel]'"
+INSTALL = "pip install -e '.[otel]' in the robustft clone"
 
 
 def wanted(config: "RobustFTConfig") -> bool:
