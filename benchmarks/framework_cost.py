@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -133,6 +134,14 @@ def tracing_cost(args: argparse.Namespace) -> None:
     from otlp_receiver import OtlpReceiver
 
     work = Path(tempfile.mkdtemp(prefix="robustft-bench-"))
+    try:
+        payload = _tracing_cost(args, work, OtlpReceiver)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # a few hundred MB of run directories
+    write_results("framework_cost_tracing", payload, tracing_markdown(payload))
+
+
+def _tracing_cost(args: argparse.Namespace, work: Path, OtlpReceiver: type) -> dict:  # noqa: N803
     gold, noisy = synthetic(work, args.large)
     plain = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     before = None if args.no_before else before_tracing(work)
@@ -188,7 +197,7 @@ def tracing_cost(args: argparse.Namespace) -> None:
                "before_rev": before[1] if before else None,
                "spans_per_sample": round(statistics.median(spans_per_sample), 2),
                "goal_on_minus_off_ms": 0.5}
-    write_results("framework_cost_tracing", payload, tracing_markdown(payload))
+    return payload
 
 
 def tracing_markdown(p: dict) -> str:

@@ -95,3 +95,39 @@ def test_small_integer_counts_stay_numeric_when_no_column_looks_like_options(tmp
 def test_options_columns_naming_a_missing_column_is_an_error(tmp_path):
     with pytest.raises(InputError, match="--options-columns names 'E', not in the data"):
         load_dataset(DataConfig(path=DATA / "mmlu_columns.csv", options_columns=["A", "B", "E"]))
+
+
+def test_the_dry_run_states_the_layout_and_how_integer_answers_are_read(capsys):
+    assert main(["denoise", "--data", str(DATA / "choice_one_based.csv"), "--dry-run", "--model", "m",
+                 "--base-url", "http://127.0.0.1:9/v1"]) == 0
+    out = capsys.readouterr().out
+    assert ("options from columns choice1, choice2, choice3, choice4; answers in 'answer' are 1-based positions "
+            "(1 = A)") in out
+    assert "A. 3\nB. 4\nC. 5\nD. 6" in out
+
+
+def test_an_mmlu_csv_is_denoised_and_exported_in_its_own_columns(tmp_path, capsys):
+    """End to end with the simulated experts: MMLU's own CSV layout (question, A, B, C, D, answer) is
+    multiple choice (the options reach the prompts), and `export` writes the same columns back."""
+    from robustft.data import read_jsonl
+    from robustft.sim import SimServer
+
+    rows = [(f"Which option names item {i} correctly?", [f"thing {i}{c}" for c in "wxyz"], "ABCD"[i % 4])
+            for i in range(12)]
+    gold = tmp_path / "gold.csv"
+    given = tmp_path / "mmlu.csv"
+    header = "question,A,B,C,D,answer\n"
+    gold.write_text(header + "".join(f"{q},{','.join(o)},{a}\n" for q, o, a in rows))
+    wrong = {0: "B", 5: "D"}
+    given.write_text(header + "".join(f"{q},{','.join(o)},{wrong.get(i, a)}\n" for i, (q, o, a) in enumerate(rows)))
+    out = tmp_path / "run"
+    with SimServer(gold, accuracy=1.0, seed=2) as sim:
+        assert main(["denoise", "--data", str(given), "--model", "sim", "--base-url", sim.base_url, "--out", str(out),
+                     "--quiet", "--beta", "1"]) == 0
+    records = {r["id"]: r for r in read_jsonl(out / "samples.jsonl")}
+    assert "A. thing 0w" in records["0"]["nodes"]["base"]["prompt"]
+    assert {sid for sid, r in records.items() if r["decision"] == "noisy"} == {"0", "5"}
+    assert main(["export", str(out), "--out", str(tmp_path / "clean.csv")]) == 0
+    lines = (tmp_path / "clean.csv").read_text().splitlines()
+    assert lines[0] == header.strip() and lines[1].endswith(",A") and lines[6].endswith(",B")
+    assert lines[2:6] == given.read_text().splitlines()[2:6]

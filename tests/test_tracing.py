@@ -264,6 +264,8 @@ def langsmith(monkeypatch):
         try:
             yield stub
         finally:
+            if langsmith.run_trees._CLIENT is not None:  # its threads stop: nothing of it outlives the test
+                langsmith.run_trees._CLIENT.close(timeout=0)
             monkeypatch.undo()
             forget()
 
@@ -399,6 +401,8 @@ def test_an_unreachable_langsmith_costs_the_run_nothing(sim, tmp_path, monkeypat
     try:
         assert denoise(sim, tmp_path / "traced", "--limit", "6") == 0
     finally:
+        if langsmith.run_trees._CLIENT is not None:
+            langsmith.run_trees._CLIENT.close(timeout=0)
         monkeypatch.undo()
         langsmith.utils.get_env_var.cache_clear()
     for name in ("samples.jsonl", "denoised.jsonl"):
