@@ -38,7 +38,8 @@ def main(argv: list[str] | None = None) -> None:
     from robustft.agents.cost import Prices
     from robustft.cli import main as cli
     from robustft.config import load_config
-    from robustft.run.dryrun import ROLE_OF, dry_run, measure_pilot
+    from robustft.method import PROMPT_ROLES as ROLE_OF
+    from robustft.run.dryrun import dry_run, measure_pilot
     from robustft.sim import SimServer
 
     with tempfile.TemporaryDirectory(prefix="robustft-bench-") as tmp:

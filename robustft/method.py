@@ -63,7 +63,6 @@ class Method:
     nodes: tuple[NodeSpec, ...]
     barrier: str | None             # where a noisy sample re-enters with its examples (None: no barrier)
     scored_role: str                # whose reply's score ranks relabels
-    extra_roles: tuple[str, ...] = ()  # roles a node asks beside its own (the reviewer's trust judge)
 
     @property
     def names(self) -> list[str]:
@@ -72,8 +71,7 @@ class Method:
     @property
     def roles(self) -> list[str]:
         """The roles whose models are called, in graph order, each once."""
-        found = [n.role for n in self.nodes if n.role] + list(self.extra_roles)
-        return list(dict.fromkeys(found))
+        return list(dict.fromkeys(n.role for n in self.nodes if n.role))
 
     @property
     def prompts(self) -> list[str]:

@@ -419,6 +419,6 @@ def test_the_inlined_per_token_entropy_equals_topk_entropy():
         shown = rng.sample(range(8), rng.randint(1, 5))
         sampled = rng.randrange(8)
         values = [math.log(probs[i]) for i in shown] + ([] if sampled in shown else [math.log(probs[sampled])])
-        entropy = _token_entropy(names[sampled], math.log(probs[sampled]), [math.log(probs[i]) for i in shown],
-                                 [names[i] for i in shown])
+        entropy = _token_entropy({"token": names[sampled], "logprob": math.log(probs[sampled]),
+                                  "top_logprobs": [{"token": names[i], "logprob": math.log(probs[i])} for i in shown]})
         assert entropy == pytest.approx(topk_entropy(values), abs=1e-12)

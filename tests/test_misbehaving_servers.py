@@ -261,6 +261,21 @@ def test_impossible_numbers_and_wrong_types_are_a_malformed_reply_naming_the_fie
     assert err.retryable and err.status_code is None
 
 
+
+@pytest.mark.parametrize("alternative", [0.5, "NaN", None])
+def test_alternatives_with_impossible_logprobs_never_reach_an_entropy(alternative):
+    top = [{"token": "B", "logprob": -0.1}, {"token": "C", "logprob": alternative}]
+    body = json.dumps(chat_reply("Answer: B", content=[{"token": "Answer: B", "logprob": -0.1, "top_logprobs": top}],
+                                 usage={"prompt_tokens": 5, "completion_tokens": 1})).encode()
+
+    async def script(conn: RawConnection) -> None:
+        while await conn.read_request() is not None:
+            await conn.send(http_reply(body))
+
+    with RawServer(script) as server:
+        err = failure_of(chat_model(server.base_url, top_logprobs=2))
+    assert f"malformed reply from {server.base_url}: choices[0].logprobs.content[*].top_logprobs" in str(err), str(err)
+
 # --- whole runs -----------------------------------------------------------------------------------
 
 import csv  # noqa: E402
@@ -757,3 +772,44 @@ def idle_closed(server: StubServer) -> bool:
     """Every connection the server had is closed (by its keep-alive limit)."""
     runner = server._runner
     return runner is not None and runner.server is not None and not runner.server.connections
+
+
+def test_the_progress_line_shows_each_replicas_health_when_there_are_several_or_one_fails():
+    from robustft.run.progress import replica_figures
+
+    one = [{"serves": "model 'm'", "url": "http://10.0.0.7:8000/v1", "sent": 9, "failed": 0, "rested": 0}]
+    assert replica_figures(one) == ""
+    failing = [{**one[0], "failed": 2, "rested": 1}]
+    assert replica_figures(failing) == "replicas sent/failed/rested: 10.0.0.7:8000 9/2/1"
+    two = one + [{"serves": "model 'm'", "url": "https://gpu-2.example/v1", "sent": 31, "failed": 12, "rested": 2}]
+    assert replica_figures(two) == "replicas sent/failed/rested: 10.0.0.7:8000 9/0/0, gpu-2.example 31/12/2"
+
+
+def test_every_json_writer_is_strict_a_gap_in_the_users_data_becomes_null(tmp_path):
+    from robustft.files import json_text, write_json, write_jsonl
+
+    data = {"score": float("nan"), "rows": [1.5, float("inf"), -float("inf")], "ok": 0.25}
+    assert json.loads(json_text(data)) == {"score": None, "rows": [1.5, None, None], "ok": 0.25}
+    write_json(tmp_path / "a.json", data)
+    write_jsonl(tmp_path / "b.jsonl", [data, {"x": 1}])
+    assert strict_json(tmp_path / "a.json")["rows"] == [1.5, None, None]
+    for line in (tmp_path / "b.jsonl").read_text().splitlines():
+        json.loads(line, parse_constant=lambda c: pytest.fail(c))
+
+
+def test_a_reply_built_to_stall_answer_parsing_does_not_block_the_run(tmp_path, capsys):
+    # "Answer" and 60,000 spaces: with a quadratic pattern, 4 calls took 60 s to read.
+    def bomb(request: bytes, reply: bytes) -> bytes:
+        data = json.loads(reply)
+        data["choices"][0]["message"]["content"] = "Answer" + " " * 60_000 + "x"
+        data["choices"][0]["logprobs"] = None
+        return json.dumps(data).encode()
+
+    start = time.monotonic()
+    with Expert(chat_body=bomb) as server:
+        code = main([a.replace("URL", server.base_url) for a in denoise_args(tmp_path, "URL", limit=8)])
+    elapsed = time.monotonic() - start
+    assert code in (0, 3), capsys.readouterr().err
+    records = read_jsonl(tmp_path / "run" / "samples.jsonl")
+    assert len(records) == 8 and server.requests >= 16  # every sample read its (unreadable) replies
+    assert elapsed < 30, elapsed

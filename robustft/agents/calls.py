@@ -36,7 +36,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..backends.base import Generation, Messages
+from ..backends.base import Generation, Messages, ability
 from ..backends.ratelimit import RateLimiter
 from ..backends.errors import BackendError
 from ..backends.registry import ModelPool
@@ -211,7 +211,7 @@ class ModelCalls:
         slots = self._slots
 
         # A backend that enforces its own timeout (the OpenAI client) needs no second one around it.
-        own_timeout = getattr(model, "enforces_timeout", False)
+        own_timeout = ability(model, "enforces_timeout")
 
         async def attempt() -> Generation:
             async with slots:
@@ -246,12 +246,7 @@ class ModelCalls:
                 except BaseException:
                     ledger.release(cost)  # a failed call is not charged
                     raise
-            expect.learn(chars, role, gen)
-            usd = ledger.paid(role, prices, gen, cost)
-            if usd:
-                stats.usd += usd
-                stats.usd_by_role[role or "other"] = stats.usd_by_role.get(role or "other", 0.0) + usd
-            return gen
+            return self._answered(entry, chars, role, prices, gen, cost)
 
         def failed(error: BaseException, retryable: bool) -> None:
             if isinstance(error, BudgetReached):
@@ -287,11 +282,16 @@ class ModelCalls:
             raise ModelCallError(f"model call through the batch API failed: {describe(error)}") from error
         finally:
             stats.in_flight -= 1
-        expect.learn(chars, role, gen)
-        usd = ledger.paid(role, prices, gen, cost)
+        return self._answered(entry, chars, role, prices, gen, cost)
+
+    def _answered(self, entry: _Model, chars: int, role: str | None, prices: Prices | None, gen: Generation,
+                  cost: float) -> Generation:
+        """`gen` once its call succeeded: its tokens learnt, its cost charged (`cost` was reserved)."""
+        entry.expect.learn(chars, role, gen)
+        usd = self.ledger.paid(role, prices, gen, cost)
         if usd:
-            stats.usd += usd
-            stats.usd_by_role[role or "other"] = stats.usd_by_role.get(role or "other", 0.0) + usd
+            self.stats.usd += usd
+            self.stats.usd_by_role[role or "other"] = self.stats.usd_by_role.get(role or "other", 0.0) + usd
         return gen
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ..errors import ModelCallError
 from .state import SampleState
-from ..prompts.check import relabels_scored
+from ..method import relabels_scored
 from .relabeler import propose
 from .runtime import AgentRuntime, failure
 from .similarity import agreement

@@ -23,6 +23,7 @@ from ..answers import asks_for_bare_answer, bare_answer, extract_answer
 from ..config import ROLES, ModelConfig, RobustFTConfig
 from ..entropy import response_score
 from ..errors import ConfigError, ModelCallError
+from ..method import method_of
 from ..prompts import PromptLibrary, prompt_values
 from ..backends.base import Generation, Messages
 from ..backends.registry import ModelPool
@@ -42,7 +43,7 @@ class AgentRuntime:
     # Embeddings for comparing open-ended responses by meaning (the runner gives its embedder's).
     texts: "TextVectors | None" = None
     role_models: dict[str, ModelConfig] = field(init=False)
-    # The role whose reply's score ranks relabels at selection (see `scored_role`).
+    # The role whose reply's score ranks relabels at selection (`Method.scored_role`).
     scoring: str = field(init=False)
     # Roles whose model has returned token logprobs in this run: only those are re-asked for a reply
     # that lacks them (a server that never gives logprobs must not triple every call).
@@ -51,7 +52,7 @@ class AgentRuntime:
     def __post_init__(self) -> None:
         # Resolved once: the call path caches per config object, and a role override builds a new one.
         self.role_models = {role: self.config.model_for(role) for role in ROLES}
-        self.scoring = scored_role(self.config)
+        self.scoring = method_of(self.config, self.task).scored_role
         if self.calls is None:
             self.calls = ModelCalls(self.pool, None, self.config.denoise.concurrency)
 
@@ -129,15 +130,6 @@ def wants_bare_answer(state: dict) -> bool:
     earlier = (state.get("conversation") or [])[:-1]
     return any(t.get("role") in ("system", "user") and asks_for_bare_answer(str(t.get("content") or ""))
                for t in earlier)
-
-
-def scored_role(config: RobustFTConfig) -> str:
-    """Whose reply scores a relabel: the context relabeler's (the paper's), or without it the
-    expert whose answer becomes the relabel."""
-    ablate = set(config.denoise.ablate)
-    if "context" not in ablate:
-        return "context"
-    return "base" if "reasoning" in ablate else "reasoning"
 
 
 def failure(node: str, exc: ModelCallError) -> dict[str, Any]:

@@ -5,14 +5,15 @@ A backend is a class constructed from the `ModelConfig` with one method to imple
     async def generate(self, messages: Messages) -> Generation
 
 and, when it holds connections, threads or a model, `async def aclose(self)` to release them
-(`ModelPool.aclose` calls it). `messages` are OpenAI-style `{"role": ..., "content": ...}` dicts.
+(`ModelPool.aclose` calls it); `ABILITIES` below lists what else a backend may have.
+`messages` are OpenAI-style `{"role": ..., "content": ...}` dicts.
 Retries, answer parsing and concurrency limits live in the agents, so backends stay small.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 Messages = list[dict[str, str]]
 
@@ -42,3 +43,17 @@ class ChatBackend(Protocol):
     name: str
 
     async def generate(self, messages: Messages) -> Generation: ...
+
+
+# What a backend may have beside `name` and `generate`, each with what its absence means. The
+# call path reads them with `ability` (plugins are duck-typed: none need subclass anything).
+ABILITIES: dict[str, Any] = {
+    "aclose": None,             # async close of its connections, threads or model (`ModelPool.aclose`)
+    "enforces_timeout": False,  # generate() times out by itself: the caller adds no timeout around it
+    "endpoints": None,          # `http.Endpoints` of its server replicas: their health in progress and summary
+}
+
+
+def ability(backend: Any, name: str) -> Any:
+    """`backend`'s `name` (one of `ABILITIES`), or the default that says it has none."""
+    return getattr(backend, name, ABILITIES[name])

@@ -15,8 +15,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..hub import CONNECT_TIMEOUT_S, hub_offline, hub_reachable, model_in_cache
-
-Messages = list[dict[str, str]]
+from .base import Messages
 
 
 def plain_transcript(messages: Messages) -> str:

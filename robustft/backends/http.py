@@ -44,7 +44,7 @@ import orjson
 
 from .. import tracing
 from .errors import BackendError
-from .ratelimit import observe as observe_rate_limits
+from .ratelimit import header_seconds, observe as observe_rate_limits
 
 FAILURES_TO_REST = 3
 REST_S = 2.0
@@ -351,22 +351,20 @@ def _proxy_for(url: str) -> str | None:
     return None
 
 
+def _until_date(value: str) -> float | None:
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return (when - datetime.now(timezone.utc)).total_seconds()
+
+
 def parse_retry_after(value: str | None) -> float | None:
     """Seconds to wait from a `Retry-After` header: delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
-        seconds = (when - datetime.now(timezone.utc)).total_seconds()
-    return max(0.0, seconds) if math.isfinite(seconds) else None
+    seconds = header_seconds(value, _until_date)
+    return max(0.0, seconds) if seconds is not None and math.isfinite(seconds) else None
 
 
 def snippet(raw: bytes | str) -> str:

@@ -95,19 +95,28 @@ def observe(headers: Mapping[str, str]) -> None:
         sending.limiter.observe(headers, sending)
 
 
-def parse_duration(value: str | None) -> float | None:
-    """Seconds in OpenAI's reset format ("1s", "6m0s", "20ms", "1h2m3.5s") or a plain number."""
+def header_seconds(value: str | None, otherwise: Callable[[str], float | None]) -> float | None:
+    """Seconds from a header: a plain number, else what `otherwise` reads in it (None: nothing)."""
     if not value:
         return None
     value = value.strip()
     try:
-        seconds = float(value)
+        return float(value)
     except ValueError:
-        parts = _DURATION.findall(value)
-        if not parts or "".join(n + u for n, u in parts) != value:
-            return None
-        seconds = sum(float(n) * _UNIT_S[u] for n, u in parts)
-    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+        return otherwise(value)
+
+
+def _reset_format(value: str) -> float | None:
+    parts = _DURATION.findall(value)
+    if not parts or "".join(n + u for n, u in parts) != value:
+        return None
+    return sum(float(n) * _UNIT_S[u] for n, u in parts)
+
+
+def parse_duration(value: str | None) -> float | None:
+    """Seconds in OpenAI's reset format ("1s", "6m0s", "20ms", "1h2m3.5s") or a plain number."""
+    seconds = header_seconds(value, _reset_format)
+    return seconds if seconds is not None and math.isfinite(seconds) and seconds >= 0 else None
 
 
 def _number(value: str | None) -> float | None:

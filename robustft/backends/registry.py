@@ -21,7 +21,7 @@ from typing import Any, Callable
 from ..config import ModelConfig
 from ..errors import ConfigError
 from ..secrets import register_key_env
-from .base import ChatBackend
+from .base import ChatBackend, ability
 
 ENTRY_POINT_GROUP = "robustft.backends"
 BUILTIN = {
@@ -127,7 +127,7 @@ class ModelPool:
     async def aclose(self) -> None:
         seen: set[int] = set()
         for model in [*self._owned, *self._models.values()]:
-            close = getattr(model, "aclose", None)
+            close = ability(model, "aclose")
             if id(model) in seen or close is None:
                 continue
             seen.add(id(model))

@@ -28,13 +28,9 @@ from typing import Any, Awaitable, Callable, TypeVar
 
 from ..errors import ModelCallError, ServiceDown, UserError
 from ..secrets import describe  # noqa: F401 - where the call path has always found it
+from .errors import RETRYABLE_4XX
 
 T = TypeVar("T")
-
-# 4xx errors other than these are the request's own fault (bad model name, bad key, prompt too
-# long): sending it again cannot help.
-_RETRYABLE_4XX = frozenset({408, 409, 425, 429})
-
 
 def is_retryable(exc: BaseException) -> bool:
     retryable = getattr(exc, "retryable", None)
@@ -42,7 +38,8 @@ def is_retryable(exc: BaseException) -> bool:
         return retryable
     status = getattr(exc, "status_code", None)
     if isinstance(status, int) and 400 <= status < 500:
-        return status in _RETRYABLE_4XX
+        # other 4xx are the request's own fault (bad model name, bad key, prompt too long)
+        return status in RETRYABLE_4XX
     return True
 
 

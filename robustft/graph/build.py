@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import operator
-from typing import Annotated, Any, Awaitable, Callable, Literal, TypedDict
+from typing import Annotated, Any, Awaitable, Callable, TypedDict
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, Send
@@ -36,9 +36,8 @@ from ..agents.relabeler import make_context_relabeler, make_reasoning_relabeler
 from ..agents.reviewer import make_reviewer
 from ..agents.runtime import AgentRuntime
 from ..errors import RobustFTError
+from ..method import Method, NodeSpec, method_of
 from ..agents.state import SampleState, merge_records
-
-BARRIER = "context"
 
 Node = Callable[[SampleState], Awaitable[dict[str, Any]]]
 Route = Callable[[SampleState], str]
@@ -56,7 +55,7 @@ def _apply(state: SampleState, update: dict[str, Any]) -> SampleState:
     return new  # type: ignore[return-value]
 
 
-def _step(node: Node, route: Route, destinations: tuple[str, ...]):
+def _step(node: Node, route: Route):
     """Run `node` on one sample, then send the sample on to where `route` says (END: hand it in).
 
     An unexpected exception fails that sample only: the other samples of the batch go on.
@@ -77,7 +76,6 @@ def _step(node: Node, route: Route, destinations: tuple[str, ...]):
 
     step.__name__ = node.__name__
     step.__doc__ = node.__doc__
-    step.__annotations__ = {"state": SampleState, "return": Command[Literal[destinations]]}  # type: ignore[valid-type]
     return step
 
 
@@ -89,47 +87,46 @@ def _end(state: SampleState) -> str:
     return END
 
 
-def build_graph(rt: AgentRuntime) -> StateGraph:
-    ablate = set(rt.config.denoise.ablate)
+# The agent function of each node a `Method` may hold (`robustft.method`).
+AGENTS: dict[str, Callable[[AgentRuntime], Node]] = {
+    "base": make_base_expert, "reasoning": make_reasoning_expert, "checker": make_checker,
+    "context": make_context_relabeler, "reviewer": make_reviewer, "reasoning_relabel": make_reasoning_relabeler,
+}
+
+
+def _route(spec: NodeSpec) -> Route:
+    if spec.route == "unless_failed":
+        return _next_unless_failed(spec.next)
+    if spec.route == "if_noisy":
+        return lambda state: spec.next if state.get("status") == "noisy" else END
+    return _end
+
+
+def build_graph(rt: AgentRuntime, method: Method | None = None) -> StateGraph:
+    """The graph of `method` (default: the one `rt`'s config runs on its task)."""
+    method = method or method_of(rt.config, rt.task)
     g = StateGraph(Batch)
     tracing = getattr(rt.calls, "tracing", None)
 
     def add(name: str, node: Node, route: Route, destinations: tuple[str, ...]) -> None:
         if tracing is not None:  # a span per node step; the sample's span ends when its route leaves
             node, route = tracing.node(name, node), tracing.route(route, END)
-        g.add_node(name, _step(node, route, destinations))
+        g.add_node(name, _step(node, route), destinations=destinations)
 
-    after_base = "checker" if "reasoning" in ablate else "reasoning"
-    add("base", make_base_expert(rt), _next_unless_failed(after_base), (after_base, END))
-    if "reasoning" not in ablate:
-        add("reasoning", make_reasoning_expert(rt), _next_unless_failed("checker"), ("checker", END))
-
-    if "context" in ablate:
-        def to_relabel(state: SampleState) -> str:
-            return "reasoning_relabel" if state.get("status") == "noisy" else END
-
-        add("checker", make_checker(rt), to_relabel, ("reasoning_relabel", END))
-        add("reasoning_relabel", make_reasoning_relabeler(rt), _end, (END,))
-        g.add_conditional_edges(START, lambda batch: [Send("base", s) for s in batch["samples"]], ["base"])
+    for spec in method.nodes:
+        add(spec.name, AGENTS[spec.name](rt), _route(spec), (spec.next, END) if spec.next else (END,))
+    first, barrier = method.nodes[0].name, method.barrier
+    if barrier is None:
+        g.add_conditional_edges(START, lambda batch: [Send(first, s) for s in batch["samples"]], [first])
         return g
 
-    # Clean and failed samples are done after the checker; noisy ones wait at the barrier.
-    add("checker", make_checker(rt), _end, (END,))
-    if "reviewer" in ablate:
-        add(BARRIER, make_context_relabeler(rt), _end, (END,))
-    else:
-        add(BARRIER, make_context_relabeler(rt), _next_unless_failed("reviewer"), ("reviewer", END))
-        add("reviewer", make_reviewer(rt), _end, (END,))
-
+    # Clean and failed samples are done after the checker; noisy ones wait at the barrier and come
+    # back with their examples.
     def enter(batch: Batch) -> list[Send]:
-        return [Send(BARRIER if s.get("examples") is not None else "base", s) for s in batch["samples"]]
+        return [Send(barrier if s.get("examples") is not None else first, s) for s in batch["samples"]]
 
-    g.add_conditional_edges(START, enter, ["base", BARRIER])
+    g.add_conditional_edges(START, enter, [first, barrier])
     return g
-
-
-def compile_graph(rt: AgentRuntime):
-    return build_graph(rt).compile()
 
 
 async def run_batch(app, samples: list[SampleState]):

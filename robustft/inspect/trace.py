@@ -22,15 +22,11 @@ from ..answers import letters, option_text
 from ..errors import UserError
 from ..run.rundir import SAMPLES, RunFiles, load_run
 from ..secrets import redact_tree
+from ..method import RECORDS
 from ..terminal import json_visible, visible
 
-NODE_ORDER = ("base", "reasoning", "judge", "claim", "checker", "context", "reviewer")
-TITLES = {"base": "base expert (answers directly)",
-          "reasoning": "reasoning expert (step by step, then reflects)",
-          "judge": "judge (an LLM decides whether the label is wrong)",
-          "claim": "claim check (the judge on the given response's least supported claim)",
-          "context": "context relabeler (answers again, shown similar clean samples)",
-          "reviewer": "reviewer (weighs the reasoning and context answers, gives the label)"}
+NODE_ORDER = tuple(RECORDS)  # every run's records in graph order, whatever its config
+TITLES = RECORDS
 PROMPT_HEAD, PROMPT_TAIL, RESPONSE_LINES = 4, 6, 24
 PREVIEW_CHARS = 70  # a long label (an open-ended response) is previewed in lines that hold other things
 TURN_LINES = 6

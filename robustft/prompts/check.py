@@ -21,47 +21,15 @@ from ..answers import format_options
 from ..config import RobustFTConfig
 from ..data import Dataset, Sample
 from ..errors import ConfigError
+from ..method import method_of
 from . import VALUES_DOC, PromptLibrary, prompt_values, shown_question
 
-# What each node passes besides the values every prompt receives (agents/*.py; README.md beside this).
-STAGE_VALUES = {"reflection": ("previous",), "context": ("examples",),
-                "reviewer": ("first_source", "reasoning_answer", "context_answer"),
-                "judge": ("label", "base_answer", "reasoning_answer"),
-                "claim": ("claim", "label", "base_answer", "reasoning_answer")}
 _ASKS_FOR_ANSWER = re.compile(r"answer\s*:", re.IGNORECASE)
 
 
-def scores_trust(config: RobustFTConfig, task: str | None) -> bool:
-    """Whether the checker scores the given responses' trust (agents/trust.py): open-ended data."""
-    return task == "open" and config.denoise.trust and "checker" not in config.denoise.ablate
-
-
-def relabels_scored(config: RobustFTConfig, task: str | None) -> bool:
-    """Whether the reviewer scores each relabel's own trust (denoise.trust_selection)."""
-    d = config.denoise
-    return (scores_trust(config, task) and d.checker == "trust" and d.trust_selection
-            and not {"context", "reviewer"} & set(d.ablate))
-
-
 def prompts_in_use(config: RobustFTConfig, task: str | None = None) -> list[str]:
-    """The templates the configured method renders for `task`, in graph order."""
-    d = config.denoise
-    ablate = set(d.ablate)
-    names = ["base"]
-    if "reasoning" not in ablate:
-        names.append("reasoning")
-        if d.reflection_rounds > 0:
-            names.append("reflection")
-    trust = scores_trust(config, task)
-    if (d.checker == "judge" and "checker" not in ablate) or trust:
-        names.append("judge")
-    if trust and d.trust_claim_checks:
-        names.append("claim")
-    if "context" not in ablate:
-        names.append("context")
-        if "reviewer" not in ablate:
-            names.append("reviewer")
-    return names
+    """The templates the configured method renders for `task`, in graph order (`Method.prompts`)."""
+    return method_of(config, task).prompts
 
 
 def neighbours(dataset: Dataset, index: int, k: int) -> list[Sample]:

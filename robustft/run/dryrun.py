@@ -33,13 +33,11 @@ from ..data import Dataset, load_dataset
 from ..errors import ConfigError
 from ..terminal import visible
 from ..prompts import PromptLibrary
-from ..prompts.check import (check_prompts, neighbours, prompts_in_use, relabels_scored, render_first_sample,
-                             stage_values)
+from ..method import PROMPT_ROLES, relabels_scored
+from ..prompts.check import check_prompts, neighbours, prompts_in_use, render_first_sample, stage_values
 from ..tokens import count_tokens
 from .rundir import RUN_FILE, SAMPLES as RUN_SAMPLES
 
-ROLE_OF = {"base": "base", "reasoning": "reasoning", "reflection": "reasoning", "judge": "judge",
-           "context": "context", "reviewer": "reviewer", "claim": "judge"}
 NOISY_ONLY = ("context", "reviewer")
 # Counting every prompt of a huge dataset takes long; beyond this many samples a spread-out subset
 # is counted and scaled up (the estimate says so).
@@ -76,7 +74,7 @@ class Estimate:
         calls = prompt = completion = 0.0
         cost = 0.0
         for name, (clean, noisy) in self.calls_per_sample.items():
-            role = ROLE_OF[name]
+            role = PROMPT_ROLES[name]
             per_sample = clean + f * (noisy - clean)
             if name == "reviewer" and pilot is not None and pilot.review_rate is not None:
                 per_sample *= pilot.review_rate
@@ -118,7 +116,7 @@ def measure_pilot(run_dir: Path, rows: int) -> Pilot:
     for r in records:
         for role, node in (r.get("nodes") or {}).items():
             attempts = int(node.get("attempts") or 0)
-            if not attempts or role not in ROLE_OF.values():
+            if not attempts or role not in PROMPT_ROLES.values():
                 continue
             entry = nodes.setdefault(role, [0, 0, 0, 0, 0])
             entry[0] += 1
@@ -179,7 +177,7 @@ def estimate(config: RobustFTConfig, dataset: Dataset, library: PromptLibrary) -
     tokens = {name: round(t * scale) for name, t in tokens.items()}
     preflight = len({config.model_for(role).model_dump_json() for role in ROLES})
     return Estimate(samples=n, counted=len(counted), calls_per_sample=per_sample, prompt_tokens=tokens,
-                    max_tokens={name: config.model_for(ROLE_OF[name]).max_tokens for name in per_sample},
+                    max_tokens={name: config.model_for(PROMPT_ROLES[name]).max_tokens for name in per_sample},
                     preflight_calls=preflight, every_sample_noisy="checker" in config.denoise.ablate)
 
 
@@ -284,7 +282,7 @@ def describe_dry_run(result: DryRun, config: RobustFTConfig) -> str:
 
 def _expected_lines(result: DryRun, config: RobustFTConfig) -> list[str]:
     est, pilot = result.estimate, result.pilot
-    prices = {ROLE_OF[name]: Prices.of(config.model_for(ROLE_OF[name])) for name in est.calls_per_sample}
+    prices = {PROMPT_ROLES[name]: Prices.of(config.model_for(PROMPT_ROLES[name])) for name in est.calls_per_sample}
     if config.denoise.batch_api:  # every call but the preflight probe at the batch price
         prices = {role: p.discounted(config.model_for(role).batch_discount) if p else None
                   for role, p in prices.items()}

@@ -40,15 +40,17 @@ from ..agents.calls import ModelCalls, ServiceDown
 from ..agents.checker import check_rule
 from ..agents.cost import CostLedger, Prices, records_cost
 from ..agents.runtime import AgentRuntime
+from ..backends.base import ability
 from ..backends.registry import ModelPool, check_providers
 from ..backends.store import NOT_IDENTITY, ResponseStore
 from ..config import RobustFTConfig
 from ..data import Dataset, Sample, load_dataset
 from ..entropy import select_lowest
 from ..errors import ConfigError, ModelCallError, RobustFTError, UserError
+from ..method import method_of, scores_trust
 from ..agents.state import SampleState, initial_state
 from ..prompts import PROMPT_NAMES, PromptLibrary, template_name
-from ..prompts.check import check_prompts, scores_trust
+from ..prompts.check import check_prompts
 from ..secrets import register_api_keys
 from .collector import fewer_collections
 from .executors import Executor, LocalExecutor, RunContext
@@ -76,20 +78,11 @@ def _digest(obj: Any) -> str:
                            digest_size=12).hexdigest()
 
 
-def used_roles(config: RobustFTConfig, task: str | None = None) -> list[str]:
-    ablate = set(config.denoise.ablate)
-    roles = ["base"] + ([] if "reasoning" in ablate else ["reasoning"])
-    judges = (config.denoise.checker == "judge" and "checker" not in ablate) or scores_trust(config, task)
-    roles += ["judge"] if judges else []
-    roles += [] if "context" in ablate else ["context"] + ([] if "reviewer" in ablate else ["reviewer"])
-    return roles
-
-
 def method_settings(config: RobustFTConfig, prompts: PromptLibrary, task: str) -> dict[str, Any]:
     """Everything that changes what the models are asked, readable (run.json keeps it, to say what
     changed). β and concurrency are not in it: a new β only re-selects, with no new calls."""
     models = {}
-    for role in used_roles(config, task):
+    for role in method_of(config, task).roles:
         cfg = config.model_for(role).model_dump(mode="json")
         models[role] = {k: v for k, v in cfg.items() if k not in NOT_IDENTITY and v is not None}
     d = config.denoise
@@ -165,7 +158,7 @@ class DenoiseRun:
         progress line show it."""
         found = []
         for backend in [*self.pool.backends(), self._embedder]:
-            endpoints = getattr(backend, "endpoints", None)
+            endpoints = ability(backend, "endpoints")
             if endpoints is not None:
                 found += [{"serves": endpoints.what, "url": r["url"], "sent": r["sent"], "failed": r["failed"],
                            "rested": r["rested"]} for r in endpoints.stats()]
@@ -224,7 +217,7 @@ class DenoiseRun:
             wiring = asyncio.get_running_loop().run_in_executor(None, importlib.import_module, "robustft.graph.build")
             self.journal, self.fingerprints, self.calls, self.store = journal, fingerprints, calls, store
             context = RunContext(config=self.config, task=self.dataset.task,
-                                 roles=used_roles(self.config, self.dataset.task), role_models=self.rt.role_models,
+                                 roles=method_of(self.config, self.dataset.task).roles, role_models=self.rt.role_models,
                                  pool=self.pool, store_path=store.path, stats=calls.stats, say=self.say,
                                  tracing=self.tracing)
             executor = self.executor = make_executor(context)
@@ -330,7 +323,7 @@ class DenoiseRun:
             first.question, first.options, self.dataset.task, self.config.data.instruction)}]
         seen: set[str] = set()
         self.preflight_calls = 0
-        for role in used_roles(self.config, self.dataset.task):
+        for role in method_of(self.config, self.dataset.task).roles:
             cfg = self.rt.role_models[role]
             key = cfg.model_dump_json()
             if key in seen:
@@ -448,7 +441,7 @@ class DenoiseRun:
         if cost is None and not ledger.priced:
             return None
         cost = cost or {"usd": 0.0, "by_role": {}}
-        prices = {role: p.as_dict() for role in used_roles(self.config)
+        prices = {role: p.as_dict() for role in method_of(self.config).roles
                   if (p := Prices.of(self.config.model_for(role))) is not None}
         return {**cost, "this_run": ledger.this_run(), "spent_usd": round(ledger.total, 6),
                 "max_cost_usd": self.config.denoise.max_cost_usd, "prices": prices}
@@ -461,7 +454,7 @@ def make_batch_queue(config: RobustFTConfig, run_dir: Path):
 
     from ..backends.batch import BatchQueue
 
-    models = [config.model_for(role) for role in used_roles(config)]
+    models = [config.model_for(role) for role in method_of(config).roles]
     urls = {tuple(m.base_urls) for m in models}
     if any(m.provider != "openai" for m in models) or len(urls) != 1 or len(next(iter(urls))) != 1:
         raise ConfigError("denoise.batch_api (--batch-api) needs every role on one OpenAI-compatible server: "
@@ -489,7 +482,7 @@ def check_budget(config: RobustFTConfig) -> None:
     cap = config.denoise.max_cost_usd
     if cap is None:
         return
-    if not any(Prices.of(config.model_for(role)) for role in used_roles(config)):
+    if not any(Prices.of(config.model_for(role)) for role in method_of(config).roles):
         raise ConfigError(f"denoise.max_cost_usd is {cap:g} but no model has a price, so no call would count "
                           "against it: set model.price_input_per_mtok and model.price_output_per_mtok (USD per "
                           "million tokens, from your provider's price page; see examples/hosted_api.yaml)")

@@ -261,23 +261,14 @@ class OtelTracing:
     def embedder(self, inner: Any) -> "TracedEmbedder":
         return TracedEmbedder(inner, self)
 
-    @contextmanager
-    def embeddings(self, model: str, texts: int) -> Iterator[trace.Span]:
+    def embeddings(self, model: str, texts: int) -> "_CallSpan":
+        """`with`: a span for one batch of texts embedded, the current one until it ends."""
         current = trace.get_current_span()
-        span = self.tracer.start_span(
+        return _CallSpan(self.tracer.start_span(
             f"embeddings {model}", kind=SpanKind.CLIENT,
             context=None if current.is_recording() else self.parent,
             attributes={"gen_ai.operation.name": "embeddings", "gen_ai.request.model": model,
-                        "robustft.embedding.texts": texts})
-        token = _attach(_set_span(span))
-        try:
-            yield span
-        except BaseException as exc:
-            _failed(span, exc)
-            raise
-        finally:
-            _detach(token)
-            span.end()
+                        "robustft.embedding.texts": texts}))
 
 
 class _NoCallSpan:
