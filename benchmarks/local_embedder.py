@@ -107,8 +107,8 @@ def main(argv: list[str] | None = None) -> None:
     paths = [
         ("torch fp32, as before: calls of 64 padded to the longest, torch's threads", torch_encode(CALL, default_threads)),
         ("torch fp32, sorted groups of 8, 1 thread", torch_encode(8, 1)),
-        ("ONNX Runtime fp32, sorted groups of 8, 1 thread (the default here)", OnnxEncoder(export, layout, 1).encode),
-        ("ONNX Runtime fp32, sorted groups of 8, 2 threads", OnnxEncoder(export, layout, 2).encode),
+        ("ONNX Runtime fp32, sorted groups of 8, 1 thread", OnnxEncoder(export, layout, 1).encode),
+        ("ONNX Runtime fp32, sorted groups of 8, 2 threads (the default on 2 cores)", OnnxEncoder(export, layout, 2).encode),
         ("ONNX Runtime int8 weights (per channel), groups of 8, 1 thread (not used)", OnnxEncoder(int8, layout, 1).encode),
         ("torch bfloat16 autocast, groups of 8, 1 thread (not used)", torch_encode(8, 1, bf16=True)),
     ]

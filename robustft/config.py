@@ -324,8 +324,8 @@ class DenoiseConfig(StrictModel):
         "server a key of its own (naming model.api_key_env sends the chat key there on purpose)."))
     embedding_batch_size: int = Field(64, gt=0, description="Questions embedded together (per request to a server).")
     embedding_threads: int = Field(0, ge=0, description=(
-        "Threads the local embedding model computes with. 0: one less than the cores robustft may use (the "
-        "event loop driving the model calls keeps one), at most 4."))
+        "Threads the local embedding model computes with. 0: the cores robustft may use, at most 4 (measured "
+        "on 2 cores: README, The local embedding model)."))
 
     @field_validator("embedding_base_url", mode="before")
     @classmethod

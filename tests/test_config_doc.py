@@ -59,7 +59,7 @@ def test_the_printout_covers_every_field_and_loads_back_to_the_defaults():
 def test_choices_and_bounds_are_printed():
     text = " ".join(line.strip().lstrip("#").strip() for line in annotated_config().splitlines())
     assert "One of: auto, multiple_choice, text, numeric, open." in text
-    assert "One of: paper, majority, judge." in text
+    assert "One of: paper, majority, judge, trust." in text
     assert "(> 0.0, <= 1.0)" in text  # beta
 
 

@@ -218,3 +218,22 @@ def test_the_cap_stops_with_exit_4_and_a_higher_cap_continues_paying_nothing_twi
                                                              ["paid_usd"] - full["by_role"]["base"], rel=1e-3)
     for name in ("samples.jsonl", "denoised.jsonl"):
         assert (out / name).read_bytes() == (whole / name).read_bytes()
+
+
+def test_a_node_that_is_not_a_role_is_priced_at_its_roles_prices():
+    """The trust score's claim checks run on the judge's model: they cost what the judge costs."""
+    from robustft.agents.cost import records_cost
+    from robustft.config import RobustFTConfig
+    from robustft.run.outputs import Summary
+
+    config = RobustFTConfig.model_validate({
+        "model": {"price_input_per_mtok": 1.0, "price_output_per_mtok": 2.0},
+        "roles": {"judge": {"price_input_per_mtok": 100.0, "price_output_per_mtok": 200.0}}})
+    summary = Summary()
+    tokens = {"prompt_tokens": 1000, "completion_tokens": 100, "attempts": 1}
+    summary.add({"status": "clean", "nodes": {"base": {"role": "base", **tokens},
+                                               "claim": {"role": "judge", **tokens},
+                                               "relabel_claim": {"role": "judge", **tokens}}})
+    cost = records_cost(config, summary.tokens_by_role)
+    assert cost["by_role"] == {"base": pytest.approx(0.0012), "judge": pytest.approx(2 * 0.12)}
+    assert summary.calls == {"base": 1, "claim": 1, "relabel_claim": 1}  # calls stay counted per node

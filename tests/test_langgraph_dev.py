@@ -73,7 +73,7 @@ def test_langgraph_dev_runs_a_sample_as_the_local_runner_does(tmp_path):
                "LANGSMITH_TRACING": "false", "LANGGRAPH_CLI_NO_ANALYTICS": "1"}
         server = subprocess.Popen([LANGGRAPH, "dev", "--host", "127.0.0.1", "--port", str(port), "--no-browser",
                                    "--no-reload", "--allow-blocking", "--config", str(ROOT / "langgraph.json")],
-                                  cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                   start_new_session=True)
         base = f"http://127.0.0.1:{port}"
         try:

@@ -234,7 +234,7 @@ def test_unreachable_hub_name_is_a_config_error(monkeypatch):
 
 def test_vllm_without_the_package_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "vllm", None)  # import vllm -> ImportError
-    with pytest.raises(ConfigError, match=r"pip install 'robustft\[vllm\]'"):
+    with pytest.raises(ConfigError, match=r"pip install -e '\.\[vllm\]'"):
         VLLMChatModel(ModelConfig(provider="vllm", name="any"))
     with pytest.raises(ConfigError, match="needs the vllm package and a GPU"):
         build_chat_model(ModelConfig(provider="vllm", name="any"))

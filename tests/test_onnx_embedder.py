@@ -179,8 +179,8 @@ def test_layouts_the_onnx_path_does_not_reproduce_are_named(tmp_path):
         read_layout(folder)
 
 
-def test_threads_leave_a_core_to_the_event_loop(monkeypatch):
-    for cores, threads in ((1, 1), (2, 1), (3, 2), (16, 4)):
+def test_threads_follow_the_cores_up_to_four(monkeypatch):
+    for cores, threads in ((1, 1), (2, 2), (3, 3), (16, 4)):
         monkeypatch.setattr(os, "sched_getaffinity", lambda pid, n=cores: set(range(n)))
         assert embedding_threads() == threads
     assert embedding_threads(6) == 6

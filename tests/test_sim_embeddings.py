@@ -90,7 +90,7 @@ def test_a_batch_of_64_is_cheap():
         [embed(t) for t in texts]
     per_batch = (time.process_time() - started) / 20
     print(f"64 short texts embedded in {per_batch * 1000:.2f} ms of CPU")
-    assert per_batch < 0.010
+    assert per_batch < 0.050  # an order-of-magnitude guard; the figure itself is a benchmark's job
 
 
 def test_bad_embedding_requests_get_400(server):

@@ -349,3 +349,26 @@ def test_the_ranking_reads_wrong_and_right_with_the_reports_own_comparison():
     assert gold_wrong(records, gold, "open", 0.01) == {"b", "c"}           # same text only
     by_meaning = lambda answer, g, sid: "blue" in answer.lower()  # noqa: E731  (a stand-in for the embedder)
     assert gold_wrong(records, gold, "open", 0.01, same=by_meaning) == {"c"}
+
+
+def test_an_unreachable_embedding_server_costs_a_report_seconds_not_the_runs_give_up(trust_run, monkeypatch):
+    """report --gold falls back to the same text (and says so) after REPORT_GIVE_UP_S, not give_up_after_s."""
+    import socket
+    import time
+
+    from robustft.errors import UserError
+    from robustft.inspect import gold_compare
+    from robustft.run.rundir import load_run
+
+    with socket.socket() as s:  # a port nobody listens on: connections are refused
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+    run = load_run(trust_run["out"])
+    denoise = run.config.denoise.model_copy(update={"embedding_base_url": [dead]})
+    run.config = run.config.model_copy(update={"denoise": denoise})
+    assert run.config.model.give_up_after_s >= 60
+    monkeypatch.setattr(gold_compare, "REPORT_GIVE_UP_S", 1.0)
+    started = time.monotonic()
+    with pytest.raises(UserError, match="embedding server"):
+        gold_compare._embed(run, ["a response"])
+    assert time.monotonic() - started < 15

@@ -95,8 +95,9 @@ class AgentRuntime:
         messages = self.messages(state, prompt)
         read = bare_answer if wants_bare_answer(state) else extract_answer
         parse = parse or (lambda text: read(text, self.task, state.get("options")))
-        record: dict[str, Any] = {"prompt": messages[-1]["content"], "response": None, "answer": None, "score": None,
-                                  "attempts": 0, "prompt_tokens": 0, "completion_tokens": 0, "error": None}
+        # `role`: whose model (and so whose prices) answered; a node's name need not be a role (claim, relabel_judge)
+        record: dict[str, Any] = {"prompt": messages[-1]["content"], "role": role, "response": None, "answer": None,
+                                  "score": None, "attempts": 0, "prompt_tokens": 0, "completion_tokens": 0, "error": None}
         method = self.config.denoise.score
         wants_score = role == self.scoring and self.role_models[role].logprobs
         for _ in range(self.config.denoise.parse_retries + 1):

@@ -82,12 +82,20 @@ class GoldComparer:
         return {"rule": self.rule, "threshold": self.threshold, "with_facts": len(self.facts)}
 
 
+REPORT_GIVE_UP_S = 15.0
+
+
 def _embed(run: RunFiles, texts: list[str]) -> dict[str, Any]:
     """Unit vectors of `texts` with the run's embedder; UserError saying the fix when it cannot."""
     from ..retrieval import TextVectors, make_embedder
 
+    # A report waits on an unreachable embedding server for seconds, not a run's whole give-up time:
+    # the fallback the message offers (a `facts` column) is the user's next step.
+    chat = run.config.model.model_copy(update={"give_up_after_s": min(run.config.model.give_up_after_s,
+                                                                      REPORT_GIVE_UP_S)})
+
     async def go() -> Any:
-        embedder = make_embedder(run.config.denoise)
+        embedder = make_embedder(run.config.denoise, chat)
         try:
             return await TextVectors(embedder, None).vectors(texts)
         finally:

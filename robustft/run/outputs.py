@@ -156,11 +156,12 @@ class Summary:
             reason = record.get("reason") or "selection"
             self.dropped[reason] = self.dropped.get(reason, 0) + 1
         self.noisy += record.get("decision") == "noisy"
-        for role, node in (record.get("nodes") or {}).items():
-            self.calls[role] = self.calls.get(role, 0) + int(node.get("attempts") or 0)
+        for name, node in (record.get("nodes") or {}).items():
+            self.calls[name] = self.calls.get(name, 0) + int(node.get("attempts") or 0)
             prompt, completion = int(node.get("prompt_tokens") or 0), int(node.get("completion_tokens") or 0)
             self.prompt_tokens += prompt
             self.completion_tokens += completion
+            role = node.get("role") or name  # records written before nodes named their role
             before = self.tokens_by_role.get(role, (0, 0))
             self.tokens_by_role[role] = (before[0] + prompt, before[1] + completion)
         return record
