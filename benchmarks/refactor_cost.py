@@ -12,6 +12,9 @@ the same Python and packages), alternating so that load from other work hits bot
 
     python -m benchmarks.refactor_cost --before REV [--small 500] [--large 3000] [--repeats 3] [--limit N]
 
+`--before` may also name a folder holding a `robustft/` package (a tree with the refactor undone by
+hand, when other work has landed on top of it), described by `--before-label`.
+
 Results: benchmarks/results/refactor_cost.{md,json}.
 """
 
@@ -41,14 +44,18 @@ def unpack(rev: str, work: Path) -> tuple[Path, str]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--before", required=True, help="the commit to compare with")
+    parser.add_argument("--before", required=True, help="the commit to compare with, or a folder holding robustft/")
+    parser.add_argument("--before-label", default=None, help="what a --before folder is (for the results)")
     parser.add_argument("--small", type=int, default=500)
     parser.add_argument("--large", type=int, default=3000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--limit", type=int, default=None, help="saturation: first N ARC rows (default all)")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="robustft-bench-"))
-    before, rev = unpack(args.before, work)
+    if (Path(args.before) / "robustft").is_dir():
+        before, rev = Path(args.before).resolve(), args.before_label or args.before
+    else:
+        before, rev = unpack(args.before, work)
     variants = {"now": None, "before": before}
     gold, noisy = synthetic(work, args.large)
     slopes: dict[str, list[float]] = {v: [] for v in variants}
