@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 
-from robustft.run.collector import YOUNG_THRESHOLD, fewer_collections
+from robustft.run.collector import TRACED_YOUNG_THRESHOLD, YOUNG_THRESHOLD, fewer_collections
 
 
 def test_a_run_raises_the_young_threshold_and_hides_older_objects_then_restores_both():
@@ -17,6 +17,17 @@ def test_a_run_raises_the_young_threshold_and_hides_older_objects_then_restores_
             assert gc.get_freeze_count() >= len(alive)
         assert gc.get_threshold() == (700, 10, 10)
         assert gc.get_freeze_count() == 0
+    finally:
+        gc.set_threshold(*before)
+
+
+def test_a_traced_run_raises_it_further_and_restores_it():
+    before = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)
+    try:
+        with fewer_collections(TRACED_YOUNG_THRESHOLD):
+            assert gc.get_threshold() == (TRACED_YOUNG_THRESHOLD, 10, 10) and TRACED_YOUNG_THRESHOLD > YOUNG_THRESHOLD
+        assert gc.get_threshold() == (700, 10, 10) and gc.get_freeze_count() == 0
     finally:
         gc.set_threshold(*before)
 

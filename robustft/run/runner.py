@@ -52,7 +52,7 @@ from ..agents.state import SampleState, initial_state
 from ..prompts import PROMPT_NAMES, PromptLibrary, template_name
 from ..prompts.check import check_prompts
 from ..secrets import register_api_keys
-from .collector import fewer_collections
+from .collector import TRACED_YOUNG_THRESHOLD, YOUNG_THRESHOLD, fewer_collections
 from .executors import Executor, LocalExecutor, RunContext
 from .journal import Journal
 from .outputs import Summary, final_record, fine_tuning_record, is_candidate, sample_record, state_of
@@ -167,7 +167,7 @@ class DenoiseRun:
     async def run(self) -> DenoiseResult:
         # Before the collector is tuned: what tracing imports is frozen out of its sight with the rest.
         self.tracing = tracing.start(self.config)
-        with fewer_collections():
+        with fewer_collections(YOUNG_THRESHOLD if self.tracing is None else TRACED_YOUNG_THRESHOLD):
             try:
                 if self.tracing is None:
                     return await self._run()

@@ -23,7 +23,7 @@ from ...graph.build import build_graph, run_batch
 from ...prompts import PromptLibrary
 from ...secrets import register_api_keys
 from ...tracing import call_hooks
-from ..collector import tune_this_process
+from ..collector import TRACED_YOUNG_THRESHOLD, YOUNG_THRESHOLD, tune_this_process
 from ..executors import UNSEEN
 from .engines import ModelProxy
 from .store import BATCH, ClusterCalls
@@ -95,7 +95,8 @@ class SampleWorker:
         self.app = build_graph(self.rt).compile()
         # Which life of this worker a report comes from: a restarted worker counts from zero again.
         self.life = uuid.uuid4().hex
-        tune_this_process()  # this process only runs samples: see robustft.run.collector
+        # This process only runs samples: see robustft.run.collector (a higher threshold when tracing).
+        tune_this_process(YOUNG_THRESHOLD if self.tracing is None else TRACED_YOUNG_THRESHOLD)
 
     async def ready(self) -> int:
         return os.getpid()
