@@ -9,7 +9,8 @@
 
 `PROMPT_ROLES` / `PROMPT_VALUES` say which role renders each template and what values it gets
 beyond the common ones (`prompts.prompt_values`); `RECORDS` lists the records a node can leave in
-a sample's `nodes`, in graph order, with their titles (trace and report, for runs of any config).
+a sample's `nodes`, in graph order, with their titles (trace, for runs of any config), and
+`ANSWERING` those whose answer is a label (report and review export).
 
 Adding a node: a `NodeSpec` in `method_of` and its agent function (`graph.build.AGENTS` maps the
 node's name to it). The ablations (`denoise.ablate`) and switches are read here and nowhere else
@@ -41,6 +42,10 @@ RECORDS = {"base": "base expert (answers directly)",
            "checker": "checker (decides clean or noisy)",
            "context": "context relabeler (answers again, shown similar clean samples)",
            "reviewer": "reviewer (weighs the reasoning and context answers, gives the label)"}
+# The records whose `answer` is a label for the sample, with short names: the report compares each
+# with the given label and gold.
+ANSWERING = {"base": "base expert", "reasoning": "reasoning expert", "context": "context relabeler",
+             "reviewer": "reviewer"}
 
 # How a node routes the sample it has finished: on to `next` unless it failed; always out of the
 # graph; on to `next` only when the checker found it noisy.

@@ -7,14 +7,14 @@ from collections import Counter
 from typing import Any
 
 from ..answers import answers_match
+from ..method import ANSWERING
 from ..run.outputs import FINAL_STATUSES
 from ..run.rundir import RunFiles
 
 __all__ = ["MAX_MATRIX", "ROLES", "ROLE_NAMES", "counts_of", "label_matrix", "role_agreement"]
 
-ROLES = ("base", "reasoning", "context", "reviewer")
-ROLE_NAMES = {"base": "base expert", "reasoning": "reasoning expert", "context": "context relabeler",
-              "reviewer": "reviewer"}
+ROLES = tuple(ANSWERING)  # in graph order (robustft.method)
+ROLE_NAMES = ANSWERING
 MAX_MATRIX = 12
 
 

@@ -48,6 +48,7 @@ from typing import Any
 from ..answers import format_options, letters, normalize_label
 from ..data.records import JSONL_SUFFIXES, BadJsonLine, NotUTF8, json_lines, no_field_limit, utf8_text
 from ..errors import UserError
+from ..method import ANSWERING
 from ..files import atomic_write, remove_stale_temporaries, write_jsonl
 from ..run.outputs import human_record
 from ..run.rundir import (BACKUP, DENOISED, SAMPLES, RunFiles, append_review_log, load_run, read_jsonl_checked,
@@ -122,7 +123,7 @@ def _row(r: dict[str, Any], current: dict[str, Any] | None, for_csv: bool) -> di
         "current_label": current.get("label") if current else None,
         "score": None if r.get("score") is None else round(float(r["score"]), 4),
         "trust": None if r.get("trust") is None else round(float(r["trust"]), 4),
-        **{f"{role}_answer": (nodes.get(role) or {}).get("answer") for role in ("base", "reasoning", "context", "reviewer")},
+        **{f"{role}_answer": (nodes.get(role) or {}).get("answer") for role in ANSWERING},
         "checker_reason": r.get("decision_reason"), "decision": "", "note": "",
     }
 
