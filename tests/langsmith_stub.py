@@ -14,11 +14,13 @@ from __future__ import annotations
 import gzip
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from threaded_http import ThreadedHTTPServer
 
-class LangSmithStub:
+
+class LangSmithStub(ThreadedHTTPServer):
     def __init__(self) -> None:
         self.runs: dict[str, dict[str, Any]] = {}
         self.bodies: list[bytes] = []
@@ -76,12 +78,11 @@ class LangSmithStub:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name="langsmith-stub")
+        super().__init__(Handler, "langsmith-stub")
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"http://127.0.0.1:{self.port}"
 
     def _add(self, body: bytes, posts: list[dict], patches: list[dict]) -> None:
         with self._lock:
@@ -90,18 +91,3 @@ class LangSmithStub:
                 self.runs.setdefault(str(run["id"]), {}).update(run)
             for run in patches:
                 self.runs.setdefault(str(run["id"]), {}).update({k: v for k, v in run.items() if v is not None})
-
-    def start(self) -> "LangSmithStub":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
-
-    def __enter__(self) -> "LangSmithStub":
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()

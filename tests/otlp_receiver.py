@@ -16,11 +16,13 @@ from __future__ import annotations
 import gzip
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (ExportTraceServiceRequest,
                                                                       ExportTraceServiceResponse)
+
+from threaded_http import ThreadedHTTPServer
 
 
 @dataclass
@@ -51,7 +53,7 @@ def attributes(kvs: Any) -> dict[str, Any]:
     return {kv.key: value(kv.value) for kv in kvs}
 
 
-class OtlpReceiver:
+class OtlpReceiver(ThreadedHTTPServer):
     def __init__(self) -> None:
         self.spans: list[ReceivedSpan] = []
         self.bodies: list[bytes] = []
@@ -81,13 +83,12 @@ class OtlpReceiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name="otlp-receiver")
+        super().__init__(Handler, "otlp-receiver")
 
     @property
     def endpoint(self) -> str:
         """The base endpoint (OTEL_EXPORTER_OTLP_ENDPOINT); traces go to its /v1/traces."""
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"http://127.0.0.1:{self.port}"
 
     def _add(self, body: bytes, request: ExportTraceServiceRequest) -> None:
         received = []
@@ -104,18 +105,3 @@ class OtlpReceiver:
             self.requests += 1
             self.bodies.append(body)
             self.spans.extend(received)
-
-    def start(self) -> "OtlpReceiver":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
-
-    def __enter__(self) -> "OtlpReceiver":
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()

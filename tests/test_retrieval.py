@@ -117,6 +117,41 @@ def test_question_vectors_are_made_once_and_then_read_from_the_store(tmp_path, e
     assert np.allclose(first, expected, atol=2e-3)  # batches pad differently: float noise only
 
 
+def test_a_failed_background_embedding_nobody_awaits_is_not_printed_as_a_traceback():
+    """A run that stops for another reason (a full disk) never awaits the embedding task; its error
+    must not reach asyncio's 'Task exception was never retrieved' traceback on stderr."""
+    import gc
+
+    class DiskFull:
+        identity = model_name = "disk-full"
+
+        async def embed(self, texts):
+            raise OSError(28, "No space left on device")
+
+    async def run() -> list[dict]:
+        loop = asyncio.get_running_loop()
+        reported: list[dict] = []
+        loop.set_exception_handler(lambda _loop, context: reported.append(context))
+        vectors = QuestionVectors(DiskFull(), None)
+        vectors.start(["a question"])
+        while vectors.running:
+            await asyncio.sleep(0)
+        del vectors
+        gc.collect()
+        await asyncio.sleep(0)
+        return reported
+
+    assert asyncio.run(run()) == []
+
+    async def awaited() -> None:
+        vectors = QuestionVectors(DiskFull(), None)
+        vectors.start(["a question"])
+        await vectors.matrix()
+
+    with pytest.raises(OSError, match="No space"):  # whoever waits for the vectors still gets the error
+        asyncio.run(awaited())
+
+
 def test_token_counts_work_offline():
     # tiktoken cannot fetch its encoding here; the estimate is used and is sane.
     assert count_tokens("Answer: B") >= 2

@@ -38,6 +38,10 @@ class QuestionVectors:
 
     def start(self, texts: Sequence[str]) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(list(texts)), name="robustft-embed")
+        # A run that stops for another reason (a full disk, the server gone) never awaits this task:
+        # retrieving its exception here keeps asyncio from printing it as a traceback at exit. Whoever
+        # awaits `matrix()` still gets it.
+        self._task.add_done_callback(lambda task: task.cancelled() or task.exception())
 
     @property
     def running(self) -> bool:
