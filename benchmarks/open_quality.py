@@ -80,7 +80,10 @@ def _spearman(xs: list[float], ys: list[float]) -> float | None:
     return round(cov / var, 3) if var else None
 
 
-def quality(records: list[dict], gold: dict[str, Any], kinds: dict[str, str]) -> dict[str, Any]:
+def counted(records: list[dict], gold: dict[str, Any]) -> tuple[Any, set[str], set[str], list[dict], dict[str, Any]]:
+    """What both open-ended benchmarks (this one and open_trust) count against the simulator's gold:
+    `right(id, text)`, the ids whose given response is wrong, the flagged ids, the fine-tuning set's
+    records, and the figures both report."""
     def right(sid: str, text: str | None) -> bool:
         g = gold[sid]
         return text is not None and is_right(text, g.key, g.distractors)
@@ -88,20 +91,23 @@ def quality(records: list[dict], gold: dict[str, Any], kinds: dict[str, str]) ->
     wrong = {r["id"] for r in records if not right(r["id"], r["original_label"])}
     flagged = {r["id"] for r in records if r.get("decision") == "noisy"}
     ft = [r for r in records if r["status"] in ("clean", "relabeled", "confirmed")]
+    figures = {"samples": len(records), "input_right": _share(len(records) - len(wrong), len(records)),
+               "flagged": len(flagged), "precision": _share(len(wrong & flagged), len(flagged)),
+               "recall": _share(len(wrong & flagged), len(wrong)), "fine_tuning_set": len(ft),
+               "fine_tuning_right": _share(sum(right(r["id"], r["label"]) for r in ft), len(ft)),
+               "failed": sum(r["status"] == "failed" for r in records)}
+    return right, wrong, flagged, ft, figures
+
+
+def quality(records: list[dict], gold: dict[str, Any], kinds: dict[str, str]) -> dict[str, Any]:
+    right, wrong, flagged, _, figures = counted(records, gold)
     relabeled = [r for r in records if r["status"] == "relabeled"]
     by_kind = {}
     for kind in ("swap", "key_changed"):
         ids = {sid for sid in wrong if kinds.get(sid) == kind}
         by_kind[kind] = {"wrong": len(ids), "recall": _share(len(ids & flagged), len(ids))}
-    return {
-        "samples": len(records), "input_right": _share(len(records) - len(wrong), len(records)),
-        "flagged": len(flagged), "precision": _share(len(wrong & flagged), len(flagged)),
-        "recall": _share(len(wrong & flagged), len(wrong)), "by_kind": by_kind,
-        "fine_tuning_set": len(ft), "fine_tuning_right": _share(sum(right(r["id"], r["label"]) for r in ft), len(ft)),
-        "relabeled": len(relabeled),
-        "relabeled_right": _share(sum(right(r["id"], r["label"]) for r in relabeled), len(relabeled)),
-        "failed": sum(r["status"] == "failed" for r in records),
-    }
+    return {**figures, "by_kind": by_kind, "relabeled": len(relabeled),
+            "relabeled_right": _share(sum(right(r["id"], r["label"]) for r in relabeled), len(relabeled))}
 
 
 def length_and_scores(records: list[dict], pool: RecordingPool, gold: dict[str, Any]) -> dict[str, Any]:

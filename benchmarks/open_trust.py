@@ -51,6 +51,7 @@ from robustft.sim.gold import load_gold
 from robustft.sim.open_data import NOISE_KINDS, make_open_data
 
 from ._runs import DATA, write_results
+from .open_quality import _share, counted
 
 NOISE_LEVELS = (30, 50, 70)
 SETS = {"dev": {"seed": 0, "skip": 0, "server": 0}, "heldout": {"seed": 1, "skip": 1, "server": 100},
@@ -66,10 +67,6 @@ SIGNAL_CALLS = {"trust": ("base", "reasoning", "judge", "claim"), "agreement": (
                 "claims": ("base", "reasoning", "claim"), "length": ()}
 
 
-def _share(n: int, d: int) -> float | None:
-    return round(n / d, 4) if d else None
-
-
 def _per_sample(records: list[dict], nodes: tuple[str, ...]) -> dict[str, float]:
     calls = tokens = 0
     for r in records:
@@ -82,23 +79,12 @@ def _per_sample(records: list[dict], nodes: tuple[str, ...]) -> dict[str, float]
 
 
 def cleaning(records: list[dict], gold: dict[str, Any], kinds: dict[str, str]) -> dict[str, Any]:
-    def right(sid: str, text: str | None) -> bool:
-        g = gold[sid]
-        return text is not None and is_right(text, g.key, g.distractors)
-
-    wrong = {r["id"] for r in records if not right(r["id"], r["original_label"])}
-    flagged = {r["id"] for r in records if r.get("decision") == "noisy"}
-    ft = [r for r in records if r["status"] in ("clean", "relabeled", "confirmed")]
+    _, wrong, flagged, ft, figures = counted(records, gold)
     recall = {}
     for kind in NOISE_KINDS:
         ids = {sid for sid in wrong if kinds.get(sid) == kind}
         recall[kind] = _share(len(ids & flagged), len(ids))
-    return {"samples": len(records), "input_right": _share(len(records) - len(wrong), len(records)),
-            "flagged": len(flagged), "precision": _share(len(wrong & flagged), len(flagged)),
-            "recall": _share(len(wrong & flagged), len(wrong)), "recall_by_kind": recall,
-            "fine_tuning_set": len(ft), "kept": _share(len(ft), len(records)),
-            "fine_tuning_right": _share(sum(right(r["id"], r["label"]) for r in ft), len(ft)),
-            "failed": sum(r["status"] == "failed" for r in records)}
+    return {**figures, "recall_by_kind": recall, "kept": _share(len(ft), len(records))}
 
 
 def run_level(folder: Path, noise: int, accuracy: float, server_seed: int, workdir: Path,

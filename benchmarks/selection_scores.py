@@ -37,6 +37,7 @@ from robustft.backends.registry import ModelPool
 from robustft.config import ModelConfig, load_config
 from robustft.data import load_dataset
 from robustft.entropy import SCORES, response_score, select_lowest
+from robustft.inspect.ranking import auroc as ranking_auroc
 from robustft.run.runner import denoise
 from robustft.sim import SimServer
 
@@ -76,20 +77,10 @@ class RecordingPool(ModelPool):
 
 
 def auroc(right: list[float], wrong: list[float]) -> float | None:
-    """P(a right relabel scores below a wrong one), ties counting half (Mann-Whitney U)."""
-    if not right or not wrong:
-        return None
-    ranked = sorted([(s, 0) for s in right] + [(s, 1) for s in wrong])
-    rank_sum_right, i = 0.0, 0
-    while i < len(ranked):
-        j = i
-        while j < len(ranked) and ranked[j][0] == ranked[i][0]:
-            j += 1
-        mean_rank = (i + j + 1) / 2  # ranks i+1 .. j
-        rank_sum_right += mean_rank * sum(1 for k in range(i, j) if ranked[k][1] == 0)
-        i = j
-    u = rank_sum_right - len(right) * (len(right) + 1) / 2
-    return 1.0 - u / (len(right) * len(wrong))
+    """P(a right relabel scores below a wrong one), ties counting half: the report's own AUROC
+    (`robustft.inspect.ranking.auroc`) with the right relabels as the class that should rank low."""
+    scores = {f"r{i}": s for i, s in enumerate(right)} | {f"w{i}": s for i, s in enumerate(wrong)}
+    return ranking_auroc(scores, {f"r{i}" for i in range(len(right))})
 
 
 def measure(dataset: str, noise: int, accuracy: float, limit: int | None, workdir: Path,
