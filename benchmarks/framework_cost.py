@@ -60,6 +60,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=None, help="default 2 (3 with --tracing)")
     parser.add_argument("--tracing", action="store_true", help="what OpenTelemetry tracing costs (issue 23)")
     parser.add_argument("--no-before", action="store_true", help="with --tracing: only on and off")
+    parser.add_argument("--against", metavar="REV", help="with --tracing: also robustft at git revision REV with "
+                        "tracing on (variant on@REV), to measure a change to tracing in the same run")
     args = parser.parse_args(argv)
     if args.tracing:
         args.large, args.repeats = args.large or 4000, args.repeats or 3
@@ -116,17 +118,22 @@ def before_tracing(work: Path) -> tuple[Path, str] | None:
     try:
         added = subprocess.run(["git", "log", "--format=%H", "--diff-filter=A", "--", "robustft/tracing/__init__.py"],
                                cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
-        if not added:
-            return None
-        rev = subprocess.run(["git", "rev-parse", "--short", f"{added[-1]}^"], cwd=ROOT, capture_output=True,
-                             text=True, check=True).stdout.strip()
-        tar = subprocess.run(["git", "archive", rev, "robustft"], cwd=ROOT, capture_output=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError):
         return None
-    folder = work / "before"
+    return at_revision(work / "before", f"{added[-1]}^") if added else None
+
+
+def at_revision(folder: Path, rev: str) -> tuple[Path, str] | None:
+    """robustft as of git revision `rev`, unpacked into `folder` (None without git history)."""
+    try:
+        short = subprocess.run(["git", "rev-parse", "--short", rev], cwd=ROOT, capture_output=True,
+                               text=True, check=True).stdout.strip()
+        tar = subprocess.run(["git", "archive", short, "robustft"], cwd=ROOT, capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
     with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
         archive.extractall(folder, filter="data")
-    return folder, rev
+    return folder, short
 
 
 def tracing_cost(args: argparse.Namespace) -> None:
@@ -145,7 +152,12 @@ def _tracing_cost(args: argparse.Namespace, work: Path, OtlpReceiver: type) -> d
     gold, noisy = synthetic(work, args.large)
     plain = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     before = None if args.no_before else before_tracing(work)
+    against = at_revision(work / "against", args.against) if args.against else None
+    if args.against and against is None:
+        raise SystemExit(f"--against {args.against}: not a git revision of this checkout")
     slopes: dict[str, list[float]] = {"before": [], "off": [], "on": [], "on-10%": []}
+    if against is not None:
+        slopes[f"on@{against[1]}"] = []
     tenth = work / "tenth.yaml"
     tenth.write_text("run:\n  otel_sample: 0.1\n")
     rows, spans_per_sample = [], []
@@ -154,6 +166,8 @@ def _tracing_cost(args: argparse.Namespace, work: Path, OtlpReceiver: type) -> d
         variants = {"off": (plain, None), "on": (traced, None), "on-10%": (traced, None)}
         if before is not None:
             variants["before"] = (plain, before[0])
+        if against is not None:
+            variants[f"on@{against[1]}"] = (traced, against[0])
 
         def run(variant: str, n: int, out: Path):
             env, cwd = variants[variant]
@@ -186,6 +200,8 @@ def _tracing_cost(args: argparse.Namespace, work: Path, OtlpReceiver: type) -> d
     on_minus_off = [(on - off) * 1000 for on, off in zip(slopes["on"], slopes["off"])]
     off_minus_before = [(off - b) * 1000 for off, b in zip(slopes["off"], slopes["before"])]
     tenth_minus_off = [(t - off) * 1000 for t, off in zip(slopes["on-10%"], slopes["off"])]
+    against_minus_off = ([(a - off) * 1000 for a, off in zip(slopes[f"on@{against[1]}"], slopes["off"])]
+                         if against else [])
     payload = {"small": args.small, "large": args.large, "repeats": args.repeats, "runs": rows,
                "cpu_ms_per_sample_median": {k: round(v, 3) for k, v in median.items()},
                "on_minus_off_ms": [round(d, 3) for d in on_minus_off],
@@ -195,6 +211,9 @@ def _tracing_cost(args: argparse.Namespace, work: Path, OtlpReceiver: type) -> d
                "on_10pct_minus_off_ms": [round(d, 3) for d in tenth_minus_off],
                "on_10pct_minus_off_ms_median": round(statistics.median(tenth_minus_off), 3),
                "before_rev": before[1] if before else None,
+               "against_rev": against[1] if against else None,
+               "against_on_minus_off_ms": [round(d, 3) for d in against_minus_off],
+               "against_on_minus_off_ms_median": round(statistics.median(against_minus_off), 3) if against else None,
                "spans_per_sample": round(statistics.median(spans_per_sample), 2),
                "goal_on_minus_off_ms": 0.5}
     return payload
@@ -228,6 +247,10 @@ def tracing_markdown(p: dict) -> str:
            "+0.5 ms.", "",
            f"**With `run.otel_sample: 0.1`** (a tenth of the samples traced): "
            f"{p['on_10pct_minus_off_ms_median']:+.2f} ms per sample (per repeat {each(p['on_10pct_minus_off_ms'])} ms)."]
+    if p.get("against_rev"):
+        md += ["", f"**The same with robustft at {p['against_rev']}** (variant on@{p['against_rev']}, tracing on): "
+                   f"{p['against_on_minus_off_ms_median']:+.2f} ms per sample (per repeat "
+                   f"{each(p['against_on_minus_off_ms'])} ms), against this checkout's {p['on_minus_off_ms_median']:+.2f} ms."]
     if p.get("off_minus_before_ms"):
         md += ["", f"**Tracing off vs {p['before_rev']}: {p['off_minus_before_ms_median']:+.2f} ms per sample** (per "
                    f"repeat {each(p['off_minus_before_ms'])} ms)."]

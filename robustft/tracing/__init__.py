@@ -136,7 +136,8 @@ def _global_sdk_provider() -> Any:
 
 def reply(url: str, data: Any) -> None:
     """A chat backend's reply from `url` (call only while `live`): the server and finish reason go on
-    the model call's span."""
+    the model call's span. (Loading `robustft.tracing.otel` puts its own function here: no import
+    at each call.)"""
     from .otel import annotate_reply
 
     annotate_reply(url, data)
@@ -144,7 +145,7 @@ def reply(url: str, data: Any) -> None:
 
 def failover(url: str, error_type: str) -> None:
     """A replica failed a call (call only while `live`): an event on the call's span; the call goes to
-    another replica when one is left."""
+    another replica when one is left. (Replaced as `reply` is.)"""
     from .otel import add_failover
 
     add_failover(url, error_type)
