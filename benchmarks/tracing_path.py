@@ -13,8 +13,8 @@ process, interleaved, several times:
 
     python -m benchmarks.tracing_path [--samples 4000] [--repeats 5] [--against REV]
 
-`--against REV` adds robustft at git revision REV (`git archive`), to compare a change to tracing
-in the same run.
+`--against REV` (repeatable) adds robustft at git revision REV (`git archive`), to compare a change
+to tracing in the same run.
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--samples", type=int, default=4000)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--against", metavar="REV")
+    parser.add_argument("--against", metavar="REV", action="append", default=[], help="(repeatable)")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT / "tests"))
     from otlp_receiver import OtlpReceiver
@@ -140,11 +140,13 @@ def main(argv: list[str] | None = None) -> None:
     work = Path(tempfile.mkdtemp(prefix="robustft-bench-"))
     try:
         variants = {"on": ROOT}
-        against = at_revision(work / "against", args.against) if args.against else None
-        if args.against and against is None:
-            raise SystemExit(f"--against {args.against}: not a git revision of this checkout")
-        if against:
-            variants[f"on@{against[1]}"] = against[0]
+        revisions = []
+        for i, rev in enumerate(args.against):
+            found = at_revision(work / f"against-{i}", rev)
+            if found is None:
+                raise SystemExit(f"--against {rev}: not a git revision of this checkout")
+            variants[f"on@{found[1]}"] = found[0]
+            revisions.append(found[1])
         per_sample: dict[str, list[float]] = {k: [] for k in variants}
         rows = []
         # The receiver in its own process: its decoding is not counted, nor does it share this one's GIL.
@@ -168,13 +170,13 @@ def main(argv: list[str] | None = None) -> None:
         shutil.rmtree(work, ignore_errors=True)
     medians = {k: round(statistics.median(v), 4) for k, v in per_sample.items()}
     payload = {"samples": args.samples, "repeats": args.repeats, "spans_per_sample": 8.5 + 1 / 64, "runs": rows,
-               "ms_per_sample_median": medians, "against_rev": against[1] if against else None}
+               "ms_per_sample_median": medians, "against_revs": revisions}
     md = ["# CPU of the tracing path alone", "",
           f"`python -m benchmarks.tracing_path`: robustft's tracing hooks driven as a run calls them, for "
           f"{args.samples} synthetic samples of 8.5 spans each, exported over OTLP/HTTP to a receiver in another "
           "process; process CPU (the exporter's thread included) less the same loop with tracing off, per sample. "
           "Each variant in its own process, interleaved"
-          + (f"; **on@{against[1]}** is robustft at {against[1]} (`git archive`)" if against else "")
+          + "".join(f"; **on@{rev}** is robustft at {rev} (`git archive`)" for rev in revisions)
           + ". 2 cores shared with other work: the machine was loaded by other jobs while this ran.", "",
           "| repeat | variant | CPU on | CPU off | tracing CPU per sample |", "|---|---|---|---|---|"]
     md += [f"| {r['repeat']} | {r['variant']} | {r['cpu_s']} s | {r['off_cpu_s']} s | {r['ms_per_sample']:.3f} ms |"
