@@ -55,8 +55,9 @@ from ..secrets import register_api_keys
 from .collector import TRACED_YOUNG_THRESHOLD, YOUNG_THRESHOLD, fewer_collections
 from .executors import Executor, LocalExecutor, RunContext
 from .journal import Journal
-from .outputs import Summary, final_record, fine_tuning_record, is_candidate, sample_record, state_of
+from .outputs import Summary, final_record, fine_tuning_record, is_candidate
 from .progress import Progress
+from .records import SampleRecord, sample_record, state_of
 from .rundir import BATCHES, DenoiseResult, RunDir
 
 log = logging.getLogger("robustft")
@@ -347,7 +348,7 @@ class DenoiseRun:
                 async for final in finals:
                     bar.advance(failed=self._record(final))
 
-    def _record(self, state: dict[str, Any]) -> bool:
+    def _record(self, state: SampleState) -> bool:
         """Append a sample's record to the journal; returns whether the sample failed."""
         record = sample_record(state, self.dataset.task, self.fingerprints[state["id"]])
         self.journal.append(record)
@@ -408,7 +409,7 @@ class DenoiseRun:
         kept_ids = set(kept)
         summary = Summary()
 
-        def records() -> Iterable[dict[str, Any]]:
+        def records() -> Iterable[SampleRecord]:
             for sample in self.dataset.samples:
                 if sample.id in entries:
                     record = self.journal.read(sample.id)
