@@ -96,7 +96,7 @@ def run_experiment(config: RobustFTConfig, *, config_path: str | Path | None = N
     config = resolve_config_paths(config, config_path)
     out_dir = Path(out) if out is not None else config.out
     if out_dir is None:
-        raise ConfigError("no output directory: set `out:` in the config or pass --out DIR")
+        raise ConfigError("no output directory: set `out`, the experiment directory")
     if config.data.path is None:
         raise ConfigError("no training data: set data.path (the noisy training set) in the config")
     test_data = config.experiment.test_data

@@ -121,7 +121,7 @@ class Both:
 
 def _why(config: "RobustFTConfig") -> str:
     if config.run.otel:
-        return "--otel / run.otel"
+        return "run.otel"
     name = next((n for n in ENDPOINT_VARIABLES if os.environ.get(n)), None)
     return f"{name} is set" if name else "the OpenTelemetry SDK is set up in this process"
 
