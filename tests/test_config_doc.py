@@ -18,7 +18,7 @@ from robustft.cli import main
 from robustft.config import ModelConfig, ModelOverride, RobustFTConfig, load_config
 from robustft.config_doc import annotated_config, field_help
 
-from shared_data import SHARED_DATA as SHARED, needs_shared_data
+from shared_data import SHARED_DATA as SHARED, needs_full_data
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -150,7 +150,7 @@ def test_paper_configs_read_exactly_the_files_the_script_writes():
     assert "scripts/get_paper_data.py" in (paper / "README.md").read_text()
 
 
-@needs_shared_data
+@needs_full_data("the script checks every published file whole against its SHA-256")
 def test_the_script_rebuilds_the_shared_files_from_the_repositorys_layout(tmp_path):
     """A stand-in for the published repository (its layout: noisy sets under noisy/, FPB noisy sets with
     the `gt` column), made from the shared copy; the script must give back the shared files exactly."""
