@@ -40,9 +40,9 @@ from ..agents.calls import ModelCalls, ServiceDown
 from ..agents.checker import check_rule
 from ..agents.cost import CostLedger, Prices, records_cost
 from ..agents.runtime import AgentRuntime
-from ..backends.base import ability
+from ..backends.base import HasEndpoints
 from ..backends.registry import ModelPool, check_providers
-from ..backends.store import NOT_IDENTITY, ResponseStore
+from ..backends.store import ResponseStore, identity_settings
 from ..config import RobustFTConfig
 from ..data import Dataset, Sample, load_dataset
 from ..entropy import select_lowest
@@ -83,8 +83,7 @@ def method_settings(config: RobustFTConfig, prompts: PromptLibrary, task: str) -
     changed). β and concurrency are not in it: a new β only re-selects, with no new calls."""
     models = {}
     for role in method_of(config, task).roles:
-        cfg = config.model_for(role).model_dump(mode="json")
-        models[role] = {k: v for k, v in cfg.items() if k not in NOT_IDENTITY and v is not None}
+        models[role] = {k: v for k, v in identity_settings(config.model_for(role)).items() if v is not None}
     d = config.denoise
     return {
         "task": task, "models": models,
@@ -158,7 +157,7 @@ class DenoiseRun:
         progress line show it."""
         found = []
         for backend in [*self.pool.backends(), self._embedder]:
-            endpoints = ability(backend, "endpoints")
+            endpoints = backend.endpoints if isinstance(backend, HasEndpoints) else None
             if endpoints is not None:
                 found += [{"serves": endpoints.what, "url": r["url"], "sent": r["sent"], "failed": r["failed"],
                            "rested": r["rested"]} for r in endpoints.stats()]
