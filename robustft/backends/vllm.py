@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import Field
+
 from ..config import ModelConfig
 from ..entropy import topk_entropy
 from ..errors import ConfigError
@@ -34,7 +36,8 @@ INSTALL_HINT = ("provider 'vllm' needs the vllm package and a GPU: pip install -
 class VLLMChatModel(_MicroBatchingModel):
     """The vLLM engine in process, for fast local generation on a GPU."""
 
-    Options = LocalOptions
+    class Options(LocalOptions):
+        device: str = Field("auto", description="vllm places the model on its GPU itself: any value is ignored.")
 
     def __init__(self, config: ModelConfig) -> None:
         options = options_of(config, self.Options)
