@@ -102,7 +102,9 @@ def field_of(dotted: str):
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: str(p.relative_to(REPO / "examples")))
 def test_examples_load_and_their_listed_choices_are_the_models(path):
-    load_config(path)
+    from robustft.backends.registry import check_providers
+
+    check_providers(load_config(path))  # their backends' options too, as a run checks them
     for dotted, _, comment in leaves(path):
         options = [re.sub(r"\(.*?\)", "", part).strip() for part in comment.split("|")]
         if len(options) > 1 and all(re.fullmatch(r"\w+", o) for o in options):
