@@ -38,8 +38,9 @@ def add_denoise(sub) -> None:
     p.add_argument("--review", choices=["on_disagreement", "always"],
                    help="when the reviewer is asked: only when reasoning and context answers differ (default), "
                         "or always (the paper's code)")
-    p.add_argument("--task", choices=["auto", "multiple_choice", "text", "numeric", "open"],
-                   help="answer type (default: inferred; open = long free-text responses)")
+    p.add_argument("--task", metavar="TASK",
+                   help="answer type: auto (default: inferred), multiple_choice, text, numeric, open (long free-text "
+                        "responses), or a task type a package registers")
     p.add_argument("--prompts-dir", metavar="DIR", help="folder of .jinja templates overriding the built-ins")
     p.add_argument("--out-of-range-labels", choices=["error", "keep"],
                    help="a label letter past the last option: stop with an error (default) or keep it to be relabeled")
