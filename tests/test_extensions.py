@@ -207,3 +207,24 @@ def test_a_packages_task_type_layout_and_score_run_a_whole_denoise(installed, tm
             assert json.loads(line) == {**json.loads(original[sid]), "completion": gold_of[sid]}
         else:
             assert line == original[sid]
+
+
+def test_the_readmes_example_works():
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### Writing a task type, an input layout or a selection score"):]
+    code = section[section.index("```python") + len("```python"):]
+    namespace: dict = {}
+    exec(compile(code[:code.index("```")], "README.md", "exec"), namespace)  # noqa: S102 - our own documentation
+    task = namespace["YesNo"]()
+    assert task.extract("Thinking.\nAnswer: **Yes.**") == "yes" and task.extract("Answer: maybe") is None
+    assert task.normalize_label("No", None) == "no" and task.match("no", "no", 0.0)
+    with pytest.raises(ValueError, match="neither yes nor no"):
+        task.normalize_label("perhaps", None)
+    layout = namespace["PromptCompletion"]()
+    layout.name = "prompt_completion"
+    from robustft.config import DataConfig
+
+    assert layout.recognise(["prompt", "completion"], DataConfig(), None).name == "prompt_completion"
+    parsed = layout.parse(None, {"prompt": "Is it?", "completion": "yes"}, None)
+    assert (parsed.question, parsed.answer, parsed.slot.column) == ("Is it?", "yes", "completion")
+    assert namespace["reply_words"](type("G", (), {"text": "Answer: yes"})(), "yes_no") == 2.0
