@@ -31,7 +31,6 @@ test and where that answer stands (`parse`), and so is written back in its own l
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
