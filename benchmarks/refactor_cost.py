@@ -16,8 +16,9 @@ the same Python and packages), alternating so that load from other work hits bot
 `--before` may also name a folder holding a `robustft/` package (a tree with the refactor undone by
 hand, when other work has landed on top of it), described by `--before-label`.
 
-Results: benchmarks/results/refactor_cost.{md,json} (or `--results NAME`: registries_cost holds issue 19's
-task types, layouts and scores behind registries).
+Results: benchmarks/results/refactor_cost.{md,json} (or NAME.{md,json}: `records_cost` is the typed
+sample records of issue 19, against the commit before them; `registries_cost` issue 19's task types,
+layouts and scores behind registries).
 """
 
 from __future__ import annotations
@@ -52,8 +53,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--large", type=int, default=3000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--limit", type=int, default=None, help="saturation: first N ARC rows (default all)")
-    parser.add_argument("--results", default="refactor_cost", metavar="NAME",
-                        help="write benchmarks/results/NAME.{md,json} (one name per refactor measured)")
+    parser.add_argument("--results", default="refactor_cost",
+                        help="the results' name in benchmarks/results/ (one per refactor measured)")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="robustft-bench-"))
     if (Path(args.before) / "robustft").is_dir():

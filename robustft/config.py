@@ -12,8 +12,9 @@ from typing import Annotated, Any, Literal, Sequence, get_args, get_origin
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Field, StringConstraints, ValidationError, ValidationInfo, field_validator,
-                      model_validator)
+from pydantic import (BaseModel, ConfigDict, Field, StringConstraints, ValidationError, ValidationInfo, create_model,
+                      field_validator, model_validator)
+from pydantic.fields import FieldInfo
 
 from .errors import ConfigError
 
@@ -109,8 +110,15 @@ class _ModelChecks(StrictModel):
 
 
 class ModelConfig(_ModelChecks):
-    """One chat model. `provider` names a backend registered in the entry-point group
-    `robustft.backends` (see `robustft.backends.registry`)."""
+    """One chat model: the settings every backend shares. `provider` names a backend registered in
+    the entry-point group `robustft.backends` (see `robustft.backends.registry`).
+
+    Keys beside these are the backend's own options (its `Options` model: `device`, `dtype`,
+    `batch_size`, `adapter` for transformers, `script` for fake, ...). They are kept as given
+    (`options`) and checked against the selected backend when a run starts: this module does not
+    know the backends."""
+
+    model_config = ConfigDict(extra="allow")
 
     provider: str = Field("openai", description=(
         "The backend: openai (any OpenAI-compatible server: vllm serve, hosted APIs), transformers (a local "
@@ -152,14 +160,6 @@ class ModelConfig(_ModelChecks):
         "When every call to a model has failed for this long, the run stops (resumable) instead of "
         "marking the remaining samples failed."))
     seed: int | None = Field(None, description="Sampling seed sent with each request, when the server honours one.")
-    device: str = Field("auto", description="transformers/vllm: 'cpu', 'cuda', 'auto'.")
-    dtype: str = Field("auto", description="transformers/vllm: 'auto', 'float32', 'bfloat16', ...")
-    batch_size: int = Field(32, gt=0, description=(
-        "transformers/vllm: concurrent requests generated together, at most (transformers splits a "
-        "batch that runs out of GPU memory)."))
-    script: list[str] | None = Field(None, description="fake: responses returned in turn (tests).")
-    adapter: str | None = Field(None, description=(
-        "transformers: a PEFT LoRA adapter directory (what `robustft train` writes) applied on top of the model."))
     price_input_per_mtok: float | None = Field(None, ge=0.0, description=(
         "USD per million prompt tokens, from your provider's price page (robustft ships no prices; see "
         "examples/hosted_api.yaml). With it or the output price set, every paid call has a cost: the progress "
@@ -169,15 +169,17 @@ class ModelConfig(_ModelChecks):
         "None: the input price."))
     price_output_per_mtok: float | None = Field(None, ge=0.0, description=(
         "USD per million completion tokens (see price_input_per_mtok)."))
-    batch_discount: float = Field(0.5, ge=0.0, le=1.0, description=(
-        "With denoise.batch_api: the share of the price the provider takes off calls sent through its Batch API "
-        "(0.5: half price)."))
     requests_per_minute: float | None = Field(None, gt=0, description=(
         "Your tier's request limit: calls are paced to stay under it (a client-side token bucket). None: paced "
         "by the server's x-ratelimit-* headers and Retry-After alone, when it sends them."))
     tokens_per_minute: float | None = Field(None, gt=0, description=(
         "Your tier's token limit (prompt plus max_tokens per call, as OpenAI counts it, estimated before "
         "sending): calls are paced to stay under it. None: paced by the server's headers alone."))
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The backend's own options, as given (validated by the backend when a run starts)."""
+        return dict(self.model_extra or {})
 
     @property
     def base_urls(self) -> list[str]:
@@ -187,35 +189,25 @@ class ModelConfig(_ModelChecks):
         return [self.base_url] if isinstance(self.base_url, str) else list(self.base_url)
 
 
-class ModelOverride(_ModelChecks):
-    """A role's changes to the default model; unset fields inherit."""
+def overrides_of(model: type[BaseModel], base: type[BaseModel], name: str) -> type[BaseModel]:
+    """A model of `model`'s fields, each optional with default None and the same checks (for a
+    role's changes to the default model: unset fields inherit). Generated, so that a new field of
+    `model` is overridable without being written twice."""
+    fields: dict[str, Any] = {}
+    for field, info in model.model_fields.items():
+        optional = FieldInfo.merge_field_infos(info, default=None, default_factory=None)
+        fields[field] = (info.annotation | None, optional)
+    return create_model(name, __base__=base, __module__=__name__, __doc__=base.__doc__, **fields)
 
-    provider: str | None = None
-    name: str | None = None
-    base_url: str | list[str] | None = None
-    api_key_env: str | None = None
-    temperature: float | None = Field(None, ge=0.0)
-    max_tokens: int | None = Field(None, gt=0)
-    logprobs: bool | None = None
-    top_logprobs: int | None = Field(None, ge=0, le=20)
-    timeout_s: float | None = Field(None, gt=0)
-    connect_timeout_s: float | None = Field(None, gt=0)
-    max_reply_bytes: int | None = Field(None, ge=1024)
-    max_retries: int | None = Field(None, ge=0, le=10)
-    retry_backoff_max_s: float | None = Field(None, gt=0)
-    give_up_after_s: float | None = Field(None, gt=0)
-    seed: int | None = None
-    device: str | None = None
-    dtype: str | None = None
-    batch_size: int | None = Field(None, gt=0)
-    script: list[str] | None = None
-    adapter: str | None = None
-    price_input_per_mtok: float | None = Field(None, ge=0.0)
-    price_cached_input_per_mtok: float | None = Field(None, ge=0.0)
-    price_output_per_mtok: float | None = Field(None, ge=0.0)
-    batch_discount: float | None = Field(None, ge=0.0, le=1.0)
-    requests_per_minute: float | None = Field(None, gt=0)
-    tokens_per_minute: float | None = Field(None, gt=0)
+
+class _OverrideBase(_ModelChecks):
+    """A role's changes to the default model; unset fields inherit. Keys beside the shared settings
+    are the role's backend options (see `ModelConfig`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+ModelOverride = overrides_of(ModelConfig, _OverrideBase, "ModelOverride")
 
 
 def model_flag_updates(configured: ModelConfig, *, model: str | None = None,
@@ -595,7 +587,11 @@ class RobustFTConfig(StrictModel):
         override = self.roles.get(role)  # type: ignore[call-overload]
         model = self.model
         if override is not None:
-            model = ModelConfig(**{**model.model_dump(), **override.model_dump(exclude_unset=True)})
+            changes = override.model_dump(exclude_unset=True)
+            inherited = model.model_dump()
+            if changes.get("provider", model.provider) != model.provider:  # a backend's options go with it
+                inherited = {k: v for k, v in inherited.items() if k in ModelConfig.model_fields}
+            model = ModelConfig(**{**inherited, **changes})
         if model.top_logprobs is None:
             model = model.model_copy(update={"top_logprobs": 5 if self.denoise.score == "entropy" else 0})
         return model
@@ -886,6 +882,8 @@ def _known_settings(model: type[BaseModel], raw: Any) -> dict[str, Any]:
                 if isinstance(raw[name], dict) else {}
         else:
             known[name] = _known_settings(section, raw[name])
+    if model.model_config.get("extra") == "allow":  # a model's backend options, kept as recorded
+        known.update({k: v for k, v in raw.items() if k not in model.model_fields})
     return known
 
 

@@ -27,6 +27,7 @@ from typing import Any
 from ..agents.cost import Prices, usd
 
 from ..agents.runtime import BARE_NOTE, wants_bare_answer
+from ..backends.openai import batch_discount
 from ..backends.registry import check_providers
 from ..config import ROLES, RobustFTConfig
 from ..data import Dataset, load_dataset
@@ -288,7 +289,7 @@ def _expected_lines(result: DryRun, config: RobustFTConfig) -> list[str]:
     est, pilot = result.estimate, result.pilot
     prices = {PROMPT_ROLES[name]: Prices.of(config.model_for(PROMPT_ROLES[name])) for name in est.calls_per_sample}
     if config.denoise.batch_api:  # every call but the preflight probe at the batch price
-        prices = {role: p.discounted(config.model_for(role).batch_discount) if p else None
+        prices = {role: p.discounted(batch_discount(config.model_for(role))) if p else None
                   for role, p in prices.items()}
     if pilot is not None:
         # The flag rate of a few rows is uncertain: two standard errors either side.
