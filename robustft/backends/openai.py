@@ -85,7 +85,7 @@ class OpenAIChatModel:
         entropies = self._top
 
         def parse(data: Any, replica: Replica) -> Generation:
-            if tracing.live:  # which replica answered, and why it stopped, go on the call's span
+            if tracing.state.runs:  # which replica answered, and why it stopped, go on the call's span
                 tracing.reply(replica.url, data)
             return parse_chat_completion(data, messages, url=replica.url, entropies=entropies)
 
