@@ -8,20 +8,25 @@ from __future__ import annotations
 
 import reprlib
 from pathlib import Path
-from typing import Any, Literal, Sequence, get_args, get_origin
+from typing import Annotated, Any, Literal, Sequence, get_args, get_origin
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, create_model, field_validator,
-                      model_validator)
+from pydantic import (BaseModel, ConfigDict, Field, StringConstraints, ValidationError, ValidationInfo, create_model,
+                      field_validator, model_validator)
 from pydantic.fields import FieldInfo
 
 from .errors import ConfigError
 
 Role = Literal["base", "reasoning", "context", "reviewer", "judge"]
 ROLES: tuple[str, ...] = ("base", "reasoning", "context", "reviewer", "judge")
-TaskType = Literal["auto", "multiple_choice", "text", "numeric", "open"]
-DataFormat = Literal["auto", "table", "messages", "sharegpt", "alpaca"]
+# Task types, input layouts and selection scores are names registered in entry-point groups
+# (`robustft.plugins`): a config checks only that a name is one; a run checks, when it starts, that
+# something is registered under it (`robustft.run.registered`), so this module scans no plugins.
+RegisteredName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")]
+TaskType = RegisteredName    # auto, or a task type: multiple_choice, text, numeric, open (robustft.tasks)
+DataFormat = RegisteredName  # auto, or a layout: table, messages, sharegpt, alpaca (robustft.layouts)
+ScoreName = RegisteredName   # a selection score: mean_nll, answer_nll, entropy (robustft.scores)
 Ablation = Literal["reasoning", "checker", "context", "reviewer", "selection"]
 
 
@@ -249,8 +254,9 @@ class DataConfig(StrictModel):
             "split of a hub dataset or DatasetDict (default train, or the only one)")))
     format: DataFormat = Field("auto", description=(
         "The shape of each record: table (question and answer columns), messages (OpenAI chat: role, "
-        "content), sharegpt (conversations: from, value), alpaca (instruction, input, output). auto: "
-        "the question and answer columns when both exist, else recognised from the field names."))
+        "content), sharegpt (conversations: from, value), alpaca (instruction, input, output), or a layout a "
+        "package registers (entry-point group robustft.layouts). auto: the question and answer columns when both "
+        "exist, else recognised from the field names."))
     id_column: str = Field("id", description=(
         "Column holding each sample's unique id; without it the 0-based row number is the id (messages count "
         "rows from 1, as editors show them: the sample with id 0 is row 1)."),
@@ -274,10 +280,13 @@ class DataConfig(StrictModel):
         "Column holding the conversation in the messages and sharegpt formats. None: 'messages', then "
         "'conversations'."))
     task: TaskType = Field("auto", description=(
-        "How answers are compared. auto: multiple_choice when options are given, numeric when every "
+        "How answers are read and compared: auto, multiple_choice, text, numeric, open, or a task type a package "
+        "registers (entry-point group robustft.tasks). auto: multiple_choice when options are given, numeric when every "
         "answer is a number, open when answers are long free text (the median answer has 8 words or "
         "more), else text (short free text)."),
-        json_schema_extra=flag("denoise", help="answer type (auto: inferred; open = long free-text responses)"))
+        json_schema_extra=flag("denoise", metavar="TASK", help=(
+            "answer type: auto (inferred), multiple_choice, text, numeric, open (long free-text responses), or a "
+            "task type a package registers")))
     numeric_tolerance: float = Field(1e-2, ge=0.0, description=(
         "Numeric answers: when either side is a whole number the two must be equal (125 is not 126); "
         "other numbers match within this relative tolerance (0.01 = 1 %). Printed by the dry run and the report."))
@@ -349,10 +358,11 @@ class DenoiseConfig(StrictModel):
         "similar examples are left out until the prompt fits. None: always show k examples."))
     beta: float = Field(0.5, gt=0.0, le=1.0, description="Fraction of relabeled samples kept (lowest scores).",
                         json_schema_extra=flag("denoise", "ablate", help="fraction of relabeled samples kept"))
-    score: Literal["mean_nll", "answer_nll", "entropy"] = Field("mean_nll", description=(
+    score: ScoreName = Field("mean_nll", description=(
         "mean_nll: the paper's mean negative log-probability of all generated tokens; answer_nll: "
         "of the answer tokens after 'Answer:' only; entropy: the mean predictive entropy per generated "
-        "token, from the top model.top_logprobs alternatives (5 unless set)."), json_schema_extra=flag(api=True))
+        "token, from the top model.top_logprobs alternatives (5 unless set); or a score a package registers "
+        "(entry-point group robustft.scores)."), json_schema_extra=flag(api=True))
     embedding_model: str = Field("sentence-transformers/all-MiniLM-L6-v2", description=(
         "Sentence-embedding model for retrieving similar clean samples and comparing open-ended responses: a hub "
         "name or a local directory for sentence-transformers, or the model name the embedding server serves."),

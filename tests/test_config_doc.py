@@ -58,7 +58,8 @@ def test_the_printout_covers_every_field_and_loads_back_to_the_defaults():
 
 def test_choices_and_bounds_are_printed():
     text = " ".join(line.strip().lstrip("#").strip() for line in annotated_config().splitlines())
-    assert "One of: auto, multiple_choice, text, numeric, open." in text
+    # task types are registered names (robustft.tasks): the description lists robustft's own
+    assert "auto, multiple_choice, text, numeric, open, or a task type a package registers" in text
     assert "One of: paper, majority, judge, trust." in text
     assert "(> 0.0, <= 1.0)" in text  # beta
 
@@ -92,6 +93,14 @@ def leaves(path: Path):
         yield ".".join([k for _, k in stack] + [m["key"]]), m["value"].strip(), m["comment"] or ""
 
 
+def registry_of(dotted: str):
+    from robustft.data.shapes import LAYOUTS
+    from robustft.entropy import REGISTRY as SCORES
+    from robustft.tasks.registry import REGISTRY as TASKS
+
+    return {"data.task": TASKS, "data.format": LAYOUTS, "denoise.score": SCORES}[dotted]
+
+
 def field_of(dotted: str):
     model: type[BaseModel] = RobustFTConfig
     *sections, name = dotted.split(".")
@@ -108,7 +117,12 @@ def test_examples_load_and_their_listed_choices_are_the_models(path):
     for dotted, _, comment in leaves(path):
         options = [re.sub(r"\(.*?\)", "", part).strip() for part in comment.split("|")]
         if len(options) > 1 and all(re.fullmatch(r"\w+", o) for o in options):
-            assert options == list(field_help(field_of(dotted)).split("One of: ")[1].rstrip(".").split(", ")), dotted
+            text = field_help(field_of(dotted))
+            if "One of: " in text:
+                assert options == list(text.split("One of: ")[1].rstrip(".").split(", ")), dotted
+            else:  # a registered name (task type, layout, score): the example lists robustft's own
+                assert all(re.search(rf"\b{o}\b", text) for o in options), dotted
+                assert sorted(o for o in options if o != "auto") == sorted(registry_of(dotted).builtin), dotted
 
 
 def test_the_server_example_shows_the_defaults_unless_marked():

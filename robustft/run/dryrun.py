@@ -36,6 +36,8 @@ from ..terminal import visible
 from ..prompts import PromptLibrary
 from ..method import PROMPT_ROLES, relabels_scored
 from ..prompts.check import check_prompts, neighbours, prompts_in_use, render_first_sample, stage_values
+from ..tasks import Task, find_task
+from .registered import check_registered
 from ..tokens import count_tokens
 from .rundir import RUN_FILE, SAMPLES as RUN_SAMPLES
 
@@ -186,6 +188,7 @@ def dry_run(config: RobustFTConfig, dataset: Dataset | None = None, pilot: Pilot
     if dataset is None and config.data.path is None:
         raise ConfigError("no data: set data.path to a file, a folder or a hub name")
     check_providers(config)
+    check_registered(config)
     dataset = dataset or load_dataset(config.data)
     library = PromptLibrary(config.denoise.prompts_dir)
     check_prompts(library, config, dataset)
@@ -220,7 +223,8 @@ def comparison_line(task: str, config: RobustFTConfig, dataset: Dataset | None =
     if task == "open":
         return (f"responses compared by meaning: embedding cosine similarity >= {config.denoise.open_similarity:g} "
                 "(denoise.open_similarity)")
-    return "answers compared as short text: normalised (case, punctuation, a/an/the), either containing the other"
+    kind = find_task(task)  # text, or a task type from a package: it says how it compares
+    return f"answers compared as {(kind or Task()).comparison}"
 
 
 def _conversation_lines(conversation: list[dict[str, str]] | None) -> list[str]:

@@ -58,6 +58,7 @@ from .journal import Journal
 from .outputs import Summary, final_record, fine_tuning_record, is_candidate
 from .progress import Progress
 from .records import SampleRecord, sample_record, state_of
+from .registered import check_registered
 from .rundir import BATCHES, DenoiseResult, RunDir
 
 log = logging.getLogger("robustft")
@@ -139,6 +140,7 @@ class DenoiseRun:
             raise ConfigError("no data: set data.path to a file, a folder or a hub name")
         register_api_keys(config)  # every error from here on hides the keys in use
         check_providers(config)  # a plugin not installed here fails before the data is read
+        check_registered(config)  # likewise a task type, layout or score
         self.config = config
         self.out_dir = Path(config.out)
         self.dataset = dataset or load_dataset(config.data)
