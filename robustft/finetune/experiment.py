@@ -5,7 +5,7 @@
 From one YAML config (see examples/paper/): denoise the noisy training set with the experts
 (`model`), fine-tune `train.model` with LoRA on the result, and evaluate it on
 `experiment.test_data`; plus the two baselines that need no other method: the model as it is
-(`base`) and LoRA fine-tuning on the noisy labels (`noisy`). Output directory (`out`, or --out):
+(`base`) and LoRA fine-tuning on the noisy labels (`noisy`). Output directory (`out`):
 
     OUT/denoise/         the denoise run (denoised.jsonl, samples.jsonl, summary.json, ...)
     OUT/base/eval/       the untuned model's test predictions and result

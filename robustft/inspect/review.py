@@ -4,7 +4,7 @@
     robustft review import DIR FILE
 
 Contested samples are those the checker flagged as noisy: relabeled (kept), dropped by selection,
-or failed after the flag. `--score-above X` narrows the relabeled ones to those whose selection
+or failed after the flag. `score_above` narrows the relabeled ones to those whose selection
 score is above X (the model was unsure); dropped and failed ones are always exported.
 
 Open-ended runs with trust scores (`denoise.trust`) export every scored sample, the ones the

@@ -15,7 +15,7 @@ What makes a run durable and cheap to run again lives in the run directory:
   stopped at any moment re-sends only the calls that were in flight;
 - every sample's record is appended to `DIR/samples.jsonl` as it leaves the graph, with the
   fingerprint of the settings and input row that made it. Running again reuses each record whose
-  fingerprint still matches: a changed β only re-selects, a larger `--limit` runs only the new
+  fingerprint still matches: a changed β only re-selects, a larger `data.limit` runs only the new
   rows, and after a changed template or method setting the samples run again, with every request
   that did not change answered from the store. Failed samples are retried.
 """
