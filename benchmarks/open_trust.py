@@ -43,6 +43,9 @@ from typing import Any
 
 from robustft.backends.store import ResponseStore
 from robustft.config import load_config
+import numpy as np
+
+from robustft.agents.trust import FEATURES, features
 from robustft.inspect.ranking import trust_ranking
 from robustft.run.runner import DenoiseRun
 from robustft.sim import SimServer
@@ -55,7 +58,7 @@ from .open_quality import _share, counted
 
 NOISE_LEVELS = (30, 50, 70)
 SETS = {"dev": {"seed": 0, "skip": 0, "server": 0}, "heldout": {"seed": 1, "skip": 1, "server": 100},
-        "final": {"seed": 2, "skip": 2, "server": 200}}
+        "final": {"seed": 2, "skip": 2, "server": 200}, "test": {"seed": 3, "skip": 3, "server": 300}}
 CHECKERS = ("trust", "trust_selection", "paper", "judge")
 # Each variant's denoise settings: trust_selection also ranks the relabels by their own trust.
 VARIANTS = {"trust": {"checker": "trust", "trust_selection": False},
@@ -114,6 +117,8 @@ def run_level(folder: Path, noise: int, accuracy: float, server_seed: int, workd
                 detection = ("base", "reasoning", "judge", "claim")
                 row["detection"] = _per_sample(records, detection)
                 if checker == "trust":
+                    out["calibration_rows"] = [(features({**r["trust_signals"]}), r["id"] not in _wrong(records, gold))
+                                               for r in records if r.get("trust_signals")]
                     wrong = {r["id"] for r in records
                              if not is_right(r["original_label"], gold[r["id"]].key, gold[r["id"]].distractors)}
                     ranking = trust_ranking(records, wrong, kinds=kinds)
@@ -130,6 +135,28 @@ def run_level(folder: Path, noise: int, accuracy: float, server_seed: int, workd
         print(json.dumps({name: (f["auroc"], f.get("auroc_by_kind")) for name, f in out["ranking"]["scores"].items()}),
               flush=True)
     return out
+
+
+def _wrong(records: list[dict], gold: dict[str, Any]) -> set[str]:
+    return {r["id"] for r in records if not is_right(r["original_label"], gold[r["id"]].key, gold[r["id"]].distractors)}
+
+
+def fit_weights(rows: list[tuple[dict[str, float], bool]], l2: float = 1.0) -> dict[str, Any]:
+    """Logistic regression (Newton's method, a light L2 penalty on the weights, none on the bias) of
+    right (1) / wrong (0) on the signals' log-odds (`agents.trust.features`): the trust score's
+    weights, fitted on the calibration split only."""
+    x = np.array([[f[name] for name in FEATURES] + [1.0] for f, _ in rows])
+    y = np.array([1.0 if right else 0.0 for _, right in rows])
+    w = np.zeros(x.shape[1])
+    penalty = l2 * np.diag([1.0] * len(FEATURES) + [0.0])
+    for _ in range(100):
+        p = 1.0 / (1.0 + np.exp(-x @ w))
+        step = np.linalg.solve((x.T * (p * (1 - p))) @ x + penalty, x.T @ (p - y) + penalty @ w)
+        w -= step
+        if np.abs(step).max() < 1e-9:
+            break
+    return {"weights": {name: round(float(v), 3) for name, v in zip(FEATURES, w[:-1])},
+            "bias": round(float(w[-1]), 3), "rows": len(rows), "right": int(y.sum()), "l2": l2}
 
 
 def _thresholds(records: list[dict], wrong: set[str]) -> list[dict[str, Any]]:
@@ -201,8 +228,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--noise", default=",".join(map(str, NOISE_LEVELS)))
     parser.add_argument("--checkers", default=",".join(CHECKERS))
     parser.add_argument("--no-write", action="store_true", help="print, do not write benchmarks/results")
+    parser.add_argument("--calibrate", action="store_true",
+                        help="fit the trust score's weights on the dev sets (checker trust only), print and write them "
+                             "to benchmarks/results/trust_calibration.json; nothing else is written")
     parser.add_argument("--keep", default=None, metavar="DIR", help="keep the data and run folders in DIR")
     args = parser.parse_args(argv)
+    if args.calibrate:
+        args.sets, args.checkers = "dev", "trust"
     sets = [s for s in args.sets.split(",") if s]
     levels = [int(x) for x in args.noise.split(",") if x]
     checkers = tuple(c for c in args.checkers.split(",") if c)
@@ -218,6 +250,15 @@ def main(argv: list[str] | None = None) -> dict:
                 make_open_data(DATA / "arc" / "labeled.csv", folder, noise=noise / 100, limit=args.limit,
                                seed=spec["seed"], skip=spec["skip"] * args.limit, kinds=NOISE_KINDS)
                 results[name].append(run_level(folder, noise, args.accuracy, spec["server"] + noise, work, checkers))
+    calibration_rows = [row for name in sets for level in results[name] for row in level.pop("calibration_rows", [])]
+    if args.calibrate:
+        fitted = {"set": "dev", "levels": levels, "limit": args.limit, "accuracy": args.accuracy,
+                  **fit_weights(calibration_rows)}
+        print(json.dumps(fitted), flush=True)
+        if not args.no_write:
+            (Path(__file__).resolve().parent / "results" / "trust_calibration.json").write_text(
+                json.dumps(fitted, indent=2) + "\n", encoding="utf-8")
+        return fitted
     payload = {"accuracy": args.accuracy, "limit": args.limit, "sets": sets, "results": results}
     if not args.no_write:
         write_results("open_trust", payload, to_markdown(payload))

@@ -40,7 +40,7 @@ from ..answers import parse_verdict
 from ..errors import ModelCallError
 from .runtime import AgentRuntime, failure
 
-__all__ = ["SIGNALS", "combine", "split_claims", "score_trust", "verdict_probability"]
+__all__ = ["FEATURES", "SIGNALS", "WEIGHTS", "combine", "features", "split_claims", "score_trust", "verdict_probability"]
 
 SIGNALS = ("agreement", "reflection", "token_prob", "claims")
 _SCALE = 0.1  # cosine units from "as likely right as wrong" to about 73 % either way
@@ -87,47 +87,100 @@ def verdict_probability(record: dict[str, Any] | None) -> tuple[float | None, fl
     return (1.0 if right else 0.0), token
 
 
-def combine(signals: dict[str, float | None]) -> float | None:
-    """The trust score: the mean of the available signals, at most (1 + weakest claim) / 2."""
-    values = [signals[name] for name in SIGNALS if signals.get(name) is not None]
-    if not values:
+# The combination: a logistic model over the signals' log-odds (a signal that could not be had adds
+# nothing). Fitted by logistic regression on the calibration split (the simulator's *dev* sets at
+# 30/50/70 % noise, 450 rows; `python -m benchmarks.open_trust --calibrate`) and frozen here; every
+# figure reported is on other questions and seeds. In log-odds a confident signal is not diluted by
+# lukewarm ones, as it is in a mean, and the judge's verdict enters with its token probability.
+FEATURES = ("agreement", "token_prob", "reflection", "claim_support", "claim_check", "response_check")
+WEIGHTS = {"agreement": 0.458, "token_prob": 1.605, "reflection": 1.234, "claim_support": 0.308,
+           "claim_check": 0.297, "response_check": 1.084}  # benchmarks/results/trust_calibration.json
+BIAS = -1.018
+_EPS = 1e-3  # probabilities are clipped to [0.001, 0.999]: no one signal is certain
+
+
+def _logit(p: float) -> float:
+    p = min(max(float(p), _EPS), 1.0 - _EPS)
+    return math.log(p / (1.0 - p))
+
+
+def features(signals: dict[str, Any]) -> dict[str, float]:
+    """Each signal as evidence in log-odds (0 when it could not be had): probabilities as their logit,
+    the reflection verdict as +1 (right) or -1 (wrong)."""
+    out = {}
+    for name in FEATURES:
+        value = signals.get(name)
+        if value is None:
+            out[name] = 0.0
+        elif name == "reflection":
+            out[name] = 1.0 if value >= 0.5 else -1.0
+        else:
+            out[name] = _logit(value)
+    return out
+
+
+def combine(signals: dict[str, Any], weights: dict[str, float] | None = None, bias: float | None = None) -> float | None:
+    """The trust score: sigmoid(BIAS + sum of WEIGHTS x each signal's log-odds); None without any signal."""
+    if all(signals.get(name) is None for name in FEATURES):
         return None
-    score = sum(values) / len(values)
-    if signals.get("claims") is not None:
-        score = min(score, (1.0 + signals["claims"]) / 2)  # type: ignore[operator]
-    return round(float(score), 6)
+    weights = WEIGHTS if weights is None else weights
+    x = features(signals)
+    z = (BIAS if bias is None else bias) + sum(weights[name] * x[name] for name in FEATURES)
+    return round(_sigmoid(z), 6)
 
 
 async def _claims(rt: AgentRuntime, state: dict, given: str, experts: list[str], answers: dict[str, str | None],
                   updates: dict[str, Any]) -> tuple[float | None, dict[str, Any]]:
+    """The weakest claim's score, and what the checks found (`claim_support`, `claim_check`,
+    `response_check`). The judge checks the least supported claims that the experts do not support
+    (support below 0.5); when fewer stand out than `trust_claim_checks`, the budget left checks the
+    response as a whole once, as one claim: a second, differently worded self-reflection (TLM asks
+    several), which a shared mistake (a consistent error, every claim supported) can only be caught by."""
     d = rt.config.denoise
     claims = split_claims(given, d.trust_max_claims)
-    if len(claims) < 2 or not experts:
+    if not experts or not claims:
         return None, {"claims_split": len(claims)}
-    sentences = [s for e in experts for s in split_claims(e, d.trust_max_claims)]
-    vectors = await rt.texts.vectors(claims + sentences)  # type: ignore[union-attr]
-    sims = vectors[:len(claims)] @ vectors[len(claims):].T
-    best = np.clip(sims.max(axis=1), -1.0, 1.0)
-    scores = [support(float(s), d.open_similarity) for s in best]
-    order = sorted(range(len(claims)), key=lambda i: scores[i])
-    checked = []
-    for n, i in enumerate(order[:d.trust_claim_checks]):
+    scores: list[float] = []
+    best = np.zeros(0)
+    if len(claims) >= 2:
+        sentences = [s for e in experts for s in split_claims(e, d.trust_max_claims)]
+        vectors = await rt.texts.vectors(claims + sentences)  # type: ignore[union-attr]
+        sims = vectors[:len(claims)] @ vectors[len(claims):].T
+        best = np.clip(sims.max(axis=1), -1.0, 1.0)
+        scores = [support(float(s), d.open_similarity) for s in best]
+    order = sorted(range(len(scores)), key=lambda i: scores[i])
+    unsupported = [i for i in order if scores[i] < 0.5][:d.trust_claim_checks]
+    whole = len(unsupported) < d.trust_claim_checks
+    info: dict[str, Any] = {"claims_split": len(claims)}
+    if scores:
+        weakest_support = min(scores)
+        info["claim_support"] = round(weakest_support, 4)
+    checks: list[tuple[str, int | None]] = [(claims[i], i) for i in unsupported] + ([(given, None)] if whole else [])
+    claim_checks: list[float] = []
+    for n, (claim, i) in enumerate(checks):
         name = "claim" if n == 0 else f"claim{n + 1}"
-        record = await rt.ask("judge", "claim", state, parse=parse_verdict, claim=claims[i], label=given,
+        record = await rt.ask("judge", "claim", state, parse=parse_verdict, claim=claim, label=given,
                               base_answer=answers.get("base") or "(none)",
                               reasoning_answer=answers.get("reasoning") or "(none)")
         updates.setdefault("nodes", {})[name] = record
-        _, judged = verdict_probability(record)
-        if judged is None and record.get("answer") in ("Y", "N"):
-            judged = 1.0 if record["answer"] == "N" else 0.0
-        if judged is not None:
+        reflection, judged = verdict_probability(record)
+        judged = reflection if judged is None else judged
+        if judged is None:
+            continue
+        if i is None:  # the response as a whole: its verdict bears on every claim
+            info["response_check"] = round(judged, 4)
+            scores = [(s + judged) / 2 for s in scores]
+        else:
+            claim_checks.append(judged)
             scores[i] = (scores[i] + judged) / 2
-        checked.append(i)
+    if claim_checks:
+        info["claim_check"] = round(min(claim_checks), 4)
+    info["claims_checked"] = len(checks)
+    if not scores:
+        return None, info
     weakest = min(range(len(claims)), key=lambda i: scores[i])
-    return scores[weakest], {"claims_split": len(claims), "weakest_claim": claims[weakest],
-                             "weakest_claim_similarity": round(float(best[weakest]), 4),
-                             "claims_checked": len(checked)}
-
+    return scores[weakest], {**info, "weakest_claim": claims[weakest],
+                             "weakest_claim_similarity": round(float(best[weakest]), 4)}
 
 
 async def score_trust(rt: AgentRuntime, state: dict, answers: dict[str, str | None],
@@ -155,6 +208,6 @@ async def score_trust(rt: AgentRuntime, state: dict, answers: dict[str, str | No
     reflection, token_prob = verdict_probability(judge)
     signals: dict[str, Any] = {"agreement": sum(agreeing) / len(agreeing) if agreeing else None,
                                "reflection": reflection, "token_prob": token_prob, "claims": claims}
-    trust = combine(signals)
+    trust = combine({**signals, **claim_info})
     shown = {name: None if v is None else round(float(v), 4) for name, v in signals.items()}
     return {**updates, "trust": trust, "trust_signals": {**shown, **claim_info}}
