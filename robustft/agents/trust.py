@@ -11,21 +11,32 @@ probabilities; FActScore / SelfCheckGPT check long responses claim by claim. Her
   checker's own call when `checker: judge`): 1 right, 0 wrong.
 - **token_prob**: that verdict's token probability `c = exp(-score)` of the judge's reply, turned into
   the probability that the given response is right (`c` for "right", `1 - c` for "wrong").
-- **claims** (responses of two or more sentences): the response is split into at most
-  `trust_max_claims` claims; each claim's support is its best cosine with any sentence of the
-  experts' responses, mapped like agreement. The `trust_claim_checks` least supported claims are
-  checked by the judge (`claim_open.jinja`, one call each), whose verdict and token probability are
-  averaged with the support. The weakest claim is the signal.
+- **claims**: the response is split into at most `trust_max_claims` claims (sentences); each claim's
+  support is its best cosine with any sentence of the experts' responses, mapped like agreement.
+  The judge (`claim_open.jinja`, one call each, `trust_claim_checks` in all) checks the least
+  supported claims the experts do not support (support below 0.5); when fewer stand out, the
+  budget left checks the response as a whole once, as one claim: a second, differently worded
+  self-reflection (TLM asks several). That is the check a consistent error needs: the experts share
+  the mistake, so every claim is supported and a claim check would go to a filler sentence. A
+  checked claim's score is the mean of its support and the verdict's probability (a whole-response
+  verdict counts for every claim); the weakest claim is the `claims` signal.
 
-The trust score is the mean of the available signals (a signal that could not be had, such as an
-unreadable verdict, is left out), bounded above by the weakest claim: at most (1 + claims) / 2, so
-one claim nothing supports caps the score of a response at 0.5, however well the rest agrees. (A
-plain minimum with the weakest claim ranked worse on the development sets: the claim signal alone
-is noisier than the mean; benchmarks/open_trust.py.) Every signal and the weakest claim are kept
-in `trust_signals`, so a reviewer sees why a response scored as it did.
+The trust score adds the signals' evidence in log-odds: `sigmoid(BIAS + sum(WEIGHTS[s] x logit(s)))`
+over agreement, token_prob, reflection (+1 right, -1 wrong), the weakest claim's support, the claim
+check's and the whole-response check's verdict probabilities; a signal that could not be had (an
+unreadable verdict, a one-sentence response's claims) adds nothing. The weights were fitted by
+logistic regression on a calibration split only (the simulator's dev sets, 450 rows; `python -m
+benchmarks.open_trust --calibrate`, benchmarks/results/trust_calibration.json) and are frozen: the
+figures reported are on other questions and seeds. Unlike the mean used before (benchmarks/results/
+open_trust.md), a confident signal is not diluted by lukewarm ones, and the judge's verdict enters
+with its token probability. The weights describe the simulator's experts and judge; a real model's
+calibration differs, and refitting them on gold-labelled rows of one's own runs is not built yet
+(they are constants here).
+Every signal and the weakest claim are kept in `trust_signals`, so a reviewer sees why a response
+scored as it did.
 
-Calls per sample: 1 reflection + `trust_claim_checks` claim checks (none with `checker: judge` for
-the reflection), whatever the length of the response.
+Calls per sample: 1 reflection + `trust_claim_checks` checks (none with `checker: judge` for the
+reflection), whatever the length of the response.
 """
 
 from __future__ import annotations
