@@ -45,9 +45,7 @@ from typing import Any
 
 from robustft.backends.store import ResponseStore
 from robustft.config import load_config
-import numpy as np
-
-from robustft.agents.trust import FEATURES, features
+from robustft.agents.trust import features, fit_weights
 from robustft.inspect.ranking import trust_ranking
 from robustft.run.runner import DenoiseRun
 from robustft.sim import SimServer
@@ -141,24 +139,6 @@ def run_level(folder: Path, noise: int, accuracy: float, server_seed: int, workd
 
 def _wrong(records: list[dict], gold: dict[str, Any]) -> set[str]:
     return {r["id"] for r in records if not is_right(r["original_label"], gold[r["id"]].key, gold[r["id"]].distractors)}
-
-
-def fit_weights(rows: list[tuple[dict[str, float], bool]], l2: float = 1.0) -> dict[str, Any]:
-    """Logistic regression (Newton's method, a light L2 penalty on the weights, none on the bias) of
-    right (1) / wrong (0) on the signals' log-odds (`agents.trust.features`): the trust score's
-    weights, fitted on the calibration split only."""
-    x = np.array([[f[name] for name in FEATURES] + [1.0] for f, _ in rows])
-    y = np.array([1.0 if right else 0.0 for _, right in rows])
-    w = np.zeros(x.shape[1])
-    penalty = l2 * np.diag([1.0] * len(FEATURES) + [0.0])
-    for _ in range(100):
-        p = 1.0 / (1.0 + np.exp(-x @ w))
-        step = np.linalg.solve((x.T * (p * (1 - p))) @ x + penalty, x.T @ (p - y) + penalty @ w)
-        w -= step
-        if np.abs(step).max() < 1e-9:
-            break
-    return {"weights": {name: round(float(v), 3) for name, v in zip(FEATURES, w[:-1])},
-            "bias": round(float(w[-1]), 3), "rows": len(rows), "right": int(y.sum()), "l2": l2}
 
 
 def _thresholds(records: list[dict], wrong: set[str]) -> list[dict[str, Any]]:

@@ -8,8 +8,10 @@
 - `data`: a path (CSV, TSV, JSONL, JSON, Parquet, a `save_to_disk` folder), a Hugging Face Hub
   name, a list of dicts, a pandas DataFrame or a Hugging Face `Dataset`.
 - `config`: a `RobustFTConfig`, a YAML path or a dict of the same shape; keyword settings
-  override it. Keywords are the command line's flags as names (`model`, `base_url`, `concurrency`,
-  `limit`, `beta`, `k`, ...), or any dotted config key through `settings={"denoise.k": 5}`.
+  override it. Keywords are the settings the command line offers as flags, by the same names
+  (`model`, `base_url`, `concurrency`, `max_cost`, `limit`, `beta`, `k`, ...; one table,
+  `robustft.settings`), a few more (`provider`, `temperature`, `score`, `instruction`, `ablate`),
+  or any dotted config key through `settings={"denoise.k": 5}`.
 - `out`: the run directory; without one, a new temporary directory (its path is in the result).
   Running again with the same `out` resumes, exactly as on the command line.
 
@@ -28,37 +30,24 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from . import settings as settings_table
 from .config import RobustFTConfig, load_config
 from .errors import RobustFTError, UserError
 from .run.rundir import DenoiseResult as Result
 
 log = logging.getLogger("robustft")
 
-# Keyword settings, as the command line's flags name them, and where they live in the config.
-KEYWORDS = {
-    "model": "model.name", "base_url": "model.base_url", "provider": "model.provider",
-    "max_tokens": "model.max_tokens", "temperature": "model.temperature",
-    "concurrency": "denoise.concurrency", "beta": "denoise.beta", "k": "denoise.k", "checker": "denoise.checker",
-    "reflection_rounds": "denoise.reflection_rounds", "review": "denoise.review", "score": "denoise.score",
-    "prompts_dir": "denoise.prompts_dir", "embedding_model": "denoise.embedding_model",
-    "embedding_base_url": "denoise.embedding_base_url", "ablate": "denoise.ablate",
-    "limit": "data.limit", "task": "data.task", "split": "data.split", "instruction": "data.instruction",
-    "question_column": "data.question_column", "answer_column": "data.answer_column",
-    "options_column": "data.options_column", "id_column": "data.id_column",
-    "out_of_range_labels": "data.out_of_range_labels",
-    "executor": "run.executor", "ray_address": "run.ray_address",
-}
-
 
 def resolve_config(data: Any = None, *, config: RobustFTConfig | str | Path | dict | None = None,
                    out: str | Path | None = None, settings: dict[str, Any] | None = None,
                    **keywords: Any) -> tuple[RobustFTConfig, Any]:
     """The config a call asks for, and the data in memory (None when the config names a source)."""
-    unknown = sorted(set(keywords) - set(KEYWORDS))
+    known = settings_table.keywords()
+    unknown = sorted(set(keywords) - set(known))
     if unknown:
-        raise UserError(f"unknown setting {', '.join(repr(u) for u in unknown)}; settings: {', '.join(sorted(KEYWORDS))}, "
+        raise UserError(f"unknown setting {', '.join(repr(u) for u in unknown)}; settings: {', '.join(sorted(known))}, "
                         "or any config key as settings={'denoise.k': 5}")
-    overrides: dict[str, Any] = {KEYWORDS[k]: v for k, v in keywords.items()}
+    overrides: dict[str, Any] = {known[k].key: v for k, v in keywords.items()}
     overrides.update(settings or {})
     if keywords.get("base_url") is not None and "provider" not in keywords:
         overrides["model.provider"] = "openai"
@@ -116,15 +105,17 @@ def denoise(data: Any = None, **kwargs: Any) -> Result:
         return pool.submit(asyncio.run, adenoise(data, **kwargs)).result()
 
 
+# TEMPORARY (until the library's messages name settings): flags in a message, as keywords.
 _FLAG = re.compile(r"--([a-z][a-z0-9-]*)(?: [A-Z][A-Z_]*)?")
-_SETTING_OF_FLAG = {flag.replace("_", "-"): name for name, flag in ((k, k) for k in KEYWORDS)}
-_SETTING_OF_FLAG.update({"out": "out", "data": "data", "config": "config"})
 
 
 def _in_settings_terms(error: RobustFTError) -> RobustFTError:
     """The same error, with the command line's flags named as this API's settings."""
+    names = {s.flag[2:]: s.name for s in settings_table.keywords().values()}
+    names.update({"out": "out", "data": "data", "config": "config"})
+
     def setting(match: re.Match) -> str:
-        name = _SETTING_OF_FLAG.get(match.group(1))
+        name = names.get(match.group(1))
         return f"{name}=..." if name else match.group(0)
 
     text = _FLAG.sub(setting, str(error))

@@ -75,8 +75,7 @@ def test_the_calibration_fit_recovers_known_weights():
     import math
     import random
 
-    from benchmarks.open_trust import fit_weights
-    from robustft.agents.trust import FEATURES
+    from robustft.agents.trust import FEATURES, fit_weights
 
     rng = random.Random(0)
     truth = {name: 0.5 * (i + 1) for i, name in enumerate(FEATURES)}

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..backends.base import Generation, Messages, ability
@@ -81,6 +81,36 @@ class CallStats:
     usd: float = 0.0          # paid in this run, when prices are set
     saved_usd: float = 0.0    # what the store's answers would have cost
     usd_by_role: dict[str, float] = field(default_factory=dict)
+
+    def counts(self) -> "CallCounts":
+        return CallCounts(self.paid, self.reused, self.failed_attempts, self.prompt_tokens, self.completion_tokens)
+
+    def add(self, counts: "CallCounts") -> None:
+        """Count calls made elsewhere (a Ray worker's, as its executor reports them)."""
+        self.paid += counts.paid
+        self.reused += counts.reused
+        self.failed_attempts += counts.failed_attempts
+        self.prompt_tokens += counts.prompt_tokens
+        self.completion_tokens += counts.completion_tokens
+
+
+@dataclass(frozen=True)
+class CallCounts:
+    """What some calls cost, as a value: a Ray worker's report, which the runner adds to its
+    `CallStats` (`CallStats.add`)."""
+
+    paid: int = 0
+    reused: int = 0
+    failed_attempts: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def since(self, before: "CallCounts") -> "CallCounts":
+        return CallCounts(*(a - b for a, b in zip(astuple(self), astuple(before))))
+
+    def latest(self, other: "CallCounts") -> "CallCounts":
+        """Each count at its highest of the two (reports that arrive out of order)."""
+        return CallCounts(*(max(a, b) for a, b in zip(astuple(self), astuple(other))))
 
 
 class _Model:

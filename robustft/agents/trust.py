@@ -43,15 +43,16 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
 from ..answers import parse_verdict
 from ..errors import ModelCallError
 from .runtime import AgentRuntime, failure
+from .state import NodeRecord, SampleState, TrustSignals
 
-__all__ = ["FEATURES", "SIGNALS", "WEIGHTS", "combine", "features", "split_claims", "score_trust", "verdict_probability"]
+__all__ = ["FEATURES", "SIGNALS", "WEIGHTS", "combine", "features", "fit_weights", "split_claims", "score_trust", "verdict_probability"]
 
 SIGNALS = ("agreement", "reflection", "token_prob", "claims")
 _SCALE = 0.1  # cosine units from "as likely right as wrong" to about 73 % either way
@@ -86,7 +87,7 @@ def support(similarity: float, threshold: float) -> float:
     return _sigmoid((similarity - threshold) / _SCALE)
 
 
-def verdict_probability(record: dict[str, Any] | None) -> tuple[float | None, float | None]:
+def verdict_probability(record: NodeRecord | None) -> tuple[float | None, float | None]:
     """(reflection, token_prob) of a judge record whose answer is Y (wrong) or N (right)."""
     verdict = (record or {}).get("answer")
     if verdict not in ("Y", "N"):
@@ -115,7 +116,7 @@ def _logit(p: float) -> float:
     return math.log(p / (1.0 - p))
 
 
-def features(signals: dict[str, Any]) -> dict[str, float]:
+def features(signals: Mapping[str, Any]) -> dict[str, float]:
     """Each signal as evidence in log-odds (0 when it could not be had): probabilities as their logit,
     the reflection verdict as +1 (right) or -1 (wrong)."""
     out = {}
@@ -130,7 +131,7 @@ def features(signals: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def combine(signals: dict[str, Any], weights: dict[str, float] | None = None, bias: float | None = None) -> float | None:
+def combine(signals: Mapping[str, Any], weights: dict[str, float] | None = None, bias: float | None = None) -> float | None:
     """The trust score: sigmoid(BIAS + sum of WEIGHTS x each signal's log-odds); None without any signal."""
     if all(signals.get(name) is None for name in FEATURES):
         return None
@@ -140,8 +141,26 @@ def combine(signals: dict[str, Any], weights: dict[str, float] | None = None, bi
     return round(_sigmoid(z), 6)
 
 
+def fit_weights(rows: list[tuple[dict[str, float], bool]], l2: float = 1.0) -> dict[str, Any]:
+    """Logistic regression (Newton's method, a light L2 penalty on the weights, none on the bias) of
+    right (1) / wrong (0) on the signals' log-odds (`features`): the trust score's
+    weights, fitted on the calibration split only."""
+    x = np.array([[f[name] for name in FEATURES] + [1.0] for f, _ in rows])
+    y = np.array([1.0 if right else 0.0 for _, right in rows])
+    w = np.zeros(x.shape[1])
+    penalty = l2 * np.diag([1.0] * len(FEATURES) + [0.0])
+    for _ in range(100):
+        p = 1.0 / (1.0 + np.exp(-x @ w))
+        step = np.linalg.solve((x.T * (p * (1 - p))) @ x + penalty, x.T @ (p - y) + penalty @ w)
+        w -= step
+        if np.abs(step).max() < 1e-9:
+            break
+    return {"weights": {name: round(float(v), 3) for name, v in zip(FEATURES, w[:-1])},
+            "bias": round(float(w[-1]), 3), "rows": len(rows), "right": int(y.sum()), "l2": l2}
+
+
 async def _claims(rt: AgentRuntime, state: dict, given: str, experts: list[str], answers: dict[str, str | None],
-                  updates: dict[str, Any]) -> tuple[float | None, dict[str, Any]]:
+                  updates: SampleState) -> tuple[float | None, TrustSignals]:
     """The weakest claim's score, and what the checks found (`claim_support`, `claim_check`,
     `response_check`). The judge checks the least supported claims that the experts do not support
     (support below 0.5); when fewer stand out than `trust_claim_checks`, the budget left checks the
@@ -162,7 +181,7 @@ async def _claims(rt: AgentRuntime, state: dict, given: str, experts: list[str],
     order = sorted(range(len(scores)), key=lambda i: scores[i])
     unsupported = [i for i in order if scores[i] < 0.5][:d.trust_claim_checks]
     whole = len(unsupported) < d.trust_claim_checks
-    info: dict[str, Any] = {"claims_split": len(claims)}
+    info: TrustSignals = {"claims_split": len(claims)}
     if scores:
         weakest_support = min(scores)
         info["claim_support"] = round(weakest_support, 4)
@@ -195,14 +214,14 @@ async def _claims(rt: AgentRuntime, state: dict, given: str, experts: list[str],
 
 
 async def score_trust(rt: AgentRuntime, state: dict, answers: dict[str, str | None],
-                      similarities: list[float | None], judge: dict[str, Any] | None, *,
-                      prefix: str = "") -> dict[str, Any]:
+                      similarities: list[float | None], judge: NodeRecord | None, *,
+                      prefix: str = "") -> SampleState:
     """The state update with `trust` and `trust_signals` (and the judge's and claim checks' node
     records, named `prefix` + judge / claim); `status: failed` when a call keeps failing. `judge`: a
     verdict already asked for. The response scored is `state["label"]`."""
     d = rt.config.denoise
     given = state["label"]
-    updates: dict[str, Any] = {}
+    updates = SampleState()
     try:
         if judge is None:
             judge = await rt.ask("judge", "judge", state, parse=parse_verdict, label=given,
@@ -217,7 +236,7 @@ async def score_trust(rt: AgentRuntime, state: dict, answers: dict[str, str | No
         updates["nodes"] = {f"{prefix}{name}": record for name, record in updates["nodes"].items()}
     agreeing = [support(s, d.open_similarity) for s in similarities if s is not None]
     reflection, token_prob = verdict_probability(judge)
-    signals: dict[str, Any] = {"agreement": sum(agreeing) / len(agreeing) if agreeing else None,
+    signals: dict[str, float | None] = {"agreement": sum(agreeing) / len(agreeing) if agreeing else None,
                                "reflection": reflection, "token_prob": token_prob, "claims": claims}
     trust = combine({**signals, **claim_info})
     shown = {name: None if v is None else round(float(v), 4) for name, v in signals.items()}

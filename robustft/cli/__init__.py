@@ -33,25 +33,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _shown(text: str) -> str:
-    """An error text as it may reach the terminal: no API key, no live escape sequence."""
+def _shown(text: str, command: str | None = None) -> str:
+    """A library message as it may reach the terminal: no API key, no live escape sequence, and each
+    setting it names followed by the flag that sets it in `command` ("denoise.concurrency (--concurrency)")."""
     from ..terminal import visible
     from ..secrets import redact
+    from .flags import with_flags
 
-    return visible(redact(text))
+    return visible(redact(with_flags(text, command)))
 
 
-def _configure_logging() -> None:
+def _configure_logging(command: str | None) -> None:
     """The library speaks through the `robustft` logger; on the command line that is stderr."""
     import logging
 
     logger = logging.getLogger("robustft")
-    if any(getattr(h, "_robustft_cli", False) for h in logger.handlers):
-        return
+    for h in [h for h in logger.handlers if getattr(h, "_robustft_cli", False)]:
+        logger.removeHandler(h)  # one per command: its messages show that command's flags
 
     class Format(logging.Formatter):
         def format(self, record: logging.LogRecord) -> str:
-            text = _shown(record.getMessage())
+            text = _shown(record.getMessage(), command)
             return text if record.levelno < logging.WARNING else f"robustft: warning: {text}"
 
     class Stderr(logging.StreamHandler):
@@ -75,17 +77,17 @@ def _configure_logging() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _configure_logging()
+    _configure_logging(args.command)
     try:
         return args.handler(args)
     except UserError as e:
-        print(f"robustft: error: {_shown(str(e))}", file=sys.stderr)
+        print(f"robustft: error: {_shown(str(e), args.command)}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("\nrobustft: interrupted; progress is saved: run the same command again to resume", file=sys.stderr)
         return 130
     except RobustFTError as e:
-        print(f"robustft: error: {_shown(str(e))}", file=sys.stderr)
+        print(f"robustft: error: {_shown(str(e), args.command)}", file=sys.stderr)
         return e.exit_code
     except OSError as e:
         from ..files import disk_error_message

@@ -51,6 +51,7 @@ from ..errors import UserError
 from ..method import ANSWERING
 from ..files import atomic_write, remove_stale_temporaries, write_jsonl
 from ..run.outputs import human_record
+from ..run.records import FineTuningRecord, SampleRecord
 from ..run.rundir import (BACKUP, DENOISED, SAMPLES, RunFiles, append_review_log, load_run, read_jsonl_checked,
                           read_review_log, replay_review_log)
 
@@ -113,7 +114,7 @@ def contested(run: RunFiles, score_above: float | None = None) -> list[dict[str,
     return out
 
 
-def _row(r: dict[str, Any], current: dict[str, Any] | None, for_csv: bool) -> dict[str, Any]:
+def _row(r: SampleRecord, current: FineTuningRecord | None, for_csv: bool) -> dict[str, Any]:
     nodes = r.get("nodes") or {}
     opts = r.get("options")
     return {
@@ -341,7 +342,7 @@ def import_review(run_dir: str | Path, file: str | Path) -> ImportResult:
     return result
 
 
-def _tool_set(run: RunFiles) -> list[dict[str, Any]]:
+def _tool_set(run: RunFiles) -> list[FineTuningRecord]:
     """The fine-tuning set as the tool made it, before any human decision."""
     backup = run.dir / BACKUP
     if backup.is_file():

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from .. import tracing
-from ..agents.calls import ModelCalls, ServiceDown
+from ..agents.calls import CallCounts, ModelCalls, ServiceDown
 from ..agents.checker import check_rule
 from ..agents.cost import CostLedger, Prices, records_cost
 from ..agents.runtime import AgentRuntime
@@ -48,15 +48,16 @@ from ..data import Dataset, Sample, load_dataset
 from ..entropy import select_lowest
 from ..errors import ConfigError, ModelCallError, RobustFTError, UserError
 from ..method import method_of, scores_trust
-from ..agents.state import SampleState, initial_state
+from ..agents.state import Example, SampleState, initial_state
 from ..prompts import PROMPT_NAMES, PromptLibrary, template_name
 from ..prompts.check import check_prompts
 from ..secrets import register_api_keys
 from .collector import TRACED_YOUNG_THRESHOLD, YOUNG_THRESHOLD, fewer_collections
 from .executors import Executor, LocalExecutor, RunContext
 from .journal import Journal
-from .outputs import Summary, final_record, fine_tuning_record, is_candidate, sample_record, state_of
+from .outputs import Summary, final_record, fine_tuning_record, is_candidate
 from .progress import Progress
+from .records import SampleRecord, sample_record, state_of
 from .rundir import BATCHES, DenoiseResult, RunDir
 
 log = logging.getLogger("robustft")
@@ -218,8 +219,7 @@ class DenoiseRun:
             self.journal, self.fingerprints, self.calls, self.store = journal, fingerprints, calls, store
             context = RunContext(config=self.config, task=self.dataset.task,
                                  roles=method_of(self.config, self.dataset.task).roles, role_models=self.rt.role_models,
-                                 pool=self.pool, store_path=store.path, stats=calls.stats, say=self.say,
-                                 tracing=self.tracing)
+                                 store_path=store.path, say=self.say, tracing=self.tracing)
             executor = self.executor = make_executor(context)
             self.display = Progress(calls.stats, bars=self.progress, quiet_log_every_s=self.quiet_log_every_s,
                                     health=self.replica_health)
@@ -234,7 +234,8 @@ class DenoiseRun:
                          + (f", {len(waiting)} waiting for relabeling" if waiting else ""))
             if detect or waiting:
                 ledger.check()  # a cap already spent costs no call, not even the preflight
-                await executor.start(len(detect) + len(waiting))
+                for config, backend in await executor.start(len(detect) + len(waiting)):
+                    self.pool.add(config, backend)  # the Ray model actors: the preflight goes there too
                 if calls.batch is not None:
                     recovered = await calls.batch.recover()
                     if recovered:
@@ -341,19 +342,23 @@ class DenoiseRun:
     # --- the two passes through the graph -----------------------------------------------------
 
     async def _drive(self, executor: Executor, phase: str, states: Iterable[SampleState], total: int) -> None:
-        """One phase: every final state the executor yields goes to the journal as it comes."""
+        """One phase: every final state the executor yields goes to the journal as it comes; the
+        calls it reports made elsewhere (Ray workers) are counted with this process's."""
         with self.display.phase(phase, total) as bar:
             async with aclosing(executor.drive(phase, states, total)) as finals:
                 async for final in finals:
-                    bar.advance(failed=self._record(final))
+                    if isinstance(final, CallCounts):
+                        self.calls.stats.add(final)
+                    else:
+                        bar.advance(failed=self._record(final))
 
-    def _record(self, state: dict[str, Any]) -> bool:
+    def _record(self, state: SampleState) -> bool:
         """Append a sample's record to the journal; returns whether the sample failed."""
         record = sample_record(state, self.dataset.task, self.fingerprints[state["id"]])
         self.journal.append(record)
         return record["status"] == "failed"
 
-    def _relabel_states(self, noisy: list[str], examples: dict[str, list[dict[str, Any]]]) -> Iterator[SampleState]:
+    def _relabel_states(self, noisy: list[str], examples: dict[str, list[Example]]) -> Iterator[SampleState]:
         """Noisy samples read back from the journal as they are sent in (not all held in memory)."""
         for sid in noisy:
             state = state_of(self.journal.read(sid))
@@ -362,7 +367,7 @@ class DenoiseRun:
 
     # --- the barrier --------------------------------------------------------------------------
 
-    async def _retrieve(self, noisy: list[str], vectors) -> dict[str, list[dict[str, Any]]]:
+    async def _retrieve(self, noisy: list[str], vectors) -> dict[str, list[Example]]:
         """Index the clean samples of the whole dataset and retrieve examples for every noisy one."""
         from ..retrieval import make_index
 
@@ -408,7 +413,7 @@ class DenoiseRun:
         kept_ids = set(kept)
         summary = Summary()
 
-        def records() -> Iterable[dict[str, Any]]:
+        def records() -> Iterable[SampleRecord]:
             for sample in self.dataset.samples:
                 if sample.id in entries:
                     record = self.journal.read(sample.id)
