@@ -8,18 +8,25 @@ from __future__ import annotations
 
 import reprlib
 from pathlib import Path
-from typing import Any, Literal, Sequence, get_args, get_origin
+from typing import Annotated, Any, Literal, Sequence, get_args, get_origin
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, StringConstraints, ValidationError, ValidationInfo, create_model,
+                      field_validator, model_validator)
+from pydantic.fields import FieldInfo
 
 from .errors import ConfigError
 
 Role = Literal["base", "reasoning", "context", "reviewer", "judge"]
 ROLES: tuple[str, ...] = ("base", "reasoning", "context", "reviewer", "judge")
-TaskType = Literal["auto", "multiple_choice", "text", "numeric", "open"]
-DataFormat = Literal["auto", "table", "messages", "sharegpt", "alpaca"]
+# Task types, input layouts and selection scores are names registered in entry-point groups
+# (`robustft.plugins`): a config checks only that a name is one; a run checks, when it starts, that
+# something is registered under it (`robustft.run.registered`), so this module scans no plugins.
+RegisteredName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")]
+TaskType = RegisteredName    # auto, or a task type: multiple_choice, text, numeric, open (robustft.tasks)
+DataFormat = RegisteredName  # auto, or a layout: table, messages, sharegpt, alpaca (robustft.layouts)
+ScoreName = RegisteredName   # a selection score: mean_nll, answer_nll, entropy (robustft.scores)
 Ablation = Literal["reasoning", "checker", "context", "reviewer", "selection"]
 
 
@@ -103,8 +110,15 @@ class _ModelChecks(StrictModel):
 
 
 class ModelConfig(_ModelChecks):
-    """One chat model. `provider` names a backend registered in the entry-point group
-    `robustft.backends` (see `robustft.backends.registry`)."""
+    """One chat model: the settings every backend shares. `provider` names a backend registered in
+    the entry-point group `robustft.backends` (see `robustft.backends.registry`).
+
+    Keys beside these are the backend's own options (its `Options` model: `device`, `dtype`,
+    `batch_size`, `adapter` for transformers, `script` for fake, ...). They are kept as given
+    (`options`) and checked against the selected backend when a run starts: this module does not
+    know the backends."""
+
+    model_config = ConfigDict(extra="allow")
 
     provider: str = Field("openai", description=(
         "The backend: openai (any OpenAI-compatible server: vllm serve, hosted APIs), transformers (a local "
@@ -146,14 +160,6 @@ class ModelConfig(_ModelChecks):
         "When every call to a model has failed for this long, the run stops (resumable) instead of "
         "marking the remaining samples failed."))
     seed: int | None = Field(None, description="Sampling seed sent with each request, when the server honours one.")
-    device: str = Field("auto", description="transformers/vllm: 'cpu', 'cuda', 'auto'.")
-    dtype: str = Field("auto", description="transformers/vllm: 'auto', 'float32', 'bfloat16', ...")
-    batch_size: int = Field(32, gt=0, description=(
-        "transformers/vllm: concurrent requests generated together, at most (transformers splits a "
-        "batch that runs out of GPU memory)."))
-    script: list[str] | None = Field(None, description="fake: responses returned in turn (tests).")
-    adapter: str | None = Field(None, description=(
-        "transformers: a PEFT LoRA adapter directory (what `robustft train` writes) applied on top of the model."))
     price_input_per_mtok: float | None = Field(None, ge=0.0, description=(
         "USD per million prompt tokens, from your provider's price page (robustft ships no prices; see "
         "examples/hosted_api.yaml). With it or the output price set, every paid call has a cost: the progress "
@@ -163,15 +169,17 @@ class ModelConfig(_ModelChecks):
         "None: the input price."))
     price_output_per_mtok: float | None = Field(None, ge=0.0, description=(
         "USD per million completion tokens (see price_input_per_mtok)."))
-    batch_discount: float = Field(0.5, ge=0.0, le=1.0, description=(
-        "With denoise.batch_api: the share of the price the provider takes off calls sent through its Batch API "
-        "(0.5: half price)."))
     requests_per_minute: float | None = Field(None, gt=0, description=(
         "Your tier's request limit: calls are paced to stay under it (a client-side token bucket). None: paced "
         "by the server's x-ratelimit-* headers and Retry-After alone, when it sends them."))
     tokens_per_minute: float | None = Field(None, gt=0, description=(
         "Your tier's token limit (prompt plus max_tokens per call, as OpenAI counts it, estimated before "
         "sending): calls are paced to stay under it. None: paced by the server's headers alone."))
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The backend's own options, as given (validated by the backend when a run starts)."""
+        return dict(self.model_extra or {})
 
     @property
     def base_urls(self) -> list[str]:
@@ -181,35 +189,25 @@ class ModelConfig(_ModelChecks):
         return [self.base_url] if isinstance(self.base_url, str) else list(self.base_url)
 
 
-class ModelOverride(_ModelChecks):
-    """A role's changes to the default model; unset fields inherit."""
+def overrides_of(model: type[BaseModel], base: type[BaseModel], name: str) -> type[BaseModel]:
+    """A model of `model`'s fields, each optional with default None and the same checks (for a
+    role's changes to the default model: unset fields inherit). Generated, so that a new field of
+    `model` is overridable without being written twice."""
+    fields: dict[str, Any] = {}
+    for field, info in model.model_fields.items():
+        optional = FieldInfo.merge_field_infos(info, default=None, default_factory=None)
+        fields[field] = (info.annotation | None, optional)
+    return create_model(name, __base__=base, __module__=__name__, __doc__=base.__doc__, **fields)
 
-    provider: str | None = None
-    name: str | None = None
-    base_url: str | list[str] | None = None
-    api_key_env: str | None = None
-    temperature: float | None = Field(None, ge=0.0)
-    max_tokens: int | None = Field(None, gt=0)
-    logprobs: bool | None = None
-    top_logprobs: int | None = Field(None, ge=0, le=20)
-    timeout_s: float | None = Field(None, gt=0)
-    connect_timeout_s: float | None = Field(None, gt=0)
-    max_reply_bytes: int | None = Field(None, ge=1024)
-    max_retries: int | None = Field(None, ge=0, le=10)
-    retry_backoff_max_s: float | None = Field(None, gt=0)
-    give_up_after_s: float | None = Field(None, gt=0)
-    seed: int | None = None
-    device: str | None = None
-    dtype: str | None = None
-    batch_size: int | None = Field(None, gt=0)
-    script: list[str] | None = None
-    adapter: str | None = None
-    price_input_per_mtok: float | None = Field(None, ge=0.0)
-    price_cached_input_per_mtok: float | None = Field(None, ge=0.0)
-    price_output_per_mtok: float | None = Field(None, ge=0.0)
-    batch_discount: float | None = Field(None, ge=0.0, le=1.0)
-    requests_per_minute: float | None = Field(None, gt=0)
-    tokens_per_minute: float | None = Field(None, gt=0)
+
+class _OverrideBase(_ModelChecks):
+    """A role's changes to the default model; unset fields inherit. Keys beside the shared settings
+    are the role's backend options (see `ModelConfig`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+ModelOverride = overrides_of(ModelConfig, _OverrideBase, "ModelOverride")
 
 
 def model_flag_updates(configured: ModelConfig, *, model: str | None = None,
@@ -256,8 +254,9 @@ class DataConfig(StrictModel):
             "split of a hub dataset or DatasetDict (default train, or the only one)")))
     format: DataFormat = Field("auto", description=(
         "The shape of each record: table (question and answer columns), messages (OpenAI chat: role, "
-        "content), sharegpt (conversations: from, value), alpaca (instruction, input, output). auto: "
-        "the question and answer columns when both exist, else recognised from the field names."))
+        "content), sharegpt (conversations: from, value), alpaca (instruction, input, output), or a layout a "
+        "package registers (entry-point group robustft.layouts). auto: the question and answer columns when both "
+        "exist, else recognised from the field names."))
     id_column: str = Field("id", description=(
         "Column holding each sample's unique id; without it the 0-based row number is the id (messages count "
         "rows from 1, as editors show them: the sample with id 0 is row 1)."),
@@ -281,10 +280,13 @@ class DataConfig(StrictModel):
         "Column holding the conversation in the messages and sharegpt formats. None: 'messages', then "
         "'conversations'."))
     task: TaskType = Field("auto", description=(
-        "How answers are compared. auto: multiple_choice when options are given, numeric when every "
+        "How answers are read and compared: auto, multiple_choice, text, numeric, open, or a task type a package "
+        "registers (entry-point group robustft.tasks). auto: multiple_choice when options are given, numeric when every "
         "answer is a number, open when answers are long free text (the median answer has 8 words or "
         "more), else text (short free text)."),
-        json_schema_extra=flag("denoise", help="answer type (auto: inferred; open = long free-text responses)"))
+        json_schema_extra=flag("denoise", metavar="TASK", help=(
+            "answer type: auto (inferred), multiple_choice, text, numeric, open (long free-text responses), or a "
+            "task type a package registers")))
     numeric_tolerance: float = Field(1e-2, ge=0.0, description=(
         "Numeric answers: when either side is a whole number the two must be equal (125 is not 126); "
         "other numbers match within this relative tolerance (0.01 = 1 %). Printed by the dry run and the report."))
@@ -357,10 +359,11 @@ class DenoiseConfig(StrictModel):
         "similar examples are left out until the prompt fits. None: always show k examples."))
     beta: float = Field(0.5, gt=0.0, le=1.0, description="Fraction of relabeled samples kept (lowest scores).",
                         json_schema_extra=flag("denoise", "ablate", help="fraction of relabeled samples kept"))
-    score: Literal["mean_nll", "answer_nll", "entropy"] = Field("mean_nll", description=(
+    score: ScoreName = Field("mean_nll", description=(
         "mean_nll: the paper's mean negative log-probability of all generated tokens; answer_nll: "
         "of the answer tokens after 'Answer:' only; entropy: the mean predictive entropy per generated "
-        "token, from the top model.top_logprobs alternatives (5 unless set)."), json_schema_extra=flag(api=True))
+        "token, from the top model.top_logprobs alternatives (5 unless set); or a score a package registers "
+        "(entry-point group robustft.scores)."), json_schema_extra=flag(api=True))
     embedding_model: str = Field("sentence-transformers/all-MiniLM-L6-v2", description=(
         "Sentence-embedding model for retrieving similar clean samples and comparing open-ended responses: a hub "
         "name or a local directory for sentence-transformers, or the model name the embedding server serves."),
@@ -585,7 +588,11 @@ class RobustFTConfig(StrictModel):
         override = self.roles.get(role)  # type: ignore[call-overload]
         model = self.model
         if override is not None:
-            model = ModelConfig(**{**model.model_dump(), **override.model_dump(exclude_unset=True)})
+            changes = override.model_dump(exclude_unset=True)
+            inherited = model.model_dump()
+            if changes.get("provider", model.provider) != model.provider:  # a backend's options go with it
+                inherited = {k: v for k, v in inherited.items() if k in ModelConfig.model_fields}
+            model = ModelConfig(**{**inherited, **changes})
         if model.top_logprobs is None:
             model = model.model_copy(update={"top_logprobs": 5 if self.denoise.score == "entropy" else 0})
         return model
@@ -876,6 +883,8 @@ def _known_settings(model: type[BaseModel], raw: Any) -> dict[str, Any]:
                 if isinstance(raw[name], dict) else {}
         else:
             known[name] = _known_settings(section, raw[name])
+    if model.model_config.get("extra") == "allow":  # a model's backend options, kept as recorded
+        known.update({k: v for k, v in raw.items() if k not in model.model_fields})
     return known
 
 

@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from .config import ModelOverride, RobustFTConfig, ROLES
+from .config import ModelConfig, ModelOverride, RobustFTConfig, ROLES
 
 __all__ = ["annotated_config", "field_help"]
 
@@ -90,13 +90,35 @@ def _section(model: type[BaseModel], values: dict[str, Any], indent: str) -> lis
         else:
             lines += _comment(field_help(info), indent)
             lines.append(indent + _value(name, values[name]))
+    if model is ModelConfig:
+        lines += _backend_options(indent)
+    return lines
+
+
+def _backend_options(indent: str) -> list[str]:
+    """The built-in backends' own options (each backend's `Options`), commented out: they are set
+    beside the settings above, for the provider that has them."""
+    from .backends.registry import BUILTIN, options_model
+
+    lines = _comment("Options of one backend, set beside the settings above when model.provider (or a "
+                     "role's provider) is that backend; checked when a run starts. A plugin documents its own.",
+                     indent)
+    shared: dict[tuple[str, str], list[str]] = {}  # (option, its help) -> the backends that have it
+    defaults: dict[str, Any] = {}
+    for provider in sorted(BUILTIN):
+        for name, info in options_model(provider).model_fields.items():
+            shared.setdefault((name, field_help(info)), []).append(provider)
+            defaults[name] = info.default
+    for (name, text), providers in shared.items():
+        lines += _comment(f"{', '.join(providers)}: {text}", indent)
+        lines.append(f"{indent}# {_value(name, defaults[name])}")
     return lines
 
 
 def _roles(info: FieldInfo, indent: str) -> list[str]:
     """roles: {} with every field a role may change (each described under model:)."""
     lines = _comment(field_help(info), indent)
-    lines += _comment(f"A role may set any of: {', '.join(ModelOverride.model_fields)} (as under model:). "
+    lines += _comment(f"A role may set any of: {', '.join(ModelOverride.model_fields)} (as under model:), and its backend's options. "
                       "For example:", indent)
     lines.append(f"{indent}#   {ROLES[3]}: {{name: meta-llama/Llama-3.1-70B-Instruct, base_url: "
                  "http://127.0.0.1:8001/v1}")

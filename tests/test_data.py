@@ -8,7 +8,7 @@ from robustft.config import DataConfig
 from robustft.data import Dataset, Sample, load_dataset, read_jsonl, write_jsonl
 from robustft.errors import InputError, UserError
 
-from shared_data import SHARED_DATA as SHARED, needs_shared_data as needs_shared
+from shared_data import ARC_ROWS, FPB_ROWS, SHARED_DATA as SHARED, needs_full_data
 
 OPTS = '"[""red"", ""green"", ""blue""]"'
 
@@ -36,11 +36,10 @@ def error_of(path, **cfg) -> str:
 # --- the real benchmark files ----------------------------------------------------------------
 
 
-@needs_shared
 def test_load_arc_noisy30():
     ds = load(SHARED / "arc" / "noisy30.csv")
     assert isinstance(ds, Dataset)
-    assert len(ds.samples) == 1778
+    assert len(ds.samples) == ARC_ROWS
     assert ds.task == "multiple_choice"
     first = ds.samples[0]
     assert first.id == "NCEOGA_2013_5_33"
@@ -49,18 +48,17 @@ def test_load_arc_noisy30():
     assert first.options[0] == "Both have cells with specialized functions for each life process."
     assert len(first.options) == 4
     assert first.row == 0 and first.extra == {}
-    assert ds.samples[-1].row == 1777
-    assert len({s.id for s in ds.samples}) == 1778
+    assert ds.samples[-1].row == ARC_ROWS - 1
+    assert len({s.id for s in ds.samples}) == ARC_ROWS
     assert all(s.label in "ABCDE" and ord(s.label) - 65 < len(s.options) for s in ds.samples)
     assert ds.path.resolve() == (SHARED / "arc" / "noisy30.csv").resolve()
 
 
-@needs_shared
 def test_load_fpb_noisy50_ids_are_row_numbers():
     ds = load(SHARED / "fpb" / "noisy50.csv")
-    assert len(ds.samples) == 1585
+    assert len(ds.samples) == FPB_ROWS
     assert ds.task == "multiple_choice"
-    assert [s.id for s in ds.samples] == [str(i) for i in range(1585)]
+    assert [s.id for s in ds.samples] == [str(i) for i in range(FPB_ROWS)]
     first = ds.samples[0]
     assert first.options == ["negative", "neutral", "positive"]
     assert first.label == "C"
@@ -68,7 +66,6 @@ def test_load_fpb_noisy50_ids_are_row_numbers():
     assert first.question.endswith("EUR 305.6 mn .")
 
 
-@needs_shared
 def test_load_fpb_labeled_keeps_extra_column_and_limit():
     ds = load(SHARED / "fpb" / "labeled.csv", limit=5)
     assert len(ds.samples) == 5
@@ -76,7 +73,7 @@ def test_load_fpb_labeled_keeps_extra_column_and_limit():
     assert ds.samples[0].label == "A"
 
 
-@needs_shared
+@needs_full_data("the published noisy70.csv's out-of-range label is at row 893, past the carried rows")
 def test_arc_noisy70_out_of_range_label():
     path = SHARED / "arc" / "noisy70.csv"
     msg = error_of(path)

@@ -109,3 +109,54 @@ def test_an_empty_base_url_flag_exits_2_with_the_fix(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
     code = main(["eval", "--data", str(data), "--model", "m", "--base-url", "localhost:8000"])
     assert code == 2 and "must start with http:// or https://" in capsys.readouterr().err
+
+
+def test_a_role_may_override_every_model_setting_with_the_same_checks():
+    from robustft.config import ModelOverride
+
+    assert list(ModelOverride.model_fields) == list(ModelConfig.model_fields)
+    for name, info in ModelOverride.model_fields.items():
+        shared = ModelConfig.model_fields[name]
+        assert info.default is None and info.metadata == shared.metadata and info.description == shared.description
+    with pytest.raises(ConfigError, match=r"field 'roles.judge.temperature'.*greater than or equal to 0"):
+        load_config(None, {"roles": {"judge": {"temperature": -1}}})
+    with pytest.raises(ConfigError, match=r"field 'roles.judge.base_url'.*must start with http"):
+        load_config(None, {"roles": {"judge": {"base_url": "h:1/v1"}}})
+
+
+def test_a_new_model_setting_is_overridable_without_touching_the_override():
+    from pydantic import Field
+
+    from robustft.config import ModelOverride, overrides_of
+
+    class Wider(ModelConfig):  # what adding a field to ModelConfig does
+        top_k: int = Field(40, gt=0, description="Sample from the k most likely tokens.")
+
+    WiderOverride = overrides_of(Wider, ModelOverride.__base__, "WiderOverride")
+    change = WiderOverride(top_k=5, temperature=0.1)
+    assert change.model_dump(exclude_unset=True) == {"top_k": 5, "temperature": 0.1}
+    assert WiderOverride().top_k is None
+    with pytest.raises(ValueError, match="greater than 0"):
+        WiderOverride(top_k=0)
+    resolved = Wider(**{**Wider(name="m").model_dump(), **change.model_dump(exclude_unset=True)})
+    assert (resolved.top_k, resolved.temperature, resolved.name) == (5, 0.1, "m")
+
+
+def test_a_backends_options_sit_beside_the_shared_settings_and_go_with_its_provider():
+    config = load_config(None, {"model": {"provider": "transformers", "name": "tiny", "device": "cpu", "batch_size": 4},
+                                "roles": {"reviewer": {"batch_size": 8},
+                                          "judge": {"provider": "openai", "base_url": "http://h/v1"}}})
+    assert config.model.options == {"device": "cpu", "batch_size": 4}
+    assert config.model_for("base").options == {"device": "cpu", "batch_size": 4}
+    assert config.model_for("reviewer").options == {"device": "cpu", "batch_size": 8}
+    assert config.model_for("judge").options == {}  # openai has no device
+    assert config.public_dict()["model"]["device"] == "cpu"  # summary.json keeps the keys where the YAML has them
+
+
+def test_eval_takes_the_eval_batch_size_for_a_local_model_only_and_drops_another_backends_options():
+    config = load_config(None, {"model": {"provider": "openai", "name": "m", "base_url": "http://h/v1",
+                                          "batch_discount": 0.25}, "eval.batch_size": 3})
+    assert eval_model_config(config).options == {"batch_discount": 0.25}
+    config = load_config(None, {"model.batch_discount": 0.25, "eval.batch_size": 3})
+    local = eval_model_config(config, model="path/to/model")
+    assert local.provider == "transformers" and local.options == {"batch_size": 3}

@@ -36,7 +36,7 @@ import sys
 from dataclasses import astuple, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..backends.base import Generation, Messages, ability
+from ..backends.base import Generation, Messages, TimesOut
 from ..backends.ratelimit import RateLimiter
 from ..backends.errors import BackendError
 from ..backends.registry import ModelPool
@@ -116,10 +116,12 @@ class CallCounts:
 class _Model:
     """What the call path keeps per model: its backend, health, prices and token expectations."""
 
-    __slots__ = ("config", "backend", "health", "prices", "expect", "limiter")
+    __slots__ = ("config", "backend", "health", "prices", "expect", "limiter", "own_timeout")
 
     def __init__(self, config: ModelConfig, backend: Any, shared: "_Model | None"):
         self.config, self.backend = config, backend
+        # A backend that enforces its own timeout (the OpenAI client) needs no second one around it.
+        self.own_timeout = isinstance(backend, TimesOut) and bool(backend.enforces_timeout)
         self.prices = Prices.of(config)
         # Roles calling one backend share its health, its pacing and what its tokens look like.
         self.health = shared.health if shared else Outage(f"the model {config.name!r}{_endpoints(config)}",
@@ -240,8 +242,7 @@ class ModelCalls:
         stats = self.stats
         slots = self._slots
 
-        # A backend that enforces its own timeout (the OpenAI client) needs no second one around it.
-        own_timeout = ability(model, "enforces_timeout")
+        own_timeout = entry.own_timeout
 
         async def attempt() -> Generation:
             async with slots:
@@ -293,9 +294,11 @@ class ModelCalls:
     async def _send_batch(self, config: ModelConfig, messages: Messages, role: str | None, key: bytes) -> Generation:
         """A call through the Batch API (`backends.batch`): the same request body and reply parsing
         as online, its custom id the store key, priced with the batch discount."""
+        from ..backends.openai import batch_discount
+
         entry = self._model(config)
         model, expect, stats, ledger = entry.backend, entry.expect, self.stats, self.ledger
-        prices = entry.prices.discounted(config.batch_discount) if entry.prices is not None else None
+        prices = entry.prices.discounted(batch_discount(config)) if entry.prices is not None else None
         chars = Expectation.length(messages)
         cost = expected_usd(prices, expect.prompt(chars, role), expect.completion(role, config.max_tokens))
         await ledger.admit(cost)

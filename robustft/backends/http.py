@@ -184,7 +184,7 @@ class Endpoints:
                 last = MalformedReply(f"{self.what}: {exc}")
                 self._failed(replica)
                 tried.append(replica)
-                if tracing.live:
+                if tracing.state.runs:
                     tracing.failover(replica.url, "malformed_reply")
                 continue
             except BackendError as exc:
@@ -194,7 +194,7 @@ class Endpoints:
                 last = exc
                 self._failed(replica)
                 tried.append(replica)
-                if tracing.live:
+                if tracing.state.runs:
                     cause = exc.__cause__
                     tracing.failover(replica.url, type(cause).__name__ if cause else str(exc.status_code))
                 continue

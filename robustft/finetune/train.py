@@ -52,6 +52,7 @@ from ..data.records import JSONL_SUFFIXES
 from ..errors import ConfigError, InputError, UserError
 from ..files import write_json
 from ..prompts import PromptLibrary
+from ..tasks import find_task
 
 __all__ = ["TrainResult", "completion_text", "load_training_set", "sft_examples", "train", "build_trainer",
            "is_denoised_file"]
@@ -100,7 +101,7 @@ def load_training_set(data: DataConfig, path: str | Path) -> Dataset:
         first = read_jsonl(path)[0]
         update: dict[str, Any] = {"answer_column": "label", "id_column": "id", "question_column": "question",
                                   "options_column": "options"}
-        if data.task == "auto" and first.get("task") in ("multiple_choice", "text", "numeric", "open"):
+        if data.task == "auto" and find_task(first.get("task")) is not None:
             update["task"] = first["task"]
         data = data.model_copy(update=update)
         dataset = load_dataset(data, path)

@@ -40,9 +40,9 @@ from ..agents.calls import CallCounts, ModelCalls, ServiceDown
 from ..agents.checker import check_rule
 from ..agents.cost import CostLedger, Prices, records_cost
 from ..agents.runtime import AgentRuntime
-from ..backends.base import ability
+from ..backends.base import HasEndpoints
 from ..backends.registry import ModelPool, check_providers
-from ..backends.store import NOT_IDENTITY, ResponseStore
+from ..backends.store import ResponseStore, identity_settings
 from ..config import RobustFTConfig
 from ..data import Dataset, Sample, load_dataset
 from ..entropy import select_lowest
@@ -58,6 +58,7 @@ from .journal import Journal
 from .outputs import Summary, final_record, fine_tuning_record, is_candidate
 from .progress import Progress
 from .records import SampleRecord, sample_record, state_of
+from .registered import check_registered
 from .rundir import BATCHES, DenoiseResult, RunDir
 
 log = logging.getLogger("robustft")
@@ -84,8 +85,7 @@ def method_settings(config: RobustFTConfig, prompts: PromptLibrary, task: str) -
     changed). β and concurrency are not in it: a new β only re-selects, with no new calls."""
     models = {}
     for role in method_of(config, task).roles:
-        cfg = config.model_for(role).model_dump(mode="json")
-        models[role] = {k: v for k, v in cfg.items() if k not in NOT_IDENTITY and v is not None}
+        models[role] = {k: v for k, v in identity_settings(config.model_for(role)).items() if v is not None}
     d = config.denoise
     return {
         "task": task, "models": models,
@@ -140,6 +140,7 @@ class DenoiseRun:
             raise ConfigError("no data: pass --data FILE (or set `data.path` in the config)")
         register_api_keys(config)  # every error from here on hides the keys in use
         check_providers(config)  # a plugin not installed here fails before the data is read
+        check_registered(config)  # likewise a task type, layout or score
         self.config = config
         self.out_dir = Path(config.out)
         self.dataset = dataset or load_dataset(config.data)
@@ -159,7 +160,7 @@ class DenoiseRun:
         progress line show it."""
         found = []
         for backend in [*self.pool.backends(), self._embedder]:
-            endpoints = ability(backend, "endpoints")
+            endpoints = backend.endpoints if isinstance(backend, HasEndpoints) else None
             if endpoints is not None:
                 found += [{"serves": endpoints.what, "url": r["url"], "sent": r["sent"], "failed": r["failed"],
                            "rested": r["rested"]} for r in endpoints.stats()]
