@@ -821,7 +821,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         path = Path(path)
         source = str(path)
         if not path.is_file():
-            raise ConfigError(f"{path}: config file not found; pass an existing YAML file to --config")
+            raise ConfigError(f"{path}: config file not found; give an existing YAML file")
         loaded = load_yaml(path)
         if loaded is None:
             loaded = {}

@@ -4,7 +4,7 @@
     robustft review import DIR FILE
 
 Contested samples are those the checker flagged as noisy: relabeled (kept), dropped by selection,
-or failed after the flag. `--score-above X` narrows the relabeled ones to those whose selection
+or failed after the flag. `score_above` narrows the relabeled ones to those whose selection
 score is above X (the model was unsure); dropped and failed ones are always exported.
 
 Open-ended runs with trust scores (`denoise.trust`) export every scored sample, the ones the
@@ -135,8 +135,8 @@ def export_review(run_dir: str | Path, out: str | Path | None = None, *, score_a
     run = load_run(run_dir)
     path = Path(out) if out is not None else run.dir / "review.csv"
     if path.exists() and not force:
-        raise UserError(f"{path} exists (it may hold someone's decisions); pass --out with another file, "
-                        "or --force to overwrite it")
+        raise UserError(f"{path} exists (it may hold someone's decisions); give another `out` file, "
+                        "or `force` to overwrite it")
     remove_stale_temporaries(path.parent, [path.name])  # left by an export of this file that was killed
     current = {d["id"]: d for d in run.fine_tuning_set()}
     rows = contested(run, score_above)

@@ -144,7 +144,7 @@ def shorten(text: str | None, head: int, tail: int, what: str) -> str:
     if len(lines) <= head + tail + 1:
         return "\n".join(lines)
     hidden = len(lines) - head - tail
-    return "\n".join(lines[:head] + [f"[... {hidden} more lines of the {what}; --full shows all of it ...]"]
+    return "\n".join(lines[:head] + [f"[... {hidden} more lines of the {what}; the full trace shows all of it ...]"]
                      + lines[-tail:])
 
 

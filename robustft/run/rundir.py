@@ -50,7 +50,7 @@ DENOISED = "denoised.jsonl"
 REVIEW_LOG = "review_log.jsonl"
 BACKUP = "denoised.before_review.jsonl"
 STORE = "responses.sqlite"
-BATCHES = "batches.jsonl"  # with --batch-api: the batches submitted and collected (backends/batch.py)
+BATCHES = "batches.jsonl"  # with denoise.batch_api: the batches submitted and collected (backends/batch.py)
 RUN_FILE = "run.json"
 LOG = "run.log"
 LOCK = ".lock"
@@ -78,7 +78,7 @@ def refuse_links(d: Path) -> None:
             for name in names:
                 refuse_link(d / sub / name)
 
-REWRITE = ("run the same `robustft denoise` command again with this --out: it rewrites the run's output files "
+REWRITE = ("run the same `robustft denoise` command again on this run directory: it rewrites the run's output files "
            "from its checkpoints (finished samples are not asked again)")
 REVIEW_LOG_FIX = ("this file holds the human review decisions, one per line (`robustft review import` appends "
                   "them): repair or delete the damaged line")
@@ -281,10 +281,10 @@ def read_summary(run_dir: str | Path) -> dict[str, Any]:
     """summary.json of a finished run, checked, for a command that reads nothing else of it."""
     d = Path(run_dir)
     if not d.is_dir():
-        raise UserError(f"{d}: not a directory; pass the run directory `robustft denoise --out` wrote")
+        raise UserError(f"{d}: not a directory; pass the run directory a `robustft denoise` run wrote")
     if not (d / SUMMARY).is_file():
-        raise UserError(f"{d}: no {SUMMARY}: not a finished run directory; pass the folder `robustft denoise "
-                        "--out` wrote (it has summary.json once the run has finished)")
+        raise UserError(f"{d}: no {SUMMARY}: not a finished run directory; pass the folder a `robustft denoise` run "
+                        "wrote (it has summary.json once the run has finished)")
     return _read_summary(d / SUMMARY)
 
 
@@ -297,9 +297,9 @@ def run_config(summary: dict[str, Any]) -> RobustFTConfig:
 def load_run(run_dir: str | Path) -> RunFiles:
     d = Path(run_dir)
     if not d.exists():
-        raise UserError(f"{d}: no such directory; pass the --out directory of a `robustft denoise` run")
+        raise UserError(f"{d}: no such directory; pass the run directory of a `robustft denoise` run")
     if not d.is_dir():
-        raise UserError(f"{d}: not a directory; pass the --out directory of a `robustft denoise` run")
+        raise UserError(f"{d}: not a directory; pass the run directory of a `robustft denoise` run")
     refuse_links(d)
     samples = d / SAMPLES
     if samples.is_file() and not run_finished(d):
@@ -314,7 +314,7 @@ def load_run(run_dir: str | Path) -> RunFiles:
         if (d / RUN_FILE).is_file() or (d / STORE).is_file():
             raise UserError(f"{d}: the run has not finished (no {SAMPLES} yet); run the same "
                             "`robustft denoise` command again to finish it")
-        raise UserError(f"{d} is not a robustft run directory (it has no {SAMPLES}); pass the --out "
+        raise UserError(f"{d} is not a robustft run directory (it has no {SAMPLES}); pass the run "
                         "directory of a `robustft denoise` run")
     records = _read_jsonl(samples)
     if not records:
@@ -376,8 +376,8 @@ class RunDir:
         """Make sure DIR can hold a run, and take it: one process per run directory."""
         d = self.path
         if d.exists() and not d.is_dir():
-            raise UserError(f"--out {d}: a file is in the way (a run directory is a folder); pass another --out "
-                            "or move the file")
+            raise UserError(f"{d}: a file is in the way (a run directory is a folder); give another run directory "
+                            "(`out`) or move the file")
         try:
             d.mkdir(parents=True, exist_ok=True)
             refuse_links(d)
@@ -385,7 +385,7 @@ class RunDir:
             os.close(open_nofollow(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
             probe.unlink()
         except OSError as e:
-            raise UserError(f"--out {d}: cannot write there ({e.strerror or e}); pass a folder you can write to, "
+            raise UserError(f"{d}: cannot write there ({e.strerror or e}); pass a folder you can write to, "
                             "or fix its permissions") from None
         self._lock()
         remove_stale_temporaries(d, WRITTEN)
@@ -402,7 +402,7 @@ class RunDir:
             holder = f.read().strip() or "another process"
             f.close()
             raise UserError(f"{self.path} is in use by another robustft run ({holder}); wait for it to finish or "
-                            "stop it, or pass another --out") from None
+                            "stop it, or give another run directory (`out`)") from None
         try:
             f.seek(0)
             f.truncate()
