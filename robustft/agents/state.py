@@ -98,6 +98,9 @@ class TrustSignals(TypedDict, total=False):
     token_prob: float | None
     claims: float | None
     claims_split: int
+    claim_support: float      # the weakest claim's support by the experts' responses
+    claim_check: float        # the claim check's verdict probability, when it went to a claim
+    response_check: float     # ... when it went to the whole response (no claim stood out)
     weakest_claim: str
     weakest_claim_similarity: float
     claims_checked: int
