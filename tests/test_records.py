@@ -23,7 +23,7 @@ from robustft.config import load_config
 from robustft.data import read_jsonl, write_jsonl
 from robustft.run.journal import dump_line
 from robustft.run.outputs import final_record
-from robustft.run.records import FIELDS, RECORD, SampleRecord, sample_record, state_of
+from robustft.run.records import CARRIED, DECIDED, FIELDS, RECORD, SampleRecord, sample_record, state_of
 from robustft.run.rundir import load_run
 from robustft.run.runner import denoise
 from robustft.sim import SimServer
@@ -127,6 +127,12 @@ def test_a_record_rebuilds_the_state_the_graph_gave_it(runs):
         if record["status"] == "dropped":
             expected = "unreadable" if record["reason"] == "unreadable" else "candidate"
         assert state["status"] == expected
+
+
+def test_every_field_is_carried_from_the_state_or_decided_by_the_runner():
+    """A field added to `SampleRecord` says where it comes from, or writing a record fails here."""
+    assert set(FIELDS) == set(CARRIED) | set(DECIDED)
+    assert set(CARRIED) & set(DECIDED) == {"error"}  # the state's error, or the runner's "did not finish"
 
 
 def test_a_record_the_reader_refuses_names_the_field():
