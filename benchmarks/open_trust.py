@@ -209,7 +209,10 @@ def to_markdown(p: dict) -> str:
     lines = [f"Simulated experts (robustft.sim, right {p['accuracy']:.0%} of the time; on hard questions as the "
              f"simulator's docstring says), {p['limit']} ARC questions per set made open-ended with the four kinds "
              "of noise dealt out in turn, embeddings all-MiniLM-L6-v2. *Right*: states the key fact and no "
-             "distractor. Calls and tokens are per sample (all samples); a signal's cost is the calls it needs.",
+             "distractor. *Fine-tuning set right*: of the rows the run keeps (clean, relabeled or confirmed), the "
+             "share whose final response is right (a relabeled row by its new response); *rows kept*: those rows "
+             "over all rows (dropped and failed rows are not kept). Calls and tokens are per sample (all samples); "
+             "a signal's cost is the calls it needs.",
              "", "The **dev** sets are the calibration split: the trust score's weights were fitted on them by "
              "logistic regression (`--calibrate`, trust_calibration.json) and `trust_threshold` (0.85) chosen there; "
              "the **heldout**, **final** and **test** sets (other questions, other data and server seeds) were not "
