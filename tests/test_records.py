@@ -147,3 +147,21 @@ def test_a_record_the_reader_refuses_names_the_field():
         with pytest.raises(ValidationError) as caught:
             RECORD.validate_python(bad)
         assert caught.value.errors()[0]["loc"] == where
+
+
+def test_a_finished_runs_record_must_have_a_final_status(runs, tmp_path):
+    """noisy and candidate are records of a run still going: in a finished run's samples.jsonl the
+    message names the statuses a finished run has."""
+    import shutil
+
+    from robustft.errors import UserError
+
+    run_dir = shutil.copytree(runs["multiple_choice"], tmp_path / "run")
+    records = read_jsonl(run_dir / "samples.jsonl")
+    records[2]["status"] = "noisy"
+    write_jsonl(run_dir / "samples.jsonl", records)
+    with pytest.raises(UserError) as caught:
+        load_run(run_dir)
+    message = str(caught.value)
+    assert "record 3" in message and "field 'status'" in message and "'noisy'" in message
+    assert "'clean', 'relabeled', 'confirmed', 'dropped' or 'failed'" in message

@@ -124,13 +124,14 @@ _CHECKS = {"record": RECORD, "summary": TypeAdapter(_Summary), "fine-tuning reco
 
 
 def _checked(path: Path, what: str, number: int | None, obj: Any, fix: str) -> None:
+    if what == "record" and isinstance(obj, dict) and obj.get("status", FINAL_STATUSES[0]) not in FINAL_STATUSES:
+        # A record's status may be noisy or candidate while a run is going, not once it has finished.
+        _bad(path, what, number, obj, "status", f"Input should be {_either(FINAL_STATUSES)}", obj["status"], fix)
     try:
         _CHECKS[what].validate_python(obj)
     except ValidationError as e:
         err = e.errors()[0]
         _bad(path, what, number, obj, ".".join(str(p) for p in err["loc"]), err["msg"], err.get("input"), fix)
-    if what == "record" and obj["status"] not in FINAL_STATUSES:  # a run that finished ends each sample so
-        _bad(path, what, number, obj, "status", f"Input should be {_either(FINAL_STATUSES)}", obj["status"], fix)
 
 
 def _either(values: tuple[str, ...]) -> str:
