@@ -17,7 +17,8 @@
 
 `denoise` works inside a running event loop (Jupyter): the run then goes on a thread of its own.
 Messages go through `logging` (logger `robustft`); `logging.basicConfig(level=logging.INFO)`
-shows them. Errors are `robustft.errors` exceptions whose messages name settings, not flags.
+shows them. Errors are `robustft.errors` exceptions whose messages name settings (`denoise.concurrency`),
+not flags.
 """
 
 from __future__ import annotations
@@ -25,14 +26,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import re
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from . import settings as settings_table
 from .config import RobustFTConfig, load_config
-from .errors import RobustFTError, UserError
+from .errors import UserError
 from .run.rundir import DenoiseResult as Result
 
 log = logging.getLogger("robustft")
@@ -85,13 +85,9 @@ async def adenoise(data: Any = None, *, config: RobustFTConfig | str | Path | di
     from .data import load_dataset
     from .run.runner import DenoiseRun
 
-    try:
-        cfg, in_memory = resolve_config(data, config=config, out=out, settings=settings, **keywords)
-        dataset = load_dataset(cfg.data, in_memory) if in_memory is not None else None
-        result = await DenoiseRun(cfg, dataset=dataset, progress=progress).run()
-    except RobustFTError as e:
-        raise _in_settings_terms(e) from None
-    return result
+    cfg, in_memory = resolve_config(data, config=config, out=out, settings=settings, **keywords)
+    dataset = load_dataset(cfg.data, in_memory) if in_memory is not None else None
+    return await DenoiseRun(cfg, dataset=dataset, progress=progress).run()
 
 
 def denoise(data: Any = None, **kwargs: Any) -> Result:
@@ -103,25 +99,3 @@ def denoise(data: Any = None, **kwargs: Any) -> Result:
         return asyncio.run(adenoise(data, **kwargs))
     with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="robustft-run") as pool:
         return pool.submit(asyncio.run, adenoise(data, **kwargs)).result()
-
-
-# TEMPORARY (until the library's messages name settings): flags in a message, as keywords.
-_FLAG = re.compile(r"--([a-z][a-z0-9-]*)(?: [A-Z][A-Z_]*)?")
-
-
-def _in_settings_terms(error: RobustFTError) -> RobustFTError:
-    """The same error, with the command line's flags named as this API's settings."""
-    names = {s.flag[2:]: s.name for s in settings_table.keywords().values()}
-    names.update({"out": "out", "data": "data", "config": "config"})
-
-    def setting(match: re.Match) -> str:
-        name = names.get(match.group(1))
-        return f"{name}=..." if name else match.group(0)
-
-    text = _FLAG.sub(setting, str(error))
-    if text == str(error):
-        return error
-    renamed = type(error).__new__(type(error))
-    renamed.__dict__.update(error.__dict__)
-    renamed.args = (text,)
-    return renamed

@@ -213,7 +213,7 @@ def test_folder_that_is_not_a_dataset(tmp_path):
 
 
 def test_no_path_and_missing_file(tmp_path):
-    with pytest.raises(InputError, match="--data"):
+    with pytest.raises(InputError, match="data.path"):
         load_dataset(DataConfig())
     msg = error_of(tmp_path / "nope.csv")
     assert "nope.csv" in msg and "not found" in msg
@@ -409,7 +409,7 @@ def test_json_object_holding_the_list(tmp_path, document, split, expected):
 def test_json_object_with_several_lists_says_which_to_pick(tmp_path):
     p = write(tmp_path, "d.json", json.dumps({"a": [{"question": "Q", "answer": "x"}], "b": []}))
     msg = error_of(p)
-    assert "d.json" in msg and "'a', 'b'" in msg and "--split" in msg
+    assert "d.json" in msg and "'a', 'b'" in msg and "data.split" in msg
     msg = error_of(p, split="c")
     assert "no list under 'c'" in msg
 
@@ -446,7 +446,7 @@ def test_hub_name_offline_without_cache_says_so_and_how_to_fix(tmp_path, monkeyp
     assert os.environ.get("HF_HUB_OFFLINE") == "1"  # set by conftest: the tests never reach the hub
     msg = error_of("someorg/never-cached-dataset")
     assert "someorg/never-cached-dataset" in msg and "not in the local cache" in msg
-    assert "HF_DATASETS_CACHE" in msg and "--data" in msg and "HF_HUB_OFFLINE" in msg
+    assert "HF_DATASETS_CACHE" in msg and "data.path" in msg and "HF_HUB_OFFLINE" in msg
     msg = error_of(tmp_path / "missing.jsonl")  # a missing file is never taken for a hub name
     assert "file not found" in msg
 

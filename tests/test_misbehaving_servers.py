@@ -696,7 +696,7 @@ def test_a_dimension_change_within_one_reply_is_a_clear_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2, err
     assert "the embedding model 'e' gave vectors of 16 dimensions (data[1] of the same reply)" in err
-    assert "and of 8 dimensions (data[0] of one reply from" in err and "--embedding-model" in err
+    assert "and of 8 dimensions (data[0] of one reply from" in err and "denoise.embedding_model (--embedding-model)" in err
 
 
 def test_a_dimension_change_between_runs_is_a_clear_error_and_a_new_model_name_fixes_it(tmp_path, capsys):

@@ -257,3 +257,23 @@ def test_a_wrong_backend_option_stops_denoise_before_any_call_with_exit_2(tmp_pa
     assert not (out / "samples.jsonl").exists()
     config.write_text("model: {provider: fake, script: ['Answer: A']}\n")  # the fixed config runs
     assert main(["denoise", "--config", str(config), "--data", str(data), "--out", str(out), "--quiet"]) == 0
+
+
+def test_optional_abilities_are_declared_by_plain_attributes_and_read_once_per_model():
+    from robustft.agents.calls import ModelCalls
+    from robustft.backends import base
+
+    class OwnTimeout(FakeChatModel):
+        enforces_timeout = True
+
+    class NoOwnTimeout(FakeChatModel):
+        enforces_timeout = False
+
+    pool = ModelPool()
+    calls = ModelCalls(pool, None, 1)
+    for backend, expected in [(OwnTimeout(), True), (NoOwnTimeout(), False), (FakeChatModel(), False)]:
+        config = ModelConfig(provider="fake", name=type(backend).__name__)
+        pool.add(config, backend)
+        assert calls._model(config).own_timeout is expected
+    assert isinstance(Closable(), base.Closable) and not isinstance(FakeChatModel(), base.Closable)
+    assert not isinstance(FakeChatModel(), base.HasEndpoints)

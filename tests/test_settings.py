@@ -5,6 +5,9 @@ messages name settings, never flags."""
 from __future__ import annotations
 
 import argparse
+import ast
+import re
+from pathlib import Path
 
 import pytest
 from pydantic import Field
@@ -52,6 +55,11 @@ def test_a_new_field_with_flag_metadata_is_a_flag_with_help_and_default_and_a_ke
     with pytest.raises(SystemExit):
         parser.parse_args(["denoise", "--patience", "x"])
     assert "denoise.patience (--patience)" in with_flags("denoise.patience: must be > 0", "denoise")
+    # and `robustft config` prints it with its flag
+    from robustft.config_doc import field_help
+
+    help_text = field_help(config_with_a_new_setting.model_fields["denoise"].annotation.model_fields["patience"])
+    assert "Flag: --patience (robustft denoise, ablate)" in help_text
 
 
 def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
@@ -107,9 +115,19 @@ def test_shown_defaults_come_from_the_fields(monkeypatch):
     ("model.name (--model) is empty", "denoise", "model.name (--model) is empty"),
     ("data.path.", "denoise", "data.path (--data)."),
     ("data.path_x and xdata.path", "denoise", "data.path_x and xdata.path"),
+    ("field 'denoise.beta': less than 1", "denoise", "field 'denoise.beta' (--beta): less than 1"),
+    ("denoise.k is 0; denoise.k must be > 0", "denoise", "denoise.k (--k) is 0; denoise.k must be > 0"),
+    ("`gold`: not found", "ablate", "`gold` (--gold): not found"),
+    ("`gold`: not found", "denoise", "`gold`: not found"),
 ])
 def test_the_command_line_shows_the_flag_of_each_setting_a_message_names(message, command, shown):
-    assert with_flags(message, command) == shown
+    own = {"gold": "--gold"} if command == "ablate" else {}
+    assert with_flags(message, command, own) == shown
+
+
+def test_the_commands_own_flags_count_for_the_arguments_the_library_names(tmp_path, capsys):
+    assert main(["ablate", "--data", str(tmp_path / "x.csv"), "--out", str(tmp_path / "o"), "--variants", ""]) == 2
+    assert "`variants` (--variants) is empty" in capsys.readouterr().err
 
 
 def test_a_library_error_reaches_the_command_line_user_with_the_flag_and_exit_2(tmp_path, capsys):
@@ -117,3 +135,52 @@ def test_a_library_error_reaches_the_command_line_user_with_the_flag_and_exit_2(
     data.write_text("question,answer\nq,a\n")
     code = main(["denoise", "--data", str(data), "--model", "m", "--base-url", "", "--out", str(tmp_path / "o")])
     assert code == 2 and "model.base_url (--base-url): an empty URL" in capsys.readouterr().err
+
+
+# Modules outside robustft/cli that may name flags, and why. Nothing else may: the library's
+# messages name settings (`denoise.concurrency`), and the command line adds the flag.
+FLAGS_ALLOWED = {
+    "robustft/sim/cli.py": "the simulator's own command line (python -m robustft.sim), its argparse definitions",
+    "robustft/sim/open_data.py": "the simulator's make-open-data command line, its argparse definitions",
+    "robustft/demo.py": "the demo's closing text lists, as whole command lines, the commands to type next",
+}
+FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
+# A command quoted whole, in backticks, is a command to type: `robustft doctor DIR --repair`.
+QUOTED_COMMAND = re.compile(r"`(?:robustft|vllm serve|python -m) [^`]*`")
+
+
+def _messages(tree: ast.AST):
+    """Every string literal of a module but its docstrings, f-strings whole ({} for each value)."""
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                  and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    inside_fstrings = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.JoinedStr):
+            inside_fstrings |= {id(part) for part in ast.walk(node) if part is not node}
+            yield node.lineno, "".join(p.value if isinstance(p, ast.Constant) else "{}" for p in node.values)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings | inside_fstrings:
+            yield node.lineno, node.value
+
+
+def test_no_library_module_names_a_flag_in_a_message():
+    root = Path(__file__).resolve().parents[1]
+    found = []
+    for path in sorted((root / "robustft").rglob("*.py")):
+        name = path.relative_to(root).as_posix()
+        if name.startswith("robustft/cli/") or name in FLAGS_ALLOWED:
+            continue
+        for line, text in _messages(ast.parse(path.read_text(encoding="utf-8"))):
+            found += [f"{name}:{line}: {flag}" for flag in FLAG.findall(QUOTED_COMMAND.sub("", text))]
+    assert found == [], "name the setting (denoise.max_cost_usd), or the argument in backticks (`out`), instead"
+
+
+def test_the_lint_finds_a_flag_in_a_message_and_not_in_a_docstring_or_a_quoted_command():
+    source = ('"""Run `robustft denoise --out DIR`."""\n'
+              'def f(d):\n    """--out in a docstring."""\n'
+              '    raise ValueError(f"{d}: pass --out DIR")\n'
+              'print(f"run `robustft doctor {1} --repair` to repair")\n'
+              'x = "pass --limit N"\n')
+    flags = [FLAG.findall(QUOTED_COMMAND.sub("", text)) for _, text in _messages(ast.parse(source))]
+    assert sorted(f for fs in flags for f in fs) == ["--limit", "--out"]

@@ -5,7 +5,7 @@
 
 - **Store first.** A request already answered (same model identity, messages and occurrence in
   this run) costs no call: that is how a killed run, a changed β or template, or a larger
-  `--limit` resumes without paying twice (see `robustft.backends.store`).
+  `data.limit` resumes without paying twice (see `robustft.backends.store`).
 - **Concurrency.** At most `concurrency` calls are in flight at the backends; store hits and
   back-off waits hold no slot.
 - **Retries.** Failures a retry can fix (transport errors, timeouts, 5xx, 408/409/425/429) are

@@ -48,10 +48,10 @@ class OpenAIChatModel:
 
     def __init__(self, config: ModelConfig):
         if not config.name:
-            raise ConfigError("model.name is empty: pass --model NAME (the name the server serves)")
+            raise ConfigError("model.name is empty: set it to the name the server serves")
         urls = config.base_urls
         if not urls:
-            raise ConfigError("model.base_url is empty for provider 'openai': pass --base-url URL "
+            raise ConfigError("model.base_url is empty for provider 'openai': set it to the server's URL "
                               "(for example http://127.0.0.1:8000/v1)")
         self.config = config
         self.options = options_of(config, self.Options)
@@ -139,9 +139,10 @@ class OpenAIEmbeddings:
 
         urls = check_base_urls(base_url, "denoise.embedding_base_url")
         if not urls:
-            raise ConfigError("denoise.embedding_base_url is empty: pass --embedding-base-url URL")
+            raise ConfigError("denoise.embedding_base_url is empty: set it to the embedding server's URL "
+                              "(for example http://127.0.0.1:8000/v1)")
         if not model:
-            raise ConfigError("the embedding model name is empty: pass --embedding-model NAME")
+            raise ConfigError("denoise.embedding_model is empty: set it to the model name the embedding server serves")
         if batch_size < 1 or concurrency < 1:
             raise ConfigError(f"embedding batch_size and concurrency must be at least 1, got {batch_size}, {concurrency}")
         self.model_name = model

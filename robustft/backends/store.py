@@ -3,7 +3,7 @@
 A run keeps its store in `DIR/responses.sqlite` (an ablation shares one between its variants).
 Because every response is written the moment it arrives, a run killed at any point (Ctrl-C,
 `kill -9`, power loss) and started again re-sends only the calls that were in flight; and
-re-running with a changed β, a larger `--limit`, or a changed template answers every request that
+re-running with a changed β, a larger `data.limit`, or a changed template answers every request that
 did not change from the store.
 
 A response is stored under a key made of:

@@ -147,8 +147,8 @@ class TransformersChatModel(_MicroBatchingModel):
         super().__init__(options.batch_size)
         self.config = config
         if not config.name:
-            raise ConfigError("model.name is empty for provider 'transformers': pass --model PATH "
-                              "(a local model directory, or a hub name when the hub is reachable)")
+            raise ConfigError("model.name is empty for provider 'transformers': set it to a local model "
+                              "directory, or a hub name when the hub is reachable")
         self.name = config.name
         self.device = resolve_device(options.device)
         dtype = resolve_dtype(options.dtype)

@@ -30,7 +30,7 @@ from .batching import LocalOptions, _MicroBatchingModel
 
 INSTALL_HINT = ("provider 'vllm' needs the vllm package and a GPU: pip install -e '.[vllm]' in the robustft clone (or pip install "
                 "vllm); or use provider 'transformers' for a local model on CPU, or serve the model with "
-                "`vllm serve` and use provider 'openai' with --base-url")
+                "`vllm serve` and use provider 'openai' with model.base_url")
 
 
 class VLLMChatModel(_MicroBatchingModel):
@@ -48,7 +48,7 @@ class VLLMChatModel(_MicroBatchingModel):
         except ImportError:
             raise ConfigError(INSTALL_HINT) from None
         if not config.name:
-            raise ConfigError("model.name is empty for provider 'vllm': pass --model PATH_OR_HUB_NAME")
+            raise ConfigError("model.name is empty for provider 'vllm': set it to a local path or a hub name")
         self.name = config.name
         llm_kwargs: dict[str, Any] = {"model": config.name, "dtype": options.dtype}
         if config.seed is not None:

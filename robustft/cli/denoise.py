@@ -89,8 +89,8 @@ def add_demo(sub) -> None:
     p = sub.add_parser("demo", help="run the whole method offline on bundled data with simulated experts",
                        description="Starts a simulated OpenAI-compatible expert server on a free loopback port "
                                    "and denoises a small bundled multiple-choice dataset with known answers.")
-    p.add_argument("--out", metavar="DIR", default="runs/demo", help="run directory (default runs/demo)")
-    p.add_argument("--accuracy", type=float, default=0.8, help="how often the simulated experts are right (default 0.8)")
+    p.add_argument("--out", metavar="DIR", default="runs/demo", help="run directory (default %(default)s)")
+    p.add_argument("--accuracy", type=float, default=0.8, help="how often the simulated experts are right (default %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=_demo)
 

@@ -68,29 +68,37 @@ def setting_values(args: argparse.Namespace, command: str) -> dict[str, Any]:
     return values
 
 
-def with_flags(message: str, command: str | None) -> str:
-    """`message` with each setting it names followed by the flag that sets it in `command`:
-    "denoise.max_cost_usd (--max-cost)". A setting without a dot (`out`) counts only in backticks."""
+def with_flags(message: str, command: str | None, own: dict[str, str] | None = None) -> str:
+    """`message` with each setting it names followed, the first time, by the flag that sets it in
+    `command`: "denoise.max_cost_usd (--max-cost)". A name without a dot counts only in backticks: a top-level
+    setting (`out`) or, from `own`, an argument the command's own flags give (`gold` -> --gold)."""
     if not command:
         return message
-    offered = {s.key: s.flag for s in table() if command in s.commands}
-    for key in sorted(offered, key=len, reverse=True):
-        message = _after_each(message, key if "." in key else f"`{key}`", f" ({offered[key]})")
+    offered = {s.key if "." in s.key else f"`{s.key}`": s.flag for s in table() if command in s.commands}
+    for name, flag in (own or {}).items():
+        offered.setdefault(f"`{name}`", flag)
+    for name in sorted(offered, key=len, reverse=True):
+        message = _after_first(message, name, f" ({offered[name]})")
     return message
 
 
-def _after_each(text: str, name: str, addition: str) -> str:
-    """`text` with `addition` after every whole-word `name` that does not already have it."""
-    out, start = [], 0
+def own_flags(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """A command's flags that are not settings, by the name the library gives their value."""
+    return {a.dest: a.option_strings[-1] for a in parser._actions
+            if a.option_strings and a.option_strings[-1].startswith("--") and "." not in a.dest and a.dest != "help"}
+
+
+def _after_first(text: str, name: str, addition: str) -> str:
+    """`text` with `addition` after the first whole-word `name`, unless it has it already."""
+    start = 0
     while (found := text.find(name, start)) >= 0:
         end = found + len(name)
         before = text[found - 1] if found else " "
         after = text[end:end + 1]
         word_goes_on = after.isalnum() or after == "_" or (after == "." and text[end + 1:end + 2].isalnum())
-        whole = not (before.isalnum() or before in "_.") and not word_goes_on
-        out.append(text[start:end])
-        if whole and not text.startswith(addition, end):
-            out.append(addition)
+        if not (before.isalnum() or before in "_.") and not word_goes_on:
+            if before in "'\"" and after == before:
+                end += 1  # 'denoise.beta' (--beta): after the quote that closes the name
+            return text if text.startswith(addition, end) else text[:end] + addition + text[end:]
         start = end
-    out.append(text[start:])
-    return "".join(out)
+    return text

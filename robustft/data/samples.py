@@ -96,25 +96,25 @@ class Dataset:
 
 
 _COLUMN_KEYS = {
-    "question": ("question_column", "--question-column", "questions"),
-    "answer": ("answer_column", "--answer-column", "answers (labels)"),
-    "options": ("options_column", "--options-column", "options (a JSON list of strings)"),
+    "question": ("question_column", "questions"),
+    "answer": ("answer_column", "answers (labels)"),
+    "options": ("options_column", "options (a JSON list of strings)"),
 }
 
 
 def _missing_column(table: Table, name: str, role: str, why: str = "") -> InputError:
-    key, flag, what = _COLUMN_KEYS[role]
+    key, what = _COLUMN_KEYS[role]
     found = ", ".join(repr(c) for c in table.columns) or "none"
     near = [c for c in table.columns if c.strip().casefold() == name.casefold()]
     if near:
-        fix = f"set data.{key}: {near[0]} (or {flag} {near[0]}; column names are case-sensitive)"
+        fix = f"set data.{key}: {near[0]} (column names are case-sensitive)"
     elif len(table.columns) == 1 and any(d in table.columns[0] for d in ";\t|"):
         fix = ("the header looks separated by something other than commas: save the file "
                "comma-separated (or tab-separated as .tsv)")
     elif role == "options":
-        fix = f"set data.{key} (or {flag}) to the column that holds the {what}"
+        fix = f"set data.{key} to the column that holds the {what}"
     else:
-        fix = (f"set data.{key} (or {flag}) to the column that holds the {what}; the recognised shapes are "
+        fix = (f"set data.{key} to the column that holds the {what}; the recognised shapes are "
                f"{SHAPE_HINT}")
     return InputError(f"missing column '{name}'{why} ({table.noun} found: {found})",
                       path=table.path, field=name, fix=fix)
@@ -225,7 +225,7 @@ def load_source(cfg: DataConfig, source: Any = None) -> tuple[Table, Dataset]:
     """The rows as read and the dataset built from them (`robustft export` needs both)."""
     chosen = source if source is not None else cfg.path
     if chosen is None:
-        raise InputError("no data given", fix="pass --data FILE (or a hub name), or set data.path in the config")
+        raise InputError("no data given", fix="set data.path to a file, a folder or a hub name")
     table = open_source(chosen, limit=cfg.limit, split=cfg.split)
     return table, build_dataset(table, cfg)
 
@@ -258,10 +258,10 @@ def _layout(table: Table, cfg: DataConfig) -> OptionLayout | None:
     if cfg.options_columns:
         missing = [c for c in cfg.options_columns if c not in table.columns]
         if missing:
-            raise InputError(f"--options-columns names {', '.join(repr(c) for c in missing)}, not in the data "
+            raise InputError(f"data.options_columns names {', '.join(repr(c) for c in missing)}, not in the data "
                              f"({table.noun} found: {', '.join(repr(c) for c in table.columns)})", path=table.path,
                              field=missing[0], fix="name the columns that hold the options, in order, e.g. "
-                                                   "--options-columns A,B,C,D")
+                                                   "data.options_columns: [A, B, C, D]")
     return find_layout(table.columns, [r.values for r in table.rows], options_column=cfg.options_column,
                        options_columns=cfg.options_columns, answer_column=cfg.answer_column)
 
@@ -366,8 +366,8 @@ def _check_not_unseen_choices(parsed: list[_Parsed], table: Table, acol: str) ->
     raise InputError(
         f"every answer is {what}, but no options were found{near} ({table.noun} found: "
         f"{', '.join(repr(c) for c in table.columns)})", path=table.path, field=acol,
-        fix="name the option columns in order with --options-columns A,B,C,D (or data.options_columns), or put the "
-            "options in an 'options' column as a JSON list; if the answers really are short text, set --task text")
+        fix="name the option columns in order in data.options_columns (e.g. A, B, C, D), or put the options in an "
+            "'options' column as a JSON list; if the answers really are short text, set data.task to text")
 
 
 def _question_and_answer(form: Layout, shape: Shape, row: Row, ctx: _RowContext, cfg: DataConfig):
@@ -432,8 +432,8 @@ def _normalise(item: _Parsed, task: str, ctx: _RowContext, acol: str, ocol: str,
                   f"(or an option's exact text)",
             fix=f"set the label to a letter {valid[0]}-{valid[-1]} (A = first option), or check that "
                 f"'{ocol}' lists every option" + (
-                    "; if the letter is just a wrong label, set data.out_of_range_labels: keep "
-                    "(--out-of-range-labels keep) to have it relabeled" if len(shown) == 1 and shown.isalpha() else ""))
+                    "; if the letter is just a wrong label, set data.out_of_range_labels to keep "
+                    "to have it relabeled" if len(shown) == 1 and shown.isalpha() else ""))
     if task == "numeric":
         raise ctx.error(
             acol, f"label {shown!r} is not a number",

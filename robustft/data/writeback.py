@@ -236,7 +236,7 @@ def _write_disk(out: Path, table: Table, records: list[_Out], same_kind: bool) -
 
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not (out / "dataset_info.json").is_file():
         raise InputError("exists and is not a dataset folder this command wrote", path=out,
-                         fix="pass --out with a new or empty folder, or a file name ending in .jsonl, .json, .csv "
+                         fix="give `out` a new or empty folder, or a file name ending in .jsonl, .json, .csv "
                              "or .parquet")
     features = table.schema if isinstance(table.schema, datasets.Features) else None
     ds = datasets.Dataset.from_list([r.values for r in records], features=features)

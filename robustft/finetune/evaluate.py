@@ -57,10 +57,10 @@ def _check_adapter(adapter: str | Path) -> None:
     path = Path(adapter)
     if not path.is_dir():
         raise InputError("adapter directory not found", path=path,
-                         fix="pass the --out directory of `robustft train` (it holds adapter_config.json)")
+                         fix="pass the output directory of `robustft train` (it holds adapter_config.json)")
     if not (path / "adapter_config.json").is_file():
         raise InputError("no adapter_config.json in it, so it is not a PEFT adapter", path=path,
-                         fix="pass the --out directory of a finished `robustft train` run")
+                         fix="pass the output directory of a finished `robustft train` run")
 
 
 def eval_model_config(config: RobustFTConfig, *, model: str | None = None,
@@ -84,19 +84,21 @@ def eval_model_config(config: RobustFTConfig, *, model: str | None = None,
         update["adapter"] = str(adapter)
     mc = ModelConfig(**{**inherited, **update})
     if not mc.name:
-        raise ConfigError("no model to evaluate: pass --model NAME --base-url URL (a server) or --model PATH "
-                          "(a local model)")
+        raise ConfigError("no model to evaluate: set model.name, with model.base_url for a server, or alone "
+                          "for a local model (its path or hub name)")
     if mc.options.get("adapter") is not None:
         if mc.provider != "transformers":
             raise ConfigError(
-                "--adapter applies a LoRA adapter to a local model (--model PATH without --base-url). For a server, "
-                "serve the adapter instead (vllm serve BASE --enable-lora --lora-modules NAME=ADAPTER_DIR) and "
-                "pass --model NAME --base-url URL")
+                "an `adapter` applies a LoRA adapter to a local model (model.name a path or hub name, no "
+                "model.base_url). For a server, serve the adapter instead "
+                "(`vllm serve BASE --enable-lora --lora-modules NAME=ADAPTER_DIR`) and set model.name to NAME and "
+                "model.base_url to the server")
         _check_adapter(mc.options["adapter"])
     if mc.provider == "fake":
         return mc
     if mc.provider == "openai" and not mc.base_url:
-        raise ConfigError("model.base_url is empty for a server model: pass --base-url URL")
+        raise ConfigError("model.base_url is empty for a server model: set it to the server's URL (for example "
+                          "http://127.0.0.1:8000/v1)")
     return mc
 
 
@@ -172,8 +174,8 @@ async def score_samples(dataset: Dataset, chat_model: Any, prompts: PromptLibrar
             if generation is None:
                 if cfg.provider == "openai":
                     raise UserError(f"model {cfg.name!r} at {', '.join(cfg.base_urls)} did not answer the first test question: "
-                                    f"{error}\n  fix: check that the server is running, --base-url, and the model "
-                                    "name it serves (GET /v1/models lists them)")
+                                    f"{error}\n  fix: check that the server is running, model.base_url, and the "
+                                    "model name it serves (GET /v1/models lists them)")
                 raise RobustFTError(f"model {cfg.name!r} failed on the first test question: {error}")
             records[first] = record(first, generation, None)
             bar.update(1)
@@ -214,7 +216,8 @@ def evaluate(config: RobustFTConfig, *, data: str | Path | None = None, model: s
 
     data_path = data if data is not None else config.experiment.test_data
     if data_path is None:
-        raise ConfigError("no test data: pass --data FILE (a labeled CSV, JSONL or dataset folder)")
+        raise ConfigError("no test data: give `data` (a labeled CSV, JSONL or dataset folder), or set "
+                          "experiment.test_data")
     mc = eval_model_config(config, model=model, base_url=base_url, adapter=adapter)
     data_cfg = config.data.model_copy(update={"limit": limit})
     dataset = load_training_set(data_cfg, data_path)

@@ -52,7 +52,7 @@ def _norm_q(text: Any) -> str:
 
 
 def match_gold(path: str | Path, run: RunFiles) -> GoldLabels:
-    """The gold label of each of the run's samples, read from `path` (CSV, JSONL, ... like --data)."""
+    """The gold label of each of the run's samples, read from `path` (CSV, JSONL, ... like data.path)."""
     path = Path(path)
     columns = run.config.data.model_copy(update={"path": None, "limit": None, "task": "auto"})
     try:

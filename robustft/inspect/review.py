@@ -4,7 +4,7 @@
     robustft review import DIR FILE
 
 Contested samples are those the checker flagged as noisy: relabeled (kept), dropped by selection,
-or failed after the flag. `--score-above X` narrows the relabeled ones to those whose selection
+or failed after the flag. `score_above` narrows the relabeled ones to those whose selection
 score is above X (the model was unsure); dropped and failed ones are always exported.
 
 Open-ended runs with trust scores (`denoise.trust`) export every scored sample, the ones the
@@ -52,8 +52,8 @@ from ..method import ANSWERING
 from ..files import atomic_write, remove_stale_temporaries, write_jsonl
 from ..run.outputs import human_record
 from ..run.records import FineTuningRecord, SampleRecord
-from ..run.rundir import (BACKUP, DENOISED, SAMPLES, RunFiles, append_review_log, load_run, read_jsonl_checked,
-                          read_review_log, replay_review_log)
+from ..run.rundir import (BACKUP, DENOISED, SAMPLES, ReviewDecision, RunFiles, append_review_log, load_run,
+                          read_jsonl_checked, read_review_log, replay_review_log)
 
 COLUMNS = ["id", "status", "question", "options", "original_label", "proposed_label", "current_label", "score", "trust",
            "base_answer", "reasoning_answer", "context_answer", "reviewer_answer", "checker_reason",
@@ -135,8 +135,8 @@ def export_review(run_dir: str | Path, out: str | Path | None = None, *, score_a
     run = load_run(run_dir)
     path = Path(out) if out is not None else run.dir / "review.csv"
     if path.exists() and not force:
-        raise UserError(f"{path} exists (it may hold someone's decisions); pass --out with another file, "
-                        "or --force to overwrite it")
+        raise UserError(f"{path} exists (it may hold someone's decisions); give another `out` file, "
+                        "or `force` to overwrite it")
     remove_stale_temporaries(path.parent, [path.name])  # left by an export of this file that was killed
     current = {d["id"]: d for d in run.fine_tuning_set()}
     rows = contested(run, score_above)
@@ -168,7 +168,7 @@ class Decision:
 class ImportResult:
     file: Path
     decided: int
-    changed: list[dict[str, Any]] = field(default_factory=list)
+    changed: list[ReviewDecision] = field(default_factory=list)
     unchanged: int = 0
     blank: int = 0
 
@@ -322,10 +322,11 @@ def import_review(run_dir: str | Path, file: str | Path) -> ImportResult:
             current[dec.id] = after
             effect = "added" if before is None else (
                 "relabeled" if before.get("label") != after["label"] else "confirmed")
-        change = {"time": now, "file": str(path), "row": dec.row, "id": dec.id, "decision": dec.raw,
-                  "note": dec.note, "effect": effect,
-                  "before": {"label": before.get("label"), "source": before.get("source")} if before else None,
-                  "after": {"label": after["label"], "source": "human"} if after else None}
+        change: ReviewDecision = {
+            "time": now, "file": str(path), "row": dec.row, "id": dec.id, "decision": dec.raw, "note": dec.note,
+            "effect": effect,
+            "before": {"label": before.get("label"), "source": before.get("source")} if before else None,
+            "after": {"label": after["label"], "source": "human"} if after else None}
         result.changed.append(change)
         log.append(change)
     if log or logged:

@@ -144,7 +144,7 @@ def shorten(text: str | None, head: int, tail: int, what: str) -> str:
     if len(lines) <= head + tail + 1:
         return "\n".join(lines)
     hidden = len(lines) - head - tail
-    return "\n".join(lines[:head] + [f"[... {hidden} more lines of the {what}; --full shows all of it ...]"]
+    return "\n".join(lines[:head] + [f"[... {hidden} more lines of the {what}; the full trace shows all of it ...]"]
                      + lines[-tail:])
 
 
@@ -186,6 +186,8 @@ def format_trace(trace: dict[str, Any], full: bool = False) -> str:
             if step.get("trust_signals"):
                 s = step["trust_signals"]
                 shown = ", ".join(f"{k} {_fmt_score(s.get(k))}" for k in ("agreement", "reflection", "token_prob", "claims"))
+                shown += "".join(f", {k.replace('_', ' ')} {_fmt_score(s[k])}" for k in ("claim_check", "response_check")
+                                 if s.get(k) is not None)
                 out.append(f"   trust of the given response: {_fmt_score(step.get('trust'))} ({shown})")
                 if s.get("weakest_claim"):
                     out.append(f"   weakest claim: {_label_text(s['weakest_claim'], None, full)}")

@@ -148,8 +148,8 @@ class DryRun:
 
 
 def calls_per_sample(config: RobustFTConfig, task: str | None = None) -> dict[str, tuple[int, int]]:
-    """Calls of each prompt for one sample: (if the checker finds it clean, if noisy); claim checks
-    counted at their most (a response of several sentences)."""
+    """Calls of each prompt for one sample: (if the checker finds it clean, if noisy); every response
+    gets `trust_claim_checks` claim checks (on claims, or on the whole response)."""
     rounds = config.denoise.reflection_rounds
     out = {}
     for name in prompts_in_use(config, task):
@@ -186,7 +186,7 @@ def estimate(config: RobustFTConfig, dataset: Dataset, library: PromptLibrary) -
 
 def dry_run(config: RobustFTConfig, dataset: Dataset | None = None, pilot: Pilot | None = None) -> DryRun:
     if dataset is None and config.data.path is None:
-        raise ConfigError("no data: pass --data FILE (or set `data.path` in the config)")
+        raise ConfigError("no data: set data.path to a file, a folder or a hub name")
     check_providers(config)
     check_registered(config)
     dataset = dataset or load_dataset(config.data)
@@ -304,7 +304,7 @@ def _expected_lines(result: DryRun, config: RobustFTConfig) -> list[str]:
     else:
         rates = tuple(dict.fromkeys(config.denoise.estimate_noise_rate))
         how = (f"with {' to '.join(f'{r:.0%}' for r in rates)} of the samples flagged noisy "
-               "(denoise.estimate_noise_rate; --pilot N measures it), every reply max_tokens long (an upper bound) "
+               "(denoise.estimate_noise_rate; a pilot run measures it), every reply max_tokens long (an upper bound) "
                "and the reviewer asked for every noisy sample")
     figures = [est.expected(rate, pilot, prices) for rate in rates]
     out = ["", f"expected, {how}:"]

@@ -8,7 +8,7 @@ later appends a new record: the last record of an id is the one that counts.
 
 When the run ends, the runner rewrites the file in input order, one final record per sample
 (`robustft.run.rundir.RunDir.write_outputs`); that file is a journal too, so a later run (a new β,
-a larger `--limit`, changed settings) starts from it.
+a larger `data.limit`, changed settings) starts from it.
 
 In memory the journal keeps, per sample, only where its last record starts and what selection
 needs (`Entry`), so memory does not grow with the records' size.

@@ -15,7 +15,7 @@ What makes a run durable and cheap to run again lives in the run directory:
   stopped at any moment re-sends only the calls that were in flight;
 - every sample's record is appended to `DIR/samples.jsonl` as it leaves the graph, with the
   fingerprint of the settings and input row that made it. Running again reuses each record whose
-  fingerprint still matches: a changed β only re-selects, a larger `--limit` runs only the new
+  fingerprint still matches: a changed β only re-selects, a larger `data.limit` runs only the new
   rows, and after a changed template or method setting the samples run again, with every request
   that did not change answered from the store. Failed samples are retried.
 """
@@ -99,7 +99,9 @@ def method_settings(config: RobustFTConfig, prompts: PromptLibrary, task: str) -
                    **({"retrieval": d.retrieval} if d.retrieval != "exact" else {}),
                    "numeric_tolerance": config.data.numeric_tolerance,
                    **({"open_similarity": d.open_similarity} if task == "open" else {}),
-                   **({"trust": {"claim_checks": d.trust_claim_checks, "max_claims": d.trust_max_claims,
+                   # "scoring": what the claim checks ask and how the signals combine (agents/trust.py); 2 =
+                   # the whole-response check and the calibrated log-odds combination
+                   **({"trust": {"scoring": 2, "claim_checks": d.trust_claim_checks, "max_claims": d.trust_max_claims,
                                  **({"threshold": d.trust_threshold, "selection": d.trust_selection}
                                     if d.checker == "trust" else {})}}
                       if scores_trust(config, task) else {})},
@@ -135,9 +137,9 @@ class DenoiseRun:
                  store: ResponseStore | None = None, progress: bool = True, preflight: bool = True,
                  log: Callable[[str], None] | None = None, quiet_log_every_s: float = 30.0):
         if config.out is None:
-            raise ConfigError("no output directory: pass --out DIR (or set `out:` in the config)")
+            raise ConfigError("no output directory: set `out`, the run directory")
         if dataset is None and config.data.path is None:
-            raise ConfigError("no data: pass --data FILE (or set `data.path` in the config)")
+            raise ConfigError("no data: set data.path to a file, a folder or a hub name")
         register_api_keys(config)  # every error from here on hides the keys in use
         check_providers(config)  # a plugin not installed here fails before the data is read
         check_registered(config)  # likewise a task type, layout or score
@@ -338,7 +340,7 @@ class DenoiseRun:
                 urls = cfg.base_url if isinstance(cfg.base_url, list) else [cfg.base_url] if cfg.base_url else []
                 where = f" at {', '.join(urls)}" if urls else ""
                 raise UserError(f"cannot use the {role} model {cfg.name!r}{where}: {exc}. "
-                                "Check that the server is running and that --base-url and --model are right.") from None
+                                "Check that the server is running and that model.base_url and model.name are right.") from None
 
     # --- the two passes through the graph -----------------------------------------------------
 
@@ -463,10 +465,10 @@ def make_batch_queue(config: RobustFTConfig, run_dir: Path):
     models = [config.model_for(role) for role in method_of(config).roles]
     urls = {tuple(m.base_urls) for m in models}
     if any(m.provider != "openai" for m in models) or len(urls) != 1 or len(next(iter(urls))) != 1:
-        raise ConfigError("denoise.batch_api (--batch-api) needs every role on one OpenAI-compatible server: "
+        raise ConfigError("denoise.batch_api needs every role on one OpenAI-compatible server: "
                           "provider openai and a single model.base_url (no replicas, no per-role servers)")
     if config.run.executor == "ray":
-        raise ConfigError("denoise.batch_api (--batch-api) works with the local executor only: drop --executor ray")
+        raise ConfigError("denoise.batch_api works with the local executor only: set run.executor to local")
     model = models[0]
     return BatchQueue(model.base_urls[0], os.environ.get(model.api_key_env) or "EMPTY", run_dir / BATCHES,
                       poll_s=config.denoise.batch_poll_s, max_retries=model.max_retries, timeout_s=model.timeout_s)
@@ -476,7 +478,7 @@ def make_executor(context: RunContext) -> Executor:
     if context.config.run.executor == "ray":
         if importlib.util.find_spec("ray") is None:
             raise ConfigError("run.executor is 'ray' but Ray is not installed: pip install -e '.[ray]' in the robustft clone (or "
-                              "pip install ray), or use --executor local")
+                              "pip install ray), or set run.executor to local")
         from .cluster import RayExecutor
 
         return RayExecutor(context)
@@ -493,8 +495,8 @@ def check_budget(config: RobustFTConfig) -> None:
                           "against it: set model.price_input_per_mtok and model.price_output_per_mtok (USD per "
                           "million tokens, from your provider's price page; see examples/hosted_api.yaml)")
     if config.run.executor == "ray":
-        raise ConfigError("denoise.max_cost_usd (--max-cost) works with the local executor only: the Ray workers "
-                          "do not share one budget yet; drop --executor ray, or the cap")
+        raise ConfigError("denoise.max_cost_usd works with the local executor only: the Ray workers "
+                          "do not share one budget yet; set run.executor to local, or unset the cap")
 
 
 def _environment_failure(e: OSError, out_dir: Path) -> RobustFTError:

@@ -1,6 +1,6 @@
 """OpenTelemetry traces of a run: a span per run, sample, node and model call (README "Tracing").
 
-Tracing is on when `run.otel` is true (`--otel`), or when it is left unset (None) and either the
+Tracing is on when `run.otel` is true, or when it is left unset (None) and either the
 standard variables name a collector (`OTEL_EXPORTER_OTLP_ENDPOINT`,
 `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) or the application has already set up the OpenTelemetry SDK
 (its global tracer provider is then used). `OTEL_SDK_DISABLED=true` turns it off. It needs the
@@ -119,7 +119,7 @@ class Both:
 
 def _why(config: "RobustFTConfig") -> str:
     if config.run.otel:
-        return "--otel / run.otel"
+        return "run.otel"
     name = next((n for n in ENDPOINT_VARIABLES if os.environ.get(n)), None)
     return f"{name} is set" if name else "the OpenTelemetry SDK is set up in this process"
 

@@ -1,6 +1,6 @@
 """The spans of a traced run (imported only when tracing is on; see `robustft.tracing`).
 
-    robustft.run                       the whole run (the root; with --otel on a Ray worker, its parent)
+    robustft.run                       the whole run (the root; with run.otel on a Ray worker, its parent)
       robustft.sample                  one sample's pass through the graph: robustft.sample.id, robustft.phase
         <node>                         base, reasoning, checker, context, reviewer: robustft.node
           chat <model>                 one model call, GenAI conventions (gen_ai.*, server.address)
@@ -13,7 +13,7 @@ answered from the response store is a span with `robustft.store.hit` and no usag
 paid); retries and fail-overs to another replica are events on the call's span.
 
 No API key is ever put in a span (server addresses are host and port only; error texts pass
-through `secrets.redact`), and no message content unless `run.otel_content` (`--otel-content`)
+through `secrets.redact`), and no message content unless `run.otel_content`
 asks for it, then as `gen_ai.input.messages` / `gen_ai.output.messages`, keys redacted.
 
 The exporter is OTLP over HTTP/protobuf (or gRPC, `OTEL_EXPORTER_OTLP_PROTOCOL=grpc`), configured
