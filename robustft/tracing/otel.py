@@ -18,8 +18,11 @@ asks for it, then as `gen_ai.input.messages` / `gen_ai.output.messages`, keys re
 
 The exporter is OTLP over HTTP/protobuf (or gRPC, `OTEL_EXPORTER_OTLP_PROTOCOL=grpc`), configured
 by the standard variables (endpoint, headers, timeout), behind a batch processor: spans are
-encoded and sent from its thread, off the event loop. An application that set up the SDK itself
-keeps its provider: robustft's spans go to its exporters, and it is flushed, not shut down.
+encoded (over HTTP by robustft's own encoder, `encode.py`) and sent from its thread, off the event
+loop. With our own provider the spans of samples, nodes and calls take the light path (`_Span`):
+each is handed to the batch processor once, when it ends, as the SDK's own spans hand theirs. An
+application that set up the SDK itself keeps its provider: robustft's spans go through its tracer
+to its exporters, and it is flushed, not shut down.
 """
 
 from __future__ import annotations
