@@ -161,9 +161,8 @@ class OtelTracing:
         if self.light:
             if parent is not None and parent.is_valid:
                 trace_id = parent.trace_id
-            else:
-                trace_id, parent = self._ids.generate_trace_id(), None
-                span.parent = None
+            else:  # no parent: the root of a new trace
+                trace_id, span.parent = self._ids.generate_trace_id(), None
             span.context = SpanContext(trace_id, self._ids.generate_span_id(), False, _SAMPLED)
         else:
             span.sdk = self.tracer.start_span(
