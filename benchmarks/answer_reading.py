@@ -8,12 +8,25 @@ copied here as the baseline and timed at sizes it can finish; `answers.extract_a
 pattern possessive, no per-character loops) is timed on the same shape at those sizes and at
 1 MB, and on every hostile reply of `tests/test_answers_linear.py`. Wall times on a shared
 machine: the ratios and the growth per doubling are what the figures say.
+
+    python -m benchmarks.answer_reading --compare-with DIR
+
+also times ordinary replies (the calls a run makes: `extract_answer`, `answers_match`,
+`normalize_label` per task) in microseconds per call, here and with the robustft source tree at
+DIR (a `git archive` of an earlier commit), interleaved in one run: issue 19 put the task types
+behind a registry, and this says what that costs per call.
 """
 
 from __future__ import annotations
 
+import argparse
+import inspect
+import json
+import os
 import re
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,7 +46,64 @@ def _time(fn, text: str, repeat: int = 3) -> float:
     return best
 
 
+ORDINARY = {  # (task, reply, options, label): replies as the simulator and real models write them
+    "multiple_choice": ("Let me think about each option in turn.\nThe second one fits.\nAnswer: B",
+                        ["Mars", "Venus", "Earth", "Jupiter"], "b"),
+    "numeric": ("First 12 * 3 = 36, then add 6.\nSo the total is 42.\n**Answer:** $1,042.50", None, "1042.5"),
+    "text": ("The capital of France is well known.\nAnswer: **Paris**", None, "the city of Paris"),
+    "open": ("Here is my response.\nAnswer: Water boils at 100 degrees Celsius at sea level,\nand lower up a "
+             "mountain.", None, "Water boils at 100 degrees Celsius at sea level."),
+}
+CALLS = 20_000
+
+
+def ordinary_us() -> dict[str, float]:
+    """Microseconds per call of the answer functions on `ORDINARY`, best of 5 rounds."""
+    from robustft.answers import answers_match, extract_answer, normalize_label
+
+    out = {}
+    for task, (reply, options, label) in ORDINARY.items():
+        best = float("inf")
+        for _ in range(5):
+            start = time.perf_counter()
+            for _ in range(CALLS):
+                found = extract_answer(reply, task, options)
+                answers_match(found, normalize_label(label, task, options), task)
+            best = min(best, time.perf_counter() - start)
+        out[task] = round(best / CALLS * 1e6, 3)
+    return out
+
+
+def _ordinary_in(source: str) -> dict[str, float]:
+    """`ordinary_us` in a fresh process that imports robustft from `source` only."""
+    code = (f"import json, time\nORDINARY = {ORDINARY!r}\nCALLS = {CALLS}\n{inspect.getsource(ordinary_us)}\n"
+            "import robustft\nprint(robustft.__file__)\nprint(json.dumps(ordinary_us()))")
+    with tempfile.TemporaryDirectory() as cwd:
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=cwd,
+                              env={**os.environ, "PYTHONPATH": source})
+    where, figures = proc.stdout.strip().splitlines()[-2:]
+    assert where.startswith(source), f"robustft came from {where}, not {source}"
+    return json.loads(figures)
+
+
+def compare(source: str, rounds: int = 3) -> dict:
+    """`ordinary_us` here and in the tree at `source`, interleaved, each process fresh; the best of
+    `rounds` per task on each side."""
+    here, there = str(Path(__file__).resolve().parents[1]), str(Path(source).resolve())
+    best: dict[str, dict[str, float]] = {"now": {}, "before": {}}
+    for _ in range(rounds):
+        for side, tree in (("before", there), ("now", here)):
+            for task, us in _ordinary_in(tree).items():
+                best[side][task] = min(us, best[side].get(task, float("inf")))
+    ratio = {t: round(best["now"][t] / best["before"][t], 3) for t in best["now"]}
+    return {"us_per_call_before": best["before"], "us_per_call_now": best["now"], "ratio_now_to_before": ratio,
+            "before": str(source), "calls": "extract_answer + normalize_label + answers_match, one of each"}
+
+
 def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.answer_reading")
+    parser.add_argument("--compare-with", metavar="DIR", help="a robustft source tree to time ordinary replies against")
+    args = parser.parse_args(argv)
     from robustft.answers import extract_answer
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -66,6 +136,13 @@ def main(argv: list[str] | None = None) -> None:
               f"Slowest call of each reader over the {len(HOSTILE)} hostile 1 MB replies of "
               "tests/test_answers_linear.py:", "", "| reader | slowest, s |", "| --- | --- |"]
     lines += [f"| {k} | {v} |" for k, v in worst.items()]
+    if args.compare_with:
+        payload["ordinary_replies"] = cmp = compare(args.compare_with)
+        lines += ["", "Ordinary replies, microseconds per call (extract_answer, normalize_label and answers_match, one "
+                  f"of each; best of 3 fresh processes x 5 rounds x {CALLS:,} calls, interleaved; before = "
+                  f"{cmp['before']}):", "", "| task | before, us | now, us | now / before |", "| --- | --- | --- | --- |"]
+        lines += [f"| {t} | {cmp['us_per_call_before'][t]} | {cmp['us_per_call_now'][t]} | "
+                  f"{cmp['ratio_now_to_before'][t]} |" for t in ORDINARY]
     write_results("answer_reading", payload, "\n".join(lines))
 
 

@@ -11,11 +11,14 @@ the same Python and packages), alternating so that load from other work hits bot
   `--concurrency 64`, server embeddings, whole process wall time.
 
     python -m benchmarks.refactor_cost --before REV [--small 500] [--large 3000] [--repeats 3] [--limit N]
+                                       [--results NAME]
 
 `--before` may also name a folder holding a `robustft/` package (a tree with the refactor undone by
 hand, when other work has landed on top of it), described by `--before-label`.
 
-Results: benchmarks/results/refactor_cost.{md,json}.
+Results: benchmarks/results/refactor_cost.{md,json} (or NAME.{md,json}: `records_cost` is the typed
+sample records of issue 19, against the commit before them; `registries_cost` issue 19's task types,
+layouts and scores behind registries).
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--large", type=int, default=3000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--limit", type=int, default=None, help="saturation: first N ARC rows (default all)")
+    parser.add_argument("--results", default="refactor_cost",
+                        help="the results' name in benchmarks/results/ (one per refactor measured)")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="robustft-bench-"))
     if (Path(args.before) / "robustft").is_dir():
@@ -111,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     md += ["", f"Median CPU per sample: now {cpu['now']:.2f} ms, before {cpu['before']:.2f} ms (per-repeat "
                f"differences {', '.join(f'{d:+.2f}' for d in diffs)} ms).",
            "", f"Median saturation wall: now {wall['now']:.1f} s, before {wall['before']:.1f} s."]
-    write_results("refactor_cost", payload, "\n".join(md))
+    write_results(args.results, payload, "\n".join(md))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@
     result = robustft.denoise("noisy.csv", model="my-model", base_url="http://127.0.0.1:8000/v1", out="runs/x")
 
 `denoise` / `adenoise` (see `robustft.api`), `Result`, `RobustFTConfig` and `load_config`, and the
-backend interface (`Generation`, `ChatBackend`) for writing a model plugin.
+backend interface (`Generation`, `ChatBackend`, `BackendOptions`, `options_of`) for writing a model
+plugin.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ _LAZY = {
     "load_config": "robustft.config",
     "Generation": "robustft.backends.base",
     "ChatBackend": "robustft.backends.base",
+    "BackendOptions": "robustft.backends.base",  # the base of a backend's own `Options`
+    "options_of": "robustft.backends.base",
     "BudgetReached": "robustft.agents.cost",  # raised when denoise.max_cost_usd is reached (exit 4)
 }
 

@@ -8,14 +8,17 @@
 - `data`: a path (CSV, TSV, JSONL, JSON, Parquet, a `save_to_disk` folder), a Hugging Face Hub
   name, a list of dicts, a pandas DataFrame or a Hugging Face `Dataset`.
 - `config`: a `RobustFTConfig`, a YAML path or a dict of the same shape; keyword settings
-  override it. Keywords are the command line's flags as names (`model`, `base_url`, `concurrency`,
-  `limit`, `beta`, `k`, ...), or any dotted config key through `settings={"denoise.k": 5}`.
+  override it. Keywords are the settings the command line offers as flags, by the same names
+  (`model`, `base_url`, `concurrency`, `max_cost`, `limit`, `beta`, `k`, ...; one table,
+  `robustft.settings`), a few more (`provider`, `temperature`, `score`, `instruction`, `ablate`),
+  or any dotted config key through `settings={"denoise.k": 5}`.
 - `out`: the run directory; without one, a new temporary directory (its path is in the result).
   Running again with the same `out` resumes, exactly as on the command line.
 
 `denoise` works inside a running event loop (Jupyter): the run then goes on a thread of its own.
 Messages go through `logging` (logger `robustft`); `logging.basicConfig(level=logging.INFO)`
-shows them. Errors are `robustft.errors` exceptions whose messages name settings, not flags.
+shows them. Errors are `robustft.errors` exceptions whose messages name settings (`denoise.concurrency`),
+not flags.
 """
 
 from __future__ import annotations
@@ -23,42 +26,28 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import re
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from . import settings as settings_table
 from .config import RobustFTConfig, load_config
-from .errors import RobustFTError, UserError
+from .errors import UserError
 from .run.rundir import DenoiseResult as Result
 
 log = logging.getLogger("robustft")
-
-# Keyword settings, as the command line's flags name them, and where they live in the config.
-KEYWORDS = {
-    "model": "model.name", "base_url": "model.base_url", "provider": "model.provider",
-    "max_tokens": "model.max_tokens", "temperature": "model.temperature",
-    "concurrency": "denoise.concurrency", "beta": "denoise.beta", "k": "denoise.k", "checker": "denoise.checker",
-    "reflection_rounds": "denoise.reflection_rounds", "review": "denoise.review", "score": "denoise.score",
-    "prompts_dir": "denoise.prompts_dir", "embedding_model": "denoise.embedding_model",
-    "embedding_base_url": "denoise.embedding_base_url", "ablate": "denoise.ablate",
-    "limit": "data.limit", "task": "data.task", "split": "data.split", "instruction": "data.instruction",
-    "question_column": "data.question_column", "answer_column": "data.answer_column",
-    "options_column": "data.options_column", "id_column": "data.id_column",
-    "out_of_range_labels": "data.out_of_range_labels",
-    "executor": "run.executor", "ray_address": "run.ray_address",
-}
 
 
 def resolve_config(data: Any = None, *, config: RobustFTConfig | str | Path | dict | None = None,
                    out: str | Path | None = None, settings: dict[str, Any] | None = None,
                    **keywords: Any) -> tuple[RobustFTConfig, Any]:
     """The config a call asks for, and the data in memory (None when the config names a source)."""
-    unknown = sorted(set(keywords) - set(KEYWORDS))
+    known = settings_table.keywords()
+    unknown = sorted(set(keywords) - set(known))
     if unknown:
-        raise UserError(f"unknown setting {', '.join(repr(u) for u in unknown)}; settings: {', '.join(sorted(KEYWORDS))}, "
+        raise UserError(f"unknown setting {', '.join(repr(u) for u in unknown)}; settings: {', '.join(sorted(known))}, "
                         "or any config key as settings={'denoise.k': 5}")
-    overrides: dict[str, Any] = {KEYWORDS[k]: v for k, v in keywords.items()}
+    overrides: dict[str, Any] = {known[k].key: v for k, v in keywords.items()}
     overrides.update(settings or {})
     if keywords.get("base_url") is not None and "provider" not in keywords:
         overrides["model.provider"] = "openai"
@@ -96,13 +85,9 @@ async def adenoise(data: Any = None, *, config: RobustFTConfig | str | Path | di
     from .data import load_dataset
     from .run.runner import DenoiseRun
 
-    try:
-        cfg, in_memory = resolve_config(data, config=config, out=out, settings=settings, **keywords)
-        dataset = load_dataset(cfg.data, in_memory) if in_memory is not None else None
-        result = await DenoiseRun(cfg, dataset=dataset, progress=progress).run()
-    except RobustFTError as e:
-        raise _in_settings_terms(e) from None
-    return result
+    cfg, in_memory = resolve_config(data, config=config, out=out, settings=settings, **keywords)
+    dataset = load_dataset(cfg.data, in_memory) if in_memory is not None else None
+    return await DenoiseRun(cfg, dataset=dataset, progress=progress).run()
 
 
 def denoise(data: Any = None, **kwargs: Any) -> Result:
@@ -114,23 +99,3 @@ def denoise(data: Any = None, **kwargs: Any) -> Result:
         return asyncio.run(adenoise(data, **kwargs))
     with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="robustft-run") as pool:
         return pool.submit(asyncio.run, adenoise(data, **kwargs)).result()
-
-
-_FLAG = re.compile(r"--([a-z][a-z0-9-]*)(?: [A-Z][A-Z_]*)?")
-_SETTING_OF_FLAG = {flag.replace("_", "-"): name for name, flag in ((k, k) for k in KEYWORDS)}
-_SETTING_OF_FLAG.update({"out": "out", "data": "data", "config": "config"})
-
-
-def _in_settings_terms(error: RobustFTError) -> RobustFTError:
-    """The same error, with the command line's flags named as this API's settings."""
-    def setting(match: re.Match) -> str:
-        name = _SETTING_OF_FLAG.get(match.group(1))
-        return f"{name}=..." if name else match.group(0)
-
-    text = _FLAG.sub(setting, str(error))
-    if text == str(error):
-        return error
-    renamed = type(error).__new__(type(error))
-    renamed.__dict__.update(error.__dict__)
-    renamed.args = (text,)
-    return renamed

@@ -8,19 +8,40 @@ from __future__ import annotations
 
 import reprlib
 from pathlib import Path
-from typing import Any, Literal, Sequence, get_args, get_origin
+from typing import Annotated, Any, Literal, Sequence, get_args, get_origin
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, StringConstraints, ValidationError, ValidationInfo, create_model,
+                      field_validator, model_validator)
+from pydantic.fields import FieldInfo
 
 from .errors import ConfigError
 
 Role = Literal["base", "reasoning", "context", "reviewer", "judge"]
 ROLES: tuple[str, ...] = ("base", "reasoning", "context", "reviewer", "judge")
-TaskType = Literal["auto", "multiple_choice", "text", "numeric", "open"]
-DataFormat = Literal["auto", "table", "messages", "sharegpt", "alpaca"]
+# Task types, input layouts and selection scores are names registered in entry-point groups
+# (`robustft.plugins`): a config checks only that a name is one; a run checks, when it starts, that
+# something is registered under it (`robustft.run.registered`), so this module scans no plugins.
+RegisteredName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")]
+TaskType = RegisteredName    # auto, or a task type: multiple_choice, text, numeric, open (robustft.tasks)
+DataFormat = RegisteredName  # auto, or a layout: table, messages, sharegpt, alpaca (robustft.layouts)
+ScoreName = RegisteredName   # a selection score: mean_nll, answer_nll, entropy (robustft.scores)
 Ablation = Literal["reasoning", "checker", "context", "reviewer", "selection"]
+
+
+def flag(*commands: str, name: str | None = None, metavar: str | None = None, help: str | None = None,
+         help_in: dict[str, str] | None = None, api: bool | None = None) -> dict[str, Any]:
+    """A setting's command-line and API metadata (a field's `json_schema_extra`): the one table the
+    command line generates its flags from and `robustft.denoise(...)` its keywords
+    (`robustft.settings`). `commands`: the commands that take it as a flag; `name`: the flag and
+    keyword name when not the field's own (`max_cost` for `max_cost_usd`: `--max-cost`, `max_cost=`);
+    `help`: the flag's short help when not the description (the default is added to it);
+    `help_in`: another help for one command; `api`: a keyword of the library API (default: when
+    `denoise` takes it)."""
+    meta = {"commands": list(commands), "name": name, "metavar": metavar, "help": help, "help_in": help_in or {},
+            "api": "denoise" in commands if api is None else api}
+    return {"cli": {key: value for key, value in meta.items() if value not in (None, {})}}
 
 
 class StrictModel(BaseModel):
@@ -89,24 +110,39 @@ class _ModelChecks(StrictModel):
 
 
 class ModelConfig(_ModelChecks):
-    """One chat model. `provider` names a backend registered in the entry-point group
-    `robustft.backends` (see `robustft.backends.registry`)."""
+    """One chat model: the settings every backend shares. `provider` names a backend registered in
+    the entry-point group `robustft.backends` (see `robustft.backends.registry`).
+
+    Keys beside these are the backend's own options (its `Options` model: `device`, `dtype`,
+    `batch_size`, `adapter` for transformers, `script` for fake, ...). They are kept as given
+    (`options`) and checked against the selected backend when a run starts: this module does not
+    know the backends."""
+
+    model_config = ConfigDict(extra="allow")
 
     provider: str = Field("openai", description=(
         "The backend: openai (any OpenAI-compatible server: vllm serve, hosted APIs), transformers (a local "
         "model), vllm (in-process vLLM), fake (scripted replies, for tests), or any installed plugin "
-        "registered under the entry-point group robustft.backends. --base-url sets openai, --model alone "
-        "transformers."))
-    name: str | None = Field(None, description="Model name on the server, or a local path / hub name. Flag: --model.")
+        "registered under the entry-point group robustft.backends. A base_url given on the command line sets "
+        "openai, a name alone transformers."), json_schema_extra=flag(api=True))
+    name: str | None = Field(None, description="Model name on the server, or a local path / hub name.",
+                             json_schema_extra=flag("denoise", "ablate", "eval", name="model", metavar="NAME", help=(
+                                 "model name on the server (with a base URL), or a local transformers model "
+                                 "directory / hub name (without)")))
     base_url: str | list[str] | None = Field(None, description=(
         "OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1, or a list of replicas serving the same model "
-        "(each call goes to the one with the fewest calls in flight; a failing one is rested). Flag: --base-url, "
-        "repeatable."))
+        "(each call goes to the one with the fewest calls in flight; a failing one is rested)."),
+        json_schema_extra=flag("denoise", "ablate", "eval", metavar="URL", help=(
+            "OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (vllm serve); repeat it for replicas of the "
+            "same model (each call goes to the least busy one; one that keeps failing is rested). The API key is "
+            "read from $OPENAI_API_KEY (any value for local servers)")))
     api_key_env: str = Field("OPENAI_API_KEY", description=(
         "Environment variable holding the API key (the key itself is never written anywhere; any value, or "
         "none, for local servers)."))
-    temperature: float = Field(1.0, ge=0.0, description="Sampling temperature of every expert call (the paper's: 1.0).")
-    max_tokens: int = Field(512, gt=0, description="Longest reply, in tokens. Flag: --max-tokens.")
+    temperature: float = Field(1.0, ge=0.0, description="Sampling temperature of every expert call (the paper's: 1.0).",
+                               json_schema_extra=flag(api=True))
+    max_tokens: int = Field(512, gt=0, description="Longest reply, in tokens.",
+                            json_schema_extra=flag("denoise", "ablate", metavar="N", help="max tokens per response"))
     logprobs: bool = Field(True, description="Ask for token log-probabilities; entropy selection needs them.")
     top_logprobs: int | None = Field(None, ge=0, le=20, description=(
         "Alternatives returned per generated token, for the entropy score. None: 5 when denoise.score is "
@@ -124,14 +160,6 @@ class ModelConfig(_ModelChecks):
         "When every call to a model has failed for this long, the run stops (resumable) instead of "
         "marking the remaining samples failed."))
     seed: int | None = Field(None, description="Sampling seed sent with each request, when the server honours one.")
-    device: str = Field("auto", description="transformers/vllm: 'cpu', 'cuda', 'auto'.")
-    dtype: str = Field("auto", description="transformers/vllm: 'auto', 'float32', 'bfloat16', ...")
-    batch_size: int = Field(32, gt=0, description=(
-        "transformers/vllm: concurrent requests generated together, at most (transformers splits a "
-        "batch that runs out of GPU memory)."))
-    script: list[str] | None = Field(None, description="fake: responses returned in turn (tests).")
-    adapter: str | None = Field(None, description=(
-        "transformers: a PEFT LoRA adapter directory (what `robustft train` writes) applied on top of the model."))
     price_input_per_mtok: float | None = Field(None, ge=0.0, description=(
         "USD per million prompt tokens, from your provider's price page (robustft ships no prices; see "
         "examples/hosted_api.yaml). With it or the output price set, every paid call has a cost: the progress "
@@ -141,15 +169,17 @@ class ModelConfig(_ModelChecks):
         "None: the input price."))
     price_output_per_mtok: float | None = Field(None, ge=0.0, description=(
         "USD per million completion tokens (see price_input_per_mtok)."))
-    batch_discount: float = Field(0.5, ge=0.0, le=1.0, description=(
-        "With denoise.batch_api: the share of the price the provider takes off calls sent through its Batch API "
-        "(0.5: half price)."))
     requests_per_minute: float | None = Field(None, gt=0, description=(
         "Your tier's request limit: calls are paced to stay under it (a client-side token bucket). None: paced "
         "by the server's x-ratelimit-* headers and Retry-After alone, when it sends them."))
     tokens_per_minute: float | None = Field(None, gt=0, description=(
         "Your tier's token limit (prompt plus max_tokens per call, as OpenAI counts it, estimated before "
         "sending): calls are paced to stay under it. None: paced by the server's headers alone."))
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The backend's own options, as given (validated by the backend when a run starts)."""
+        return dict(self.model_extra or {})
 
     @property
     def base_urls(self) -> list[str]:
@@ -159,53 +189,44 @@ class ModelConfig(_ModelChecks):
         return [self.base_url] if isinstance(self.base_url, str) else list(self.base_url)
 
 
-class ModelOverride(_ModelChecks):
-    """A role's changes to the default model; unset fields inherit."""
+def overrides_of(model: type[BaseModel], base: type[BaseModel], name: str) -> type[BaseModel]:
+    """A model of `model`'s fields, each optional with default None and the same checks (for a
+    role's changes to the default model: unset fields inherit). Generated, so that a new field of
+    `model` is overridable without being written twice."""
+    fields: dict[str, Any] = {}
+    for field, info in model.model_fields.items():
+        optional = FieldInfo.merge_field_infos(info, default=None, default_factory=None)
+        fields[field] = (info.annotation | None, optional)
+    return create_model(name, __base__=base, __module__=__name__, __doc__=base.__doc__, **fields)
 
-    provider: str | None = None
-    name: str | None = None
-    base_url: str | list[str] | None = None
-    api_key_env: str | None = None
-    temperature: float | None = Field(None, ge=0.0)
-    max_tokens: int | None = Field(None, gt=0)
-    logprobs: bool | None = None
-    top_logprobs: int | None = Field(None, ge=0, le=20)
-    timeout_s: float | None = Field(None, gt=0)
-    connect_timeout_s: float | None = Field(None, gt=0)
-    max_reply_bytes: int | None = Field(None, ge=1024)
-    max_retries: int | None = Field(None, ge=0, le=10)
-    retry_backoff_max_s: float | None = Field(None, gt=0)
-    give_up_after_s: float | None = Field(None, gt=0)
-    seed: int | None = None
-    device: str | None = None
-    dtype: str | None = None
-    batch_size: int | None = Field(None, gt=0)
-    script: list[str] | None = None
-    adapter: str | None = None
-    price_input_per_mtok: float | None = Field(None, ge=0.0)
-    price_cached_input_per_mtok: float | None = Field(None, ge=0.0)
-    price_output_per_mtok: float | None = Field(None, ge=0.0)
-    batch_discount: float | None = Field(None, ge=0.0, le=1.0)
-    requests_per_minute: float | None = Field(None, gt=0)
-    tokens_per_minute: float | None = Field(None, gt=0)
+
+class _OverrideBase(_ModelChecks):
+    """A role's changes to the default model; unset fields inherit. Keys beside the shared settings
+    are the role's backend options (see `ModelConfig`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+ModelOverride = overrides_of(ModelConfig, _OverrideBase, "ModelOverride")
 
 
 def model_flag_updates(configured: ModelConfig, *, model: str | None = None,
                        base_url: str | Sequence[str] | None = None) -> dict[str, Any]:
-    """The model fields that `--model` and `--base-url` set, for every command that takes them.
+    """The model fields that a model name and base URL given by a person (a command's flags, the
+    evaluation's arguments) set.
 
-    `--base-url` (one or more): an OpenAI-compatible server, provider `openai`. `--model` alone: a
+    A base URL (one or more): an OpenAI-compatible server, provider `openai`. A name alone: a
     local transformers model, unless the configuration already names a server (a `base_url`) or
     another backend (`vllm`, a plugin), whose model name it then changes. An empty value of
-    either flag is an error, never a silent switch to a local model.
+    either is an error, never a silent switch to a local model.
     """
     updates: dict[str, Any] = {}
     if model is not None:
         if not model.strip():
-            raise ConfigError("--model is empty: pass the model name the server serves, or a local model path")
+            raise ConfigError("model.name is empty: give the model name the server serves, or a local model path")
         updates["name"] = model
     if base_url is not None:
-        urls = check_base_urls(base_url, "--base-url")
+        urls = check_base_urls(base_url)
         updates["base_url"] = urls[0] if len(urls) == 1 else urls
         updates["provider"] = "openai"
     elif model is not None and configured.provider == "openai" and not configured.base_url:
@@ -219,42 +240,67 @@ class DataConfig(StrictModel):
     path: Path | None = Field(None, description=(
         "The data: a .csv, .tsv, .jsonl, .json or .parquet file, a folder written by datasets' save_to_disk, a "
         "folder of data files, or a Hugging Face Hub name (org/name, read with datasets.load_dataset). A "
-        "relative path in a config file is relative to that file. Flag: --data."))
+        "relative path in a config file is relative to that file."),
+        json_schema_extra=flag("denoise", "ablate", "train", name="data", metavar="SOURCE", help=(
+            "CSV, TSV, JSONL, JSON, Parquet, a save_to_disk folder, or a Hugging Face Hub name (org/name); tables "
+            "and chat formats (messages, ShareGPT conversations, Alpaca)"), help_in={"train": (
+                "denoised.jsonl, or any labeled data: CSV, TSV, JSONL, JSON, Parquet, a save_to_disk folder, or a "
+                "Hugging Face Hub name (org/name); tables and chat formats (messages, ShareGPT conversations, "
+                "Alpaca)")}, api=False))
     split: str | None = Field(None, description=(
         "Which split of a hub dataset or saved DatasetDict to read (also: which list of a JSON object that "
-        "holds several). None: 'train', or the only one. Flag: --split."))
+        "holds several). None: 'train', or the only one."),
+        json_schema_extra=flag("denoise", "ablate", "train", "eval", "export", metavar="NAME", help=(
+            "split of a hub dataset or DatasetDict (default train, or the only one)")))
     format: DataFormat = Field("auto", description=(
         "The shape of each record: table (question and answer columns), messages (OpenAI chat: role, "
-        "content), sharegpt (conversations: from, value), alpaca (instruction, input, output). auto: "
-        "the question and answer columns when both exist, else recognised from the field names."))
+        "content), sharegpt (conversations: from, value), alpaca (instruction, input, output), or a layout a "
+        "package registers (entry-point group robustft.layouts). auto: the question and answer columns when both "
+        "exist, else recognised from the field names."))
     id_column: str = Field("id", description=(
         "Column holding each sample's unique id; without it the 0-based row number is the id (messages count "
-        "rows from 1, as editors show them: the sample with id 0 is row 1). Flag: --id-column."))
-    question_column: str = Field("question", description="Column holding the question (tables). Flag: --question-column.")
+        "rows from 1, as editors show them: the sample with id 0 is row 1)."),
+        json_schema_extra=flag("denoise", "ablate", "train", "eval", "export", metavar="NAME", help="column holding unique ids (none: row numbers)"))
+    question_column: str = Field("question", description="Column holding the question (tables).",
+                                 json_schema_extra=flag("denoise", "ablate", "train", "eval", "export", metavar="NAME", help="column holding the question"))
     answer_column: str = Field("answer", description=(
-        "Column holding the given, possibly wrong, answer (tables). Flag: --answer-column."))
+        "Column holding the given, possibly wrong, answer (tables)."),
+        json_schema_extra=flag("denoise", "ablate", "train", "eval", "export", metavar="NAME", help="column holding the answer"))
     options_column: str = Field("options", description=(
         "Column holding the options of a multiple-choice question, a JSON list of strings; when present, "
-        "answers are option letters (A = first). Flag: --options-column."))
+        "answers are option letters (A = first)."),
+        json_schema_extra=flag("denoise", "ablate", "train", "eval", "export", metavar="NAME", help="column holding multiple-choice options"))
     options_columns: list[str] | None = Field(None, description=(
         "Multiple choice with one column per option: the option columns in order (A = the first). None: "
         "recognised by name (A..E, option_a.., choice1.., opa..), or a list column (options, choices, endings; "
-        "ARC's {text, label}). Flag: --options-columns A,B,C,D."))
+        "ARC's {text, label})."),
+        json_schema_extra=flag("denoise", "ablate", "train", "eval", "export", metavar="A,B,C,D", help=(
+            "one column per option, in order (default: recognised by name, e.g. A..E, option_a.., opa..)")))
     conversation_column: str | None = Field(None, description=(
         "Column holding the conversation in the messages and sharegpt formats. None: 'messages', then "
         "'conversations'."))
     task: TaskType = Field("auto", description=(
-        "How answers are compared. auto: multiple_choice when options are given, numeric when every "
+        "How answers are read and compared: auto, multiple_choice, text, numeric, open, or a task type a package "
+        "registers (entry-point group robustft.tasks). auto: multiple_choice when options are given, numeric when every "
         "answer is a number, open when answers are long free text (the median answer has 8 words or "
-        "more), else text (short free text). Flag: --task."))
+        "more), else text (short free text)."),
+        json_schema_extra=flag("denoise", metavar="TASK", help=(
+            "answer type: auto (inferred), multiple_choice, text, numeric, open (long free-text responses), or a "
+            "task type a package registers")))
     numeric_tolerance: float = Field(1e-2, ge=0.0, description=(
         "Numeric answers: when either side is a whole number the two must be equal (125 is not 126); "
-        "other numbers match within this relative tolerance (0.01 = 1 %). Printed by --dry-run and report."))
-    instruction: str = Field("", description="Extra task instruction appended to every answer request.")
-    limit: int | None = Field(None, gt=0, description="Take only the first N rows. Flag: --limit.")
+        "other numbers match within this relative tolerance (0.01 = 1 %). Printed by the dry run and the report."))
+    instruction: str = Field("", description="Extra task instruction appended to every answer request.",
+                             json_schema_extra=flag(api=True))
+    limit: int | None = Field(None, gt=0, description="Take only the first N rows.", json_schema_extra=flag(
+        "denoise", "ablate", "train", "eval", "export", "run", metavar="N", help="take only the first N rows",
+        help_in={"train": "train on the first N rows only", "eval": "evaluate on the first N rows only",
+                 "export": "without RUN_DIR: export the first N rows only",
+                 "run": "use the first N training rows only"}))
     out_of_range_labels: Literal["error", "keep"] = Field("error", description=(
         "Multiple choice: a label letter past the last option (D with three options) is an error, or, "
-        "with 'keep', a certainly-wrong label that the run relabels."))
+        "with 'keep', a certainly-wrong label that the run relabels."), json_schema_extra=flag("denoise", help=(
+            "a label letter past the last option: stop with an error, or keep it to be relabeled")))
 
 
 class DenoiseConfig(StrictModel):
@@ -262,15 +308,19 @@ class DenoiseConfig(StrictModel):
 
     reflection_rounds: int = Field(0, ge=0, description=(
         "Extra self-reflection calls after the reasoning expert's first answer. 0 = the paper's "
-        "single call that asks for step-by-step reasoning and reflection together."))
+        "single call that asks for step-by-step reasoning and reflection together."),
+        json_schema_extra=flag("denoise", metavar="N", help="extra self-reflection calls"))
     checker: Literal["paper", "majority", "judge", "trust"] = Field("paper", description=(
         "paper: clean when base and reasoning answers both equal the label; majority: clean when at "
         "least half of the expert answers equal it; judge: an LLM decides from both answers; trust "
-        "(open-ended data only): clean when the given response's trust score reaches trust_threshold."))
+        "(open-ended data only): clean when the given response's trust score reaches trust_threshold."),
+        json_schema_extra=flag("denoise", help="noise detection rule"))
     review: Literal["on_disagreement", "always"] = Field("on_disagreement", description=(
         "on_disagreement: the reviewer is asked only when the reasoning and context answers differ "
         "(when they agree, that answer is the label, with no call); always: ask it for every relabel, "
-        "as the paper's code does."))
+        "as the paper's code does."), json_schema_extra=flag("denoise", help=(
+            "when the reviewer is asked: only when reasoning and context answers differ, or always (the paper's "
+            "code)")))
     open_similarity: float = Field(0.65, ge=-1.0, le=1.0, description=(
         "Open-ended responses (data.task: open): two responses agree (checker, reviewer) when the cosine "
         "similarity of their embeddings (embedding_model) is at least this. The default was measured with "
@@ -296,7 +346,8 @@ class DenoiseConfig(StrictModel):
     trust_claim_checks: int = Field(1, ge=0, le=4, description=(
         "The least supported claims of a response of several sentences that the judge checks one by one "
         "(one call each). 0: claims are compared with the experts' responses only."))
-    k: int = Field(3, gt=0, description="Clean examples retrieved for each noisy sample.")
+    k: int = Field(3, gt=0, description="Clean examples retrieved for each noisy sample.",
+                   json_schema_extra=flag("denoise", help="clean examples shown to the context relabeler"))
     retrieval: Literal["exact", "chroma"] = Field("exact", description=(
         "How the k most similar clean samples are found. exact: every noisy question against every clean "
         "one (under a minute at 100,000 rows); a resumed run, or one on Ray, shows every sample the same "
@@ -305,18 +356,24 @@ class DenoiseConfig(StrictModel):
     context_token_budget: int | None = Field(None, gt=0, description=(
         "Longest context-relabeling prompt, in tokens (tiktoken cl100k, or an estimate offline): the least "
         "similar examples are left out until the prompt fits. None: always show k examples."))
-    beta: float = Field(0.5, gt=0.0, le=1.0, description="Fraction of relabeled samples kept (lowest scores).")
-    score: Literal["mean_nll", "answer_nll", "entropy"] = Field("mean_nll", description=(
+    beta: float = Field(0.5, gt=0.0, le=1.0, description="Fraction of relabeled samples kept (lowest scores).",
+                        json_schema_extra=flag("denoise", "ablate", help="fraction of relabeled samples kept"))
+    score: ScoreName = Field("mean_nll", description=(
         "mean_nll: the paper's mean negative log-probability of all generated tokens; answer_nll: "
         "of the answer tokens after 'Answer:' only; entropy: the mean predictive entropy per generated "
-        "token, from the top model.top_logprobs alternatives (5 unless set)."))
+        "token, from the top model.top_logprobs alternatives (5 unless set); or a score a package registers "
+        "(entry-point group robustft.scores)."), json_schema_extra=flag(api=True))
     embedding_model: str = Field("sentence-transformers/all-MiniLM-L6-v2", description=(
         "Sentence-embedding model for retrieving similar clean samples and comparing open-ended responses: a hub "
-        "name or a local directory for sentence-transformers, or the model name the embedding server serves. "
-        "Flag: --embedding-model."))
+        "name or a local directory for sentence-transformers, or the model name the embedding server serves."),
+        json_schema_extra=flag("denoise", "ablate", metavar="NAME", help=(
+            "embedding model: its name on that server, or a local sentence-transformers model")))
     embedding_base_url: str | list[str] | None = Field(None, description=(
         "An OpenAI-compatible /v1/embeddings endpoint (vllm serve of an embedding model, TEI, a hosted API) to "
-        "embed the questions with, instead of a local sentence-transformers model. Flag: --embedding-base-url."))
+        "embed the questions with, instead of a local sentence-transformers model."),
+        json_schema_extra=flag("denoise", "ablate", metavar="URL", help=(
+            "embed the questions with an OpenAI-compatible /v1/embeddings server (vllm serve of an embedding model, "
+            "TEI, a hosted API) instead of a local sentence-transformers model; repeat it for replicas")))
     embedding_api_key_env: str | None = Field(None, description=(
         "Environment variable holding the embedding server's API key. Unset: the chat model's key "
         "(model.api_key_env) goes to the embedding server only when it is on the same host and port as the chat "
@@ -346,27 +403,35 @@ class DenoiseConfig(StrictModel):
             raise ValueError("give [low, high] with 0 <= low <= high <= 1, e.g. [0.1, 0.4]")
         return value
 
-    concurrency: int = Field(32, gt=0, description="Model calls in flight at once.")
+    concurrency: int = Field(32, gt=0, description="Model calls in flight at once.",
+                             json_schema_extra=flag("denoise", "ablate", metavar="N", help="model calls in flight at once"))
     batch_api: bool = Field(False, description=(
         "Send the model calls through the OpenAI Batch API (/v1/files, /v1/batches) of model.base_url, at its batch "
         "price (model.batch_discount): one batch per step of the graph, the same outputs as online. Slower (a "
         "provider takes up to 24 h a batch), cheaper. Batch ids are kept in DIR/batches.jsonl, so a stopped run "
-        "collects them instead of sending again. Flag: --batch-api."))
+        "collects them instead of sending again."), json_schema_extra=flag("denoise", help=(
+            "send the model calls through the OpenAI Batch API (/v1/files, /v1/batches) at its batch price: slower, "
+            "cheaper, the same outputs; a stopped run collects its batches")))
     batch_poll_s: float = Field(30.0, gt=0.0, description="With batch_api: seconds between two looks at a batch's status.")
     estimate_noise_rate: tuple[float, float] = Field((0.1, 0.4), description=(
-        "The dry run's estimate only (--dry-run): the share of samples the checker is expected to flag as noisy, "
-        "low and high; the estimate gives the calls, tokens and cost at both. --pilot N measures it instead."))
+        "The dry run's estimate only: the share of samples the checker is expected to flag as noisy, low and "
+        "high; the estimate gives the calls, tokens and cost at both. A pilot run measures it instead."))
     max_cost_usd: float | None = Field(None, gt=0.0, description=(
         "Stop the run before its model calls cost more than this many USD in total (priced with model.price_*; "
         "every call in this run directory counts, earlier runs included). The run stops with exit 4 and its "
         "progress kept; the same command with a higher cap continues, paying for nothing twice. A call is sent "
         "only when the cap still holds counting the expected cost of the calls in flight, so the overshoot is "
-        "at most what those calls cost beyond their expectation. Flag: --max-cost."))
+        "at most what those calls cost beyond their expectation."),
+        json_schema_extra=flag("denoise", name="max_cost", metavar="USD", help=(
+            "stop before the model calls cost more than USD in total (needs model.price_* in the config); exit 4 "
+            "with progress kept, and a higher cap continues paying nothing twice")))
     parse_retries: int = Field(2, ge=0, description="Re-asks when a response holds no usable answer.")
-    ablate: list[Ablation] = Field(default_factory=list, description="Parts of the method to switch off.")
+    ablate: list[Ablation] = Field(default_factory=list, description="Parts of the method to switch off.",
+                                   json_schema_extra=flag(api=True))
     prompts_dir: Path | None = Field(None, description=(
         "Folder of .jinja templates overriding the built-ins by name. A relative path in a config file is "
-        "relative to that file."))
+        "relative to that file."), json_schema_extra=flag("denoise", metavar="DIR", help=(
+            "folder of .jinja templates overriding the built-ins")))
 
 
 LRScheduler = Literal["cosine", "linear", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial"]
@@ -380,18 +445,25 @@ class TrainConfig(StrictModel):
     completion `Answer: X`; only the completion carries loss.
     """
 
-    model: str | None = Field(None, description="Model to fine-tune: a local directory or a hub name. Flag: --model.")
-    lora_r: int = Field(8, gt=0, description="LoRA rank.")
+    model: str | None = Field(None, description="Model to fine-tune: a local directory or a hub name.",
+                              json_schema_extra=flag("train", metavar="PATH_OR_NAME", help=(
+                                  "model to fine-tune: a local directory or a hub name")))
+    lora_r: int = Field(8, gt=0, description="LoRA rank.", json_schema_extra=flag("train", metavar="R"))
     lora_alpha: int = Field(16, gt=0, description="LoRA scaling numerator (scale = alpha / r).")
     lora_dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on the LoRA layers' input.")
     target_modules: str | list[str] = Field("all-linear", description=(
         "Modules given LoRA weights: 'all-linear' (every linear layer but the output head) or a list of names."))
-    learning_rate: float = Field(1e-4, gt=0.0, description="Peak learning rate.")
-    epochs: float = Field(2.0, gt=0.0, description="Passes over the fine-tuning set.")
-    max_steps: int | None = Field(None, gt=0, description="Stop after N optimizer steps (overrides epochs).")
+    learning_rate: float = Field(1e-4, gt=0.0, description="Peak learning rate.",
+                                 json_schema_extra=flag("train", metavar="LR"))
+    epochs: float = Field(2.0, gt=0.0, description="Passes over the fine-tuning set.",
+                          json_schema_extra=flag("train", metavar="N", help="passes over the data"))
+    max_steps: int | None = Field(None, gt=0, description="Stop after N optimizer steps (overrides epochs).",
+                                  json_schema_extra=flag("train", metavar="N", help=(
+                                      "stop after N optimizer steps (overrides train.epochs)")))
     lr_scheduler: LRScheduler = Field("cosine", description="Learning-rate schedule after the warm-up.")
     warmup_ratio: float = Field(0.1, ge=0.0, lt=1.0, description="Fraction of the steps spent warming up linearly.")
-    batch_size: int = Field(8, gt=0, description="Samples per device per step.")
+    batch_size: int = Field(8, gt=0, description="Samples per device per step.",
+                            json_schema_extra=flag("train", metavar="N"))
     gradient_accumulation_steps: int = Field(2, gt=0, description="Steps summed per optimizer update.")
     max_length: int = Field(1024, gt=0, description="Tokens per sample (prompt + completion); longer ones are cut.")
     weight_decay: float = Field(0.0, ge=0.0, description="AdamW weight decay.")
@@ -408,9 +480,12 @@ class EvalConfig(StrictModel):
     """Test-set accuracy (`robustft eval`): the question prompt, greedy decoding, the task's answer checker."""
 
     temperature: float = Field(0.0, ge=0.0, description="0 = greedy.")
-    max_tokens: int = Field(64, gt=0, description="Tokens generated per answer.")
-    concurrency: int = Field(32, gt=0, description="Server requests in flight at once.")
-    batch_size: int = Field(16, gt=0, description="Local model: prompts generated together.")
+    max_tokens: int = Field(64, gt=0, description="Tokens generated per answer.",
+                            json_schema_extra=flag("eval", metavar="N"))
+    concurrency: int = Field(32, gt=0, description="Server requests in flight at once.",
+                             json_schema_extra=flag("eval", metavar="N"))
+    batch_size: int = Field(16, gt=0, description="Local model: prompts generated together.",
+                            json_schema_extra=flag("eval", metavar="N", help="local model: prompts per generate call"))
 
 
 class RunConfig(StrictModel):
@@ -422,11 +497,16 @@ class RunConfig(StrictModel):
     executor: Literal["local", "ray"] = Field("local", description=(
         "local: every sample runs in this process. ray: batches of samples run on Ray workers (pip install "
         "-e '.[ray]' in the robustft clone); detection, the clean index, selection and the run directory stay here, so the "
-        "outputs are the local runner's. Flag: --executor."))
+        "outputs are the local runner's."), json_schema_extra=flag("denoise", help=(
+            "where the samples run: this process, or a Ray cluster (pip install -e '.[ray]' in the robustft clone; "
+            "docs/ray.md)")))
     ray_address: str | None = Field(None, description=(
         "The Ray cluster to run on: 'auto' (the cluster `ray start` runs on this machine), HOST:6379 (a head "
         "node's address) or ray://HOST:10001 (Ray Client). None: start a Ray instance on this machine for the "
-        "run, or use the one this process is already connected to. Flag: --ray-address."))
+        "run, or use the one this process is already connected to."), json_schema_extra=flag(
+            "denoise", metavar="ADDR", help=(
+                "with the ray executor: the cluster to join ('auto', HOST:6379 or ray://HOST:10001); unset: start Ray "
+                "on this machine")))
     ray_workers: int | None = Field(None, gt=0, description=(
         "Sample workers (Ray actors; each reserves a CPU, or an equal share when more are asked for than the "
         "cluster has free). None: one per CPU the cluster has left after the model actors, at most one per "
@@ -443,10 +523,15 @@ class RunConfig(StrictModel):
         "OpenTelemetry traces (pip install -e '.[otel]' in the robustft clone): a span per run, sample, node and model call, "
         "exported over OTLP as the standard OTEL_EXPORTER_OTLP_* variables say. None: on when "
         "OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set (or the application set up "
-        "the OpenTelemetry SDK), unless OTEL_SDK_DISABLED=true. Never changes an answer. Flag: --otel."))
+        "the OpenTelemetry SDK), unless OTEL_SDK_DISABLED=true. Never changes an answer."),
+        json_schema_extra=flag("denoise", help=(
+            "OpenTelemetry traces (pip install -e '.[otel]' in the robustft clone): spans per run, sample, node and "
+            "model call, exported over OTLP as the OTEL_EXPORTER_OTLP_* variables say (unset: on when "
+            "OTEL_EXPORTER_OTLP_ENDPOINT is set)")))
     otel_content: bool = Field(False, description=(
         "Put the messages sent and the replies (API keys redacted) in the model-call spans, and each node's "
-        "answer in its span. Off: no message content in any span. Flag: --otel-content."))
+        "answer in its span. Off: no message content in any span."), json_schema_extra=flag("denoise", help=(
+            "with tracing: put the messages and replies (keys redacted) in the spans")))
     otel_sample: float = Field(1.0, gt=0.0, le=1.0, description=(
         "The fraction of samples traced: each sample's spans (its nodes and model calls) are made or not, "
         "decided by its id, so the same samples are traced in every run. The run's span, embedding batches "
@@ -460,9 +545,10 @@ class ExperimentConfig(StrictModel):
     """`robustft run CONFIG`: denoise, fine-tune and evaluate, plus the paper's baselines."""
 
     test_data: Path | None = Field(None, description=(
-        "Held-out test set (same columns as data); robustft eval's default --data. A relative path in a config "
+        "Held-out test set (same columns as data); what robustft eval reads when given no data. A relative path in a config "
         "file is relative to that file."))
-    test_limit: int | None = Field(None, gt=0, description="Evaluate on the first N test rows only.")
+    test_limit: int | None = Field(None, gt=0, description="Evaluate on the first N test rows only.",
+                                   json_schema_extra=flag("run", metavar="N"))
     methods: list[ExperimentMethod] = Field(default_factory=lambda: ["base", "noisy", "robustft"], description=(
         "base: the model as it is; noisy: SFT on the noisy labels; robustft: SFT on the denoised set."))
 
@@ -483,7 +569,11 @@ class RobustFTConfig(StrictModel):
         "denoise, train and eval in one command (robustft run)."))
     run: RunConfig = Field(default_factory=RunConfig, description=(
         "Where denoise runs its samples: this process, or a Ray cluster."))
-    out: Path | None = Field(None, description="Output directory (the run directory of denoise). Flag: --out.")
+    out: Path | None = Field(None, description="Output directory (the run directory of denoise).",
+                             json_schema_extra=flag("denoise", "ablate", metavar="DIR", help=(
+                                 "run directory: the outputs, every model response (to resume), the run's log"),
+                                 help_in={"ablate": "ablation directory (one run directory per variant inside)"},
+                                 api=False))
 
     @model_validator(mode="after")
     def _roles_resolve(self, info: ValidationInfo) -> "RobustFTConfig":
@@ -497,7 +587,11 @@ class RobustFTConfig(StrictModel):
         override = self.roles.get(role)  # type: ignore[call-overload]
         model = self.model
         if override is not None:
-            model = ModelConfig(**{**model.model_dump(), **override.model_dump(exclude_unset=True)})
+            changes = override.model_dump(exclude_unset=True)
+            inherited = model.model_dump()
+            if changes.get("provider", model.provider) != model.provider:  # a backend's options go with it
+                inherited = {k: v for k, v in inherited.items() if k in ModelConfig.model_fields}
+            model = ModelConfig(**{**inherited, **changes})
         if model.top_logprobs is None:
             model = model.model_copy(update={"top_logprobs": 5 if self.denoise.score == "entropy" else 0})
         return model
@@ -726,7 +820,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         path = Path(path)
         source = str(path)
         if not path.is_file():
-            raise ConfigError(f"{path}: config file not found; pass an existing YAML file to --config")
+            raise ConfigError(f"{path}: config file not found; give an existing YAML file")
         loaded = load_yaml(path)
         if loaded is None:
             loaded = {}
@@ -788,6 +882,8 @@ def _known_settings(model: type[BaseModel], raw: Any) -> dict[str, Any]:
                 if isinstance(raw[name], dict) else {}
         else:
             known[name] = _known_settings(section, raw[name])
+    if model.model_config.get("extra") == "allow":  # a model's backend options, kept as recorded
+        known.update({k: v for k, v in raw.items() if k not in model.model_fields})
     return known
 
 

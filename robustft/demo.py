@@ -29,7 +29,7 @@ def _fresh_dir(out: Path) -> None:
     """The demo starts over each time, but only ever deletes a directory it made itself."""
     if out.exists() and any(out.iterdir()):
         if not (out / MARKER).exists():
-            raise UserError(f"{out} exists and is not a demo run directory; pass --out with a new or empty directory")
+            raise UserError(f"{out} exists and is not a demo run directory; give `out` a new or empty directory")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).write_text("made by `robustft demo`; safe to delete\n", encoding="utf-8")

@@ -13,14 +13,24 @@ Three scores of a reply; lower means the model was more certain:
   them, 1 - (sum of their probabilities), is counted as one more outcome (`topk_entropy`). That
   is the least entropy any full distribution with those top-k tokens can have: a lower bound,
   exact when the top k hold all the mass, never an overstatement of the model's uncertainty.
+
+A score is a function ``score(gen, task) -> float | None`` of a reply (`Scored`) and the task
+type's name, registered by name (`denoise.score`) in the entry-point group `robustft.scores`:
+robustft's own below, a package's in its pyproject.toml:
+
+    [project.entry-points."robustft.scores"]
+    last_token = "my_package.scores:last_token"
+
+A name nobody registered is an error naming `denoise.score` when a run starts.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Iterable, Mapping, Protocol, Sequence
+from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 from .answers import answer_char_span
+from .plugins import Registry
 
 
 class Scored(Protocol):
@@ -31,7 +41,6 @@ class Scored(Protocol):
     token_logprobs: Sequence[float] | None
     token_entropies: Sequence[float] | None
 
-SCORES = ("mean_nll", "answer_nll", "entropy")
 
 
 def mean_nll(logprobs: Sequence[float] | None) -> float | None:
@@ -84,18 +93,38 @@ def mean_entropy(entropies: Sequence[float] | None) -> float | None:
     return math.fsum(entropies) / len(entropies)
 
 
+def _mean_nll(gen: Scored, task: str | None) -> float | None:
+    return mean_nll(gen.token_logprobs)
+
+
+def _answer_nll(gen: Scored, task: str | None) -> float | None:
+    return answer_nll(gen.text, gen.tokens, gen.token_logprobs, task)
+
+
+def _entropy(gen: Scored, task: str | None) -> float | None:
+    return mean_entropy(gen.token_entropies)
+
+
+Score = Callable[[Scored, "str | None"], "float | None"]
+BUILTIN = {"mean_nll": "robustft.entropy:_mean_nll", "answer_nll": "robustft.entropy:_answer_nll",
+           "entropy": "robustft.entropy:_entropy"}
+SCORES: tuple[str, ...] = tuple(BUILTIN)  # robustft's own
+
+
+def _make(loaded: Any, name: str) -> Score:
+    if not callable(loaded):
+        raise TypeError(f"{type(loaded).__name__} is not a function score(gen, task) -> float | None")
+    return loaded
+
+
+REGISTRY: Registry[Score] = Registry("robustft.scores", "denoise.score", "score method", BUILTIN, _make)
+
+
 def response_score(method: str, gen: Scored, task: str | None = None) -> float | None:
-    """The selection score `method` (one of `SCORES`) of a reply; None when the backend gave
+    """The selection score `method` (a registered score's name) of a reply; None when the backend gave
     nothing to compute it from (no logprobs, or no top-k alternatives for `entropy`), or nothing
     finite (a local model's -inf logprob): NaN and infinity never reach a selection or a file."""
-    if method == "mean_nll":
-        score = mean_nll(gen.token_logprobs)
-    elif method == "answer_nll":
-        score = answer_nll(gen.text, gen.tokens, gen.token_logprobs, task)
-    elif method == "entropy":
-        score = mean_entropy(gen.token_entropies)
-    else:
-        raise ValueError(f"unknown score method {method!r}; use one of {', '.join(SCORES)}")
+    score = REGISTRY.get(method)(gen, task)
     return score if score is not None and math.isfinite(score) else None
 
 

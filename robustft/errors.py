@@ -56,7 +56,7 @@ class EmbeddingDimensionError(UserError):
         super().__init__(
             f"the embedding model {model!r} gave vectors of {now} dimensions ({now_where}) and of {before} "
             f"dimensions ({before_where}): one embedding model has one dimension.\n  fix: if the server now "
-            f"serves another model, name it with --embedding-model (denoise.embedding_model): the vectors kept "
+            f"serves another model, name it in denoise.embedding_model: the vectors kept "
             f"for {model!r} stay in the run directory for that name, and nothing else is lost. Otherwise serve "
             f"the model that gives {before} dimensions again, then run the same command again.")
 

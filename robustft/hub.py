@@ -1,7 +1,7 @@
 """Whether the Hugging Face Hub can be asked at all, decided in a few seconds.
 
 `datasets` and `transformers` retry an unreachable hub for half a minute before they say so; a
-mistyped file name or a model meant for `--base-url` should fail at once instead. One TCP connect
+mistyped file name or a model meant for `model.base_url` should fail at once instead. One TCP connect
 to the hub's endpoint (``HF_ENDPOINT``, default huggingface.co) with a short timeout answers it;
 the answer is kept for the process. ``HF_HUB_OFFLINE=1`` means: never ask.
 """

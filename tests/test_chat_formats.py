@@ -164,7 +164,7 @@ def test_sharegpt_and_alpaca_errors(tmp_path):
 def test_a_table_without_question_column_mentions_the_chat_formats(tmp_path):
     p = write_jsonl(tmp_path / "odd.jsonl", [{"prompt": "Q?", "completion": "A"}])
     msg = error_of(p)
-    assert "missing column 'question'" in msg and "--question-column" in msg and "'messages'" in msg
+    assert "missing column 'question'" in msg and "data.question_column" in msg and "'messages'" in msg
 
 
 # --- open-ended answers ------------------------------------------------------------------------

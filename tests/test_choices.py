@@ -76,11 +76,11 @@ def test_letters_without_options_stop_before_any_call_naming_the_likely_columns(
         load_dataset(DataConfig(path=DATA / "letters_no_options.csv"))
     message = str(e.value)
     assert "every answer is an option letter, but no options were found" in message
-    assert "'opt1', 'opt2', 'opt3', 'opt4'" in message and "--options-columns" in message
+    assert "'opt1', 'opt2', 'opt3', 'opt4'" in message and "data.options_columns" in message
     # from the command line: exit 2, the fix named, no model asked (there is none at this address)
     code = main(["denoise", "--data", str(DATA / "letters_no_options.csv"), "--out", str(tmp_path / "run"),
                  "--model", "m", "--base-url", "http://127.0.0.1:9/v1"])
-    assert code == 2 and "--options-columns" in capsys.readouterr().err
+    assert code == 2 and "data.options_columns (--options-columns)" in capsys.readouterr().err
     assert main(["denoise", "--data", str(DATA / "letters_no_options.csv"), "--dry-run",
                  "--options-columns", "opt1,opt2,opt3,opt4", "--model", "m", "--base-url", "http://127.0.0.1:9/v1"]) == 0
     assert "C. 5" in capsys.readouterr().out
@@ -93,7 +93,7 @@ def test_small_integer_counts_stay_numeric_when_no_column_looks_like_options(tmp
 
 
 def test_options_columns_naming_a_missing_column_is_an_error(tmp_path):
-    with pytest.raises(InputError, match="--options-columns names 'E', not in the data"):
+    with pytest.raises(InputError, match="data.options_columns names 'E', not in the data"):
         load_dataset(DataConfig(path=DATA / "mmlu_columns.csv", options_columns=["A", "B", "E"]))
 
 

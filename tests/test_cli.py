@@ -1,5 +1,5 @@
 """The command line end to end: real CLI process, real HTTP (robustft.sim), real Chroma and MiniLM.
-The 200-row ARC run needs the shared benchmark data; the exit-code tests do not."""
+The 200-row ARC run reads the shared benchmark data, or the rows carried in tests/data/shared."""
 
 from __future__ import annotations
 

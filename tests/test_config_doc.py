@@ -18,7 +18,7 @@ from robustft.cli import main
 from robustft.config import ModelConfig, ModelOverride, RobustFTConfig, load_config
 from robustft.config_doc import annotated_config, field_help
 
-from shared_data import SHARED_DATA as SHARED, needs_shared_data
+from shared_data import SHARED_DATA as SHARED, needs_full_data
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -58,7 +58,8 @@ def test_the_printout_covers_every_field_and_loads_back_to_the_defaults():
 
 def test_choices_and_bounds_are_printed():
     text = " ".join(line.strip().lstrip("#").strip() for line in annotated_config().splitlines())
-    assert "One of: auto, multiple_choice, text, numeric, open." in text
+    # task types are registered names (robustft.tasks): the description lists robustft's own
+    assert "auto, multiple_choice, text, numeric, open, or a task type a package registers" in text
     assert "One of: paper, majority, judge, trust." in text
     assert "(> 0.0, <= 1.0)" in text  # beta
 
@@ -92,6 +93,14 @@ def leaves(path: Path):
         yield ".".join([k for _, k in stack] + [m["key"]]), m["value"].strip(), m["comment"] or ""
 
 
+def registry_of(dotted: str):
+    from robustft.data.shapes import LAYOUTS
+    from robustft.entropy import REGISTRY as SCORES
+    from robustft.tasks.registry import REGISTRY as TASKS
+
+    return {"data.task": TASKS, "data.format": LAYOUTS, "denoise.score": SCORES}[dotted]
+
+
 def field_of(dotted: str):
     model: type[BaseModel] = RobustFTConfig
     *sections, name = dotted.split(".")
@@ -102,11 +111,18 @@ def field_of(dotted: str):
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: str(p.relative_to(REPO / "examples")))
 def test_examples_load_and_their_listed_choices_are_the_models(path):
-    load_config(path)
+    from robustft.backends.registry import check_providers
+
+    check_providers(load_config(path))  # their backends' options too, as a run checks them
     for dotted, _, comment in leaves(path):
         options = [re.sub(r"\(.*?\)", "", part).strip() for part in comment.split("|")]
         if len(options) > 1 and all(re.fullmatch(r"\w+", o) for o in options):
-            assert options == list(field_help(field_of(dotted)).split("One of: ")[1].rstrip(".").split(", ")), dotted
+            text = field_help(field_of(dotted))
+            if "One of: " in text:
+                assert options == list(text.split("One of: ")[1].rstrip(".").split(", ")), dotted
+            else:  # a registered name (task type, layout, score): the example lists robustft's own
+                assert all(re.search(rf"\b{o}\b", text) for o in options), dotted
+                assert sorted(o for o in options if o != "auto") == sorted(registry_of(dotted).builtin), dotted
 
 
 def test_the_server_example_shows_the_defaults_unless_marked():
@@ -150,7 +166,7 @@ def test_paper_configs_read_exactly_the_files_the_script_writes():
     assert "scripts/get_paper_data.py" in (paper / "README.md").read_text()
 
 
-@needs_shared_data
+@needs_full_data("the script checks every published file whole against its SHA-256")
 def test_the_script_rebuilds_the_shared_files_from_the_repositorys_layout(tmp_path):
     """A stand-in for the published repository (its layout: noisy sets under noisy/, FPB noisy sets with
     the `gt` column), made from the shared copy; the script must give back the shared files exactly."""
@@ -185,3 +201,14 @@ def test_the_script_says_it_needs_the_network(tmp_path, capsys):
     assert script.main(["--source", "http://127.0.0.1:9/", "--out", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert "internet access" in err and "--source" in err and "luo-junyu/RobustFT" in err
+
+
+def test_the_printout_lists_the_builtin_backends_options_commented_out_under_model():
+    from robustft.backends.registry import BUILTIN, options_model
+
+    model_part = annotated_config().split("\nroles:")[0].rsplit("\nmodel:", 1)[1]
+    for provider in BUILTIN:
+        for name, info in options_model(provider).model_fields.items():
+            assert re.search(rf"# [a-z, ]*\b{provider}\b[a-z, ]*: ", model_part), provider
+            assert f"  # {name}: " in model_part, (provider, name)
+    assert "\n  device:" not in model_part  # commented out: the printout still loads back to the defaults

@@ -192,8 +192,8 @@ def test_the_cap_stops_with_exit_4_and_a_higher_cap_continues_paying_nothing_twi
         before = sim.requests
         assert main(denoise_args(sim, config, out, "--max-cost", str(cap))) == 4
         err = capsys.readouterr().err
-        assert "stopped at the budget" in err and f"of denoise.max_cost_usd = {usd(cap)}" in err
-        assert "higher --max-cost" in err
+        assert "stopped at the budget" in err and f"of denoise.max_cost_usd (--max-cost) = {usd(cap)}" in err
+        assert "higher denoise.max_cost_usd" in err
         first_requests = sim.requests - before
         spent = float(__import__("sqlite3").connect(out / "responses.sqlite").execute(
             "select value from meta where name='spent_usd'").fetchone()[0])

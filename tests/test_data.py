@@ -8,7 +8,7 @@ from robustft.config import DataConfig
 from robustft.data import Dataset, Sample, load_dataset, read_jsonl, write_jsonl
 from robustft.errors import InputError, UserError
 
-from shared_data import SHARED_DATA as SHARED, needs_shared_data as needs_shared
+from shared_data import ARC_ROWS, FPB_ROWS, SHARED_DATA as SHARED, needs_full_data
 
 OPTS = '"[""red"", ""green"", ""blue""]"'
 
@@ -36,11 +36,10 @@ def error_of(path, **cfg) -> str:
 # --- the real benchmark files ----------------------------------------------------------------
 
 
-@needs_shared
 def test_load_arc_noisy30():
     ds = load(SHARED / "arc" / "noisy30.csv")
     assert isinstance(ds, Dataset)
-    assert len(ds.samples) == 1778
+    assert len(ds.samples) == ARC_ROWS
     assert ds.task == "multiple_choice"
     first = ds.samples[0]
     assert first.id == "NCEOGA_2013_5_33"
@@ -49,18 +48,17 @@ def test_load_arc_noisy30():
     assert first.options[0] == "Both have cells with specialized functions for each life process."
     assert len(first.options) == 4
     assert first.row == 0 and first.extra == {}
-    assert ds.samples[-1].row == 1777
-    assert len({s.id for s in ds.samples}) == 1778
+    assert ds.samples[-1].row == ARC_ROWS - 1
+    assert len({s.id for s in ds.samples}) == ARC_ROWS
     assert all(s.label in "ABCDE" and ord(s.label) - 65 < len(s.options) for s in ds.samples)
     assert ds.path.resolve() == (SHARED / "arc" / "noisy30.csv").resolve()
 
 
-@needs_shared
 def test_load_fpb_noisy50_ids_are_row_numbers():
     ds = load(SHARED / "fpb" / "noisy50.csv")
-    assert len(ds.samples) == 1585
+    assert len(ds.samples) == FPB_ROWS
     assert ds.task == "multiple_choice"
-    assert [s.id for s in ds.samples] == [str(i) for i in range(1585)]
+    assert [s.id for s in ds.samples] == [str(i) for i in range(FPB_ROWS)]
     first = ds.samples[0]
     assert first.options == ["negative", "neutral", "positive"]
     assert first.label == "C"
@@ -68,7 +66,6 @@ def test_load_fpb_noisy50_ids_are_row_numbers():
     assert first.question.endswith("EUR 305.6 mn .")
 
 
-@needs_shared
 def test_load_fpb_labeled_keeps_extra_column_and_limit():
     ds = load(SHARED / "fpb" / "labeled.csv", limit=5)
     assert len(ds.samples) == 5
@@ -76,7 +73,7 @@ def test_load_fpb_labeled_keeps_extra_column_and_limit():
     assert ds.samples[0].label == "A"
 
 
-@needs_shared
+@needs_full_data("the published noisy70.csv's out-of-range label is at row 893, past the carried rows")
 def test_arc_noisy70_out_of_range_label():
     path = SHARED / "arc" / "noisy70.csv"
     msg = error_of(path)
@@ -216,7 +213,7 @@ def test_folder_that_is_not_a_dataset(tmp_path):
 
 
 def test_no_path_and_missing_file(tmp_path):
-    with pytest.raises(InputError, match="--data"):
+    with pytest.raises(InputError, match="data.path"):
         load_dataset(DataConfig())
     msg = error_of(tmp_path / "nope.csv")
     assert "nope.csv" in msg and "not found" in msg
@@ -412,7 +409,7 @@ def test_json_object_holding_the_list(tmp_path, document, split, expected):
 def test_json_object_with_several_lists_says_which_to_pick(tmp_path):
     p = write(tmp_path, "d.json", json.dumps({"a": [{"question": "Q", "answer": "x"}], "b": []}))
     msg = error_of(p)
-    assert "d.json" in msg and "'a', 'b'" in msg and "--split" in msg
+    assert "d.json" in msg and "'a', 'b'" in msg and "data.split" in msg
     msg = error_of(p, split="c")
     assert "no list under 'c'" in msg
 
@@ -449,7 +446,7 @@ def test_hub_name_offline_without_cache_says_so_and_how_to_fix(tmp_path, monkeyp
     assert os.environ.get("HF_HUB_OFFLINE") == "1"  # set by conftest: the tests never reach the hub
     msg = error_of("someorg/never-cached-dataset")
     assert "someorg/never-cached-dataset" in msg and "not in the local cache" in msg
-    assert "HF_DATASETS_CACHE" in msg and "--data" in msg and "HF_HUB_OFFLINE" in msg
+    assert "HF_DATASETS_CACHE" in msg and "data.path" in msg and "HF_HUB_OFFLINE" in msg
     msg = error_of(tmp_path / "missing.jsonl")  # a missing file is never taken for a hub name
     assert "file not found" in msg
 

@@ -129,7 +129,7 @@ def test_errors_say_what_to_fix(tmp_path, capsys):
     assert main(["eval", "--config", str(config_file), "--data", str(GOLD), "--model", "m", "--base-url", url,
                  "--quiet", "--out", str(tmp_path / "e")]) == 2
     err = capsys.readouterr().err
-    assert "did not answer the first test question" in err and "--base-url" in err
+    assert "did not answer the first test question" in err and "model.base_url (--base-url)" in err
 
     assert main(["eval", "--data", str(GOLD), "--model", "m", "--base-url", url, "--adapter", str(tmp_path)]) == 2
     assert "--lora-modules" in capsys.readouterr().err

@@ -18,7 +18,7 @@ from robustft.finetune.export import export, export_run, infer_format, load_expo
 from robustft.prompts import PromptLibrary
 from robustft.finetune.train import load_training_set, sft_examples
 
-from shared_data import ARC, needs_shared_data
+from shared_data import ARC
 
 
 def expected_pairs(config, path) -> list[dict[str, str]]:
@@ -254,7 +254,6 @@ def test_column_flags_map_the_data(tmp_path, capsys):
 # --- a messages file through denoise and export, end to end ----------------------------------
 
 
-@needs_shared_data
 def test_a_messages_file_round_trips_through_denoise_and_export(tmp_path):
     from robustft.data import read_csv
     from robustft.sim import SimServer

@@ -337,7 +337,7 @@ def test_doctor_names_the_damage_and_repairs_it(tmp_path, capsys):
     before = state(run)
     assert main(["doctor", str(run)]) == 2
     out = capsys.readouterr().out
-    assert f"{store}: 3 rows cannot be read" in out and "--repair would: rebuild it" in out
+    assert f"{store}: 3 rows cannot be read" in out and "a repair would: rebuild it" in out
     assert "1 temporary files left by a killed command (.summary.json.ab12cd34.tmp)" in out
     assert state(run) == before  # checking changes nothing
     assert main(["doctor", str(run), "--repair"]) == 0

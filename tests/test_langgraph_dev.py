@@ -27,7 +27,7 @@ import pytest
 from robustft.config import load_config
 from robustft.demo import DEMO_DATA, DEMO_GOLD
 from robustft.graph.studio import sample_state
-from robustft.run.outputs import sample_record
+from robustft.run.records import sample_record
 from robustft.sim import SimServer
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -463,7 +463,7 @@ import signal  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 
-from shared_data import shared_file  # noqa: E402
+from shared_data import needs_full_data, shared_file  # noqa: E402
 
 
 class SimProcess:
@@ -518,6 +518,7 @@ def health(summary: dict, url: str) -> dict:
     return found
 
 
+@needs_full_data("a timed 600-row FPB run, with and without a killed replica (20 FPB rows are carried)")
 def test_one_of_three_replicas_killed_mid_detection_loses_nothing_rests_no_healthy_one_and_costs_little(
         tmp_path, capsys):
     gold, data = shared_file("fpb", "labeled.csv"), shared_file("fpb", "noisy30.csv")
@@ -695,7 +696,7 @@ def test_a_dimension_change_within_one_reply_is_a_clear_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2, err
     assert "the embedding model 'e' gave vectors of 16 dimensions (data[1] of the same reply)" in err
-    assert "and of 8 dimensions (data[0] of one reply from" in err and "--embedding-model" in err
+    assert "and of 8 dimensions (data[0] of one reply from" in err and "denoise.embedding_model (--embedding-model)" in err
 
 
 def test_a_dimension_change_between_runs_is_a_clear_error_and_a_new_model_name_fixes_it(tmp_path, capsys):

@@ -7,7 +7,7 @@ import pytest
 
 from robustft.backends.store import model_identity
 from robustft.cli import build_parser, main
-from robustft.cli.common import model_overrides
+from robustft.cli.common import settings_given
 from robustft.config import ModelConfig, load_config, model_flag_updates
 from robustft.errors import ConfigError
 from robustft.finetune.evaluate import eval_model_config
@@ -77,9 +77,9 @@ def test_one_rule_infers_the_provider_from_the_flags(configured, model, base_url
     assert model_flag_updates(configured, model=model, base_url=base_url) == expected
 
 
-@pytest.mark.parametrize("model,base_url,needle", [("m", [""], "--base-url: an empty URL"),
-                                                   ("m", ["http://ok/v1", "oops"], "--base-url: 'oops'"),
-                                                   ("", None, "--model is empty")])
+@pytest.mark.parametrize("model,base_url,needle", [("m", [""], "model.base_url: an empty URL"),
+                                                   ("m", ["http://ok/v1", "oops"], "model.base_url: 'oops'"),
+                                                   ("", None, "model.name is empty")])
 def test_empty_or_bad_flags_are_errors_not_a_switch_to_a_local_model(model, base_url, needle):
     with pytest.raises(ConfigError, match=needle):
         model_flag_updates(ModelConfig(), model=model, base_url=base_url)
@@ -88,8 +88,8 @@ def test_empty_or_bad_flags_are_errors_not_a_switch_to_a_local_model(model, base
 def test_denoise_and_eval_apply_the_same_rule():
     args = build_parser().parse_args(["denoise", "--model", "m", "--base-url", "http://a/v1",
                                       "--base-url", "http://b/v1"])
-    assert args.base_url == ["http://a/v1", "http://b/v1"]
-    overrides = model_overrides(args)
+    assert vars(args)["model.base_url"] == ["http://a/v1", "http://b/v1"]
+    overrides = settings_given(args, "denoise")
     assert overrides["model.base_url"] == ["http://a/v1", "http://b/v1"] and overrides["model.provider"] == "openai"
     config = load_config(None, overrides)
     evaluated = eval_model_config(load_config(), model="m", base_url=["http://a/v1", "http://b/v1"])
@@ -97,7 +97,7 @@ def test_denoise_and_eval_apply_the_same_rule():
     assert eval_model_config(load_config(), model="some/dir").provider == "transformers"
     for command in ("eval", "ablate"):
         parsed = build_parser().parse_args([command, "--base-url", "http://a/v1", "--base-url", "http://b/v1"])
-        assert parsed.base_url == ["http://a/v1", "http://b/v1"]
+        assert vars(parsed)["model.base_url"] == ["http://a/v1", "http://b/v1"]
 
 
 def test_an_empty_base_url_flag_exits_2_with_the_fix(tmp_path, capsys):
@@ -105,7 +105,58 @@ def test_an_empty_base_url_flag_exits_2_with_the_fix(tmp_path, capsys):
     data.write_text("question,answer\nq,a\n")
     code = main(["denoise", "--data", str(data), "--model", "m", "--base-url", "", "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
-    assert code == 2 and "--base-url: an empty URL" in err and "http://127.0.0.1:8000/v1" in err
+    assert code == 2 and "model.base_url (--base-url): an empty URL" in err and "http://127.0.0.1:8000/v1" in err
     assert not (tmp_path / "o").exists()
     code = main(["eval", "--data", str(data), "--model", "m", "--base-url", "localhost:8000"])
     assert code == 2 and "must start with http:// or https://" in capsys.readouterr().err
+
+
+def test_a_role_may_override_every_model_setting_with_the_same_checks():
+    from robustft.config import ModelOverride
+
+    assert list(ModelOverride.model_fields) == list(ModelConfig.model_fields)
+    for name, info in ModelOverride.model_fields.items():
+        shared = ModelConfig.model_fields[name]
+        assert info.default is None and info.metadata == shared.metadata and info.description == shared.description
+    with pytest.raises(ConfigError, match=r"field 'roles.judge.temperature'.*greater than or equal to 0"):
+        load_config(None, {"roles": {"judge": {"temperature": -1}}})
+    with pytest.raises(ConfigError, match=r"field 'roles.judge.base_url'.*must start with http"):
+        load_config(None, {"roles": {"judge": {"base_url": "h:1/v1"}}})
+
+
+def test_a_new_model_setting_is_overridable_without_touching_the_override():
+    from pydantic import Field
+
+    from robustft.config import ModelOverride, overrides_of
+
+    class Wider(ModelConfig):  # what adding a field to ModelConfig does
+        top_k: int = Field(40, gt=0, description="Sample from the k most likely tokens.")
+
+    WiderOverride = overrides_of(Wider, ModelOverride.__base__, "WiderOverride")
+    change = WiderOverride(top_k=5, temperature=0.1)
+    assert change.model_dump(exclude_unset=True) == {"top_k": 5, "temperature": 0.1}
+    assert WiderOverride().top_k is None
+    with pytest.raises(ValueError, match="greater than 0"):
+        WiderOverride(top_k=0)
+    resolved = Wider(**{**Wider(name="m").model_dump(), **change.model_dump(exclude_unset=True)})
+    assert (resolved.top_k, resolved.temperature, resolved.name) == (5, 0.1, "m")
+
+
+def test_a_backends_options_sit_beside_the_shared_settings_and_go_with_its_provider():
+    config = load_config(None, {"model": {"provider": "transformers", "name": "tiny", "device": "cpu", "batch_size": 4},
+                                "roles": {"reviewer": {"batch_size": 8},
+                                          "judge": {"provider": "openai", "base_url": "http://h/v1"}}})
+    assert config.model.options == {"device": "cpu", "batch_size": 4}
+    assert config.model_for("base").options == {"device": "cpu", "batch_size": 4}
+    assert config.model_for("reviewer").options == {"device": "cpu", "batch_size": 8}
+    assert config.model_for("judge").options == {}  # openai has no device
+    assert config.public_dict()["model"]["device"] == "cpu"  # summary.json keeps the keys where the YAML has them
+
+
+def test_eval_takes_the_eval_batch_size_for_a_local_model_only_and_drops_another_backends_options():
+    config = load_config(None, {"model": {"provider": "openai", "name": "m", "base_url": "http://h/v1",
+                                          "batch_discount": 0.25}, "eval.batch_size": 3})
+    assert eval_model_config(config).options == {"batch_discount": 0.25}
+    config = load_config(None, {"model.batch_discount": 0.25, "eval.batch_size": 3})
+    local = eval_model_config(config, model="path/to/model")
+    assert local.provider == "transformers" and local.options == {"batch_size": 3}

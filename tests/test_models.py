@@ -46,9 +46,9 @@ def test_openai_backend_keeps_token_logprobs_and_usage():
 
 
 def test_openai_backend_needs_a_name_and_url():
-    with pytest.raises(ConfigError, match="--base-url"):
+    with pytest.raises(ConfigError, match="model.base_url"):
         build_chat_model(ModelConfig(name="m"))
-    with pytest.raises(ConfigError, match="--model"):
+    with pytest.raises(ConfigError, match="model.name is empty"):
         build_chat_model(ModelConfig(base_url="http://127.0.0.1:9/v1"))
 
 

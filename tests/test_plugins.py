@@ -27,23 +27,30 @@ MARK = "echo-plugin says"
 
 PLUGIN = '''
 import os
+from typing import Literal
 
-from robustft import Generation
+from pydantic import Field
+
+from robustft import BackendOptions, Generation, options_of
 
 
 class EchoBackend:
-    """Answers A to everything and logs each call, to show which backend answered."""
+    """Answers its option `answer` to everything and logs each call, to show which backend answered."""
+
+    class Options(BackendOptions):
+        answer: Literal["A", "B", "C"] = Field("A", description="the letter every reply gives")
 
     def __init__(self, config):
         self.name = config.name or "echo"
+        self.answer = options_of(config, self.Options).answer
         self.log = os.environ.get("ECHO_LOG")
 
     async def generate(self, messages):
         if self.log:
             with open(self.log, "a", encoding="utf-8") as fh:
                 fh.write("call\\n")
-        text = "{mark}: Answer: A"
-        tokens = ["{mark}", ":", " Answer", ":", " A"]
+        text = "{mark}: Answer: " + self.answer
+        tokens = ["{mark}", ":", " Answer", ":", " " + self.answer]
         return Generation(text=text, tokens=tokens, token_logprobs=[-0.2] * 5,
                           prompt_tokens=10, completion_tokens=5)
 
@@ -130,7 +137,8 @@ def test_a_plugin_backend_answers_every_call_of_a_whole_denoise_run(plugin_site,
             writer.writerow({"id": f"q{i}", "question": f"Which planet is number {i} in this quiz about the sky?",
                              "options": json.dumps(["Mars", "Venus", "Earth"]), "answer": "B" if i in (2, 5) else "A"})
     config = tmp_path / "plugin.yaml"
-    config.write_text("model: {provider: echo, name: echo-model}\ndenoise: {beta: 1.0}\n")
+    # `answer` is the plugin's own option (EchoBackend.Options), beside the shared settings
+    config.write_text("model: {provider: echo, name: echo-model, answer: B}\ndenoise: {beta: 1.0}\n")
     log = tmp_path / "calls.log"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(plugin_site), str(ROOT)]), "ECHO_LOG": str(log),
            "HF_HUB_OFFLINE": "1"}
@@ -140,12 +148,35 @@ def test_a_plugin_backend_answers_every_call_of_a_whole_denoise_run(plugin_site,
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((out / "summary.json").read_text())
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
-    assert summary["config"]["model"]["provider"] == "echo"
-    assert [s["status"] for s in samples] == ["clean", "clean", "relabeled", "clean", "clean", "relabeled"]
-    assert [s["label"] for s in samples] == ["A"] * 6
+    assert summary["config"]["model"]["provider"] == "echo" and summary["config"]["model"]["answer"] == "B"
+    # every expert says B (the option), so the rows labelled A are the noisy ones, relabeled to B
+    assert [s["status"] for s in samples] == ["relabeled", "relabeled", "clean", "relabeled", "relabeled", "clean"]
+    assert [s["label"] for s in samples] == ["B"] * 6
     responses = [node["response"] for s in samples for node in s["nodes"].values() if node.get("response")]
     assert len(responses) >= 14 and all(r.startswith(MARK) for r in responses)
     assert len(log.read_text().splitlines()) >= summary["model_calls"]["total"] == len(responses)
+
+
+def test_a_plugins_options_are_checked_when_the_run_starts_naming_the_role_key_provider_and_fix(with_plugin, tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("model: {provider: echo, answer: C}\nroles: {judge: {answr: B}, reviewer: {answer: D}}\n")
+    loaded = load_config(config)  # the config is a leaf: it checks shapes, not the backends' options
+    assert loaded.model.options == {"answer": "C"} and loaded.model_for("judge").options == {"answer": "C", "answr": "B"}
+    with pytest.raises(ConfigError) as err:
+        check_providers(loaded)
+    assert str(err.value) == ("roles.judge.answr: not a setting of a model, nor an option of provider 'echo' (its "
+                              "options: answer); check the spelling, or remove it, or set roles.judge.provider to a "
+                              "backend that has it")
+    config.write_text("model: {provider: echo}\nroles: {reviewer: {answer: D}}\n")
+    with pytest.raises(ConfigError, match=r"^roles.reviewer.answer: Input should be 'A', 'B' or 'C' \(got 'D'\), an "
+                                          r"option of provider 'echo'; fix the value$"):
+        check_providers(load_config(config))
+    # a role on another backend does not inherit the default model's options
+    config.write_text("model: {provider: echo, answer: C}\nroles: {judge: {provider: fake, script: ['Answer: B']}}\n")
+    checked = load_config(config)
+    check_providers(checked)
+    assert checked.model_for("judge").options == {"script": ["Answer: B"]}
+    assert asyncio.run(build_chat_model(checked.model_for("base")).generate([])).text.endswith("Answer: C")
 
 
 def test_robustft_exports_the_backend_api_lazily():
@@ -209,3 +240,40 @@ def test_the_readmes_backend_example_runs():
     backend = namespace["MyBackend"](ModelConfig(provider="fake", name="m"))
     gen = asyncio.run(backend.generate([{"role": "user", "content": "Is it A?"}]))
     assert isinstance(gen, Generation) and gen.text
+
+
+def test_a_wrong_backend_option_stops_denoise_before_any_call_with_exit_2(tmp_path, capsys):
+    from robustft.cli import main
+
+    data = tmp_path / "d.csv"
+    data.write_text('id,question,options,answer\nq1,Which?,"[""x"", ""y""]",A\n', encoding="utf-8")
+    config = tmp_path / "c.yaml"
+    config.write_text("model: {provider: fake, script: ['Answer: A'], devise: cpu}\n")
+    out = tmp_path / "run"
+    assert main(["denoise", "--config", str(config), "--data", str(data), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert ("model.devise: not a setting of a model, nor an option of provider 'fake' (its options: script); check "
+            "the spelling, or remove it, or set model.provider to a backend that has it") in err
+    assert not (out / "samples.jsonl").exists()
+    config.write_text("model: {provider: fake, script: ['Answer: A']}\n")  # the fixed config runs
+    assert main(["denoise", "--config", str(config), "--data", str(data), "--out", str(out), "--quiet"]) == 0
+
+
+def test_optional_abilities_are_declared_by_plain_attributes_and_read_once_per_model():
+    from robustft.agents.calls import ModelCalls
+    from robustft.backends import base
+
+    class OwnTimeout(FakeChatModel):
+        enforces_timeout = True
+
+    class NoOwnTimeout(FakeChatModel):
+        enforces_timeout = False
+
+    pool = ModelPool()
+    calls = ModelCalls(pool, None, 1)
+    for backend, expected in [(OwnTimeout(), True), (NoOwnTimeout(), False), (FakeChatModel(), False)]:
+        config = ModelConfig(provider="fake", name=type(backend).__name__)
+        pool.add(config, backend)
+        assert calls._model(config).own_timeout is expected
+    assert isinstance(Closable(), base.Closable) and not isinstance(FakeChatModel(), base.Closable)
+    assert not isinstance(FakeChatModel(), base.HasEndpoints)

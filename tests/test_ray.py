@@ -27,11 +27,9 @@ from robustft.config import load_config
 from robustft.run.runner import DenoiseRun
 from robustft.sim import SimServer
 from robustft.sim.server import CHAT_PATH
-from shared_data import ARC, needs_shared_data
+from shared_data import ARC
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]' in the robustft clone)")
-
-needs_arc = needs_shared_data
 
 ROWS, CONCURRENCY = 40, 8
 OUTPUTS = ("samples.jsonl", "denoised.jsonl")
@@ -85,7 +83,6 @@ def assert_same_outputs(out: Path, reference: Path) -> None:
     assert len(ids) == len(set(ids)) == ROWS
 
 
-@needs_arc
 def test_a_ray_run_writes_the_local_runners_outputs_byte_for_byte(cluster, sim, local_run, tmp_path):
     reference, local_calls = local_run
     out = tmp_path / "run"
@@ -148,7 +145,6 @@ async def until(condition, what: str, task: asyncio.Task, timeout: float = 120.0
         await asyncio.sleep(0.01)
 
 
-@needs_arc
 def test_a_worker_killed_with_batches_in_flight_loses_and_duplicates_no_sample(cluster, local_run, tmp_path):
     reference, local_calls = local_run
     out = tmp_path / "run"
@@ -183,7 +179,6 @@ def journal_lines(out: Path) -> int:
     return len([x for x in path.read_bytes().splitlines() if x.endswith(b"}")]) if path.exists() else 0
 
 
-@needs_arc
 def test_a_ray_run_whose_driver_is_killed_resumes_to_the_local_result(cluster, sim, local_run, tmp_path):
     reference, local_calls = local_run
     out = tmp_path / "run"

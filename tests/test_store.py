@@ -62,6 +62,27 @@ def test_identity_is_the_model_and_its_sampling_not_where_it_is_served():
     assert model_identity(a) != model_identity(ModelConfig(name="other", base_url="http://a/v1"))
 
 
+# Keys computed before backends declared their own options (device, dtype, script, adapter were
+# shared settings then): the same configs must give the same keys, or resuming an older run dir
+# would pay again for every response its store holds.
+PINNED_KEYS = [
+    (dict(name="m", base_url="http://127.0.0.1:8000/v1", batch_discount=0.3, connect_timeout_s=3),
+     "2a95c837280c2a6d463310d8bdd2c05000000001"),
+    (dict(provider="transformers", name="tiny", device="cpu", dtype="float32", adapter="/a", batch_size=4),
+     "61607acb8753865525b8bc9cc3fc2bac00000001"),
+    (dict(provider="fake", script=["Answer: A", "Answer: B"], temperature=0.0, seed=7),
+     "f890be5e582ba3c083bab8611a77eca300000001"),
+]
+
+
+@pytest.mark.parametrize("settings,key", PINNED_KEYS)
+def test_store_keys_of_existing_configs_do_not_change(settings, key):
+    from robustft.backends.store import identity_digest, request_digest, response_key
+
+    identity = identity_digest(model_identity(ModelConfig(**settings)))
+    assert response_key(request_digest(identity, [{"role": "user", "content": "What is 2+2?"}]), 1).hex() == key
+
+
 @pytest.mark.parametrize("gen", [
     Generation("Some thoughts.\nAnswer: B", [-0.5, -0.25, -0.125], ["Some thoughts.", "\nAnswer:", " B"], 12, 3,
                [0.1, 0.2, 0.3]),

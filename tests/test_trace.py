@@ -52,7 +52,7 @@ def test_prompts_are_shortened_unless_full(run_dir):
     short, full = trace(run_dir, "q2"), trace(run_dir, "q2", full=True)
     data = json.loads(trace(run_dir, "q2", as_json=True))
     context_prompt = next(s for s in data["steps"] if s["node"] == "context")["prompt"]
-    assert "--full shows all of it" in short and "--full shows" not in full
+    assert "the full trace shows all of it" in short and "full trace shows" not in full
     for line in context_prompt.rstrip("\n").splitlines():
         assert f"   | {line}".rstrip() in [x.rstrip() for x in full.splitlines()]
     assert len(short) < len(full)

@@ -47,7 +47,7 @@ def test_a_model_name_without_base_url_fails_fast_and_names_base_url(tmp_path):
                           capture_output=True, text=True, timeout=120, env=env)
     took = time.monotonic() - started
     assert proc.returncode == 2, proc.stderr
-    assert "--base-url" in proc.stderr and "gpt-4o-mini" in proc.stderr
+    assert "model.base_url (--base-url)" in proc.stderr and "gpt-4o-mini" in proc.stderr
     # the fast path, not transformers' half minute of retries: one connect attempt, then the message
     assert "the hub is unreachable (no connection within 3 s)" in proc.stderr
     assert took < 60, took  # the interpreter and torch's import alone take seconds on a busy machine

@@ -5,7 +5,7 @@
 
 - **Store first.** A request already answered (same model identity, messages and occurrence in
   this run) costs no call: that is how a killed run, a changed β or template, or a larger
-  `--limit` resumes without paying twice (see `robustft.backends.store`).
+  `data.limit` resumes without paying twice (see `robustft.backends.store`).
 - **Concurrency.** At most `concurrency` calls are in flight at the backends; store hits and
   back-off waits hold no slot.
 - **Retries.** Failures a retry can fix (transport errors, timeouts, 5xx, 408/409/425/429) are
@@ -33,10 +33,10 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..backends.base import Generation, Messages, ability
+from ..backends.base import Generation, Messages, TimesOut
 from ..backends.ratelimit import RateLimiter
 from ..backends.errors import BackendError
 from ..backends.registry import ModelPool
@@ -82,14 +82,46 @@ class CallStats:
     saved_usd: float = 0.0    # what the store's answers would have cost
     usd_by_role: dict[str, float] = field(default_factory=dict)
 
+    def counts(self) -> "CallCounts":
+        return CallCounts(self.paid, self.reused, self.failed_attempts, self.prompt_tokens, self.completion_tokens)
+
+    def add(self, counts: "CallCounts") -> None:
+        """Count calls made elsewhere (a Ray worker's, as its executor reports them)."""
+        self.paid += counts.paid
+        self.reused += counts.reused
+        self.failed_attempts += counts.failed_attempts
+        self.prompt_tokens += counts.prompt_tokens
+        self.completion_tokens += counts.completion_tokens
+
+
+@dataclass(frozen=True)
+class CallCounts:
+    """What some calls cost, as a value: a Ray worker's report, which the runner adds to its
+    `CallStats` (`CallStats.add`)."""
+
+    paid: int = 0
+    reused: int = 0
+    failed_attempts: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def since(self, before: "CallCounts") -> "CallCounts":
+        return CallCounts(*(a - b for a, b in zip(astuple(self), astuple(before))))
+
+    def latest(self, other: "CallCounts") -> "CallCounts":
+        """Each count at its highest of the two (reports that arrive out of order)."""
+        return CallCounts(*(max(a, b) for a, b in zip(astuple(self), astuple(other))))
+
 
 class _Model:
     """What the call path keeps per model: its backend, health, prices and token expectations."""
 
-    __slots__ = ("config", "backend", "health", "prices", "expect", "limiter")
+    __slots__ = ("config", "backend", "health", "prices", "expect", "limiter", "own_timeout")
 
     def __init__(self, config: ModelConfig, backend: Any, shared: "_Model | None"):
         self.config, self.backend = config, backend
+        # A backend that enforces its own timeout (the OpenAI client) needs no second one around it.
+        self.own_timeout = isinstance(backend, TimesOut) and bool(backend.enforces_timeout)
         self.prices = Prices.of(config)
         # Roles calling one backend share its health, its pacing and what its tokens look like.
         self.health = shared.health if shared else Outage(f"the model {config.name!r}{_endpoints(config)}",
@@ -210,8 +242,7 @@ class ModelCalls:
         stats = self.stats
         slots = self._slots
 
-        # A backend that enforces its own timeout (the OpenAI client) needs no second one around it.
-        own_timeout = ability(model, "enforces_timeout")
+        own_timeout = entry.own_timeout
 
         async def attempt() -> Generation:
             async with slots:
@@ -263,9 +294,11 @@ class ModelCalls:
     async def _send_batch(self, config: ModelConfig, messages: Messages, role: str | None, key: bytes) -> Generation:
         """A call through the Batch API (`backends.batch`): the same request body and reply parsing
         as online, its custom id the store key, priced with the batch discount."""
+        from ..backends.openai import batch_discount
+
         entry = self._model(config)
         model, expect, stats, ledger = entry.backend, entry.expect, self.stats, self.ledger
-        prices = entry.prices.discounted(config.batch_discount) if entry.prices is not None else None
+        prices = entry.prices.discounted(batch_discount(config)) if entry.prices is not None else None
         chars = Expectation.length(messages)
         cost = expected_usd(prices, expect.prompt(chars, role), expect.completion(role, config.max_tokens))
         await ledger.admit(cost)

@@ -217,7 +217,7 @@ class CostLedger:
         return BudgetReached(
             f"stopped at the budget: {usd(self.total)} spent of denoise.max_cost_usd = {usd(self.cap_usd or 0)} "
             f"({usd(self.spent)} in this run{nxt}). Progress is kept: every response paid for is stored. Run the "
-            "same command with a higher --max-cost to continue; nothing is paid for twice.")
+            "same command with a higher denoise.max_cost_usd to continue; nothing is paid for twice.")
 
     def this_run(self) -> dict[str, Any]:
         """summary.json's account of this run's money."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import ModelCallError
-from .state import SampleState
+from .state import Round, SampleState
 from .runtime import AgentRuntime, failure
 
 
@@ -44,7 +44,8 @@ def make_reasoning_expert(rt: AgentRuntime):
         merged["prompt_tokens"] = sum(r["prompt_tokens"] for r in history)
         merged["completion_tokens"] = sum(r["completion_tokens"] for r in history)
         if rounds:
-            merged["rounds"] = [{k: r[k] for k in ("prompt", "response", "answer", "score")} for r in history]
+            merged["rounds"] = [Round(prompt=r["prompt"], response=r["response"], answer=r["answer"], score=r["score"])
+                                for r in history]
         return {"nodes": {"reasoning": merged}}
 
     return reasoning_expert

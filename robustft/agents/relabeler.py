@@ -13,7 +13,7 @@ from ..answers import format_options
 from ..errors import ModelCallError
 from ..prompts import shown_question
 from ..tokens import count_tokens
-from .state import Example, SampleState
+from .state import Example, SampleState, ShownExample
 from .runtime import AgentRuntime, failure
 
 
@@ -28,8 +28,8 @@ def make_context_relabeler(rt: AgentRuntime):
             record = await rt.ask("context", "context", state, examples=_shown(examples))
         except ModelCallError as exc:
             return failure("context", exc)
-        record["examples"] = [{"id": ex["id"], "question": ex["question"], "answer": ex["answer"],
-                               "similarity": ex["similarity"]} for ex in examples]
+        record["examples"] = [ShownExample(id=ex["id"], question=ex["question"], answer=ex["answer"],
+                                           similarity=ex["similarity"]) for ex in examples]
         update: dict = {"nodes": {"context": record}}
         if no_reviewer:
             update.update(propose(record["answer"], record["score"], "context answer (reviewer switched off)"))

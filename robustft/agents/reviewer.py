@@ -8,7 +8,7 @@ embeddings are at least `denoise.open_similarity` alike.
 from __future__ import annotations
 
 from ..errors import ModelCallError
-from .state import SampleState
+from .state import SampleState, node_skipped
 from ..method import relabels_scored
 from .relabeler import propose
 from .runtime import AgentRuntime, failure
@@ -71,9 +71,8 @@ def make_reviewer(rt: AgentRuntime):
         if found is not None and found.agree:
             # Two agents agree: a third call could only add noise to a settled label.
             how = f" ({found.describe()})" if found.similarity is not None else ""
-            record = {"prompt": None, "response": None, "answer": context_answer, "score": None, "attempts": 0,
-                      "prompt_tokens": 0, "completion_tokens": 0, "error": None,
-                      "skipped": f"the reasoning and context {what} agree{how} (denoise.review: on_disagreement)"}
+            record = node_skipped(context_answer,
+                                  f"the reasoning and context {what} agree{how} (denoise.review: on_disagreement)")
             return await scored(state, {"nodes": {"reviewer": record},
                                         **propose(context_answer, context.get("score"), "context answer")})
         try:

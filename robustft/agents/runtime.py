@@ -28,6 +28,7 @@ from ..prompts import PromptLibrary, prompt_values
 from ..backends.base import Generation, Messages
 from ..backends.registry import ModelPool
 from .calls import ModelCalls
+from .state import NodeRecord, SampleState, node_asked, node_failed
 
 if TYPE_CHECKING:
     from ..retrieval.texts import TextVectors
@@ -56,15 +57,15 @@ class AgentRuntime:
         if self.calls is None:
             self.calls = ModelCalls(self.pool, None, self.config.denoise.concurrency)
 
-    def prompt_values(self, state: dict) -> dict[str, Any]:
+    def prompt_values(self, state: SampleState) -> dict[str, Any]:
         return prompt_values(state["question"], state.get("options"), self.task, self.config.data.instruction)
 
-    def render(self, prompt_name: str, state: dict, **extra: Any) -> str:
+    def render(self, prompt_name: str, state: SampleState, **extra: Any) -> str:
         """Prompt `prompt_name` for this sample, from the task's template."""
         return self.prompts.render(prompt_name, **self.prompt_values(state), **extra)
 
     @staticmethod
-    def messages(state: dict, prompt: str) -> Messages:
+    def messages(state: SampleState, prompt: str) -> Messages:
         """What a model is sent: a chat sample's earlier turns as they were, then `prompt` in place
         of the last user turn (after `BARE_NOTE` when those turns ask for a bare answer)."""
         earlier = (state.get("conversation") or [])[:-1]
@@ -83,8 +84,8 @@ class AgentRuntime:
                               "AgentRuntime texts=TextVectors(make_embedder(config.denoise), store)")
         return await self.texts.similarity(a, b)
 
-    async def ask(self, role: str, prompt_name: str, state: dict, *,
-                  parse: Callable[[str], str | None] | None = None, **extra: Any) -> dict[str, Any]:
+    async def ask(self, role: str, prompt_name: str, state: SampleState, *,
+                  parse: Callable[[str], str | None] | None = None, **extra: Any) -> NodeRecord:
         """Ask `role` with template `prompt_name`; re-ask while no answer can be read from the reply
         (and, for the role whose score drives selection, while a reply lacks the logprobs asked for).
 
@@ -96,8 +97,7 @@ class AgentRuntime:
         read = bare_answer if wants_bare_answer(state) else extract_answer
         parse = parse or (lambda text: read(text, self.task, state.get("options")))
         # `role`: whose model (and so whose prices) answered; a node's name need not be a role (claim, relabel_judge)
-        record: dict[str, Any] = {"prompt": messages[-1]["content"], "role": role, "response": None, "answer": None,
-                                  "score": None, "attempts": 0, "prompt_tokens": 0, "completion_tokens": 0, "error": None}
+        record = node_asked(messages[-1]["content"], role)
         method = self.config.denoise.score
         wants_score = role == self.scoring and self.role_models[role].logprobs
         for _ in range(self.config.denoise.parse_retries + 1):
@@ -126,13 +126,13 @@ BARE_NOTE = ("(For this message, follow the instructions below, even where the c
              "the answer alone: end with the line \"Answer: \" and the answer, as short as asked.)\n\n")
 
 
-def wants_bare_answer(state: dict) -> bool:
+def wants_bare_answer(state: SampleState) -> bool:
     """Whether the sample's system prompt or earlier user turns ask for the answer alone."""
     earlier = (state.get("conversation") or [])[:-1]
     return any(t.get("role") in ("system", "user") and asks_for_bare_answer(str(t.get("content") or ""))
                for t in earlier)
 
 
-def failure(node: str, exc: ModelCallError) -> dict[str, Any]:
+def failure(node: str, exc: ModelCallError) -> SampleState:
     """The state update of a node whose model kept failing: the sample ends as failed."""
-    return {"nodes": {node: {"error": str(exc)}}, "status": "failed", "error": str(exc)}
+    return SampleState(nodes={node: node_failed(str(exc))}, status="failed", error=str(exc))

@@ -14,12 +14,111 @@ embedding call kept failing: running again retries it).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, TypedDict
+from typing import Annotated, Literal, Union
+
+# typing_extensions' TypedDict: pydantic reads these shapes back from samples.jsonl (run/records.py),
+# and on Python 3.11 it validates only this one.
+from typing_extensions import TypedDict
 
 Status = Literal["pending", "clean", "noisy", "candidate", "unreadable", "failed"]
+# An answer or a label as samples.jsonl may hold it: text as robustft writes it; a number or null
+# from a file edited by hand reads too.
+Scalar = Union[str, int, float, None]
+# How pydantic reads the record shapes back (run/records.py): the types as declared ("0.5" is not a
+# score: the inspection commands format numbers), any other field allowed and kept.
+READ_BACK = {"extra": "allow", "strict": True}
 
 
-def merge_records(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str, Any]:
+class Turn(TypedDict):
+    """One message of a chat sample's conversation."""
+
+    __pydantic_config__ = READ_BACK
+
+    role: str
+    content: str
+
+
+class Round(TypedDict, total=False):
+    """One round of the reasoning expert (its first answer, then each reflection)."""
+
+    __pydantic_config__ = READ_BACK
+
+    prompt: str | None
+    response: str | None
+    answer: Scalar
+    score: float | None
+
+
+class ShownExample(TypedDict, total=False):
+    """A clean example the context relabeler was shown, as its node record keeps it."""
+
+    __pydantic_config__ = READ_BACK
+
+    id: Scalar
+    question: str | None
+    answer: Scalar
+    similarity: float | None
+
+
+class NodeRecord(TypedDict, total=False):
+    """What one node did for one sample: the `nodes` entry of its state and of samples.jsonl.
+
+    A node that asked a model (`AgentRuntime.ask`) writes every field from `prompt` to `error`, in
+    this order; a node whose model kept failing only `error` (`node_failed`); a node not asked
+    (the reviewer when the answers agree) no `role`, and `skipped` (`node_skipped`). Keys are written
+    in this order, so the records of samples.jsonl keep their bytes.
+    """
+
+    __pydantic_config__ = READ_BACK
+
+    prompt: str | None          # the last message sent (a chat sample's earlier turns are in its record once)
+    role: str | None            # whose model answered (and whose prices): a node's name need not be a role
+    response: str | None
+    answer: Scalar              # read from the response; None when no answer could be read
+    score: float | None         # the reply's selection score (denoise.score)
+    attempts: int | None        # calls made, re-asks included
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    error: str | None
+    skipped: str | None         # why the node was not asked
+    examples: list[ShownExample] | None   # the context relabeler: the examples shown
+    rounds: list[Round] | None            # the reasoning expert with reflection rounds: each round
+
+
+class TrustSignals(TypedDict, total=False):
+    """Why an open-ended response got its trust score (`agents.trust`); a signal that could not be
+    had is None."""
+
+    __pydantic_config__ = READ_BACK
+
+    agreement: float | None
+    reflection: float | None
+    token_prob: float | None
+    claims: float | None
+    claims_split: int
+    weakest_claim: str
+    weakest_claim_similarity: float
+    claims_checked: int
+
+
+def node_asked(prompt: str, role: str) -> NodeRecord:
+    """The record of a node about to ask `role`'s model; `AgentRuntime.ask` fills it in."""
+    return NodeRecord(prompt=prompt, role=role, response=None, answer=None, score=None, attempts=0,
+                      prompt_tokens=0, completion_tokens=0, error=None)
+
+
+def node_skipped(answer: Scalar, why: str) -> NodeRecord:
+    """The record of a node that was not asked (no call, no role): its answer stands as given."""
+    return NodeRecord(prompt=None, response=None, answer=answer, score=None, attempts=0, prompt_tokens=0,
+                      completion_tokens=0, error=None, skipped=why)
+
+
+def node_failed(error: str) -> NodeRecord:
+    """The record of a node whose model kept failing."""
+    return NodeRecord(error=error)
+
+
+def merge_records(left: dict[str, NodeRecord] | None, right: dict[str, NodeRecord] | None) -> dict[str, NodeRecord]:
     return {**(left or {}), **(right or {})}
 
 
@@ -31,7 +130,7 @@ class Example(TypedDict):
     answer: str
     options: list[str] | None
     similarity: float
-    conversation: list[dict[str, str]] | None  # chat samples: shown as text (`prompts.shown_question`)
+    conversation: list[Turn] | None  # chat samples: shown as text (`prompts.shown_question`)
 
 
 class SampleState(TypedDict, total=False):
@@ -43,20 +142,20 @@ class SampleState(TypedDict, total=False):
     label: str
     # Chat samples: the turns before the answer ({"role", "content"}), ending with the last user
     # turn, whose content is `question`; every prompt is sent after the earlier turns. None for tables.
-    conversation: list[dict[str, str]] | None
+    conversation: list[Turn] | None
     # Set by the runner at the barrier: the nearest clean samples, most similar first.
     examples: list[Example] | None
     # Written by the nodes.
-    nodes: Annotated[dict[str, dict[str, Any]], merge_records]
+    nodes: Annotated[dict[str, NodeRecord], merge_records]
     decision: Literal["clean", "noisy"] | None
     decision_reason: str | None
     status: Status
     proposed_label: str | None   # the relabel that selection will keep or drop
     score: float | None          # the selection score of `proposed_label`
     trust: float | None          # open-ended: the given response's trust score (agents/trust.py)
-    trust_signals: dict[str, Any] | None
+    trust_signals: TrustSignals | None
     relabel_trust: float | None  # denoise.trust_selection: the proposed response's trust score
-    relabel_trust_signals: dict[str, Any] | None
+    relabel_trust_signals: TrustSignals | None
     error: str | None
 
 

@@ -32,13 +32,13 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
 
 import numpy as np
 
 from ..answers import parse_verdict
 from ..errors import ModelCallError
 from .runtime import AgentRuntime, failure
+from .state import NodeRecord, SampleState, TrustSignals
 
 __all__ = ["SIGNALS", "combine", "split_claims", "score_trust", "verdict_probability"]
 
@@ -75,7 +75,7 @@ def support(similarity: float, threshold: float) -> float:
     return _sigmoid((similarity - threshold) / _SCALE)
 
 
-def verdict_probability(record: dict[str, Any] | None) -> tuple[float | None, float | None]:
+def verdict_probability(record: NodeRecord | None) -> tuple[float | None, float | None]:
     """(reflection, token_prob) of a judge record whose answer is Y (wrong) or N (right)."""
     verdict = (record or {}).get("answer")
     if verdict not in ("Y", "N"):
@@ -99,7 +99,7 @@ def combine(signals: dict[str, float | None]) -> float | None:
 
 
 async def _claims(rt: AgentRuntime, state: dict, given: str, experts: list[str], answers: dict[str, str | None],
-                  updates: dict[str, Any]) -> tuple[float | None, dict[str, Any]]:
+                  updates: SampleState) -> tuple[float | None, TrustSignals]:
     d = rt.config.denoise
     claims = split_claims(given, d.trust_max_claims)
     if len(claims) < 2 or not experts:
@@ -131,14 +131,14 @@ async def _claims(rt: AgentRuntime, state: dict, given: str, experts: list[str],
 
 
 async def score_trust(rt: AgentRuntime, state: dict, answers: dict[str, str | None],
-                      similarities: list[float | None], judge: dict[str, Any] | None, *,
-                      prefix: str = "") -> dict[str, Any]:
+                      similarities: list[float | None], judge: NodeRecord | None, *,
+                      prefix: str = "") -> SampleState:
     """The state update with `trust` and `trust_signals` (and the judge's and claim checks' node
     records, named `prefix` + judge / claim); `status: failed` when a call keeps failing. `judge`: a
     verdict already asked for. The response scored is `state["label"]`."""
     d = rt.config.denoise
     given = state["label"]
-    updates: dict[str, Any] = {}
+    updates = SampleState()
     try:
         if judge is None:
             judge = await rt.ask("judge", "judge", state, parse=parse_verdict, label=given,
@@ -153,7 +153,7 @@ async def score_trust(rt: AgentRuntime, state: dict, answers: dict[str, str | No
         updates["nodes"] = {f"{prefix}{name}": record for name, record in updates["nodes"].items()}
     agreeing = [support(s, d.open_similarity) for s in similarities if s is not None]
     reflection, token_prob = verdict_probability(judge)
-    signals: dict[str, Any] = {"agreement": sum(agreeing) / len(agreeing) if agreeing else None,
+    signals: dict[str, float | None] = {"agreement": sum(agreeing) / len(agreeing) if agreeing else None,
                                "reflection": reflection, "token_prob": token_prob, "claims": claims}
     trust = combine(signals)
     shown = {name: None if v is None else round(float(v), 4) for name, v in signals.items()}

@@ -1,4 +1,4 @@
-"""The OpenAI Batch API (`--batch-api`): a run's model calls gathered into batches, at the
+"""The OpenAI Batch API (`denoise.batch_api`): a run's model calls gathered into batches, at the
 provider's batch price, with the same replies as online.
 
     batches = BatchQueue(base_url, api_key, DIR / "batches.jsonl", poll_s=30)

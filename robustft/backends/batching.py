@@ -31,10 +31,22 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from .base import Generation, Messages
+from pydantic import Field
+
+from .base import BackendOptions, Generation, Messages
 
 # The longest wait for a batch to fill, as a fraction of the last batch's generation time.
 FILL_WAIT_FRACTION = 0.5
+
+
+class LocalOptions(BackendOptions):
+    """The options of a model generated in this process (transformers, vllm)."""
+
+    device: str = Field("auto", description="'cpu', 'cuda', 'auto' (cuda when available).")
+    dtype: str = Field("auto", description="'auto', 'float32', 'bfloat16', ...")
+    batch_size: int = Field(32, gt=0, description=(
+        "Concurrent requests generated together, at most (transformers splits a batch that runs out of GPU "
+        "memory; for vllm set it near denoise.concurrency)."))
 
 
 @dataclass

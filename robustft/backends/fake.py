@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
+from pydantic import Field
+
 from ..config import ModelConfig
-from .base import Generation, Messages
+from .base import BackendOptions, Generation, Messages, options_of
 
 
 class FakeChatModel:
@@ -14,6 +16,9 @@ class FakeChatModel:
     Records every message list it receives in `.calls`, so tests can check what each node sent.
     A reply that is an Exception instance is raised instead of returned, to script failures.
     """
+
+    class Options(BackendOptions):
+        script: list[str] | None = Field(None, description="Responses returned in turn (tests). None: \"Answer: A\".")
 
     def __init__(self, script: Sequence[str | Generation | Exception] | Callable[[Messages], str | Generation] = (),
                  name: str = "fake", logprob: float = -0.1):
@@ -26,7 +31,7 @@ class FakeChatModel:
     @classmethod
     def from_config(cls, config: ModelConfig) -> "FakeChatModel":
         """Provider `fake`: `model.script` in turn (default: always "Answer: A")."""
-        return cls(config.script or ["Answer: A"], name=config.name or "fake")
+        return cls(options_of(config, cls.Options).script or ["Answer: A"], name=config.name or "fake")
 
     async def generate(self, messages: Messages) -> Generation:
         self.calls.append(messages)

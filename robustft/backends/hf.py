@@ -4,8 +4,7 @@ and the one prompt a chat becomes for a model.
     load_model(name, dtype=..., device_map=..., setting="model.name") -> (tokenizer, model)
     prompt_ids(tokenizer, messages) -> token ids (the chat template, else `plain_transcript`)
 
-`setting` is the name the user knows the value by (`model.name` in a config, `--model` on the
-`train` command line): every error names it and says how to fix it.
+`setting` is the setting the value comes from (`model.name`, or `train.model` for `robustft train`): every error names it and says how to fix it.
 """
 
 from __future__ import annotations
@@ -72,8 +71,8 @@ def model_source(name: str, setting: str = "model.name") -> str:
     return name
 
 
-_SERVED = ("a model behind an OpenAI-compatible server (vLLM, OpenAI, any provider) needs --base-url URL "
-           "(model.base_url); a local model is the path of a downloaded model directory or a hub name such as "
+_SERVED = ("a model behind an OpenAI-compatible server (vLLM, OpenAI, any provider) needs model.base_url "
+           "set to the server's URL; a local model is the path of a downloaded model directory or a hub name such as "
            "Qwen/Qwen2.5-0.5B-Instruct (check the name and the network; HF_HUB_OFFLINE=1 forbids the hub)")
 
 
@@ -118,12 +117,12 @@ def apply_adapter(model: Any, path: str, given: str, setting: str = "model.adapt
 
     if not (Path(path) / "adapter_config.json").is_file():
         raise ConfigError(f"{setting} {given!r}: no adapter_config.json there, so it is not a PEFT adapter; "
-                          "pass the --out directory of a finished `robustft train` run")
+                          "pass the output directory of a finished `robustft train` run")
     try:
         model = PeftModel.from_pretrained(model, path).merge_and_unload()
     except Exception as e:  # noqa: BLE001 - a mismatched adapter is a configuration problem
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise ConfigError(f"{setting} {given!r}: cannot apply it to this model: {reason}\n"
-                          "  fix: pass an adapter trained on this same base model (--model)") from None
+                          "  fix: pass an adapter trained on this same base model") from None
     model.eval()
     return model

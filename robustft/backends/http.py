@@ -11,7 +11,7 @@ closed is never written to, 1xx interim replies skipped, chunked and read-until-
   malformed reply (memory never grows with what a server sends). Compression is not asked for and
   not undone, so a small compressed body cannot expand past the cap.
 - **No redirects.** A 3xx is an error that names the `Location`: a model server that redirects is
-  a wrong `--base-url`, and following it would re-send the request (and the key) elsewhere.
+  a wrong `model.base_url`, and following it would re-send the request (and the key) elsewhere.
 - **Replicas.** Each call goes to the healthy replica with the fewest calls in flight (ties
   rotate). A call that fails on a replica (transport error, timeout, 5xx, a malformed reply) is
   charged to that replica alone and re-sent at once to another healthy replica not yet tried for
@@ -184,7 +184,7 @@ class Endpoints:
                 last = MalformedReply(f"{self.what}: {exc}")
                 self._failed(replica)
                 tried.append(replica)
-                if tracing.live:
+                if tracing.state.runs:
                     tracing.failover(replica.url, "malformed_reply")
                 continue
             except BackendError as exc:
@@ -194,7 +194,7 @@ class Endpoints:
                 last = exc
                 self._failed(replica)
                 tried.append(replica)
-                if tracing.live:
+                if tracing.state.runs:
                     cause = exc.__cause__
                     tracing.failover(replica.url, type(cause).__name__ if cause else str(exc.status_code))
                 continue

@@ -19,11 +19,12 @@ import os
 from typing import Any, Sequence
 
 import numpy as np
+from pydantic import Field
 
 from .. import tracing
 from ..config import ModelConfig
 from ..errors import ConfigError, EmbeddingDimensionError
-from .base import Generation, Messages
+from .base import BackendOptions, Generation, Messages, options_of
 from .http import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_MAX_REPLY_BYTES, Endpoints, Replica
 from .replies import chat_reply, embedding_reply, token_logprobs
 
@@ -37,17 +38,23 @@ def _api_key(env_name: str | None) -> str:
 class OpenAIChatModel:
     """Chat completions from an OpenAI-compatible server."""
 
+    class Options(BackendOptions):
+        batch_discount: float = Field(0.5, ge=0.0, le=1.0, description=(
+            "With denoise.batch_api: the share of the price the provider takes off calls sent through its Batch "
+            "API (0.5: half price)."))
+
     # Each call is cut at `model.timeout_s` per replica here (a timed-out call is re-sent to another).
     enforces_timeout = True
 
     def __init__(self, config: ModelConfig):
         if not config.name:
-            raise ConfigError("model.name is empty: pass --model NAME (the name the server serves)")
+            raise ConfigError("model.name is empty: set it to the name the server serves")
         urls = config.base_urls
         if not urls:
-            raise ConfigError("model.base_url is empty for provider 'openai': pass --base-url URL "
+            raise ConfigError("model.base_url is empty for provider 'openai': set it to the server's URL "
                               "(for example http://127.0.0.1:8000/v1)")
         self.config = config
+        self.options = options_of(config, self.Options)
         self.name = config.name
         self.endpoints = Endpoints(urls, api_key=_api_key(config.api_key_env), timeout_s=config.timeout_s,
                                    connect_timeout_s=config.connect_timeout_s,
@@ -78,7 +85,7 @@ class OpenAIChatModel:
         entropies = self._top
 
         def parse(data: Any, replica: Replica) -> Generation:
-            if tracing.live:  # which replica answered, and why it stopped, go on the call's span
+            if tracing.state.runs:  # which replica answered, and why it stopped, go on the call's span
                 tracing.reply(replica.url, data)
             return parse_chat_completion(data, messages, url=replica.url, entropies=entropies)
 
@@ -87,6 +94,12 @@ class OpenAIChatModel:
 
     async def aclose(self) -> None:
         await self.endpoints.aclose()
+
+
+def batch_discount(config: ModelConfig) -> float:
+    """The share of the price taken off `config`'s calls through the Batch API (none off a model
+    that is not on an OpenAI-compatible server: the Batch API cannot send its calls)."""
+    return options_of(config, OpenAIChatModel.Options).batch_discount if config.provider == "openai" else 0.0
 
 
 def parse_chat_completion(data: Any, messages: Messages, *, url: str, entropies: bool = False) -> Generation:
@@ -126,9 +139,10 @@ class OpenAIEmbeddings:
 
         urls = check_base_urls(base_url, "denoise.embedding_base_url")
         if not urls:
-            raise ConfigError("denoise.embedding_base_url is empty: pass --embedding-base-url URL")
+            raise ConfigError("denoise.embedding_base_url is empty: set it to the embedding server's URL "
+                              "(for example http://127.0.0.1:8000/v1)")
         if not model:
-            raise ConfigError("the embedding model name is empty: pass --embedding-model NAME")
+            raise ConfigError("denoise.embedding_model is empty: set it to the model name the embedding server serves")
         if batch_size < 1 or concurrency < 1:
             raise ConfigError(f"embedding batch_size and concurrency must be at least 1, got {batch_size}, {concurrency}")
         self.model_name = model

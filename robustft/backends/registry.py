@@ -7,7 +7,8 @@ registers one in its pyproject.toml:
     mybackend = "my_package.backend:MyBackend"
 
 and `model: {provider: mybackend}` selects it; `MyBackend(config)` gets the `ModelConfig` and
-implements `async generate(messages) -> Generation` (see `robustft.backends.base`). robustft's
+implements `async generate(messages) -> Generation` (see `robustft.backends.base`). Its own
+settings are `MyBackend.Options`, checked here when a run starts (`check_providers`). robustft's
 own backends are registered the same way in its pyproject.toml; `BUILTIN` repeats those entries so
 that a source tree whose package metadata is not installed (or is stale) still finds them.
 """
@@ -18,10 +19,12 @@ from functools import lru_cache
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Callable
 
+from pydantic import BaseModel
+
 from ..config import ModelConfig
 from ..errors import ConfigError
 from ..secrets import register_key_env
-from .base import ChatBackend, ability
+from .base import ChatBackend, Closable, NoOptions, options_of
 
 ENTRY_POINT_GROUP = "robustft.backends"
 BUILTIN = {
@@ -64,13 +67,30 @@ def check_provider(name: str) -> str:
 
 def check_providers(config: Any) -> None:
     """ConfigError naming the setting when a model of `config` (a RobustFTConfig) names no registered
-    backend. A run checks this when it starts; the config itself checks only shapes."""
-    places = [("model.provider", config.model.provider)]
-    places += [(f"roles.{role}.provider", o.provider) for role, o in config.roles.items() if o.provider is not None]
-    for where, name in places:
-        if name not in _scan()[0]:
-            raise ConfigError(f"{where}: no backend named {name!r}; registered: {', '.join(registered_names())} "
+    backend, or sets an option its backend does not have or a wrong value of one. A run checks this
+    when it starts; the config itself checks only shapes."""
+    places = [("model", config.model.provider, config.model)]
+    places += [(f"roles.{role}", o.provider, config.model_for(role)) for role, o in config.roles.items()]
+    for where, name, _ in places:
+        if name is not None and name not in _scan()[0]:
+            raise ConfigError(f"{where}.provider: no backend named {name!r}; registered: {', '.join(registered_names())} "
                               f"(a backend package registers one in the entry-point group {ENTRY_POINT_GROUP!r})")
+    for where, _, model in places:
+        backend_options(model, where)
+
+
+def options_model(name: str) -> type[BaseModel]:
+    """The `Options` model that the backend registered as `name` declares (`NoOptions` if none)."""
+    factory = backend_factory(name)
+    owner = getattr(factory, "__self__", factory)  # an entry point may name a classmethod (`Fake.from_config`)
+    declared = getattr(owner, "Options", None)
+    return declared if isinstance(declared, type) and issubclass(declared, BaseModel) else NoOptions
+
+
+def backend_options(config: ModelConfig, where: str = "model") -> BaseModel:
+    """`config`'s backend options, checked against its backend's `Options`; ConfigError naming
+    `where` (model, roles.judge), the key, the provider and the fix."""
+    return options_of(config, options_model(config.provider), where)
 
 
 def backend_factory(name: str) -> Callable[[ModelConfig], Any]:
@@ -90,6 +110,7 @@ def backend_factory(name: str) -> Callable[[ModelConfig], Any]:
 def build_chat_model(config: ModelConfig) -> ChatBackend:
     """The backend named by `config.provider`, built from `config`."""
     register_key_env(config.api_key_env)  # every error from here on hides the key it is given
+    backend_options(config)
     backend = backend_factory(config.provider)(config)
     if not callable(getattr(backend, "generate", None)):
         raise ConfigError(f"model.provider {config.provider!r}: {type(backend).__name__} has no generate(messages) method")
@@ -127,8 +148,7 @@ class ModelPool:
     async def aclose(self) -> None:
         seen: set[int] = set()
         for model in [*self._owned, *self._models.values()]:
-            close = ability(model, "aclose")
-            if id(model) in seen or close is None:
+            if id(model) in seen or not isinstance(model, Closable):
                 continue
             seen.add(id(model))
-            await close()
+            await model.aclose()

@@ -3,14 +3,15 @@
 A run keeps its store in `DIR/responses.sqlite` (an ablation shares one between its variants).
 Because every response is written the moment it arrives, a run killed at any point (Ctrl-C,
 `kill -9`, power loss) and started again re-sends only the calls that were in flight; and
-re-running with a changed β, a larger `--limit`, or a changed template answers every request that
+re-running with a changed β, a larger `data.limit`, or a changed template answers every request that
 did not change from the store.
 
 A response is stored under a key made of:
 
-- the model's identity: provider, name and sampling settings (temperature, max_tokens, logprobs,
-  top_logprobs, seed, device, dtype, script, adapter); not where it is served or how patiently it
-  is called (base URLs, timeouts, retries, batch size), which do not change what it says;
+- the model's identity: provider, name, sampling settings (temperature, max_tokens, logprobs,
+  top_logprobs, seed) and the backend's options (device, dtype, script, adapter, a plugin's);
+  not where it is served or how patiently it is called (base URLs, timeouts, retries, batch
+  size), which do not change what it says;
 - the exact messages sent;
 - the occurrence of that identical request within the current run: the 2nd identical request of a
   run (a parse retry re-asks the same prompt) gets the 2nd stored draw, not the 1st again, so a
@@ -45,6 +46,10 @@ NOT_IDENTITY = frozenset({"base_url", "api_key_env", "timeout_s", "connect_timeo
                           "max_retries", "batch_size", "retry_backoff_max_s", "give_up_after_s",
                           "price_input_per_mtok", "price_cached_input_per_mtok", "price_output_per_mtok",
                           "requests_per_minute", "tokens_per_minute", "batch_discount"})
+# Backend options that were shared ModelConfig fields before backends declared their own: every
+# model's identity still carries them, at these values unless set, so that the keys of a store
+# written before are the same and a resumed run is answered from it.
+LEGACY_OPTIONS: dict[str, Any] = {"device": "auto", "dtype": "auto", "script": None, "adapter": None}
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS responses (key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID",
@@ -55,10 +60,16 @@ _FORMAT = "2"
 COLUMNS = {"responses": ["key", "value"], "embeddings": ["key", "vector"], "meta": ["name", "value"]}
 
 
+def identity_settings(config: ModelConfig) -> dict[str, Any]:
+    """The settings that make two model configs give the same answers: shared ones and the
+    backend's options (as given; a plugin's option at its default is left out), as JSON values."""
+    given = config.model_dump(mode="json")
+    return {k: v for k, v in {**LEGACY_OPTIONS, **given}.items() if k not in NOT_IDENTITY}
+
+
 def model_identity(config: ModelConfig) -> str:
     """What makes two model configs give the same answers, as canonical JSON."""
-    return json.dumps({k: v for k, v in config.model_dump(mode="json").items() if k not in NOT_IDENTITY},
-                      sort_keys=True)
+    return json.dumps(identity_settings(config), sort_keys=True)
 
 
 def identity_digest(identity: str) -> bytes:

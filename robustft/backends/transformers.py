@@ -43,8 +43,10 @@ from typing import Any
 
 from ..config import ModelConfig
 from ..errors import ConfigError
-from .batching import _MicroBatchingModel
-from .base import Generation, Messages
+from pydantic import Field
+
+from .batching import LocalOptions, _MicroBatchingModel
+from .base import Generation, Messages, options_of
 from .hf import apply_adapter, load_model, model_source, prompt_ids, resolve_device, resolve_dtype
 
 
@@ -134,26 +136,31 @@ class TransformersChatModel(_MicroBatchingModel):
     the weights).
     """
 
+    class Options(LocalOptions):
+        adapter: str | None = Field(None, description=(
+            "A PEFT LoRA adapter directory (what `robustft train` writes) applied on top of the model."))
+
     _weights: _Weights
 
     def __init__(self, config: ModelConfig) -> None:
-        super().__init__(config.batch_size)
+        options = self.options = options_of(config, self.Options)
+        super().__init__(options.batch_size)
         self.config = config
         if not config.name:
-            raise ConfigError("model.name is empty for provider 'transformers': pass --model PATH "
-                              "(a local model directory, or a hub name when the hub is reachable)")
+            raise ConfigError("model.name is empty for provider 'transformers': set it to a local model "
+                              "directory, or a hub name when the hub is reachable")
         self.name = config.name
-        self.device = resolve_device(config.device)
-        dtype = resolve_dtype(config.dtype)
+        self.device = resolve_device(options.device)
+        dtype = resolve_dtype(options.dtype)
         source = model_source(config.name)
-        adapter = str(Path(config.adapter).expanduser().resolve()) if config.adapter else None
+        adapter = str(Path(options.adapter).expanduser().resolve()) if options.adapter else None
         with _LOADING:
             key = (source, self.device, str(dtype), adapter)
             self._weights = _LOADED.get(key)
             if self._weights is None:
                 tokenizer, model = load_model(config.name, dtype=dtype, device_map=self.device)
                 if adapter is not None:  # a fresh copy of the base (key differs), so merging touches no other user
-                    model = apply_adapter(model, adapter, config.adapter)
+                    model = apply_adapter(model, adapter, options.adapter)
                 self._weights = _LOADED[key] = _Weights(tokenizer, model)
         self._tokenizer, self._model = self._weights.tokenizer, self._weights.model
         self._eos_ids = self._eos_token_ids()

@@ -20,31 +20,37 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import Field
+
 from ..config import ModelConfig
 from ..entropy import topk_entropy
 from ..errors import ConfigError
-from .base import Generation, Messages
-from .batching import _MicroBatchingModel
+from .base import Generation, Messages, options_of
+from .batching import LocalOptions, _MicroBatchingModel
 
 INSTALL_HINT = ("provider 'vllm' needs the vllm package and a GPU: pip install -e '.[vllm]' in the robustft clone (or pip install "
                 "vllm); or use provider 'transformers' for a local model on CPU, or serve the model with "
-                "`vllm serve` and use provider 'openai' with --base-url")
+                "`vllm serve` and use provider 'openai' with model.base_url")
 
 
 class VLLMChatModel(_MicroBatchingModel):
     """The vLLM engine in process, for fast local generation on a GPU."""
 
+    class Options(LocalOptions):
+        device: str = Field("auto", description="vllm places the model on its GPU itself: any value is ignored.")
+
     def __init__(self, config: ModelConfig) -> None:
-        super().__init__(config.batch_size)
+        options = options_of(config, self.Options)
+        super().__init__(options.batch_size)
         self.config = config
         try:
             import vllm
         except ImportError:
             raise ConfigError(INSTALL_HINT) from None
         if not config.name:
-            raise ConfigError("model.name is empty for provider 'vllm': pass --model PATH_OR_HUB_NAME")
+            raise ConfigError("model.name is empty for provider 'vllm': set it to a local path or a hub name")
         self.name = config.name
-        llm_kwargs: dict[str, Any] = {"model": config.name, "dtype": config.dtype}
+        llm_kwargs: dict[str, Any] = {"model": config.name, "dtype": options.dtype}
         if config.seed is not None:
             llm_kwargs["seed"] = config.seed
         try:

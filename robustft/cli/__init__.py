@@ -4,7 +4,9 @@ exit codes (0 done, 2 bad input or config, 3 samples failed, 4 stopped at the bu
 
 One module per group of commands, each with an `add_<command>(subparsers)` and its handler:
 `denoise` (denoise, demo), `finetune` (train, eval, export, run), `inspect` (trace, report, ablate,
-review), `config` (config); `common` holds the flags several of them take."""
+review), `config` (config). The flags that set a setting are written nowhere here: `flags`
+generates them from the config's field metadata (`robustft.settings`) and shows a setting's flag in
+each message that names it; `common` holds what several commands share."""
 
 from __future__ import annotations
 
@@ -33,25 +35,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _shown(text: str) -> str:
-    """An error text as it may reach the terminal: no API key, no live escape sequence."""
+def _shown(text: str, command: tuple[str, dict[str, str]] | None = None) -> str:
+    """A library message as it may reach the terminal: no API key, no live escape sequence, and each
+    setting it names followed by the flag that sets it in the command ("denoise.concurrency
+    (--concurrency)"); `command`: its name and its own flags (`flags.own_flags`)."""
     from ..terminal import visible
     from ..secrets import redact
+    from .flags import with_flags
 
-    return visible(redact(text))
+    return visible(redact(with_flags(text, *command) if command else text))
 
 
-def _configure_logging() -> None:
+def _command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[str, dict[str, str]]:
+    """The command that runs (`review export`: review) and the flags of its own parser."""
+    from .flags import own_flags
+
+    while True:
+        sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+        if sub is None or getattr(args, sub.dest, None) not in sub.choices:
+            return args.command, own_flags(parser)
+        parser = sub.choices[getattr(args, sub.dest)]
+
+
+def _configure_logging(command: tuple[str, dict[str, str]] | None) -> None:
     """The library speaks through the `robustft` logger; on the command line that is stderr."""
     import logging
 
     logger = logging.getLogger("robustft")
-    if any(getattr(h, "_robustft_cli", False) for h in logger.handlers):
-        return
+    for h in [h for h in logger.handlers if getattr(h, "_robustft_cli", False)]:
+        logger.removeHandler(h)  # one per command: its messages show that command's flags
 
     class Format(logging.Formatter):
         def format(self, record: logging.LogRecord) -> str:
-            text = _shown(record.getMessage())
+            text = _shown(record.getMessage(), command)
             return text if record.levelno < logging.WARNING else f"robustft: warning: {text}"
 
     class Stderr(logging.StreamHandler):
@@ -74,18 +90,20 @@ def _configure_logging() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    _configure_logging()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command = _command(parser, args)
+    _configure_logging(command)
     try:
         return args.handler(args)
     except UserError as e:
-        print(f"robustft: error: {_shown(str(e))}", file=sys.stderr)
+        print(f"robustft: error: {_shown(str(e), command)}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("\nrobustft: interrupted; progress is saved: run the same command again to resume", file=sys.stderr)
         return 130
     except RobustFTError as e:
-        print(f"robustft: error: {_shown(str(e))}", file=sys.stderr)
+        print(f"robustft: error: {_shown(str(e), command)}", file=sys.stderr)
         return e.exit_code
     except OSError as e:
         from ..files import disk_error_message

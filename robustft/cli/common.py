@@ -1,5 +1,5 @@
-"""What the commands share: the model, embedding and data flags and the settings they override,
-and the exit code and printing conventions."""
+"""What the commands share: the settings their flags give, and the exit code and printing
+conventions."""
 
 from __future__ import annotations
 
@@ -7,73 +7,32 @@ import argparse
 import sys
 from typing import Any
 
+from .flags import setting_values
 
-def model_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The model settings that --model, --base-url and --max-tokens set (see `model_flag_updates`)."""
+
+def settings_given(args: argparse.Namespace, command: str) -> dict[str, Any]:
+    """The settings `command`'s flags gave (None: not given), by dotted key, ready for
+    `load_config`: a model name and base URL resolved as `config.model_flag_updates` says."""
     from ..config import ModelConfig, load_config, model_flag_updates
 
-    configured = load_config(args.config).model if getattr(args, "config", None) else ModelConfig()
-    updates = model_flag_updates(configured, model=args.model, base_url=args.base_url)
-    overrides: dict[str, Any] = {f"model.{key}": value for key, value in updates.items()}
-    overrides["model.max_tokens"] = getattr(args, "max_tokens", None)
-    return overrides
-
-
-def add_model_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", metavar="NAME", help="model name on the server (with --base-url), "
-                   "or a local transformers model directory / hub name (without)")
-    p.add_argument("--base-url", metavar="URL", action="append",
-                   help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (vllm serve); repeat it for "
-                        "replicas of the same model (each call goes to the least busy one; one that keeps failing "
-                        "is rested). The API key is read from $OPENAI_API_KEY (any value for local servers)")
-
-
-def add_embedding_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--embedding-base-url", metavar="URL", action="append",
-                   help="embed the questions with an OpenAI-compatible /v1/embeddings server (vllm serve of an "
-                        "embedding model, TEI, a hosted API) instead of a local sentence-transformers model; "
-                        "repeat it for replicas")
-    p.add_argument("--embedding-model", metavar="NAME",
-                   help="embedding model: its name on that server, or a local sentence-transformers model "
-                        "(default sentence-transformers/all-MiniLM-L6-v2)")
-
-
-def embedding_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    urls = args.embedding_base_url
-    return {"denoise.embedding_base_url": urls[0] if urls and len(urls) == 1 else urls,
-            "denoise.embedding_model": args.embedding_model}
-
-
-DATA_HELP = ("CSV, TSV, JSONL, JSON, Parquet, a save_to_disk folder, or a Hugging Face Hub name (org/name); "
-             "tables and chat formats (messages, ShareGPT conversations, Alpaca)")
+    values = setting_values(args, command)
+    if "model.name" in values or "model.base_url" in values:
+        configured = load_config(args.config).model if getattr(args, "config", None) else ModelConfig()
+        updates = model_flag_updates(configured, model=values.pop("model.name", None),
+                                     base_url=values.pop("model.base_url", None))
+        values.update({f"model.{key}": value for key, value in updates.items()})
+    return values
 
 
 def add_run_dir(p: argparse.ArgumentParser, metavar: str = "DIR", **kwargs: Any) -> None:
     p.add_argument("dir", metavar=metavar, help="run directory (robustft denoise --out)", **kwargs)
 
 
-def add_data_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("data columns (override data.* in the config)")
-    g.add_argument("--question-column", metavar="NAME", help="column holding the question (default question)")
-    g.add_argument("--answer-column", metavar="NAME", help="column holding the answer (default answer)")
-    g.add_argument("--options-column", metavar="NAME", help="column holding multiple-choice options (default options)")
-    g.add_argument("--options-columns", metavar="A,B,C,D", type=_column_list,
-                   help="one column per option, in order (default: recognised by name, e.g. A..E, option_a.., opa..)")
-    g.add_argument("--id-column", metavar="NAME", help="column holding unique ids (default id; none: row numbers)")
-    g.add_argument("--split", metavar="NAME", help="split of a hub dataset or DatasetDict (default train, or the only one)")
+def data_help() -> str:
+    """What a data source may be (the help of data.path), for the commands whose --data is no setting."""
+    from ..settings import table
 
-
-def data_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    return {"data.question_column": args.question_column, "data.answer_column": args.answer_column,
-            "data.options_column": args.options_column, "data.options_columns": args.options_columns,
-            "data.id_column": args.id_column, "data.split": args.split}
-
-
-def _column_list(text: str) -> list[str]:
-    names = [c.strip() for c in text.split(",")]
-    if len(names) < 2 or not all(names):
-        raise argparse.ArgumentTypeError(f"{text!r}: give two or more column names separated by commas, e.g. A,B,C,D")
-    return names
+    return next(s.help for s in table() if s.key == "data.path")
 
 
 def failed_exit(summary: dict[str, Any]) -> int:

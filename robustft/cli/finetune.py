@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from .common import DATA_HELP, add_data_flags, add_model_flags, add_run_dir, data_overrides
+from .common import add_run_dir, data_help, settings_given
+from .flags import add_setting_flags, setting_values
 
 
 def add_train(sub) -> None:
@@ -15,18 +16,10 @@ def add_train(sub) -> None:
                                    "the tokenizer, train_config.json and train_summary.json to --out; re-running "
                                    "with the same --out resumes from the last checkpoint. Several GPUs: "
                                    "accelerate launch -m robustft train ...")
-    p.add_argument("--data", metavar="SOURCE", help="denoised.jsonl, or any labeled data: " + DATA_HELP)
-    p.add_argument("--model", metavar="PATH_OR_NAME", help="model to fine-tune: a local directory or a hub name")
     p.add_argument("--out", metavar="DIR", help="output directory for the adapter and records")
     p.add_argument("--config", metavar="FILE", help="YAML config; its train: section sets the training settings")
-    p.add_argument("--epochs", type=float, metavar="N", help="passes over the data (default 2)")
-    p.add_argument("--max-steps", type=int, metavar="N", help="stop after N optimizer steps (overrides --epochs)")
-    p.add_argument("--learning-rate", type=float, metavar="LR", help="peak learning rate (default 1e-4)")
-    p.add_argument("--lora-r", type=int, metavar="R", help="LoRA rank (default 8)")
-    p.add_argument("--batch-size", type=int, metavar="N", help="samples per device per step (default 8)")
-    p.add_argument("--limit", type=int, metavar="N", help="train on the first N rows only")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    add_data_flags(p)
+    add_setting_flags(p, "train")
     p.set_defaults(handler=_train)
 
 
@@ -34,11 +27,8 @@ def _train(args: argparse.Namespace) -> int:
     from ..config import load_config
     from ..finetune.train import describe_training, train
 
-    config = load_config(args.config, {
-        "data.limit": args.limit, "train.epochs": args.epochs, "train.max_steps": args.max_steps,
-        "train.learning_rate": args.learning_rate, "train.lora_r": args.lora_r, "train.batch_size": args.batch_size,
-        **data_overrides(args)})
-    result = train(config, data=args.data, model=args.model, out=args.out, progress=not args.quiet)
+    config = load_config(args.config, settings_given(args, "train"))
+    result = train(config, out=args.out, progress=not args.quiet)
     print(describe_training(result))
     return 0
 
@@ -51,18 +41,13 @@ def add_eval(sub) -> None:
                                    "--lora-modules NAME=DIR, then --model NAME). --model PATH: a local transformers "
                                    "model, with --adapter DIR for a LoRA adapter from `robustft train`. Prints the "
                                    "accuracy; writes predictions.jsonl and result.json to --out.")
-    p.add_argument("--data", metavar="SOURCE", help="labeled test set: " + DATA_HELP)
-    add_model_flags(p)
+    p.add_argument("--data", metavar="SOURCE", help="labeled test set: " + data_help())
     p.add_argument("--adapter", metavar="DIR", help="LoRA adapter directory (robustft train --out) for a local model")
     p.add_argument("--out", metavar="DIR", help="where predictions.jsonl and result.json go (default: "
                    "ADAPTER/eval-<data name>, or runs/eval/<model>-<data name>)")
     p.add_argument("--config", metavar="FILE", help="YAML config (data columns, eval: settings, model:)")
-    p.add_argument("--limit", type=int, metavar="N", help="evaluate on the first N rows only")
-    p.add_argument("--max-tokens", type=int, metavar="N", help="tokens generated per answer (default 64)")
-    p.add_argument("--concurrency", type=int, metavar="N", help="server requests in flight (default 32)")
-    p.add_argument("--batch-size", type=int, metavar="N", help="local model: prompts per generate call (default 16)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_data_flags(p)
+    add_setting_flags(p, "eval")
     p.set_defaults(handler=_eval)
 
 
@@ -70,10 +55,11 @@ def _eval(args: argparse.Namespace) -> int:
     from ..config import load_config
     from ..finetune.evaluate import describe_eval, evaluate
 
-    config = load_config(args.config, {"eval.max_tokens": args.max_tokens, "eval.concurrency": args.concurrency,
-                                       "eval.batch_size": args.batch_size, **data_overrides(args)})
-    result = evaluate(config, data=args.data, model=args.model, base_url=args.base_url, adapter=args.adapter,
-                      out=args.out, limit=args.limit, progress=not args.quiet)
+    given = setting_values(args, "eval")  # the model and the row limit are evaluate()'s own arguments
+    model, base_url, limit = given.pop("model.name"), given.pop("model.base_url"), given.pop("data.limit")
+    config = load_config(args.config, given)
+    result = evaluate(config, data=args.data, model=model, base_url=base_url, adapter=args.adapter,
+                      out=args.out, limit=limit, progress=not args.quiet)
     print(describe_eval(result))
     return 0
 
@@ -91,7 +77,7 @@ def add_export(sub) -> None:
                                    "those pairs.")
     add_run_dir(p, metavar="RUN_DIR", nargs="?")
     p.add_argument("--data", metavar="SOURCE", help="with RUN_DIR: the input the run read, when it has moved; "
-                   "without: denoised.jsonl, or labeled data: " + DATA_HELP)
+                   "without: denoised.jsonl, or labeled data: " + data_help())
     p.add_argument("--out", metavar="PATH", help="file or folder to write; its suffix picks the file type "
                    "(.jsonl, .json, .csv, .tsv, .parquet; otherwise a save_to_disk folder). Default with RUN_DIR: "
                    "RUN_DIR/export/<the input's name>")
@@ -100,8 +86,7 @@ def add_export(sub) -> None:
                         "pairs (default without RUN_DIR: from --out, .jsonl messages, .json alpaca, otherwise hf)")
     p.add_argument("--config", metavar="FILE", help="without RUN_DIR: YAML config (data columns, instruction, "
                    "prompts_dir); a run directory carries its own")
-    p.add_argument("--limit", type=int, metavar="N", help="without RUN_DIR: export the first N rows only")
-    add_data_flags(p)
+    add_setting_flags(p, "export")
     p.set_defaults(handler=_export)
 
 
@@ -110,17 +95,18 @@ def _export(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..finetune.export import export, export_run
 
-    overrides = data_overrides(args)
+    given = setting_values(args, "export")
+    limit = given.pop("data.limit")
     if args.dir is not None:
-        if args.config or args.limit:
+        if args.config or limit:
             raise ConfigError("--config and --limit are not used with RUN_DIR: the run's own configuration says "
                               "what it read")
         result = export_run(args.dir, out=args.out, fmt=args.format, data=args.data,
-                            data_overrides={k.split(".", 1)[1]: v for k, v in overrides.items()})
+                            data_overrides={k.split(".", 1)[1]: v for k, v in given.items()})
     else:
         if args.data is None or args.out is None:
             raise ConfigError("pass the run directory (robustft export RUN_DIR), or --data FILE and --out PATH")
-        config = load_config(args.config, {"data.limit": args.limit, **overrides})
+        config = load_config(args.config, {"data.limit": limit, **given})
         result = export(config, data=args.data, out=args.out, fmt=args.format)
     print(result.describe())
     return 0
@@ -134,9 +120,8 @@ def add_run(sub) -> None:
                                    "results.md). Re-running resumes. See examples/paper/.")
     p.add_argument("config", metavar="CONFIG", help="YAML config with data, model, train, eval and experiment sections")
     p.add_argument("--out", metavar="DIR", help="experiment directory (default: out: in the config)")
-    p.add_argument("--limit", type=int, metavar="N", help="use the first N training rows only")
-    p.add_argument("--test-limit", type=int, metavar="N", help="evaluate on the first N test rows only")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_setting_flags(p, "run")
     p.set_defaults(handler=_run)
 
 
@@ -144,7 +129,7 @@ def _run(args: argparse.Namespace) -> int:
     from ..config import load_config
     from ..finetune.experiment import run_experiment
 
-    config = load_config(args.config, {"data.limit": args.limit, "experiment.test_limit": args.test_limit})
+    config = load_config(args.config, setting_values(args, "run"))
     result = run_experiment(config, out=args.out, progress=not args.quiet)
     print(f"\nTest accuracy on {result.results['test_data']}\n\n{result.table}\n")
     print(f"results: {result.out_dir / 'results.json'}  (table: {result.out_dir / 'results.md'})")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import (DATA_HELP, add_data_flags, add_embedding_flags, add_model_flags, add_run_dir, data_overrides,
-                     embedding_overrides, failed_exit, model_overrides, print_to_pager)
+from .common import add_run_dir, failed_exit, print_to_pager, settings_given
+from .flags import add_setting_flags
 
 
 def add_trace(sub) -> None:
@@ -57,18 +57,10 @@ def add_ablate(sub) -> None:
                                    "(also DIR/ablation.json and DIR/ablation.md). Variants: "
                                    + ", ".join(VARIANTS) + "; combine switches with '+'. Re-running resumes.")
     p.add_argument("--config", metavar="FILE", help="YAML config (see examples/); flags override it")
-    p.add_argument("--data", metavar="SOURCE", help=DATA_HELP)
-    p.add_argument("--out", metavar="DIR", help="ablation directory (one run directory per variant inside)")
-    add_model_flags(p)
-    add_embedding_flags(p)
     p.add_argument("--variants", metavar="LIST", help="comma-separated variants (default: all of them)")
     p.add_argument("--gold", metavar="FILE", help="correct labels: adds detection and label-accuracy figures")
-    p.add_argument("--concurrency", type=int, metavar="N", help="model calls in flight at once (default 32)")
-    p.add_argument("--limit", type=int, metavar="N", help="take only the first N rows")
-    p.add_argument("--max-tokens", type=int, metavar="N", help="max tokens per response (default 512)")
-    p.add_argument("--beta", type=float, help="fraction of relabeled samples kept (default 0.5)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    add_data_flags(p)
+    add_setting_flags(p, "ablate")
     p.set_defaults(handler=_ablate)
 
 
@@ -78,11 +70,9 @@ def _ablate(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
 
     variants = parse_variants(args.variants)
-    overrides = model_overrides(args)
-    overrides.update({"data.path": args.data, "data.limit": args.limit, "denoise.concurrency": args.concurrency,
-                      "denoise.beta": args.beta, **embedding_overrides(args), **data_overrides(args)})
+    overrides = settings_given(args, "ablate")
     config = load_config(args.config, overrides)
-    out = args.out or config.out
+    out = config.out
     if out is None:
         raise ConfigError("no output directory: pass --out DIR (or set `out:` in the config)")
     result = run_ablation(config, variants, out, gold=args.gold, progress=not args.quiet)

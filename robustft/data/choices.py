@@ -3,7 +3,7 @@ the answer, so that every common layout is read as multiple choice and written b
 
 Layouts (`find_layout`, first match wins):
 
-- ``columns``: one column per option, named by `--options-columns A,B,C,D` (`data.options_columns`)
+- ``columns``: one column per option, named by `data.options_columns` (e.g. A, B, C, D)
   or recognised: ``A``..``E`` (MMLU's CSV), ``option_a``.. / ``option_A``.. / ``optionA``..,
   ``choice1``.. / ``choice_1``.. (``choice0``.. too), ``opa``.. (MedMCQA). An empty cell ends a
   row's options (a question with fewer options than columns).

@@ -324,7 +324,7 @@ def _list_in_object(path: Path, obj: dict, key: str | None) -> tuple[str, list] 
         lists = [k for k, v in obj.items() if isinstance(v, list)]
         raise InputError(f"the JSON object has no list under '{key}' (keys holding lists: "
                          f"{', '.join(repr(k) for k in lists) or 'none'})", path=path,
-                         fix="pass --split (data.split) with one of those keys")
+                         fix="set data.split to one of those keys")
     for k in LIST_KEYS:
         if isinstance(obj.get(k), list):
             return k, obj[k]
@@ -335,7 +335,7 @@ def _list_in_object(path: Path, obj: dict, key: str | None) -> tuple[str, list] 
         return next(iter(obj.items()))
     raise InputError(f"the JSON object holds several lists ({', '.join(repr(k) for k in obj)}) and none is "
                      f"under a usual key ({', '.join(LIST_KEYS)})", path=path,
-                     fix="pass --split (data.split) with the key of the list to read")
+                     fix="set data.split to the key of the list to read")
 
 
 def _read_json_table(path: Path, kind: str, limit: int | None, key: str | None = None) -> Table:

@@ -37,9 +37,10 @@ from typing import Any, Iterator
 from ..answers import letters, normalize_label, parse_number
 from ..config import DataConfig
 from ..errors import InputError
+from ..tasks import task_of
 from .choices import OptionLayout, find_layout, likely_option_columns
 from .records import Row, Table, json_type, load_json
-from .shapes import SHAPE_HINT, Shape, ShapeError, parse_row, recognise
+from .shapes import SHAPE_HINT, Layout, Shape, ShapeError, cell_text, layout_of, recognise
 from .sources import open_source
 
 __all__ = ["Dataset", "DataSource", "Sample", "OPEN_MEDIAN_WORDS", "build_dataset", "infer_task", "load_dataset",
@@ -69,11 +70,12 @@ class DataSource:
 
     location: str              # the path (absolute) or hub name as read
     kind: str                  # csv | tsv | jsonl | json | parquet | disk | hub | records
-    shape: str                 # table | messages | sharegpt | alpaca
+    shape: str                 # the layout: table | messages | sharegpt | alpaca, or a package's
     columns: list[str]         # every column / top-level key, in order
     answer_column: str         # the column holding the answer (Alpaca: output; chats: the conversation)
     split: str | None = None
     options_layout: OptionLayout | None = None  # multiple choice: where the options are, how answers are written
+    shape_column: str | None = None  # the column the layout reads records from (a conversation's), if one
 
 
 @dataclass
@@ -94,25 +96,25 @@ class Dataset:
 
 
 _COLUMN_KEYS = {
-    "question": ("question_column", "--question-column", "questions"),
-    "answer": ("answer_column", "--answer-column", "answers (labels)"),
-    "options": ("options_column", "--options-column", "options (a JSON list of strings)"),
+    "question": ("question_column", "questions"),
+    "answer": ("answer_column", "answers (labels)"),
+    "options": ("options_column", "options (a JSON list of strings)"),
 }
 
 
 def _missing_column(table: Table, name: str, role: str, why: str = "") -> InputError:
-    key, flag, what = _COLUMN_KEYS[role]
+    key, what = _COLUMN_KEYS[role]
     found = ", ".join(repr(c) for c in table.columns) or "none"
     near = [c for c in table.columns if c.strip().casefold() == name.casefold()]
     if near:
-        fix = f"set data.{key}: {near[0]} (or {flag} {near[0]}; column names are case-sensitive)"
+        fix = f"set data.{key}: {near[0]} (column names are case-sensitive)"
     elif len(table.columns) == 1 and any(d in table.columns[0] for d in ";\t|"):
         fix = ("the header looks separated by something other than commas: save the file "
                "comma-separated (or tab-separated as .tsv)")
     elif role == "options":
-        fix = f"set data.{key} (or {flag}) to the column that holds the {what}"
+        fix = f"set data.{key} to the column that holds the {what}"
     else:
-        fix = (f"set data.{key} (or {flag}) to the column that holds the {what}; the recognised shapes are "
+        fix = (f"set data.{key} to the column that holds the {what}; the recognised shapes are "
                f"{SHAPE_HINT}")
     return InputError(f"missing column '{name}'{why} ({table.noun} found: {found})",
                       path=table.path, field=name, fix=fix)
@@ -135,15 +137,10 @@ class _RowContext:
 
 
 def _as_text(value: Any, ctx: _RowContext, field_name: str) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, float) and math.isnan(value):
-        return ""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return str(value)
-    raise ctx.error(field_name, f"is {json_type(value)}, not text", fix="write this field as a string")
+    try:
+        return cell_text(value, field_name)
+    except ShapeError as e:
+        raise ctx.error(e.field, str(e), fix=e.fix) from None
 
 
 def _check_text(values: dict[str, Any], ctx: _RowContext) -> None:
@@ -228,7 +225,7 @@ def load_source(cfg: DataConfig, source: Any = None) -> tuple[Table, Dataset]:
     """The rows as read and the dataset built from them (`robustft export` needs both)."""
     chosen = source if source is not None else cfg.path
     if chosen is None:
-        raise InputError("no data given", fix="pass --data FILE (or a hub name), or set data.path in the config")
+        raise InputError("no data given", fix="set data.path to a file, a folder or a hub name")
     table = open_source(chosen, limit=cfg.limit, split=cfg.split)
     return table, build_dataset(table, cfg)
 
@@ -261,10 +258,10 @@ def _layout(table: Table, cfg: DataConfig) -> OptionLayout | None:
     if cfg.options_columns:
         missing = [c for c in cfg.options_columns if c not in table.columns]
         if missing:
-            raise InputError(f"--options-columns names {', '.join(repr(c) for c in missing)}, not in the data "
+            raise InputError(f"data.options_columns names {', '.join(repr(c) for c in missing)}, not in the data "
                              f"({table.noun} found: {', '.join(repr(c) for c in table.columns)})", path=table.path,
                              field=missing[0], fix="name the columns that hold the options, in order, e.g. "
-                                                   "--options-columns A,B,C,D")
+                                                   "data.options_columns: [A, B, C, D]")
     return find_layout(table.columns, [r.values for r in table.rows], options_column=cfg.options_column,
                        options_columns=cfg.options_columns, answer_column=cfg.answer_column)
 
@@ -274,24 +271,20 @@ def build_dataset(table: Table, cfg: DataConfig) -> Dataset:
     if layout is not None and cfg.answer_column not in table.columns and layout.answer_column in table.columns:
         cfg = cfg.model_copy(update={"answer_column": layout.answer_column})  # ARC's answerKey, a `label`
     shape = recognise(table.columns, cfg, table.rows[0].values if table.rows else None)
+    form = layout_of(shape.name)  # the input layout (`robustft.data.shapes.Layout`): how a record is read
     columns = set(table.columns)
     idcol = cfg.id_column
     ocol = layout.columns[0] if layout is not None else cfg.options_column
-    if shape.name == "table":
+    if shape.name == "table":  # the fallback layout: its message says which columns were looked for and why
         if cfg.question_column not in columns:
             raise _missing_column(table, cfg.question_column, "question")
         if cfg.answer_column not in columns:
             raise _missing_column(table, cfg.answer_column, "answer")
-    elif shape.name == "alpaca":
-        for name in ("instruction", "output"):
-            if name not in columns:
-                raise InputError(f"missing field '{name}' (data.format is alpaca; {table.noun} found: "
-                                 f"{', '.join(repr(c) for c in table.columns)})", path=table.path, field=name,
-                                 fix="give every record 'instruction', 'output' and optionally 'input'")
-    elif shape.column not in columns:
-        raise InputError(f"missing field '{shape.column}' (data.format is {shape.name}; {table.noun} found: "
-                         f"{', '.join(repr(c) for c in table.columns)})", path=table.path, field=shape.column,
-                         fix="set data.conversation_column to the field that holds the conversation")
+    fields, fix = form.required(shape, cfg)
+    for name in fields:
+        if name not in columns:
+            raise InputError(f"missing field '{name}' (data.format is {shape.name}; {table.noun} found: "
+                             f"{', '.join(repr(c) for c in table.columns)})", path=table.path, field=name, fix=fix)
     if cfg.task == "multiple_choice" and layout is None:
         raise _missing_column(table, ocol, "options", why=" (data.task is multiple_choice)")
     has_id = idcol in columns
@@ -314,7 +307,7 @@ def build_dataset(table: Table, cfg: DataConfig) -> Dataset:
             ctx.sample_id = sample_id
         else:
             sample_id = str(row.number - 1)
-        question, label, conversation, used = _question_and_answer(shape, row, ctx, cfg)
+        question, label, conversation, used = _question_and_answer(form, shape, row, ctx, cfg)
         options = None
         if layout is not None and layout.kind == "list":
             options = _parse_options(row.values.get(ocol), ctx, ocol)  # the checks as before, word for word
@@ -332,11 +325,11 @@ def build_dataset(table: Table, cfg: DataConfig) -> Dataset:
 
     task = _decide_task(cfg.task, parsed, table, ocol)
     if task != "multiple_choice" and cfg.task == "auto":
-        _check_not_unseen_choices(parsed, table, _answer_field(shape, cfg))
+        _check_not_unseen_choices(parsed, table, form.answer_column(shape, cfg))
     samples = []
     for item in parsed:
         ctx = _RowContext(table, item.row, item.sample_id if has_id else None)
-        label = _normalise(item, task, ctx, _answer_field(shape, cfg), ocol,
+        label = _normalise(item, task, ctx, form.answer_column(shape, cfg), ocol,
                            keep_out_of_range=cfg.out_of_range_labels == "keep")
         option_cols = set(layout.columns) if layout is not None else set()
         used = item.used | ({idcol} if has_id else set()) | (option_cols if task == "multiple_choice" else set())
@@ -348,7 +341,7 @@ def build_dataset(table: Table, cfg: DataConfig) -> Dataset:
     if table.kind not in ("hub", "records"):
         path = path.resolve()
     source = DataSource(location=str(path), kind=table.kind, shape=shape.name, columns=list(table.columns),
-                        answer_column=_answer_field(shape, cfg), split=table.split,
+                        answer_column=form.answer_column(shape, cfg), split=table.split, shape_column=shape.column,
                         options_layout=layout if task == "multiple_choice" else None)
     return Dataset(samples=samples, task=task, path=path, source=source)
 
@@ -373,31 +366,13 @@ def _check_not_unseen_choices(parsed: list[_Parsed], table: Table, acol: str) ->
     raise InputError(
         f"every answer is {what}, but no options were found{near} ({table.noun} found: "
         f"{', '.join(repr(c) for c in table.columns)})", path=table.path, field=acol,
-        fix="name the option columns in order with --options-columns A,B,C,D (or data.options_columns), or put the "
-            "options in an 'options' column as a JSON list; if the answers really are short text, set --task text")
+        fix="name the option columns in order in data.options_columns (e.g. A, B, C, D), or put the options in an "
+            "'options' column as a JSON list; if the answers really are short text, set data.task to text")
 
 
-def _answer_field(shape: Shape, cfg: DataConfig) -> str:
-    """The column that holds the answer: the answer column, Alpaca's output, or the conversation."""
-    return {"table": cfg.answer_column, "alpaca": "output"}.get(shape.name) or str(shape.column)
-
-
-def _question_and_answer(shape: Shape, row: Row, ctx: _RowContext, cfg: DataConfig):
-    if shape.name == "table":
-        qcol, acol = cfg.question_column, cfg.answer_column
-        if qcol not in row.values:
-            raise ctx.error(qcol, f"no '{qcol}' field in this record", fix="give every record a question")
-        question = _as_text(row.values[qcol], ctx, qcol).strip()
-        if not question:
-            raise ctx.error(qcol, "question is empty", fix="write the question, or remove the row")
-        if acol not in row.values:
-            raise ctx.error(acol, f"no '{acol}' field in this record", fix="give every record an answer")
-        label = _as_text(row.values[acol], ctx, acol).strip()
-        if not label:
-            raise ctx.error(acol, "label is empty", fix="write the answer, or remove the row")
-        return question, label, None, {qcol, acol}
+def _question_and_answer(form: Layout, shape: Shape, row: Row, ctx: _RowContext, cfg: DataConfig):
     try:
-        p = parse_row(shape, row.values)
+        p = form.parse(shape, row.values, cfg)
     except ShapeError as e:
         raise ctx.error(e.field, str(e), fix=e.fix) from None
     if not p.question.strip():
@@ -432,7 +407,7 @@ def _decide_task(requested: str, parsed: list[_Parsed], table: Table, ocol: str)
                     fix=f"give every row its options as a JSON list, e.g. {_OPTIONS_EXAMPLE}")
         return "multiple_choice"
     if requested != "auto":
-        return requested
+        return task_of(requested).name  # a task type nobody registered: the ConfigError naming data.task
     return infer_task([p.label for p in parsed])
 
 
@@ -442,8 +417,8 @@ def _normalise(item: _Parsed, task: str, ctx: _RowContext, acol: str, ocol: str,
         return item.label
     try:
         return normalize_label(item.label, task, item.options)
-    except ValueError:
-        pass
+    except ValueError as e:
+        problem = str(e)
     if task == "multiple_choice" and keep_out_of_range:
         try:
             return normalize_label(item.label, task, None)  # any letter A-Z
@@ -457,8 +432,11 @@ def _normalise(item: _Parsed, task: str, ctx: _RowContext, acol: str, ocol: str,
                   f"(or an option's exact text)",
             fix=f"set the label to a letter {valid[0]}-{valid[-1]} (A = first option), or check that "
                 f"'{ocol}' lists every option" + (
-                    "; if the letter is just a wrong label, set data.out_of_range_labels: keep "
-                    "(--out-of-range-labels keep) to have it relabeled" if len(shown) == 1 and shown.isalpha() else ""))
-    raise ctx.error(
-        acol, f"label {shown!r} is not a number",
-        fix="correct the label, or set data.task to text (or auto) if the answers are not numbers")
+                    "; if the letter is just a wrong label, set data.out_of_range_labels to keep "
+                    "to have it relabeled" if len(shown) == 1 and shown.isalpha() else ""))
+    if task == "numeric":
+        raise ctx.error(
+            acol, f"label {shown!r} is not a number",
+            fix="correct the label, or set data.task to text (or auto) if the answers are not numbers")
+    raise ctx.error(acol, problem, fix=f"correct the label, or set data.task to the task type of these answers "
+                                       f"(data.task is {task})")

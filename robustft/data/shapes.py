@@ -16,19 +16,31 @@ there is one.
 `recognise` picks the shape from the columns (``data.format: auto``): the configured question and
 answer columns when both are there, else ``messages`` / ``conversations`` / ``instruction`` +
 ``output``. `AnswerSlot` says where the answer stands in the record, for writing it back.
+
+Each layout is a `Layout` class registered by name (`data.format`) in the entry-point group
+`robustft.layouts`, robustft's own like a package's:
+
+    [project.entry-points."robustft.layouts"]
+    qa_pairs = "my_package.layouts:QAPairs"
+
+A layout recognises records by their columns (`recognise`, for ``data.format: auto``; a package's
+layouts are tried after robustft's own), parses one record into the question, the answer under
+test and where that answer stands (`parse`), and so is written back in its own layout
+(`robustft.data.writeback` replaces the answer at that `AnswerSlot` and nothing else).
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import DataConfig
+from ..plugins import Registry
 from .records import json_type, load_json
 
-__all__ = ["SHAPES", "AnswerSlot", "Parsed", "Shape", "ShapeError", "recognise", "render_conversation", "parse_row"]
+__all__ = ["SHAPES", "AnswerSlot", "Layout", "Parsed", "Shape", "ShapeError", "layout_of", "recognise",
+           "render_conversation"]
 
 SHAPES = ("table", "messages", "sharegpt", "alpaca")
 CONVERSATION_COLUMNS = {"messages": "messages", "sharegpt": "conversations"}
@@ -76,21 +88,19 @@ class Shape:
 
 def recognise(columns: list[str], cfg: DataConfig, first_row: dict[str, Any] | None = None) -> Shape:
     """The shape of records with these columns, as `data.format` says or inferred from the columns
-    (and, for a conversation column, from the keys of its first turn)."""
-    present = set(columns)
-    if cfg.format in CONVERSATION_COLUMNS:
-        return Shape(cfg.format, cfg.conversation_column or CONVERSATION_COLUMNS[cfg.format])
+    (and, for a conversation column, from the keys of its first turn): robustft's own layouts in
+    `AUTO_ORDER`, then a package's, else a table."""
     if cfg.format != "auto":
-        return Shape(cfg.format)
-    if cfg.question_column in present and cfg.answer_column in present:
-        return Shape("table")
-    candidates = [cfg.conversation_column] if cfg.conversation_column else ["messages", "conversations"]
-    for column in candidates:
-        if column in present:
-            style = _turn_style(first_row.get(column) if first_row else None)
-            return Shape(style or ("sharegpt" if column == "conversations" else "messages"), column)
-    if "instruction" in present and "output" in present:
-        return Shape("alpaca")
+        return layout_of(cfg.format).shape(cfg)
+    for name in AUTO_ORDER:
+        shape = layout_of(name).recognise(columns, cfg, first_row)
+        if shape is not None:
+            return shape
+    for name in LAYOUTS.names():  # a package's: only for records robustft's own do not recognise
+        if name not in LAYOUTS.builtin:
+            shape = layout_of(name).recognise(columns, cfg, first_row)
+            if shape is not None:
+                return shape
     return Shape("table")
 
 
@@ -231,12 +241,149 @@ def _alpaca(row: dict[str, Any]) -> Parsed:
                   used={"instruction", "input", "output", "system", "history"} & set(row))
 
 
-def parse_row(shape: Shape, row: dict[str, Any]) -> Parsed:
-    """The question, the answer under test and the conversation of one chat-shaped record.
-    (Tables are read column by column by the caller, with its own row-precise messages.)"""
-    if shape.name in TURN_KEYS:
+# --- layouts ---------------------------------------------------------------------------------
+
+
+def cell_text(value: Any, column: str) -> str:
+    """A cell as text: a string, a number written out, "" for a missing one; ShapeError for anything else."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float) and math.isnan(value):
+        return ""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise ShapeError(f"is {json_type(value)}, not text", column, "write this field as a string")
+
+
+class Layout:
+    """One input layout. `name` is set from the registration (the entry point's name); one instance
+    serves the whole process."""
+
+    name: str = ""
+
+    def recognise(self, columns: list[str], cfg: DataConfig, first_row: dict[str, Any] | None) -> Shape | None:
+        """``data.format: auto``: this layout's `Shape` when records with these columns (and this first
+        record) are in it, else None."""
+        return None
+
+    def shape(self, cfg: DataConfig) -> Shape:
+        """The `Shape` when ``data.format`` names this layout."""
+        return Shape(self.name)
+
+    def required(self, shape: Shape, cfg: DataConfig) -> tuple[tuple[str, ...], str]:
+        """The fields every record must have, and the fix to say when one is missing from the columns:
+        checked once, before any row is read."""
+        return (), ""
+
+    def parse(self, shape: Shape, row: dict[str, Any], cfg: DataConfig | None) -> Parsed:
+        """One record: the question, the answer under test, the conversation before it (None: the
+        question alone), where the answer stands (`AnswerSlot`) and the fields consumed (the rest
+        go to `Sample.extra`). Raise `ShapeError` (message, field, fix) for a record that does not
+        fit. ``cfg`` is None when a record is read again to write its new answer back."""
+        raise NotImplementedError
+
+    def answer_column(self, shape: Shape, cfg: DataConfig) -> str:
+        """The column that holds the answer under test (named in messages, kept in `DataSource`)."""
+        return shape.column or cfg.answer_column
+
+    def answer_slot(self, shape: Shape, row: dict[str, Any], answer_column: str) -> tuple[AnswerSlot, Any]:
+        """Where the answer stands in this record, and the answer as written there (writing back)."""
+        parsed = self.parse(shape, row, None)
+        return parsed.slot, parsed.answer
+
+
+class Table(Layout):
+    """A question column and an answer column (their names from `DataConfig`); the fallback."""
+
+    def recognise(self, columns, cfg, first_row):
+        return Shape("table") if cfg.question_column in columns and cfg.answer_column in columns else None
+
+    def parse(self, shape, row, cfg):
+        assert cfg is not None
+        qcol, acol = cfg.question_column, cfg.answer_column
+        if qcol not in row:
+            raise ShapeError(f"no '{qcol}' field in this record", qcol, "give every record a question")
+        question = cell_text(row[qcol], qcol).strip()
+        if not question:
+            raise ShapeError("question is empty", qcol, "write the question, or remove the row")
+        if acol not in row:
+            raise ShapeError(f"no '{acol}' field in this record", acol, "give every record an answer")
+        label = cell_text(row[acol], acol).strip()
+        if not label:
+            raise ShapeError("label is empty", acol, "write the answer, or remove the row")
+        return Parsed(question=question, answer=label, conversation=None, slot=AnswerSlot(acol), used={qcol, acol})
+
+    def answer_column(self, shape, cfg):
+        return cfg.answer_column
+
+    def answer_slot(self, shape, row, answer_column):
+        return AnswerSlot(answer_column), row.get(answer_column)
+
+
+class Messages(Layout):
+    """OpenAI chat turns (``role``, ``content``) under ``messages``."""
+
+    def recognise(self, columns, cfg, first_row):
+        # ShareGPT is recognised here too: the column name does not decide, the first turn's keys do
+        present = set(columns)
+        candidates = [cfg.conversation_column] if cfg.conversation_column else ["messages", "conversations"]
+        for column in candidates:
+            if column in present:
+                style = _turn_style(first_row.get(column) if first_row else None)
+                return Shape(style or ("sharegpt" if column == "conversations" else "messages"), column)
+        return None
+
+    def shape(self, cfg):
+        return Shape(self.name, cfg.conversation_column or CONVERSATION_COLUMNS[self.name])
+
+    def required(self, shape, cfg):
+        return (str(shape.column),), "set data.conversation_column to the field that holds the conversation"
+
+    def parse(self, shape, row, cfg):
         assert shape.column is not None
         return _conversation(shape.name, shape.column, row)
-    if shape.name == "alpaca":
+
+
+class ShareGPT(Messages):
+    """ShareGPT turns (``from``, ``value``) under ``conversations``, with an optional ``system``."""
+
+    def recognise(self, columns, cfg, first_row):
+        return None  # `Messages.recognise` tells the two apart by the first turn
+
+
+class Alpaca(Layout):
+    """``instruction``, ``input``, ``output`` (LLaMA-Factory's ``system`` and ``history`` too)."""
+
+    def recognise(self, columns, cfg, first_row):
+        return Shape("alpaca") if "instruction" in columns and "output" in columns else None
+
+    def required(self, shape, cfg):
+        return ("instruction", "output"), "give every record 'instruction', 'output' and optionally 'input'"
+
+    def parse(self, shape, row, cfg):
         return _alpaca(row)
-    raise ValueError(f"parse_row reads chat shapes, not {shape.name!r}")
+
+    def answer_column(self, shape, cfg):
+        return "output"
+
+
+def _make(loaded: Any, name: str) -> Layout:
+    layout = loaded() if isinstance(loaded, type) else loaded
+    if not isinstance(layout, Layout):
+        raise TypeError(f"{type(layout).__name__} is not a robustft.data.shapes.Layout")
+    layout.name = name
+    return layout
+
+
+BUILTIN = {"table": "robustft.data.shapes:Table", "messages": "robustft.data.shapes:Messages",
+           "sharegpt": "robustft.data.shapes:ShareGPT", "alpaca": "robustft.data.shapes:Alpaca"}
+AUTO_ORDER = ("table", "messages", "alpaca")  # which of robustft's own `data.format: auto` tries first
+LAYOUTS: Registry[Layout] = Registry("robustft.layouts", "data.format", "layout", BUILTIN, _make)
+layout_of = LAYOUTS.get  # the Layout named so, or UnknownName (a ConfigError) listing the registered ones
+
+
+def check_format(name: str) -> str:
+    """`data.format` when it is `auto` or a registered layout (a run checks this when it starts)."""
+    return name if name == "auto" else LAYOUTS.check(name)

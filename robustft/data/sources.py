@@ -109,14 +109,14 @@ def _choose_split(loaded: Any, where: Any, split: str | None, folder_hint: Path 
         if split in loaded:
             return loaded[split], split
         raise InputError(f"has no split '{split}' (splits: {', '.join(splits) or 'none'})", path=where,
-                         fix="pass --split (data.split) with one of those")
+                         fix="set data.split to one of those")
     if "train" in loaded:
         return loaded["train"], "train"
     if len(splits) == 1:
         return loaded[splits[0]], splits[0]
     shown = ", ".join(splits) if splits else "none"
-    fix = ("pass --split (data.split) with one of them"
-           + (f", or point --data at one split's folder, e.g. {folder_hint / splits[0]}"
+    fix = ("set data.split to one of them"
+           + (f", or point data.path at one split's folder, e.g. {folder_hint / splits[0]}"
               if folder_hint is not None and splits else ""))
     raise InputError(f"holds several splits ({shown}) and none is named 'train'", path=where, fix=fix)
 
@@ -147,7 +147,7 @@ def _read_disk(path: Path, limit: int | None, split: str | None) -> Table:
 def _offline_fix() -> str:
     return ("connect to the internet once (the dataset is then kept in the local cache, ~/.cache/huggingface/"
             "datasets or $HF_DATASETS_CACHE), or set HF_DATASETS_CACHE to a cache that holds it (or HF_ENDPOINT "
-            "to a mirror), or download its data files and pass their file or folder to --data; "
+            "to a mirror), or download its data files and set data.path to their file or folder; "
             "if HF_HUB_OFFLINE=1 is set only the cache is searched")
 
 

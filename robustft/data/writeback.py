@@ -34,7 +34,7 @@ from ..files import atomic_folder, atomic_write, json_text
 from .jsonspan import dumps_like, item_spans, replace_value, value_span
 from .records import Row, Table
 from .samples import Dataset
-from .shapes import AnswerSlot, Shape, parse_row
+from .shapes import AnswerSlot, Shape, layout_of
 from .sources import PARQUET_SUFFIXES
 
 __all__ = ["WriteResult", "kind_for", "write_back", "answer_like"]
@@ -76,20 +76,11 @@ def answer_like(original: Any, label: str, task: str, options: list[str] | None)
 # --- one record ------------------------------------------------------------------------------
 
 
-def _shape(dataset: Dataset) -> Shape:
+def _slot(dataset: Dataset, row: Row) -> tuple[AnswerSlot, Any]:
+    """Where the answer stands in this record, and the answer as written there (its layout says)."""
     src = dataset.source
     assert src is not None
-    return Shape(src.shape, src.answer_column if src.shape in ("messages", "sharegpt") else None)
-
-
-def _slot(dataset: Dataset, row: Row) -> tuple[AnswerSlot, Any]:
-    """Where the answer stands in this record, and the answer as written there."""
-    shape = _shape(dataset)
-    if shape.name == "table":
-        column = dataset.source.answer_column  # type: ignore[union-attr]
-        return AnswerSlot(column), row.values.get(column)
-    parsed = parse_row(shape, row.values)
-    return parsed.slot, parsed.answer
+    return layout_of(src.shape).answer_slot(Shape(src.shape, src.shape_column), row.values, src.answer_column)
 
 
 def _set_path(value: Any, path: list[str | int], new: Any) -> Any:
@@ -245,7 +236,7 @@ def _write_disk(out: Path, table: Table, records: list[_Out], same_kind: bool) -
 
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not (out / "dataset_info.json").is_file():
         raise InputError("exists and is not a dataset folder this command wrote", path=out,
-                         fix="pass --out with a new or empty folder, or a file name ending in .jsonl, .json, .csv "
+                         fix="give `out` a new or empty folder, or a file name ending in .jsonl, .json, .csv "
                              "or .parquet")
     features = table.schema if isinstance(table.schema, datasets.Features) else None
     ds = datasets.Dataset.from_list([r.values for r in records], features=features)

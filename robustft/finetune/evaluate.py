@@ -57,10 +57,10 @@ def _check_adapter(adapter: str | Path) -> None:
     path = Path(adapter)
     if not path.is_dir():
         raise InputError("adapter directory not found", path=path,
-                         fix="pass the --out directory of `robustft train` (it holds adapter_config.json)")
+                         fix="pass the output directory of `robustft train` (it holds adapter_config.json)")
     if not (path / "adapter_config.json").is_file():
         raise InputError("no adapter_config.json in it, so it is not a PEFT adapter", path=path,
-                         fix="pass the --out directory of a finished `robustft train` run")
+                         fix="pass the output directory of a finished `robustft train` run")
 
 
 def eval_model_config(config: RobustFTConfig, *, model: str | None = None,
@@ -69,27 +69,44 @@ def eval_model_config(config: RobustFTConfig, *, model: str | None = None,
     """The model to evaluate: `config.model` with the flags applied and the eval settings
     (temperature, max_tokens, batch size; no logprobs). `base_url` means a server; `model` alone a
     local transformers model, unless the config already names a server (`model_flag_updates`)."""
+    from ..backends.registry import options_model
+
     update: dict[str, Any] = model_flag_updates(config.model, model=model, base_url=base_url)
+    e = config.eval
+    update.update(temperature=e.temperature, max_tokens=e.max_tokens, logprobs=False)
+    inherited = config.model.model_dump()
+    provider = update.get("provider", config.model.provider)
+    if provider != config.model.provider:  # the configured backend's options are not another's
+        inherited = {k: v for k, v in inherited.items() if k in ModelConfig.model_fields}
+    if "batch_size" in options_model(provider).model_fields:
+        update["batch_size"] = e.batch_size
     if adapter is not None:
         update["adapter"] = str(adapter)
-    e = config.eval
-    update.update(temperature=e.temperature, max_tokens=e.max_tokens, logprobs=False, batch_size=e.batch_size)
-    mc = ModelConfig(**{**config.model.model_dump(), **update})
+    mc = ModelConfig(**{**inherited, **update})
     if not mc.name:
-        raise ConfigError("no model to evaluate: pass --model NAME --base-url URL (a server) or --model PATH "
-                          "(a local model)")
-    if mc.adapter is not None:
+        raise ConfigError("no model to evaluate: set model.name, with model.base_url for a server, or alone "
+                          "for a local model (its path or hub name)")
+    if mc.options.get("adapter") is not None:
         if mc.provider != "transformers":
             raise ConfigError(
-                "--adapter applies a LoRA adapter to a local model (--model PATH without --base-url). For a server, "
-                "serve the adapter instead (vllm serve BASE --enable-lora --lora-modules NAME=ADAPTER_DIR) and "
-                "pass --model NAME --base-url URL")
-        _check_adapter(mc.adapter)
+                "an `adapter` applies a LoRA adapter to a local model (model.name a path or hub name, no "
+                "model.base_url). For a server, serve the adapter instead "
+                "(`vllm serve BASE --enable-lora --lora-modules NAME=ADAPTER_DIR`) and set model.name to NAME and "
+                "model.base_url to the server")
+        _check_adapter(mc.options["adapter"])
     if mc.provider == "fake":
         return mc
     if mc.provider == "openai" and not mc.base_url:
-        raise ConfigError("model.base_url is empty for a server model: pass --base-url URL")
+        raise ConfigError("model.base_url is empty for a server model: set it to the server's URL (for example "
+                          "http://127.0.0.1:8000/v1)")
     return mc
+
+
+def _batch_size(config: ModelConfig) -> int:
+    """Requests a local backend generates together (1 for one that has no such option)."""
+    from ..backends.registry import backend_options
+
+    return int(backend_options(config).model_dump().get("batch_size", 1))
 
 
 def default_out_dir(data: str | Path, model: str, adapter: str | Path | None) -> Path:
@@ -157,12 +174,12 @@ async def score_samples(dataset: Dataset, chat_model: Any, prompts: PromptLibrar
             if generation is None:
                 if cfg.provider == "openai":
                     raise UserError(f"model {cfg.name!r} at {', '.join(cfg.base_urls)} did not answer the first test question: "
-                                    f"{error}\n  fix: check that the server is running, --base-url, and the model "
-                                    "name it serves (GET /v1/models lists them)")
+                                    f"{error}\n  fix: check that the server is running, model.base_url, and the "
+                                    "model name it serves (GET /v1/models lists them)")
                 raise RobustFTError(f"model {cfg.name!r} failed on the first test question: {error}")
             records[first] = record(first, generation, None)
             bar.update(1)
-            limit = concurrency if cfg.provider == "openai" else max(concurrency, cfg.batch_size * 2)
+            limit = concurrency if cfg.provider == "openai" else max(concurrency, _batch_size(cfg) * 2)
             sem = asyncio.Semaphore(limit)
 
             async def limited(i: int) -> None:
@@ -199,7 +216,8 @@ def evaluate(config: RobustFTConfig, *, data: str | Path | None = None, model: s
 
     data_path = data if data is not None else config.experiment.test_data
     if data_path is None:
-        raise ConfigError("no test data: pass --data FILE (a labeled CSV, JSONL or dataset folder)")
+        raise ConfigError("no test data: give `data` (a labeled CSV, JSONL or dataset folder), or set "
+                          "experiment.test_data")
     mc = eval_model_config(config, model=model, base_url=base_url, adapter=adapter)
     data_cfg = config.data.model_copy(update={"limit": limit})
     dataset = load_training_set(data_cfg, data_path)
@@ -209,7 +227,7 @@ def evaluate(config: RobustFTConfig, *, data: str | Path | None = None, model: s
                         "fine-tuned model with a judge or a similarity metric of your own, or set data.task to text "
                         "if the answers are short")
     prompts = PromptLibrary(config.denoise.prompts_dir)
-    out_dir = Path(out) if out is not None else default_out_dir(data_path, mc.name or "model", mc.adapter)
+    out_dir = Path(out) if out is not None else default_out_dir(data_path, mc.name or "model", mc.options.get("adapter"))
 
     started = time.monotonic()
     if not progress:
@@ -236,7 +254,7 @@ def evaluate(config: RobustFTConfig, *, data: str | Path | None = None, model: s
     result: dict[str, Any] = {
         **summarize(records),
         "task": dataset.task, "data": str(data_path), "limit": limit, "model": mc.name, "provider": mc.provider,
-        "base_url": mc.base_url if mc.provider == "openai" else None, "adapter": mc.adapter,
+        "base_url": mc.base_url if mc.provider == "openai" else None, "adapter": mc.options.get("adapter"),
         "eval": config.eval.model_dump(mode="json"), "instruction": config.data.instruction,
         "wall_time_s": round(time.monotonic() - started, 2), "robustft_version": __version__,
     }

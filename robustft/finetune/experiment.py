@@ -5,7 +5,7 @@
 From one YAML config (see examples/paper/): denoise the noisy training set with the experts
 (`model`), fine-tune `train.model` with LoRA on the result, and evaluate it on
 `experiment.test_data`; plus the two baselines that need no other method: the model as it is
-(`base`) and LoRA fine-tuning on the noisy labels (`noisy`). Output directory (`out`, or --out):
+(`base`) and LoRA fine-tuning on the noisy labels (`noisy`). Output directory (`out`):
 
     OUT/denoise/         the denoise run (denoised.jsonl, samples.jsonl, summary.json, ...)
     OUT/base/eval/       the untuned model's test predictions and result
@@ -96,7 +96,7 @@ def run_experiment(config: RobustFTConfig, *, config_path: str | Path | None = N
     config = resolve_config_paths(config, config_path)
     out_dir = Path(out) if out is not None else config.out
     if out_dir is None:
-        raise ConfigError("no output directory: set `out:` in the config or pass --out DIR")
+        raise ConfigError("no output directory: set `out`, the experiment directory")
     if config.data.path is None:
         raise ConfigError("no training data: set data.path (the noisy training set) in the config")
     test_data = config.experiment.test_data

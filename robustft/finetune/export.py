@@ -119,13 +119,13 @@ def export(config: RobustFTConfig, *, data: str | Path | None = None, out: str |
 
     data_path = data if data is not None else config.data.path
     if data_path is None:
-        raise ConfigError("no data: pass --data FILE (denoised.jsonl, or a CSV/JSONL/dataset folder)")
+        raise ConfigError("no data: give `data` (denoised.jsonl, or a CSV/JSONL/dataset folder), or set data.path")
     if out is None:
-        raise ConfigError("no output: pass --out PATH (file.jsonl, file.json or a folder)")
+        raise ConfigError("no output: give `out` (file.jsonl, file.json or a folder)")
     fmt = fmt or infer_format(out)
     if fmt == "input":
-        raise ConfigError("--format input (the input's own format) needs the run directory: "
-                          "robustft export RUN_DIR [--out PATH]")
+        raise ConfigError("the format 'input' (the input's own format) needs the run directory: "
+                          "`robustft export RUN_DIR` (export_run)")
     if fmt not in PAIR_FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}; use one of: {', '.join(PAIR_FORMATS)}")
     out_path = Path(out)
@@ -141,7 +141,7 @@ def export(config: RobustFTConfig, *, data: str | Path | None = None, out: str |
         if out_path.exists() and (not out_path.is_dir() or any(out_path.iterdir())):
             if not (out_path / "dataset_info.json").is_file():
                 raise InputError("exists and is not a dataset folder this command wrote", path=out_path,
-                                 fix="pass --out with a new or empty folder")
+                                 fix="give `out` a new or empty folder")
         with atomic_folder(out_path) as folder:
             to_hf_dataset(examples).save_to_disk(str(folder))
     return ExportResult(path=out_path, format=fmt, count=len(examples))
@@ -160,7 +160,7 @@ def _input_of(run_dir: Path, summary: dict[str, Any], config: RobustFTConfig) ->
     if name and looks_like_hub_name(name):
         return name
     raise InputError(f"the input this run read is not there any more (recorded as {recorded[0] or name})",
-                     path=run_dir, fix="pass --data with the file (or hub name) the run read")
+                     path=run_dir, fix="give `data`: the file (or hub name) the run read")
 
 
 def _default_out(run_dir: Path, dataset: Any) -> Path:
@@ -189,7 +189,7 @@ def export_run(run_dir: str | Path, *, out: str | Path | None = None, fmt: str |
     fmt = fmt or "input"
     denoised_path = run_dir / DENOISED
     if not denoised_path.is_file():
-        raise UserError(f"{run_dir}: no {DENOISED}; run `robustft denoise` with --out {run_dir} to finish the run")
+        raise UserError(f"{run_dir}: no {DENOISED}; run `robustft denoise --out {run_dir}` to finish the run")
     if fmt != "input":
         return export(config, data=denoised_path, out=out if out is not None else run_dir / "export" /
                       _PAIR_FILES.get(fmt, "fine_tuning_set"), fmt=fmt)
@@ -202,11 +202,11 @@ def export_run(run_dir: str | Path, *, out: str | Path | None = None, fmt: str |
         if sample is None or " ".join(str(record.get("question", "")).split()) != " ".join(sample.question.split()):
             what = "is not in it" if sample is None else "has a different question there"
             raise InputError(f"sample '{record.get('id')}' of {denoised_path} {what}: the input changed since the run",
-                             path=dataset.path, fix="pass --data with the input the run read (or run denoise "
+                             path=dataset.path, fix="give `data`: the input the run read (or run denoise "
                                                     "again on the changed input)")
     out_path = Path(out) if out is not None else _default_out(run_dir, dataset)
     if dataset.source.kind not in ("hub", "records") and out_path.resolve() == Path(dataset.source.location):
-        raise ConfigError(f"--out {out_path} is the input itself; pass another path (the input stays as it is)")
+        raise ConfigError(f"`out` {out_path} is the input itself; give another path (the input stays as it is)")
     remove_stale_temporaries(out_path.parent, [out_path.name])
     result = write_back(table, dataset, {str(r["id"]): r["label"] for r in kept}, out_path)
     by_source = Counter(str(r.get("source") or "clean") for r in kept)

@@ -52,6 +52,7 @@ from ..data.records import JSONL_SUFFIXES
 from ..errors import ConfigError, InputError, UserError
 from ..files import write_json
 from ..prompts import PromptLibrary
+from ..tasks import find_task
 
 __all__ = ["TrainResult", "completion_text", "load_training_set", "sft_examples", "train", "build_trainer",
            "is_denoised_file"]
@@ -100,7 +101,7 @@ def load_training_set(data: DataConfig, path: str | Path) -> Dataset:
         first = read_jsonl(path)[0]
         update: dict[str, Any] = {"answer_column": "label", "id_column": "id", "question_column": "question",
                                   "options_column": "options"}
-        if data.task == "auto" and first.get("task") in ("multiple_choice", "text", "numeric", "open"):
+        if data.task == "auto" and find_task(first.get("task")) is not None:
             update["task"] = first["task"]
         data = data.model_copy(update=update)
         dataset = load_dataset(data, path)
@@ -252,7 +253,7 @@ def build_trainer(examples: list[dict[str, Any]], model_name: str, cfg: TrainCon
     if not examples:
         raise InputError("the fine-tuning set is empty", fix="check the data file (a denoise run that kept no "
                          "sample writes an empty denoised.jsonl)")
-    tokenizer, model = load_model(model_name, dtype=_dtype(cfg), setting="--model")
+    tokenizer, model = load_model(model_name, dtype=_dtype(cfg), setting="train.model")
     records = _for_tokenizer(examples, tokenizer)
     dataset = HFDataset.from_list(records)
     with warnings.catch_warnings():
@@ -295,7 +296,7 @@ def _read_state(out_dir: Path) -> dict[str, Any] | None:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except ValueError:
-        raise UserError(f"{path}: unreadable; delete {out_dir} or pass a new --out") from None
+        raise UserError(f"{path}: unreadable; delete {out_dir} or give a new `out`") from None
 
 
 def _check_out_dir(out_dir: Path, fingerprint: str) -> dict[str, Any] | None:
@@ -304,11 +305,11 @@ def _check_out_dir(out_dir: Path, fingerprint: str) -> dict[str, Any] | None:
     if state is None:
         if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
             raise UserError(f"{out_dir} exists and is not a `robustft train` output directory; "
-                            "pass --out with a new or empty directory")
+                            "give `out` a new or empty directory")
         return None
     if state.get("fingerprint") != fingerprint:
         raise UserError(f"{out_dir} holds a training run with other data, model or settings; resuming it would "
-                        "mix two runs. Pass a new --out directory, or delete this one to start over.")
+                        "mix two runs. Give a new `out` directory, or delete this one to start over.")
     return state
 
 
@@ -322,12 +323,12 @@ def train(config: RobustFTConfig, *, data: str | Path | None = None, model: str 
     cfg = config.train
     model_name = model or cfg.model
     if not model_name:
-        raise ConfigError("no model to fine-tune: pass --model PATH_OR_NAME (or set train.model in the config)")
+        raise ConfigError("no model to fine-tune: set train.model to a local model directory or a hub name")
     data_path = data if data is not None else config.data.path
     if data_path is None:
-        raise ConfigError("no training data: pass --data FILE (denoised.jsonl, or a CSV/JSONL/dataset folder)")
+        raise ConfigError("no training data: set data.path to denoised.jsonl, or any labeled CSV/JSONL/dataset folder")
     if out is None:
-        raise ConfigError("no output directory: pass --out DIR (the adapter is written there)")
+        raise ConfigError("no output directory: give `out`, where the adapter is written")
     out_dir = Path(out)
 
     dataset = load_training_set(config.data, data_path)
@@ -397,5 +398,5 @@ def describe_training(result: TrainResult) -> str:
     elif s.get("train_loss") is not None:
         lines.append(f"mean training loss {s['train_loss']:.4f}")
     lines.append(f"adapter, tokenizer and settings: {result.out_dir}  ({CONFIG_FILE}, {SUMMARY_FILE})")
-    lines.append(f"evaluate it: robustft eval --data TEST.csv --model {s['model']} --adapter {result.out_dir}")
+    lines.append(f"evaluate it: `robustft eval --data TEST.csv --model {s['model']} --adapter {result.out_dir}`")
     return "\n".join(lines)

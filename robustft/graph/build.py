@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import operator
-from typing import Annotated, Any, Awaitable, Callable, TypedDict
+from typing import Annotated, Awaitable, Callable, TypedDict
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, Send
@@ -39,7 +39,7 @@ from ..errors import RobustFTError
 from ..method import Method, NodeSpec, method_of
 from ..agents.state import SampleState, merge_records
 
-Node = Callable[[SampleState], Awaitable[dict[str, Any]]]
+Node = Callable[[SampleState], Awaitable[SampleState]]  # a node returns its update
 Route = Callable[[SampleState], str]
 
 
@@ -48,7 +48,7 @@ class Batch(TypedDict, total=False):
     finished: Annotated[list[SampleState], operator.add]  # the samples that left the graph
 
 
-def _apply(state: SampleState, update: dict[str, Any]) -> SampleState:
+def _apply(state: SampleState, update: SampleState) -> SampleState:
     new = {**state, **update}
     if "nodes" in update:
         new["nodes"] = merge_records(state.get("nodes"), update["nodes"])

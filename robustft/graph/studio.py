@@ -9,7 +9,7 @@ config's models, the compiled graph of `graph.build`) from the YAML config named
 `ROBUSTFT_CONFIG` (every setting's default without it). There is no response store and no run
 directory: each call goes to the model. The graph's input is a batch, `{"samples": [state, ...]}`,
 each state as `sample_state` makes it from a row; its output's `finished` holds each sample's
-final state, and `outputs.sample_record` turns one into the record samples.jsonl would hold. A
+final state, and `run.records.sample_record` turns one into the record samples.jsonl would hold. A
 state with `examples` (clean samples, as the barrier retrieves them) enters at the context
 relabeler, as in a run's second pass.
 """

@@ -49,18 +49,18 @@ def parse_variants(text: str | list[str] | None) -> dict[str, list[str]]:
         return dict(VARIANTS)
     names = [n.strip() for n in (text.split(",") if isinstance(text, str) else text) if n.strip()]
     if not names:
-        raise ConfigError("--variants is empty; name at least one of: " + ", ".join(VARIANTS))
+        raise ConfigError("`variants` is empty; name at least one of: " + ", ".join(VARIANTS))
     out: dict[str, list[str]] = {}
     for name in names:
         ablate: list[str] = []
         for part in name.split("+"):
             part = part.strip()
             if part not in VARIANTS:
-                raise ConfigError(f"--variants: unknown variant {part!r}; use {', '.join(VARIANTS)} "
+                raise ConfigError(f"`variants`: unknown variant {part!r}; use {', '.join(VARIANTS)} "
                                   "(combine switches with '+', e.g. no-reviewer+no-selection)")
             ablate += [a for a in VARIANTS[part] if a not in ablate]
         if name in out:
-            raise ConfigError(f"--variants: {name!r} is listed twice")
+            raise ConfigError(f"`variants`: {name!r} is listed twice")
         out[name] = ablate
     return out
 
@@ -122,9 +122,9 @@ def run_ablation(config: RobustFTConfig, variants: dict[str, list[str]], out_dir
 
     out = Path(out_dir)
     if dataset is None and config.data.path is None:
-        raise ConfigError("no data: pass --data FILE (or set `data.path` in the config)")
+        raise ConfigError("no data: set data.path to a file, a folder or a hub name")
     if gold is not None and not Path(gold).exists():
-        raise ConfigError(f"{gold}: gold file not found; pass the file with the correct labels to --gold")
+        raise ConfigError(f"{gold}: gold file not found; give the file with the correct labels as `gold`")
     say = log or (lambda msg: print(msg, file=sys.stderr))
     out.mkdir(parents=True, exist_ok=True)
     store = ResponseStore(out / STORE)

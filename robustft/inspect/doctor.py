@@ -48,7 +48,7 @@ class Checkup:
             if f.repaired:
                 lines.append(f"repaired: {f.what}: {f.repair}")
             elif f.repair:
-                lines.append(f"problem: {f.what}\n  --repair would: {f.repair}")
+                lines.append(f"problem: {f.what}\n  a repair would: {f.repair}")
             else:
                 lines.append(f"problem: {f.what}")
         if not repair and any(f.repair for f in self.findings):
@@ -74,7 +74,7 @@ def _running(d: Path) -> bool:
 def doctor(run_dir: str | Path, repair: bool = False) -> Checkup:
     d = Path(run_dir)
     if not d.is_dir():
-        raise UserError(f"{d}: not a directory; pass the --out directory of a `robustft denoise` run")
+        raise UserError(f"{d}: not a directory; pass the run directory of a `robustft denoise` run")
     refuse_links(d)  # a link is a person's to resolve: nothing is read or repaired through one
     up = Checkup(d)
     if _running(d):

@@ -26,6 +26,7 @@ from ..errors import UserError
 
 log = logging.getLogger("robustft")
 from ..run.rundir import RunFiles
+from ..tasks import task_of
 
 __all__ = ["GoldComparer", "gold_comparer", "parse_facts"]
 
@@ -139,9 +140,9 @@ def gold_comparer(run: RunFiles, gold: dict[str, str], facts: dict[str, list[str
                                        f"{tol:g} (data.numeric_tolerance)")
     if task == "multiple_choice":
         return GoldComparer(task, tol, "the same option letter")
-    if task == "text":
-        return GoldComparer(task, tol, "short text: normalised (case, punctuation, a/an/the), either containing "
-                                       "the other")
+    kind = task_of(task)
+    if not kind.compares_meaning:  # text, or a task type from a package: compared as it says
+        return GoldComparer(task, tol, kind.comparison)
     threshold = run.config.denoise.open_similarity
     facts = {sid: f for sid, f in (facts or {}).items() if f and sid in gold}
     rule = (f"by meaning: embedding cosine similarity >= {threshold:g} (denoise.open_similarity, the checker's "

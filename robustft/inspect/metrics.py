@@ -31,6 +31,7 @@ from typing import Any, Callable, Iterable
 from ..answers import answers_match, normalize_label
 from ..data.gold import read_gold
 from ..errors import InputError, UserError
+from ..run.records import FineTuningRecord, SampleRecord
 from ..run.rundir import RunFiles
 from .gold_compare import GoldComparer, gold_comparer, parse_facts
 
@@ -51,7 +52,7 @@ def _norm_q(text: Any) -> str:
 
 
 def match_gold(path: str | Path, run: RunFiles) -> GoldLabels:
-    """The gold label of each of the run's samples, read from `path` (CSV, JSONL, ... like --data)."""
+    """The gold label of each of the run's samples, read from `path` (CSV, JSONL, ... like data.path)."""
     path = Path(path)
     columns = run.config.data.model_copy(update={"path": None, "limit": None, "task": "auto"})
     try:
@@ -114,8 +115,8 @@ def detection_scores(tp: int, fp: int, fn: int) -> dict[str, float | None]:
     return {"precision": precision, "recall": recall, "f1": f1}
 
 
-def gold_metrics(records: Iterable[dict[str, Any]], gold: dict[str, str], task: str, *,
-                 fine_tuning_set: Iterable[dict[str, Any]] | None = None, tolerance: float = 1e-2,
+def gold_metrics(records: Iterable[SampleRecord], gold: dict[str, str], task: str, *,
+                 fine_tuning_set: Iterable[FineTuningRecord] | None = None, tolerance: float = 1e-2,
                  same: Callable[[Any, str, str], bool] | None = None) -> dict[str, Any]:
     """Detection, relabel and label-accuracy figures of a run's records against `gold` (id -> label).
 

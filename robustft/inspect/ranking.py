@@ -18,6 +18,8 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Iterable, Mapping
 
+from ..run.records import SampleRecord
+
 __all__ = ["FRACTIONS", "auroc", "precision_at", "rank_quality", "trust_ranking"]
 
 FRACTIONS = (0.1, 0.2)
@@ -55,7 +57,7 @@ def rank_quality(scores: Mapping[str, float], wrong: set[str]) -> dict[str, Any]
             **{f"precision_at_{round(100 * f)}": precision_at(scores, wrong, f) for f in FRACTIONS}}
 
 
-def trust_ranking(records: Iterable[dict[str, Any]], wrong: set[str], *,
+def trust_ranking(records: Iterable[SampleRecord], wrong: set[str], *,
                   kinds: Mapping[str, str] | None = None) -> dict[str, Any] | None:
     """The ranking figures of the trust score and of each of its signals (records from
     samples.jsonl; `wrong`: ids whose given response is wrong by gold). With `kinds` (id -> kind of
@@ -99,13 +101,13 @@ def trust_ranking(records: Iterable[dict[str, Any]], wrong: set[str], *,
     return out
 
 
-def gold_wrong(records: Iterable[dict[str, Any]], gold: Mapping[str, str], task: str, tolerance: float,
+def gold_wrong(records: Iterable[SampleRecord], gold: Mapping[str, str], task: str, tolerance: float,
                same: Callable[[Any, str, str], bool] | None = None) -> set[str]:
     """Ids whose given label is wrong by gold, compared as `report --gold`'s figures compare them:
     `same(answer, gold, id)` when given (the report's own comparison), else `answers_match`."""
     from ..answers import answers_match
 
-    def right(r: dict[str, Any]) -> bool:
+    def right(r: SampleRecord) -> bool:
         given = r.get("original_label")
         if given is None:
             return False

@@ -4,7 +4,7 @@
     robustft review import DIR FILE
 
 Contested samples are those the checker flagged as noisy: relabeled (kept), dropped by selection,
-or failed after the flag. `--score-above X` narrows the relabeled ones to those whose selection
+or failed after the flag. `score_above` narrows the relabeled ones to those whose selection
 score is above X (the model was unsure); dropped and failed ones are always exported.
 
 Open-ended runs with trust scores (`denoise.trust`) export every scored sample, the ones the
@@ -51,6 +51,7 @@ from ..errors import UserError
 from ..method import ANSWERING
 from ..files import atomic_write, remove_stale_temporaries, write_jsonl
 from ..run.outputs import human_record
+from ..run.records import FineTuningRecord, SampleRecord
 from ..run.rundir import (BACKUP, DENOISED, SAMPLES, RunFiles, append_review_log, load_run, read_jsonl_checked,
                           read_review_log, replay_review_log)
 
@@ -113,7 +114,7 @@ def contested(run: RunFiles, score_above: float | None = None) -> list[dict[str,
     return out
 
 
-def _row(r: dict[str, Any], current: dict[str, Any] | None, for_csv: bool) -> dict[str, Any]:
+def _row(r: SampleRecord, current: FineTuningRecord | None, for_csv: bool) -> dict[str, Any]:
     nodes = r.get("nodes") or {}
     opts = r.get("options")
     return {
@@ -134,8 +135,8 @@ def export_review(run_dir: str | Path, out: str | Path | None = None, *, score_a
     run = load_run(run_dir)
     path = Path(out) if out is not None else run.dir / "review.csv"
     if path.exists() and not force:
-        raise UserError(f"{path} exists (it may hold someone's decisions); pass --out with another file, "
-                        "or --force to overwrite it")
+        raise UserError(f"{path} exists (it may hold someone's decisions); give another `out` file, "
+                        "or `force` to overwrite it")
     remove_stale_temporaries(path.parent, [path.name])  # left by an export of this file that was killed
     current = {d["id"]: d for d in run.fine_tuning_set()}
     rows = contested(run, score_above)
@@ -341,7 +342,7 @@ def import_review(run_dir: str | Path, file: str | Path) -> ImportResult:
     return result
 
 
-def _tool_set(run: RunFiles) -> list[dict[str, Any]]:
+def _tool_set(run: RunFiles) -> list[FineTuningRecord]:
     """The fine-tuning set as the tool made it, before any human decision."""
     backup = run.dir / BACKUP
     if backup.is_file():

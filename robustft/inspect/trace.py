@@ -21,6 +21,7 @@ from typing import Any
 from ..answers import letters, option_text
 from ..errors import UserError
 from ..run.rundir import SAMPLES, RunFiles, load_run
+from ..run.records import SampleRecord
 from ..secrets import redact_tree
 from ..method import RECORDS
 from ..terminal import json_visible, visible
@@ -32,7 +33,7 @@ PREVIEW_CHARS = 70  # a long label (an open-ended response) is previewed in line
 TURN_LINES = 6
 
 
-def find_record(run: RunFiles, sample_id: str) -> dict[str, Any]:
+def find_record(run: RunFiles, sample_id: str) -> SampleRecord:
     rec = run.by_id.get(str(sample_id))
     if rec is not None:
         return rec
@@ -51,7 +52,7 @@ def find_record(run: RunFiles, sample_id: str) -> dict[str, Any]:
     raise UserError(f"{run.dir / SAMPLES}: no sample with id {sample_id!r} among {len(run.records)}{hint}")
 
 
-def _selection_step(run: RunFiles, rec: dict[str, Any]) -> dict[str, Any] | None:
+def _selection_step(run: RunFiles, rec: SampleRecord) -> dict[str, Any] | None:
     if rec["status"] not in ("relabeled", "confirmed", "dropped") or rec.get("reason") == "unreadable":
         return None
     sel = run.selection
@@ -143,7 +144,7 @@ def shorten(text: str | None, head: int, tail: int, what: str) -> str:
     if len(lines) <= head + tail + 1:
         return "\n".join(lines)
     hidden = len(lines) - head - tail
-    return "\n".join(lines[:head] + [f"[... {hidden} more lines of the {what}; --full shows all of it ...]"]
+    return "\n".join(lines[:head] + [f"[... {hidden} more lines of the {what}; the full trace shows all of it ...]"]
                      + lines[-tail:])
 
 

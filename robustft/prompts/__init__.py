@@ -29,8 +29,6 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from ..errors import ConfigError
 
 BUILTIN_DIR = Path(__file__).parent
-TASK_PHRASES = {"multiple_choice": "multiple-choice", "text": "short-answer", "numeric": "numerical",
-                "open": "open-ended"}
 PROMPT_NAMES = ("base", "reasoning", "reflection", "context", "reviewer", "judge", "claim")
 # Tasks whose prompts are files of their own: `<name>_<task>.jinja`.
 OWN_TEMPLATES = ("open",)
@@ -137,18 +135,12 @@ def prompt_values(question: str, options: list[str] | None, task: str, instructi
 @lru_cache(maxsize=4096)
 def _prompt_values(question: str, options: tuple[str, ...] | None, task: str, instruction: str) -> dict[str, Any]:
     from ..answers import format_options
+    from ..tasks import Task, find_task
 
-    if task == "multiple_choice" and options:
-        letters = [chr(65 + i) for i in range(len(options))]
-        hint = f"only the letter of the correct option ({', '.join(letters[:-1])} or {letters[-1]})"
-    elif task == "numeric":
-        hint = "only the final number"
-    elif task == "open":
-        hint = "your complete response (it may span several lines)"
-    else:
-        hint = "only the short final answer"
+    kind = find_task(task)  # the task type says how it is named and what the answer line holds
+    hint = kind.answer_hint(options) if kind is not None else Task.hint
     return {"question": question, "options_block": format_options(list(options)) if options else "",
-            "task_phrase": TASK_PHRASES.get(task, task), "answer_hint": hint, "instruction": instruction,
+            "task_phrase": kind.phrase if kind is not None else task, "answer_hint": hint, "instruction": instruction,
             "task": task}
 
 

@@ -27,6 +27,7 @@ from typing import Any
 from ..agents.cost import Prices, usd
 
 from ..agents.runtime import BARE_NOTE, wants_bare_answer
+from ..backends.openai import batch_discount
 from ..backends.registry import check_providers
 from ..config import ROLES, RobustFTConfig
 from ..data import Dataset, load_dataset
@@ -35,6 +36,8 @@ from ..terminal import visible
 from ..prompts import PromptLibrary
 from ..method import PROMPT_ROLES, relabels_scored
 from ..prompts.check import check_prompts, neighbours, prompts_in_use, render_first_sample, stage_values
+from ..tasks import Task, find_task
+from .registered import check_registered
 from ..tokens import count_tokens
 from .rundir import RUN_FILE, SAMPLES as RUN_SAMPLES
 
@@ -183,8 +186,9 @@ def estimate(config: RobustFTConfig, dataset: Dataset, library: PromptLibrary) -
 
 def dry_run(config: RobustFTConfig, dataset: Dataset | None = None, pilot: Pilot | None = None) -> DryRun:
     if dataset is None and config.data.path is None:
-        raise ConfigError("no data: pass --data FILE (or set `data.path` in the config)")
+        raise ConfigError("no data: set data.path to a file, a folder or a hub name")
     check_providers(config)
+    check_registered(config)
     dataset = dataset or load_dataset(config.data)
     library = PromptLibrary(config.denoise.prompts_dir)
     check_prompts(library, config, dataset)
@@ -219,7 +223,8 @@ def comparison_line(task: str, config: RobustFTConfig, dataset: Dataset | None =
     if task == "open":
         return (f"responses compared by meaning: embedding cosine similarity >= {config.denoise.open_similarity:g} "
                 "(denoise.open_similarity)")
-    return "answers compared as short text: normalised (case, punctuation, a/an/the), either containing the other"
+    kind = find_task(task)  # text, or a task type from a package: it says how it compares
+    return f"answers compared as {(kind or Task()).comparison}"
 
 
 def _conversation_lines(conversation: list[dict[str, str]] | None) -> list[str]:
@@ -284,7 +289,7 @@ def _expected_lines(result: DryRun, config: RobustFTConfig) -> list[str]:
     est, pilot = result.estimate, result.pilot
     prices = {PROMPT_ROLES[name]: Prices.of(config.model_for(PROMPT_ROLES[name])) for name in est.calls_per_sample}
     if config.denoise.batch_api:  # every call but the preflight probe at the batch price
-        prices = {role: p.discounted(config.model_for(role).batch_discount) if p else None
+        prices = {role: p.discounted(batch_discount(config.model_for(role))) if p else None
                   for role, p in prices.items()}
     if pilot is not None:
         # The flag rate of a few rows is uncertain: two standard errors either side.
@@ -299,7 +304,7 @@ def _expected_lines(result: DryRun, config: RobustFTConfig) -> list[str]:
     else:
         rates = tuple(dict.fromkeys(config.denoise.estimate_noise_rate))
         how = (f"with {' to '.join(f'{r:.0%}' for r in rates)} of the samples flagged noisy "
-               "(denoise.estimate_noise_rate; --pilot N measures it), every reply max_tokens long (an upper bound) "
+               "(denoise.estimate_noise_rate; a pilot run measures it), every reply max_tokens long (an upper bound) "
                "and the reviewer asked for every noisy sample")
     figures = [est.expected(rate, pilot, prices) for rate in rates]
     out = ["", f"expected, {how}:"]

@@ -3,12 +3,15 @@
 The runner's phases (plan, detect, the barrier, relabel, select) do not care which. An executor
 gets what it needs as one explicit `RunContext`, takes the samples of one phase as states, sends
 them through the graph in batches and yields each sample's final state as it comes back; the
-runner records it (the journal is the runner's alone):
+runner records it (the journal is the runner's alone). An executor changes nothing of the
+runner's: what it has to tell comes back as values, which the runner merges.
 
     executor = LocalExecutor(context)                 # or cluster.RayExecutor(context)
-    await executor.start(samples)                     # before the first model call (the preflight)
-    async for final in executor.drive("detect", states, total):   # once per phase
-        ...                                           # the runner writes it to the journal
+    for config, backend in await executor.start(samples):   # before the first model call
+        pool.add(config, backend)                     # models the driver reaches through the executor
+    async for item in executor.drive("detect", states, total):    # once per phase
+        ...                                           # a final state: the runner journals it;
+                                                      # `CallCounts`: calls made elsewhere, counted
     await executor.close()
 
 `LocalExecutor` runs the batches on this process's event loop; `robustft.run.cluster.RayExecutor`
@@ -24,9 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterable, Iterator, Protocol
 
-from ..agents.calls import CallStats
+from ..agents.calls import CallCounts
 from ..agents.state import SampleState
-from ..backends.registry import ModelPool
+from ..backends.base import ChatBackend
 from ..config import ModelConfig, RobustFTConfig
 
 
@@ -38,9 +41,7 @@ class RunContext:
     task: str
     roles: list[str]                      # the roles the method uses (`Method.roles`)
     role_models: dict[str, ModelConfig]   # each role's resolved model
-    pool: ModelPool                       # the driver's models; the Ray executor adds its model actors here
     store_path: Path                      # the response store (the Ray executor's store actor opens it)
-    stats: CallStats                      # the run's live call counts; the Ray executor adds its workers'
     say: Callable[[str], None]
     tracing: Any = None
     # The compiled graph and `graph.build.run_batch`, set by the runner once LangGraph is imported
@@ -49,12 +50,17 @@ class RunContext:
     run_batch: Callable[[Any, list[SampleState]], AsyncIterator[SampleState]] | None = None
 
 
+# What `Executor.start` gives back: models the driver's own calls (the preflight) go through.
+Models = list[tuple[ModelConfig, ChatBackend]]
+
+
 class Executor(Protocol):
-    async def start(self, samples: int) -> None:
+    async def start(self, samples: int) -> Models:
         """Get ready to run `samples` samples (the run's whole remaining work)."""
 
-    def drive(self, phase: str, states: Iterable[SampleState], total: int) -> AsyncIterator[SampleState]:
-        """Each sample's final state, as it leaves the graph."""
+    def drive(self, phase: str, states: Iterable[SampleState], total: int) -> AsyncIterator[SampleState | CallCounts]:
+        """Each sample's final state, as it leaves the graph; and what calls made outside this
+        process cost, as `CallCounts`, for the runner to count."""
 
     async def close(self) -> None: ...
 
@@ -79,8 +85,8 @@ class LocalExecutor:
     def __init__(self, context: RunContext):
         self.context = context
 
-    async def start(self, samples: int) -> None:
-        pass
+    async def start(self, samples: int) -> Models:
+        return []  # the driver's calls go to its own models
 
     async def close(self) -> None:
         pass

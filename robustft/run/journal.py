@@ -8,7 +8,7 @@ later appends a new record: the last record of an id is the one that counts.
 
 When the run ends, the runner rewrites the file in input order, one final record per sample
 (`robustft.run.rundir.RunDir.write_outputs`); that file is a journal too, so a later run (a new β,
-a larger `--limit`, changed settings) starts from it.
+a larger `data.limit`, changed settings) starts from it.
 
 In memory the journal keeps, per sample, only where its last record starts and what selection
 needs (`Entry`), so memory does not grow with the records' size.
@@ -20,15 +20,16 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Mapping
 
 import orjson
 
 from ..errors import UserError
 from ..files import json_default, json_text, open_nofollow
+from .records import SampleRecord
 
 
-def dump_line(record: dict[str, Any]) -> bytes:
+def dump_line(record: Mapping[str, Any]) -> bytes:
     """One JSON Lines line. orjson is several times faster than json; text it cannot encode (a lone
     surrogate from a broken file) goes through json, which can."""
     try:
@@ -85,7 +86,7 @@ class Journal:
                                               record.get("reason"))
                 offset += len(line)
 
-    def append(self, record: dict[str, Any]) -> Entry:
+    def append(self, record: SampleRecord) -> Entry:
         assert self._file is not None
         line = dump_line(record)
         offset = self._file.tell()
@@ -98,7 +99,7 @@ class Journal:
         self.entries[str(record["id"])] = entry
         return entry
 
-    def read(self, sid: str) -> dict[str, Any]:
+    def read(self, sid: str) -> SampleRecord:
         """The last record of `sid`."""
         if self._reader is None:
             self._reader = os.fdopen(open_nofollow(self.path, os.O_RDONLY), "rb")

@@ -1,7 +1,8 @@
 """The records of the run directory's output files (DESIGN's output contract).
 
-- `sample_record`: a sample's state as it leaves the graph, as a samples.jsonl record (with
-  the status it has then: clean, noisy, candidate or failed) and the fingerprint of what made it.
+- `records.sample_record`: a sample's state as it leaves the graph, as a samples.jsonl record
+  (`records.SampleRecord`, with the status it has then: clean, noisy, candidate or failed) and
+  the fingerprint of what made it.
 - `final_record`: that record once selection has decided (candidate -> relabeled when the kept label
   differs from the given one, confirmed when it is the same, dropped with reason "selection").
   A sample whose answers could not be read after the re-asks ends dropped with reason
@@ -17,52 +18,17 @@ from typing import Any
 
 from .. import __version__
 from ..answers import DEFAULT_TOLERANCE, answers_match
+from ..agents.state import Scalar, Turn
+from .records import FINAL_STATUSES, NOT_FINISHED, FineTuningRecord, SampleRecord
 
-FINAL_STATUSES = ("clean", "relabeled", "confirmed", "dropped", "failed")
 KEPT_STATUSES = ("clean", "relabeled", "confirmed")  # in the fine-tuning set; its `source` is the status
 DROP_REASONS = ("selection", "unreadable")
-NOT_FINISHED = "the sample did not finish"
 
 
-def sample_record(state: dict[str, Any], task: str, fingerprint: str | None) -> dict[str, Any]:
-    status, reason = state.get("status"), None
-    if status == "unreadable":
-        status, reason = "dropped", "unreadable"
-    elif status not in ("clean", "noisy", "candidate", "failed"):
-        # The graph stopped before a status it can end with (an internal error): say so, lose nothing.
-        status = "failed"
-    return {
-        "id": state["id"], "row": state.get("row"), "question": state.get("question"),
-        "options": state.get("options"), **_conversation(state), "task": task,
-        "original_label": state.get("label"),
-        "nodes": state.get("nodes") or {}, "decision": state.get("decision"),
-        "decision_reason": state.get("decision_reason"), "status": status, "reason": reason,
-        "label": state.get("label") if status == "clean" else None,
-        "proposed_label": state.get("proposed_label"), "score": state.get("score"),
-        **({"trust": state.get("trust"), "trust_signals": state.get("trust_signals")}
-           if state.get("trust_signals") is not None else {}),
-        **({"relabel_trust": state.get("relabel_trust"), "relabel_trust_signals": state.get("relabel_trust_signals")}
-           if state.get("relabel_trust_signals") is not None else {}),
-        "error": state.get("error") or (NOT_FINISHED if status == "failed" else None),
-        "fingerprint": fingerprint,
-    }
-
-
-def _conversation(state: dict[str, Any]) -> dict[str, Any]:
+def _conversation(state: SampleRecord) -> dict[str, list[Turn]]:
     """A chat sample's conversation before the answer (only when there is one: tables stay as they were)."""
     conversation = state.get("conversation")
     return {"conversation": conversation} if conversation else {}
-
-
-def state_of(record: dict[str, Any]) -> dict[str, Any]:
-    """The graph state a journal record was made from (to relabel a sample detected earlier)."""
-    return {"id": record["id"], "row": record.get("row"), "question": record.get("question"),
-            "options": record.get("options"), "conversation": record.get("conversation"),
-            "label": record.get("original_label"), "examples": None,
-            "nodes": record.get("nodes") or {}, "decision": record.get("decision"),
-            "decision_reason": record.get("decision_reason"), "status": record["status"],
-            "proposed_label": record.get("proposed_label"), "score": record.get("score"), "error": record.get("error"),
-            "trust": record.get("trust"), "trust_signals": record.get("trust_signals")}
 
 
 def is_candidate(status: str, reason: str | None = None) -> bool:
@@ -71,7 +37,7 @@ def is_candidate(status: str, reason: str | None = None) -> bool:
     return status in ("candidate", "relabeled", "confirmed", "dropped") and reason != "unreadable"
 
 
-def label_changed(record: dict[str, Any], tolerance: float = DEFAULT_TOLERANCE) -> bool:
+def label_changed(record: SampleRecord, tolerance: float = DEFAULT_TOLERANCE) -> bool:
     """Whether a relabel says something other than the given label, by the task's own comparison
     (letters, numbers, normalised text; open-ended responses: normalised text)."""
     proposed, original = record.get("proposed_label"), record.get("original_label")
@@ -83,7 +49,7 @@ def label_changed(record: dict[str, Any], tolerance: float = DEFAULT_TOLERANCE) 
     return not answers_match(str(proposed), str(original), task, tolerance)
 
 
-def final_record(record: dict[str, Any], kept: bool, tolerance: float = DEFAULT_TOLERANCE) -> dict[str, Any]:
+def final_record(record: SampleRecord, kept: bool, tolerance: float = DEFAULT_TOLERANCE) -> SampleRecord:
     status = record["status"]
     if is_candidate(status, record.get("reason")):
         if not kept:
@@ -97,10 +63,10 @@ def final_record(record: dict[str, Any], kept: bool, tolerance: float = DEFAULT_
     return record
 
 
-def fine_tuning_record(record: dict[str, Any]) -> dict[str, Any] | None:
+def fine_tuning_record(record: SampleRecord) -> FineTuningRecord | None:
     if record["status"] not in KEPT_STATUSES:
         return None
-    out = {"id": record["id"], "question": record["question"]}
+    out: FineTuningRecord = {"id": record["id"], "question": record["question"]}
     if record.get("options"):
         out["options"] = record["options"]
     out.update(_conversation(record))
@@ -110,8 +76,8 @@ def fine_tuning_record(record: dict[str, Any]) -> dict[str, Any] | None:
     return out
 
 
-def human_record(record: dict[str, Any], label: Any) -> dict[str, Any]:
-    out = {"id": record["id"], "question": record.get("question")}
+def human_record(record: SampleRecord, label: Scalar) -> FineTuningRecord:
+    out: FineTuningRecord = {"id": record["id"], "question": record.get("question")}
     if record.get("options"):
         out["options"] = record["options"]
     out.update({"task": record.get("task"), "label": label, "original_label": record.get("original_label"),
@@ -150,7 +116,7 @@ class Summary:
         self.prompt_tokens = self.completion_tokens = 0
         self.tokens_by_role: dict[str, tuple[int, int]] = {}  # role -> (prompt, completion): what they cost
 
-    def add(self, record: dict[str, Any]) -> dict[str, Any]:
+    def add(self, record: SampleRecord) -> SampleRecord:
         self.counts[record["status"]] += 1
         if record["status"] == "dropped":
             reason = record.get("reason") or "selection"

@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Iterable, Literal, Union
+from typing import Any, Callable, Iterable
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
@@ -40,7 +40,9 @@ from ..config import RobustFTConfig, recorded_config
 from ..data.records import BadJsonLine, NotUTF8, json_lines, utf8_text
 from ..errors import UserError
 from ..files import atomic_write, json_text, open_nofollow, refuse_link, remove_stale_temporaries, write_json, write_jsonl
+from ..agents.state import Scalar
 from .outputs import KEPT_STATUSES, human_record
+from .records import FINAL_STATUSES, FINE_TUNING_RECORD, RECORD, FineTuningRecord, SampleRecord
 
 SAMPLES = "samples.jsonl"
 SUMMARY = "summary.json"
@@ -48,7 +50,7 @@ DENOISED = "denoised.jsonl"
 REVIEW_LOG = "review_log.jsonl"
 BACKUP = "denoised.before_review.jsonl"
 STORE = "responses.sqlite"
-BATCHES = "batches.jsonl"  # with --batch-api: the batches submitted and collected (backends/batch.py)
+BATCHES = "batches.jsonl"  # with denoise.batch_api: the batches submitted and collected (backends/batch.py)
 RUN_FILE = "run.json"
 LOG = "run.log"
 LOCK = ".lock"
@@ -76,65 +78,17 @@ def refuse_links(d: Path) -> None:
             for name in names:
                 refuse_link(d / sub / name)
 
-REWRITE = ("run the same `robustft denoise` command again with this --out: it rewrites the run's output files "
+REWRITE = ("run the same `robustft denoise` command again on this run directory: it rewrites the run's output files "
            "from its checkpoints (finished samples are not asked again)")
 REVIEW_LOG_FIX = ("this file holds the human review decisions, one per line (`robustft review import` appends "
                   "them): repair or delete the damaged line")
 
-Scalar = Union[str, int, float, None]
-
-
 class _Lenient(BaseModel):
-    """The shape the inspection commands rely on; other fields are allowed and kept."""
+    """The shape the inspection commands rely on; other fields are allowed and kept (the records of
+    samples.jsonl and denoised.jsonl are checked against their own shapes, `records.SampleRecord`
+    and `records.FineTuningRecord`)."""
 
     model_config = ConfigDict(extra="allow", strict=True)  # "0.5" is not a score: the commands format numbers
-
-
-class _Example(_Lenient):
-    id: Scalar = None
-    question: str | None = None
-    answer: Scalar = None
-    similarity: float | None = None
-
-
-class _Round(_Lenient):
-    prompt: str | None = None
-    response: str | None = None
-    answer: Scalar = None
-    score: float | None = None
-
-
-class _Node(_Lenient):
-    prompt: str | None = None
-    response: str | None = None
-    answer: Scalar = None
-    score: float | None = None
-    attempts: int | None = None
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    error: str | None = None
-    skipped: str | None = None
-    examples: list[_Example] | None = None
-    rounds: list[_Round] | None = None
-
-
-class _Record(_Lenient):
-    id: str | int
-    row: int | None = None
-    question: str | None = None
-    options: list[str] | None = None
-    task: str | None = None
-    original_label: Scalar
-    nodes: dict[str, _Node] = {}
-    decision: Literal["clean", "noisy"] | None = None
-    decision_reason: str | None = None
-    status: Literal["clean", "relabeled", "confirmed", "dropped", "failed"]
-    reason: str | None = None
-    label: Scalar = None
-    proposed_label: Scalar = None
-    score: float | None = None
-    trust: float | None = None
-    error: str | None = None
 
 
 class _Selection(_Lenient):
@@ -152,15 +106,6 @@ class _Summary(_Lenient):
     config: dict[str, Any] | None = None
 
 
-class _FineTuning(_Lenient):
-    id: str | int
-    question: str | None = None
-    options: list[str] | None = None
-    label: Scalar = None
-    source: str | None = None
-    score: float | None = None
-
-
 class _LabelState(_Lenient):
     label: Scalar
     source: str | None = None
@@ -174,9 +119,8 @@ class _ReviewEntry(_Lenient):
     after: _LabelState | None = None
 
 
-_CHECKS = {name: TypeAdapter(model) for name, model in
-           (("record", _Record), ("summary", _Summary), ("fine-tuning record", _FineTuning),
-            ("review decision", _ReviewEntry))}
+_CHECKS = {"record": RECORD, "summary": TypeAdapter(_Summary), "fine-tuning record": FINE_TUNING_RECORD,
+           "review decision": TypeAdapter(_ReviewEntry)}
 
 
 def _checked(path: Path, what: str, number: int | None, obj: Any, fix: str) -> None:
@@ -184,21 +128,32 @@ def _checked(path: Path, what: str, number: int | None, obj: Any, fix: str) -> N
         _CHECKS[what].validate_python(obj)
     except ValidationError as e:
         err = e.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        got = repr(err.get("input"))
-        got = got if len(got) <= 80 else got[:77] + "..."
-        where = f"{path}, {what} {number}" if number is not None else str(path)
-        sid = obj.get("id") if isinstance(obj, dict) and isinstance(obj.get("id"), (str, int)) else None
-        where += f" (id {str(sid)[:80]})" if sid is not None else ""
-        raise UserError(f"{where}: field '{loc}': {err['msg']} (got {got}); the file was changed or damaged: {fix}") from None
+        _bad(path, what, number, obj, ".".join(str(p) for p in err["loc"]), err["msg"], err.get("input"), fix)
+    if what == "record" and obj["status"] not in FINAL_STATUSES:  # a run that finished ends each sample so
+        _bad(path, what, number, obj, "status", f"Input should be {_either(FINAL_STATUSES)}", obj["status"], fix)
+
+
+def _either(values: tuple[str, ...]) -> str:
+    quoted = [repr(v) for v in values]
+    return ", ".join(quoted[:-1]) + f" or {quoted[-1]}"
+
+
+def _bad(path: Path, what: str, number: int | None, obj: Any, loc: str, msg: str, value: Any, fix: str) -> None:
+    got = repr(value)
+    got = got if len(got) <= 80 else got[:77] + "..."
+    where = f"{path}, {what} {number}" if number is not None else str(path)
+    sid = obj.get("id") if isinstance(obj, dict) and isinstance(obj.get("id"), (str, int)) else None
+    where += f" (id {str(sid)[:80]})" if sid is not None else ""
+    raise UserError(f"{where}: field '{loc or '(top level)'}': {msg} (got {got}); the file was changed or damaged: "
+                    f"{fix}") from None
 
 @dataclass
 class RunFiles:
     dir: Path
-    records: list[dict[str, Any]]
+    records: list[SampleRecord]
     summary: dict[str, Any]
-    denoised: list[dict[str, Any]] | None
-    by_id: dict[str, dict[str, Any]] = field(init=False)
+    denoised: list[FineTuningRecord] | None
+    by_id: dict[str, SampleRecord] = field(init=False)
 
     def __post_init__(self) -> None:
         self.by_id = {r["id"]: r for r in self.records}
@@ -220,7 +175,7 @@ class RunFiles:
     def tolerance(self) -> float:
         return self.config.data.numeric_tolerance
 
-    def fine_tuning_set(self) -> list[dict[str, Any]]:
+    def fine_tuning_set(self) -> list[FineTuningRecord]:
         """denoised.jsonl as it is now (after any human review), else rebuilt from the records."""
         if self.denoised is not None:
             return self.denoised
@@ -326,10 +281,10 @@ def read_summary(run_dir: str | Path) -> dict[str, Any]:
     """summary.json of a finished run, checked, for a command that reads nothing else of it."""
     d = Path(run_dir)
     if not d.is_dir():
-        raise UserError(f"{d}: not a directory; pass the run directory `robustft denoise --out` wrote")
+        raise UserError(f"{d}: not a directory; pass the run directory a `robustft denoise` run wrote")
     if not (d / SUMMARY).is_file():
-        raise UserError(f"{d}: no {SUMMARY}: not a finished run directory; pass the folder `robustft denoise "
-                        "--out` wrote (it has summary.json once the run has finished)")
+        raise UserError(f"{d}: no {SUMMARY}: not a finished run directory; pass the folder a `robustft denoise` run "
+                        "wrote (it has summary.json once the run has finished)")
     return _read_summary(d / SUMMARY)
 
 
@@ -342,9 +297,9 @@ def run_config(summary: dict[str, Any]) -> RobustFTConfig:
 def load_run(run_dir: str | Path) -> RunFiles:
     d = Path(run_dir)
     if not d.exists():
-        raise UserError(f"{d}: no such directory; pass the --out directory of a `robustft denoise` run")
+        raise UserError(f"{d}: no such directory; pass the run directory of a `robustft denoise` run")
     if not d.is_dir():
-        raise UserError(f"{d}: not a directory; pass the --out directory of a `robustft denoise` run")
+        raise UserError(f"{d}: not a directory; pass the run directory of a `robustft denoise` run")
     refuse_links(d)
     samples = d / SAMPLES
     if samples.is_file() and not run_finished(d):
@@ -359,7 +314,7 @@ def load_run(run_dir: str | Path) -> RunFiles:
         if (d / RUN_FILE).is_file() or (d / STORE).is_file():
             raise UserError(f"{d}: the run has not finished (no {SAMPLES} yet); run the same "
                             "`robustft denoise` command again to finish it")
-        raise UserError(f"{d} is not a robustft run directory (it has no {SAMPLES}); pass the --out "
+        raise UserError(f"{d} is not a robustft run directory (it has no {SAMPLES}); pass the run "
                         "directory of a `robustft denoise` run")
     records = _read_jsonl(samples)
     if not records:
@@ -421,8 +376,8 @@ class RunDir:
         """Make sure DIR can hold a run, and take it: one process per run directory."""
         d = self.path
         if d.exists() and not d.is_dir():
-            raise UserError(f"--out {d}: a file is in the way (a run directory is a folder); pass another --out "
-                            "or move the file")
+            raise UserError(f"{d}: a file is in the way (a run directory is a folder); give another run directory "
+                            "(`out`) or move the file")
         try:
             d.mkdir(parents=True, exist_ok=True)
             refuse_links(d)
@@ -430,7 +385,7 @@ class RunDir:
             os.close(open_nofollow(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
             probe.unlink()
         except OSError as e:
-            raise UserError(f"--out {d}: cannot write there ({e.strerror or e}); pass a folder you can write to, "
+            raise UserError(f"{d}: cannot write there ({e.strerror or e}); pass a folder you can write to, "
                             "or fix its permissions") from None
         self._lock()
         remove_stale_temporaries(d, WRITTEN)
@@ -447,7 +402,7 @@ class RunDir:
             holder = f.read().strip() or "another process"
             f.close()
             raise UserError(f"{self.path} is in use by another robustft run ({holder}); wait for it to finish or "
-                            "stop it, or pass another --out") from None
+                            "stop it, or give another run directory (`out`)") from None
         try:
             f.seek(0)
             f.truncate()
@@ -477,8 +432,8 @@ class RunDir:
 
     # --- outputs ------------------------------------------------------------------------------
 
-    def write_outputs(self, records: Iterable[dict[str, Any]], summary: Callable[[], dict[str, Any]],
-                      fine_tuning_record: Callable[[dict[str, Any]], dict[str, Any] | None]) -> None:
+    def write_outputs(self, records: Iterable[SampleRecord], summary: Callable[[], dict[str, Any]],
+                      fine_tuning_record: Callable[[SampleRecord], FineTuningRecord | None]) -> None:
         """Replace samples.jsonl, denoised.jsonl and summary.json with the run's final outputs.
 
         `records` come in input order and are streamed to disk. While the three files are being
@@ -515,7 +470,8 @@ class RunDir:
         marker.unlink()
 
 
-def replay_review_log(run_dir: Path, denoised: list[dict[str, Any]], records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def replay_review_log(run_dir: Path, denoised: list[FineTuningRecord],
+                      records: list[SampleRecord]) -> list[FineTuningRecord]:
     """The fine-tuning set with the latest logged human decision per sample applied again.
 
     `write_outputs` calls this when it rewrites denoised.jsonl, so resuming or re-selecting a
@@ -549,13 +505,13 @@ class DenoiseResult:
     summary: dict[str, Any]
 
     @cached_property
-    def records(self) -> list[dict[str, Any]]:
+    def records(self) -> list[SampleRecord]:
         from ..data import read_jsonl
 
         return read_jsonl(self.out_dir / SAMPLES)
 
     @cached_property
-    def fine_tuning_set(self) -> list[dict[str, Any]]:
+    def fine_tuning_set(self) -> list[FineTuningRecord]:
         from ..data import read_jsonl
 
         return read_jsonl(self.out_dir / DENOISED)

@@ -15,7 +15,7 @@ What makes a run durable and cheap to run again lives in the run directory:
   stopped at any moment re-sends only the calls that were in flight;
 - every sample's record is appended to `DIR/samples.jsonl` as it leaves the graph, with the
   fingerprint of the settings and input row that made it. Running again reuses each record whose
-  fingerprint still matches: a changed β only re-selects, a larger `--limit` runs only the new
+  fingerprint still matches: a changed β only re-selects, a larger `data.limit` runs only the new
   rows, and after a changed template or method setting the samples run again, with every request
   that did not change answered from the store. Failed samples are retried.
 """
@@ -36,27 +36,29 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from .. import tracing
-from ..agents.calls import ModelCalls, ServiceDown
+from ..agents.calls import CallCounts, ModelCalls, ServiceDown
 from ..agents.checker import check_rule
 from ..agents.cost import CostLedger, Prices, records_cost
 from ..agents.runtime import AgentRuntime
-from ..backends.base import ability
+from ..backends.base import HasEndpoints
 from ..backends.registry import ModelPool, check_providers
-from ..backends.store import NOT_IDENTITY, ResponseStore
+from ..backends.store import ResponseStore, identity_settings
 from ..config import RobustFTConfig
 from ..data import Dataset, Sample, load_dataset
 from ..entropy import select_lowest
 from ..errors import ConfigError, ModelCallError, RobustFTError, UserError
 from ..method import method_of, scores_trust
-from ..agents.state import SampleState, initial_state
+from ..agents.state import Example, SampleState, initial_state
 from ..prompts import PROMPT_NAMES, PromptLibrary, template_name
 from ..prompts.check import check_prompts
 from ..secrets import register_api_keys
 from .collector import TRACED_YOUNG_THRESHOLD, YOUNG_THRESHOLD, fewer_collections
 from .executors import Executor, LocalExecutor, RunContext
 from .journal import Journal
-from .outputs import Summary, final_record, fine_tuning_record, is_candidate, sample_record, state_of
+from .outputs import Summary, final_record, fine_tuning_record, is_candidate
 from .progress import Progress
+from .records import SampleRecord, sample_record, state_of
+from .registered import check_registered
 from .rundir import BATCHES, DenoiseResult, RunDir
 
 log = logging.getLogger("robustft")
@@ -83,8 +85,7 @@ def method_settings(config: RobustFTConfig, prompts: PromptLibrary, task: str) -
     changed). β and concurrency are not in it: a new β only re-selects, with no new calls."""
     models = {}
     for role in method_of(config, task).roles:
-        cfg = config.model_for(role).model_dump(mode="json")
-        models[role] = {k: v for k, v in cfg.items() if k not in NOT_IDENTITY and v is not None}
+        models[role] = {k: v for k, v in identity_settings(config.model_for(role)).items() if v is not None}
     d = config.denoise
     return {
         "task": task, "models": models,
@@ -134,11 +135,12 @@ class DenoiseRun:
                  store: ResponseStore | None = None, progress: bool = True, preflight: bool = True,
                  log: Callable[[str], None] | None = None, quiet_log_every_s: float = 30.0):
         if config.out is None:
-            raise ConfigError("no output directory: pass --out DIR (or set `out:` in the config)")
+            raise ConfigError("no output directory: set `out`, the run directory")
         if dataset is None and config.data.path is None:
-            raise ConfigError("no data: pass --data FILE (or set `data.path` in the config)")
+            raise ConfigError("no data: set data.path to a file, a folder or a hub name")
         register_api_keys(config)  # every error from here on hides the keys in use
         check_providers(config)  # a plugin not installed here fails before the data is read
+        check_registered(config)  # likewise a task type, layout or score
         self.config = config
         self.out_dir = Path(config.out)
         self.dataset = dataset or load_dataset(config.data)
@@ -158,7 +160,7 @@ class DenoiseRun:
         progress line show it."""
         found = []
         for backend in [*self.pool.backends(), self._embedder]:
-            endpoints = ability(backend, "endpoints")
+            endpoints = backend.endpoints if isinstance(backend, HasEndpoints) else None
             if endpoints is not None:
                 found += [{"serves": endpoints.what, "url": r["url"], "sent": r["sent"], "failed": r["failed"],
                            "rested": r["rested"]} for r in endpoints.stats()]
@@ -218,8 +220,7 @@ class DenoiseRun:
             self.journal, self.fingerprints, self.calls, self.store = journal, fingerprints, calls, store
             context = RunContext(config=self.config, task=self.dataset.task,
                                  roles=method_of(self.config, self.dataset.task).roles, role_models=self.rt.role_models,
-                                 pool=self.pool, store_path=store.path, stats=calls.stats, say=self.say,
-                                 tracing=self.tracing)
+                                 store_path=store.path, say=self.say, tracing=self.tracing)
             executor = self.executor = make_executor(context)
             self.display = Progress(calls.stats, bars=self.progress, quiet_log_every_s=self.quiet_log_every_s,
                                     health=self.replica_health)
@@ -234,7 +235,8 @@ class DenoiseRun:
                          + (f", {len(waiting)} waiting for relabeling" if waiting else ""))
             if detect or waiting:
                 ledger.check()  # a cap already spent costs no call, not even the preflight
-                await executor.start(len(detect) + len(waiting))
+                for config, backend in await executor.start(len(detect) + len(waiting)):
+                    self.pool.add(config, backend)  # the Ray model actors: the preflight goes there too
                 if calls.batch is not None:
                     recovered = await calls.batch.recover()
                     if recovered:
@@ -336,24 +338,28 @@ class DenoiseRun:
                 urls = cfg.base_url if isinstance(cfg.base_url, list) else [cfg.base_url] if cfg.base_url else []
                 where = f" at {', '.join(urls)}" if urls else ""
                 raise UserError(f"cannot use the {role} model {cfg.name!r}{where}: {exc}. "
-                                "Check that the server is running and that --base-url and --model are right.") from None
+                                "Check that the server is running and that model.base_url and model.name are right.") from None
 
     # --- the two passes through the graph -----------------------------------------------------
 
     async def _drive(self, executor: Executor, phase: str, states: Iterable[SampleState], total: int) -> None:
-        """One phase: every final state the executor yields goes to the journal as it comes."""
+        """One phase: every final state the executor yields goes to the journal as it comes; the
+        calls it reports made elsewhere (Ray workers) are counted with this process's."""
         with self.display.phase(phase, total) as bar:
             async with aclosing(executor.drive(phase, states, total)) as finals:
                 async for final in finals:
-                    bar.advance(failed=self._record(final))
+                    if isinstance(final, CallCounts):
+                        self.calls.stats.add(final)
+                    else:
+                        bar.advance(failed=self._record(final))
 
-    def _record(self, state: dict[str, Any]) -> bool:
+    def _record(self, state: SampleState) -> bool:
         """Append a sample's record to the journal; returns whether the sample failed."""
         record = sample_record(state, self.dataset.task, self.fingerprints[state["id"]])
         self.journal.append(record)
         return record["status"] == "failed"
 
-    def _relabel_states(self, noisy: list[str], examples: dict[str, list[dict[str, Any]]]) -> Iterator[SampleState]:
+    def _relabel_states(self, noisy: list[str], examples: dict[str, list[Example]]) -> Iterator[SampleState]:
         """Noisy samples read back from the journal as they are sent in (not all held in memory)."""
         for sid in noisy:
             state = state_of(self.journal.read(sid))
@@ -362,7 +368,7 @@ class DenoiseRun:
 
     # --- the barrier --------------------------------------------------------------------------
 
-    async def _retrieve(self, noisy: list[str], vectors) -> dict[str, list[dict[str, Any]]]:
+    async def _retrieve(self, noisy: list[str], vectors) -> dict[str, list[Example]]:
         """Index the clean samples of the whole dataset and retrieve examples for every noisy one."""
         from ..retrieval import make_index
 
@@ -408,7 +414,7 @@ class DenoiseRun:
         kept_ids = set(kept)
         summary = Summary()
 
-        def records() -> Iterable[dict[str, Any]]:
+        def records() -> Iterable[SampleRecord]:
             for sample in self.dataset.samples:
                 if sample.id in entries:
                     record = self.journal.read(sample.id)
@@ -457,10 +463,10 @@ def make_batch_queue(config: RobustFTConfig, run_dir: Path):
     models = [config.model_for(role) for role in method_of(config).roles]
     urls = {tuple(m.base_urls) for m in models}
     if any(m.provider != "openai" for m in models) or len(urls) != 1 or len(next(iter(urls))) != 1:
-        raise ConfigError("denoise.batch_api (--batch-api) needs every role on one OpenAI-compatible server: "
+        raise ConfigError("denoise.batch_api needs every role on one OpenAI-compatible server: "
                           "provider openai and a single model.base_url (no replicas, no per-role servers)")
     if config.run.executor == "ray":
-        raise ConfigError("denoise.batch_api (--batch-api) works with the local executor only: drop --executor ray")
+        raise ConfigError("denoise.batch_api works with the local executor only: set run.executor to local")
     model = models[0]
     return BatchQueue(model.base_urls[0], os.environ.get(model.api_key_env) or "EMPTY", run_dir / BATCHES,
                       poll_s=config.denoise.batch_poll_s, max_retries=model.max_retries, timeout_s=model.timeout_s)
@@ -470,7 +476,7 @@ def make_executor(context: RunContext) -> Executor:
     if context.config.run.executor == "ray":
         if importlib.util.find_spec("ray") is None:
             raise ConfigError("run.executor is 'ray' but Ray is not installed: pip install -e '.[ray]' in the robustft clone (or "
-                              "pip install ray), or use --executor local")
+                              "pip install ray), or set run.executor to local")
         from .cluster import RayExecutor
 
         return RayExecutor(context)
@@ -487,8 +493,8 @@ def check_budget(config: RobustFTConfig) -> None:
                           "against it: set model.price_input_per_mtok and model.price_output_per_mtok (USD per "
                           "million tokens, from your provider's price page; see examples/hosted_api.yaml)")
     if config.run.executor == "ray":
-        raise ConfigError("denoise.max_cost_usd (--max-cost) works with the local executor only: the Ray workers "
-                          "do not share one budget yet; drop --executor ray, or the cap")
+        raise ConfigError("denoise.max_cost_usd works with the local executor only: the Ray workers "
+                          "do not share one budget yet; set run.executor to local, or unset the cap")
 
 
 def _environment_failure(e: OSError, out_dir: Path) -> RobustFTError:

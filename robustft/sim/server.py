@@ -244,7 +244,7 @@ class SimServer:
             self._thread = None
             exc = failure[0]
             raise ConfigError(f"cannot listen on {self.host}:{self.port} ({exc.strerror or exc}); "
-                              "pick another --port, or 0 for any free port") from None
+                              "pick another port, or 0 for any free port") from None
         host = "127.0.0.1" if self.host in ("", "0.0.0.0") else ("::1" if self.host == "::" else self.host)
         if ":" in host and not host.startswith("["):
             host = f"[{host}]"

@@ -1,6 +1,6 @@
 """OpenTelemetry traces of a run: a span per run, sample, node and model call (README "Tracing").
 
-Tracing is on when `run.otel` is true (`--otel`), or when it is left unset (None) and either the
+Tracing is on when `run.otel` is true, or when it is left unset (None) and either the
 standard variables name a collector (`OTEL_EXPORTER_OTLP_ENDPOINT`,
 `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) or the application has already set up the OpenTelemetry SDK
 (its global tracer provider is then used). `OTEL_SDK_DISABLED=true` turns it off. It needs the
@@ -18,7 +18,7 @@ and reach the call path through thin hooks: `ModelCalls.tracing` (every model ca
 `graph.build` (every node, and each sample from its first node until it leaves the graph), the
 embedder the runner wraps (embedding batches). Backends deep in the call path report what only
 they know (which replica answered, the finish reason, a fail-over) through `reply` and
-`failover` below, which do nothing while `live` is 0.
+`failover` below, called only while `state.runs` is above 0.
 """
 
 from __future__ import annotations
@@ -29,16 +29,14 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Iterator
 
 from ..errors import ConfigError
+from . import state
+from .state import INSTALL
 
 if TYPE_CHECKING:
     from ..config import RobustFTConfig
     from .otel import OtelTracing
 
-# Runs in this process with tracing on; the backend hooks below cost one test while it is 0.
-live = 0
-
 ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
-INSTALL = "pip install -e '.[otel]' in the robustft clone"
 
 
 def wanted(config: "RobustFTConfig") -> bool:
@@ -121,7 +119,7 @@ class Both:
 
 def _why(config: "RobustFTConfig") -> str:
     if config.run.otel:
-        return "--otel / run.otel"
+        return "run.otel"
     name = next((n for n in ENDPOINT_VARIABLES if os.environ.get(n)), None)
     return f"{name} is set" if name else "the OpenTelemetry SDK is set up in this process"
 
@@ -135,16 +133,16 @@ def _global_sdk_provider() -> Any:
 
 
 def reply(url: str, data: Any) -> None:
-    """A chat backend's reply from `url` (call only while `live`): the server and finish reason go on
-    the model call's span."""
+    """A chat backend's reply from `url` (call only while `state.runs`): the server and finish reason
+    go on the model call's span."""
     from .otel import annotate_reply
 
     annotate_reply(url, data)
 
 
 def failover(url: str, error_type: str) -> None:
-    """A replica failed a call (call only while `live`): an event on the call's span; the call goes to
-    another replica when one is left."""
+    """A replica failed a call (call only while `state.runs`): an event on the call's span; the call
+    goes to another replica when one is left."""
     from .otel import add_failover
 
     add_failover(url, error_type)

@@ -1,6 +1,6 @@
 """The spans of a traced run (imported only when tracing is on; see `robustft.tracing`).
 
-    robustft.run                       the whole run (the root; with --otel on a Ray worker, its parent)
+    robustft.run                       the whole run (the root; with run.otel on a Ray worker, its parent)
       robustft.sample                  one sample's pass through the graph: robustft.sample.id, robustft.phase
         <node>                         base, reasoning, checker, context, reviewer: robustft.node
           chat <model>                 one model call, GenAI conventions (gen_ai.*, server.address)
@@ -13,7 +13,7 @@ answered from the response store is a span with `robustft.store.hit` and no usag
 paid); retries and fail-overs to another replica are events on the call's span.
 
 No API key is ever put in a span (server addresses are host and port only; error texts pass
-through `secrets.redact`), and no message content unless `run.otel_content` (`--otel-content`)
+through `secrets.redact`), and no message content unless `run.otel_content`
 asks for it, then as `gen_ai.input.messages` / `gen_ai.output.messages`, keys redacted.
 
 The exporter is OTLP over HTTP/protobuf (or gRPC, `OTEL_EXPORTER_OTLP_PROTOCOL=grpc`), configured
@@ -40,10 +40,11 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from .. import __version__, tracing
+from .. import __version__
 from ..config import ModelConfig, RobustFTConfig
 from ..errors import ConfigError
 from ..secrets import redact
+from . import state
 
 PROTOCOLS = ("http/protobuf", "grpc")
 # A run makes thousands of spans a second against a fast server: a queue this long rides out a
@@ -71,7 +72,7 @@ class OtelTracing:
         self._samples: dict[str, trace.Span] = {}
         self._models: dict[int, tuple[ModelConfig, str, dict[str, Any]]] = {}
         self._closed = False
-        tracing.live += 1
+        state.runs += 1
 
     # --- the run -------------------------------------------------------------------------------
 
@@ -113,7 +114,7 @@ class OtelTracing:
         if self._closed:
             return
         self._closed = True
-        tracing.live -= 1
+        state.runs -= 1
         self._end_samples()
         if self.owned:
             self.provider.shutdown()  # flushes first
@@ -476,5 +477,5 @@ def _exporter() -> Any:
         exporter = importlib.import_module(module).OTLPSpanExporter
     except ImportError:
         raise ConfigError(f"traces over {protocol} need {package}: pip install {package} "
-                          f"(or {tracing.INSTALL} for http/protobuf)") from None
+                          f"(or {state.INSTALL} for http/protobuf)") from None
     return exporter()

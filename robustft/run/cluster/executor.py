@@ -26,7 +26,9 @@ from typing import Any, AsyncIterator, Iterable
 
 from ...backends.retry import describe
 from ...errors import RobustFTError
-from ..executors import RunContext, batch_size, chunks
+from ...agents.calls import CallCounts
+from ...agents.state import SampleState
+from ..executors import Models, RunContext, batch_size, chunks
 from .engines import EngineActor, ModelProxy, engine_groups
 from .store import StoreActor, StoreUnavailable
 from .worker import SampleWorker, api_keys, prompt_files
@@ -39,7 +41,7 @@ RESTART_WAIT_S = 300.0  # how long a dead worker may take to come back before it
 
 @dataclass
 class _Batch:
-    states: list[dict[str, Any]]
+    states: list[SampleState]
     losses: int = 0
 
 
@@ -75,12 +77,14 @@ class RayExecutor:
         self.engines: dict[str, list[Any]] = {}    # group -> actor handles
         self.workers: list[_Worker] = []
         self.lost_batches = 0
-        self._counts: dict[str, tuple] = {}         # a worker life -> its last reported call counts
+        self._counts: dict[str, CallCounts] = {}    # a worker life -> its last reported call counts
         self._batches = 0
 
     # --- start and stop ------------------------------------------------------------------------
 
-    async def start(self, samples: int) -> None:
+    async def start(self, samples: int) -> Models:
+        """Start the store, model and worker actors; the driver's calls to in-process models (the
+        preflight) go to the model actors too: those come back, for the runner's pool."""
         import ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -116,10 +120,11 @@ class RayExecutor:
                 by_config[config.model_dump_json()] = actors
                 names[config.model_dump_json()] = called
         await self._started([a.start.remote() for actors in self.engines.values() for a in actors], "model actor")
-        for role, config in ctx.role_models.items():
+        proxies: Models = []
+        for config in ctx.role_models.values():
             actors = by_config.get(config.model_dump_json())
             if actors:
-                ctx.pool.add(config, ModelProxy(config, actors))  # the driver's pre-run check goes there too
+                proxies.append((config, ModelProxy(config, actors)))
 
         cpus = float(ray.cluster_resources().get("CPU", 0))
         models = sum(len(actors) for actors in self.engines.values())
@@ -143,6 +148,7 @@ class RayExecutor:
         ctx.say(f"Ray: {_count_of(n, 'worker')} ({'+'.join(map(str, shares))} calls in flight)"
                 + (f", {_count_of(models, 'model actor')} ({gpus:g} GPUs each)" if models else "")
                 + f", the response store on this node ({ctx.store_path})")
+        return proxies
 
     async def _started(self, refs: list[Any], what: str) -> None:
         from ray.exceptions import RayTaskError
@@ -189,8 +195,10 @@ class RayExecutor:
 
     # --- one phase -------------------------------------------------------------------------------
 
-    async def drive(self, phase: str, states: Iterable[dict[str, Any]], total: int) -> AsyncIterator[dict[str, Any]]:
-        """Each sample's final state as its batch comes back from a worker (see `Executor`)."""
+    async def drive(self, phase: str, states: Iterable[SampleState], total: int
+                    ) -> AsyncIterator[SampleState | CallCounts]:
+        """Each sample's final state as its batch comes back from a worker, after what the worker's
+        calls cost since its last report (see `Executor`)."""
         from ray.exceptions import RayTaskError
 
         if not total:
@@ -253,7 +261,7 @@ class RayExecutor:
                             continue
                         raise (e.cause if isinstance(e.cause, BaseException) else e) from None
                     self.store.forget.remote(token)
-                    self._count(life, counts)
+                    yield self._count(life, counts)
                     for final in finished:
                         yield final
         finally:
@@ -263,7 +271,7 @@ class RayExecutor:
                 await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _lost(self, worker: _Worker, batch: _Batch, token: str, error: BaseException,
-                    again: deque) -> dict[str, Any] | None:
+                    again: deque) -> SampleState | None:
         """A batch whose worker died: give back its claims, then send it again; or, for a poison
         sample, its final state: failed."""
         import ray
@@ -295,18 +303,12 @@ class RayExecutor:
             worker.probe = asyncio.ensure_future(_probe(worker, ray))
         return failed
 
-    def _count(self, life: str, counts: tuple) -> None:
-        """Add what a worker's calls cost since its last report to the run's call counts."""
-        before = self._counts.get(life, (0, 0, 0, 0, 0))
-        now = tuple(max(a, b) for a, b in zip(before, counts))
-        self._counts[life] = now
-        paid, reused, failed, prompt, completion = (a - b for a, b in zip(now, before))
-        stats = self.context.stats
-        stats.paid += paid
-        stats.reused += reused
-        stats.failed_attempts += failed
-        stats.prompt_tokens += prompt
-        stats.completion_tokens += completion
+    def _count(self, life: str, counts: CallCounts) -> CallCounts:
+        """What a worker's calls cost since its last report (a worker's counts only grow within
+        one life; a report overtaken by a later one adds nothing)."""
+        before = self._counts.get(life, CallCounts())
+        now = self._counts[life] = before.latest(counts)
+        return now.since(before)
 
 
 def _count_of(n: int, thing: str) -> str:

@@ -16,7 +16,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from ...agents.calls import CallCounts
 from ...agents.runtime import AgentRuntime
+from ...agents.state import SampleState
 from ...backends.registry import ModelPool
 from ...config import ROLES, RobustFTConfig
 from ...graph.build import build_graph, run_batch
@@ -101,7 +103,7 @@ class SampleWorker:
     async def ready(self) -> int:
         return os.getpid()
 
-    async def run(self, batch: str, states: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str, tuple]:
+    async def run(self, batch: str, states: list[SampleState]) -> tuple[list[SampleState], str, CallCounts]:
         """Run one batch; return the samples' final states and this worker's call counts so far."""
         BATCH.set(batch)
         finished = []
@@ -116,5 +118,4 @@ class SampleWorker:
         hooks = self.calls.tracing
         if hooks is not None and hooks is not self.tracing:
             await asyncio.to_thread(hooks.close)  # LangSmith's runs
-        s = self.calls.stats
-        return finished, self.life, (s.paid, s.reused, s.failed_attempts, s.prompt_tokens, s.completion_tokens)
+        return finished, self.life, self.calls.stats.counts()
