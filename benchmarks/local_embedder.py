@@ -287,7 +287,13 @@ def main(argv: list[str] | None = None) -> None:
     counts = {name: {"texts": len(texts), "noisy_queries": int(noisy.sum()),
                      "mean_tokens": round(float(np.mean([len(t) for t in plain.token_ids(texts)])), 1)}
               for name, (texts, noisy) in sets.items()}
-    payload = {"data": counts, "rows": rows, "fp32_floor": floor, "start_up": starts}
+    try:
+        from importlib.metadata import version
+
+        openvino_version = version("openvino")
+    except Exception:  # not installed: its rows were skipped
+        openvino_version = None
+    payload = {"data": counts, "rows": rows, "fp32_floor": floor, "start_up": starts, "openvino": openvino_version}
     arc, fpb = counts["arc"], counts["fpb"]
     md = ["# The local embedding model on the CPU (all-MiniLM-L6-v2)", "",
           f"{arc['texts']} ARC noisy-30 questions ({arc['mean_tokens']} tokens on average) in calls of {CALL}, as a "
@@ -296,7 +302,9 @@ def main(argv: list[str] | None = None) -> None:
           f"tokens on average, {fpb['noisy_queries']} queries). Reference: torch fp32. \"Same order\": the same "
           "3 examples in the same order; \"same set\": in any order. One session of a 2-core machine shared with "
           "other work (wall > CPU means waiting for a core; CPU time also grows when the core's other "
-          "hyper-thread is busy): compare within the table.", "",
+          "hyper-thread is busy): compare within the table. "
+          + (f"OpenVINO {openvino_version} was importable for this run (it is not a robustft dependency)."
+             if openvino_version else "OpenVINO was not installed: its rows are absent."), "",
           "| path | ARC: CPU per text | wall per text | smallest cosine | same order | same set | FPB: CPU per text "
           "| smallest cosine | same order | same set |", "|---|---|---|---|---|---|---|---|---|---|"]
     md += [f"| {r['path']} | {r['arc_cpu_ms_per_text']} ms | {r['arc_wall_ms_per_text']} ms | {r['arc_min_cosine']} | "
