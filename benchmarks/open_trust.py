@@ -8,11 +8,13 @@ between samples, on a consistent-error question they repeat the given response's
 simulator's rules: `robustft.sim` docstring). Embeddings are the default local all-MiniLM-L6-v2.
 
 Sets kept apart so that nothing is tuned on the figures reported: a *development* set (the first
-`--limit` usable ARC questions, data seed 0, server seed = noise level), on which the trust score's
-design was chosen; a *held-out* set (the next `--limit` questions, data seed 1, server seed = 100 +
-noise level), run after the design and again after `trust_selection` was added; and a *final* set
-(the `--limit` questions after those, data seed 2, server seed = 200 + noise level), run once,
-after every choice was made: the figures the README reports.
+`--limit` usable ARC questions, data seed 0, server seed = noise level), the calibration split, on
+which the trust score's weights were fitted (`--calibrate`: logistic regression of right/wrong on
+the signals' log-odds, written to benchmarks/results/trust_calibration.json and frozen in
+`robustft/agents/trust.py`) and `denoise.trust_threshold` chosen; then three sets used for no
+choice, each of other questions with other seeds: *held-out* (the next `--limit` questions, data
+seed 1, server seed = 100 + noise level), *final* (seed 2, 200 + noise) and *test* (seed 3, 300 +
+noise). The targets table reads these three only.
 
 Per set and noise level, one `robustft denoise` with `checker: trust` (default threshold), and in
 the same response store one that also ranks the relabels by their own trust at selection
@@ -25,9 +27,9 @@ fine-tuning set each makes. Reported:
 - cleaning: detection recall per kind, the share of right responses in the input and in the
   fine-tuning set, the share of rows kept, calls and tokens per sample.
 
-    python -m benchmarks.open_trust [--limit 200] [--accuracy 0.85] [--sets dev,heldout]
+    python -m benchmarks.open_trust [--limit 150] [--accuracy 0.85] [--sets dev,heldout,final,test] [--calibrate]
 
-Writes benchmarks/results/open_trust.json and .md.
+Writes benchmarks/results/open_trust.json and .md (with --calibrate: trust_calibration.json only).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from typing import Any
 
 from robustft.backends.store import ResponseStore
 from robustft.config import load_config
+from robustft.agents.trust import features, fit_weights
 from robustft.inspect.ranking import trust_ranking
 from robustft.run.runner import DenoiseRun
 from robustft.sim import SimServer
@@ -55,7 +58,7 @@ from .open_quality import _share, counted
 
 NOISE_LEVELS = (30, 50, 70)
 SETS = {"dev": {"seed": 0, "skip": 0, "server": 0}, "heldout": {"seed": 1, "skip": 1, "server": 100},
-        "final": {"seed": 2, "skip": 2, "server": 200}}
+        "final": {"seed": 2, "skip": 2, "server": 200}, "test": {"seed": 3, "skip": 3, "server": 300}}
 CHECKERS = ("trust", "trust_selection", "paper", "judge")
 # Each variant's denoise settings: trust_selection also ranks the relabels by their own trust.
 VARIANTS = {"trust": {"checker": "trust", "trust_selection": False},
@@ -114,6 +117,8 @@ def run_level(folder: Path, noise: int, accuracy: float, server_seed: int, workd
                 detection = ("base", "reasoning", "judge", "claim")
                 row["detection"] = _per_sample(records, detection)
                 if checker == "trust":
+                    out["calibration_rows"] = [(features({**r["trust_signals"]}), r["id"] not in _wrong(records, gold))
+                                               for r in records if r.get("trust_signals")]
                     wrong = {r["id"] for r in records
                              if not is_right(r["original_label"], gold[r["id"]].key, gold[r["id"]].distractors)}
                     ranking = trust_ranking(records, wrong, kinds=kinds)
@@ -132,11 +137,15 @@ def run_level(folder: Path, noise: int, accuracy: float, server_seed: int, workd
     return out
 
 
+def _wrong(records: list[dict], gold: dict[str, Any]) -> set[str]:
+    return {r["id"] for r in records if not is_right(r["original_label"], gold[r["id"]].key, gold[r["id"]].distractors)}
+
+
 def _thresholds(records: list[dict], wrong: set[str]) -> list[dict[str, Any]]:
     """For a few trust thresholds: the share of rows whose given response passes, and how many of
     those are right (what `checker: trust` keeps as clean, before relabeling)."""
     rows = []
-    for threshold in (0.5, 0.6, 0.7, 0.8):
+    for threshold in (0.5, 0.6, 0.7, 0.8, 0.85, 0.9):
         passed = [r["id"] for r in records if r.get("trust") is not None and r["trust"] >= threshold]
         rows.append({"threshold": threshold, "passed": _share(len(passed), len(records)),
                      "passed_right": _share(sum(sid not in wrong for sid in passed), len(passed))})
@@ -149,15 +158,66 @@ def _f(x: Any, pct: bool = False) -> str:
     return f"{x:.1%}" if pct else f"{x:.3f}" if isinstance(x, float) else str(x)
 
 
+SINGLES = ("agreement", "reflection", "token_prob", "claims")
+
+
+def target_rows(p: dict) -> list[dict[str, Any]]:
+    """The issue's targets per held-out set and noise level, for the default `checker: trust`
+    (trust_selection): fine-tuning set >= 95 % right keeping >= 60 % of rows; recall of changed key
+    facts >= 0.9; the trust score's AUROC above every single signal's for every kind (a tie at
+    1.000, where nothing can be above, is counted apart)."""
+    rows = []
+    for name in p["sets"]:
+        if name == "dev":
+            continue
+        for level in p["results"][name]:
+            c = level["checkers"].get("trust_selection") or level["checkers"].get("trust")
+            scores = (level.get("ranking") or {}).get("scores", {})
+            beats, ties, loses = [], [], []
+            for kind in NOISE_KINDS:
+                mine = scores.get("trust", {}).get("auroc_by_kind", {}).get(kind)
+                best = max((scores[s].get("auroc_by_kind", {}).get(kind) or 0.0) for s in SINGLES if s in scores)
+                if mine is None:
+                    continue
+                (beats if mine > best else ties if mine == best == 1.0 else loses).append(
+                    f"{kind} {mine:.3f} vs {best:.3f}")
+            rows.append({"set": name, "noise": level["noise"], "right": c["fine_tuning_right"], "kept": c["kept"],
+                         "key_recall": c["recall_by_kind"]["key_changed"], "calls": c["calls"], "tokens": c["tokens"],
+                         "beats": beats, "ties": ties, "loses": loses})
+    return rows
+
+
+def _targets(p: dict) -> list[str]:
+    rows = target_rows(p)
+    if not rows:
+        return []
+    lines = ["### The issue's targets on the sets not used for any choice (default `checker: trust`)", "",
+             "| set | noise | fine-tuning set right (>= 95 %) | rows kept (>= 60 %) | recall key changed (>= 0.9) "
+             "| AUROC above every single signal, per kind | calls | tokens |", "|---|---|---|---|---|---|---|---|"]
+    for t in rows:
+        auc = ("all 4 kinds" if not t["loses"] and not t["ties"] else
+               "; ".join(([f"tie at 1.000: {', '.join(x.split()[0] for x in t['ties'])}"] if t["ties"] else [])
+                         + ([f"below: {', '.join(t['loses'])}"] if t["loses"] else [])))
+        lines.append(f"| {t['set']} | {t['noise']} % | {_f(t['right'], True)}{'' if t['right'] >= 0.95 else ' (missed)'} "
+                     f"| {_f(t['kept'], True)}{'' if t['kept'] >= 0.6 else ' (missed)'} "
+                     f"| {_f(t['key_recall'])}{'' if t['key_recall'] >= 0.9 else ' (missed)'} | {auc} "
+                     f"| {t['calls']} | {t['tokens']} |")
+    return lines + [""]
+
+
 def to_markdown(p: dict) -> str:
     lines = [f"Simulated experts (robustft.sim, right {p['accuracy']:.0%} of the time; on hard questions as the "
              f"simulator's docstring says), {p['limit']} ARC questions per set made open-ended with the four kinds "
              "of noise dealt out in turn, embeddings all-MiniLM-L6-v2. *Right*: states the key fact and no "
-             "distractor. Calls and tokens are per sample (all samples); a signal's cost is the calls it needs.",
-             "", "The trust score's design was chosen on the **dev** sets only; the **heldout** sets (other "
-             "questions, other seeds) were run after it, and again after `trust_selection` was added (chosen on "
-             "dev); the **final** sets (other questions again) were run once, after every choice: the figures "
-             "the README reports.", ""]
+             "distractor. *Fine-tuning set right*: of the rows the run keeps (clean, relabeled or confirmed), the "
+             "share whose final response is right (a relabeled row by its new response); *rows kept*: those rows "
+             "over all rows (dropped and failed rows are not kept). Calls and tokens are per sample (all samples); "
+             "a signal's cost is the calls it needs.",
+             "", "The **dev** sets are the calibration split: the trust score's weights were fitted on them by "
+             "logistic regression (`--calibrate`, trust_calibration.json) and `trust_threshold` (0.85) chosen there; "
+             "the **heldout**, **final** and **test** sets (other questions, other data and server seeds) were not "
+             "used for any choice.", ""]
+    lines += _targets(p)
     for name in p["sets"]:
         for level in p["results"][name]:
             r = level.get("ranking") or {}
@@ -195,14 +255,19 @@ def to_markdown(p: dict) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--limit", type=int, default=200, help="ARC questions per set")
+    parser.add_argument("--limit", type=int, default=150, help="ARC questions per set (150: what the weights were fitted on)")
     parser.add_argument("--accuracy", type=float, default=0.85)
-    parser.add_argument("--sets", default="dev,heldout,final")
+    parser.add_argument("--sets", default="dev,heldout,final,test")
     parser.add_argument("--noise", default=",".join(map(str, NOISE_LEVELS)))
     parser.add_argument("--checkers", default=",".join(CHECKERS))
     parser.add_argument("--no-write", action="store_true", help="print, do not write benchmarks/results")
+    parser.add_argument("--calibrate", action="store_true",
+                        help="fit the trust score's weights on the dev sets (checker trust only), print and write them "
+                             "to benchmarks/results/trust_calibration.json; nothing else is written")
     parser.add_argument("--keep", default=None, metavar="DIR", help="keep the data and run folders in DIR")
     args = parser.parse_args(argv)
+    if args.calibrate:
+        args.sets, args.checkers = "dev", "trust"
     sets = [s for s in args.sets.split(",") if s]
     levels = [int(x) for x in args.noise.split(",") if x]
     checkers = tuple(c for c in args.checkers.split(",") if c)
@@ -218,6 +283,15 @@ def main(argv: list[str] | None = None) -> dict:
                 make_open_data(DATA / "arc" / "labeled.csv", folder, noise=noise / 100, limit=args.limit,
                                seed=spec["seed"], skip=spec["skip"] * args.limit, kinds=NOISE_KINDS)
                 results[name].append(run_level(folder, noise, args.accuracy, spec["server"] + noise, work, checkers))
+    calibration_rows = [row for name in sets for level in results[name] for row in level.pop("calibration_rows", [])]
+    if args.calibrate:
+        fitted = {"set": "dev", "levels": levels, "limit": args.limit, "accuracy": args.accuracy,
+                  **fit_weights(calibration_rows)}
+        print(json.dumps(fitted), flush=True)
+        if not args.no_write:
+            (Path(__file__).resolve().parent / "results" / "trust_calibration.json").write_text(
+                json.dumps(fitted, indent=2) + "\n", encoding="utf-8")
+        return fitted
     payload = {"accuracy": args.accuracy, "limit": args.limit, "sets": sets, "results": results}
     if not args.no_write:
         write_results("open_trust", payload, to_markdown(payload))

@@ -27,7 +27,7 @@
   and recall, the fine-tuning set's share of right responses, selection score vs. length, and a chat
   file cleaned and exported through the command line.
 - open_trust: trust scores of open-ended responses with four kinds of noise at 30/50/70 % (a
-  development and a held-out set): AUROC and precision at 10/20 % of the score and of each signal
+  calibration set and three sets used for no choice): AUROC and precision at 10/20 % of the score and of each signal
   alone, per kind, with calls and tokens; the fine-tuning set of the trust, paper and judge checkers.
 - rate_limit: a server enforcing requests and tokens per minute: the share of calls answered 429
   and of the allowed rate used, paced by configured limits or the server's headers, against the

@@ -38,7 +38,7 @@ PROMPT_VALUES: dict[str, tuple[str, ...]] = {
 RECORDS = {"base": "base expert (answers directly)",
            "reasoning": "reasoning expert (step by step, then reflects)",
            "judge": "judge (an LLM decides whether the label is wrong)",
-           "claim": "claim check (the judge on the given response's least supported claim)",
+           "claim": "claim check (the judge on the given response's least supported claim, or on the whole response)",
            "checker": "checker (decides clean or noisy)",
            "context": "context relabeler (answers again, shown similar clean samples)",
            "reviewer": "reviewer (weighs the reasoning and context answers, gives the label)"}

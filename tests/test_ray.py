@@ -23,7 +23,9 @@ from pathlib import Path
 
 import pytest
 
+from robustft.agents.calls import CallCounts, CallStats
 from robustft.config import load_config
+from robustft.run.executors import RunContext
 from robustft.run.runner import DenoiseRun
 from robustft.sim import SimServer
 from robustft.sim.server import CHAT_PATH
@@ -213,6 +215,27 @@ def test_a_ray_run_whose_driver_is_killed_resumes_to_the_local_result(cluster, s
     # before Ray stopped them (each had its sample's store claim already): at most one per sample
     # in flight (twice the concurrency), and each start's connection check.
     assert sim.requests - before <= local_calls + 2 * CONCURRENCY + 2
+
+
+def test_the_workers_call_counts_come_back_as_values_the_runner_adds(tmp_path):
+    """The executor changes nothing of the runner's: each report gives what a worker's calls cost
+    since its last one, counted per life of the worker (a restarted worker counts from zero)."""
+    from robustft.run.cluster import RayExecutor
+
+    context = RunContext(config=load_config(None, {}), task="multiple_choice", roles=[], role_models={},
+                         store_path=tmp_path / "responses.sqlite", say=print)
+    executor = RayExecutor(context)
+    reports = [("a", CallCounts(paid=3, reused=1, prompt_tokens=30, completion_tokens=6)),
+               ("a", CallCounts(paid=2, prompt_tokens=20)),  # overtaken by the report before it: adds nothing
+               ("a", CallCounts(paid=5, reused=1, failed_attempts=1, prompt_tokens=50, completion_tokens=10)),
+               ("b", CallCounts(paid=1, prompt_tokens=10, completion_tokens=2))]  # the worker's next life
+    deltas = [executor._count(life, counts) for life, counts in reports]
+    assert deltas[1] == CallCounts() and deltas[2] == CallCounts(paid=2, failed_attempts=1, prompt_tokens=20,
+                                                                  completion_tokens=4)
+    stats = CallStats()
+    for delta in deltas:
+        stats.add(delta)
+    assert stats.counts() == CallCounts(paid=6, reused=1, failed_attempts=1, prompt_tokens=60, completion_tokens=12)
 
 
 def test_without_ray_installed_the_ray_executor_is_a_clear_config_error(monkeypatch, tmp_path, capsys):

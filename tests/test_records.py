@@ -23,7 +23,7 @@ from robustft.config import load_config
 from robustft.data import read_jsonl, write_jsonl
 from robustft.run.journal import dump_line
 from robustft.run.outputs import final_record
-from robustft.run.records import FIELDS, RECORD, SampleRecord, sample_record, state_of
+from robustft.run.records import CARRIED, DECIDED, FIELDS, RECORD, SampleRecord, sample_record, state_of
 from robustft.run.rundir import load_run
 from robustft.run.runner import denoise
 from robustft.sim import SimServer
@@ -129,6 +129,12 @@ def test_a_record_rebuilds_the_state_the_graph_gave_it(runs):
         assert state["status"] == expected
 
 
+def test_every_field_is_carried_from_the_state_or_decided_by_the_runner():
+    """A field added to `SampleRecord` says where it comes from, or writing a record fails here."""
+    assert set(FIELDS) == set(CARRIED) | set(DECIDED)
+    assert set(CARRIED) & set(DECIDED) == {"error"}  # the state's error, or the runner's "did not finish"
+
+
 def test_a_record_the_reader_refuses_names_the_field():
     from pydantic import ValidationError
 
@@ -141,3 +147,21 @@ def test_a_record_the_reader_refuses_names_the_field():
         with pytest.raises(ValidationError) as caught:
             RECORD.validate_python(bad)
         assert caught.value.errors()[0]["loc"] == where
+
+
+def test_a_finished_runs_record_must_have_a_final_status(runs, tmp_path):
+    """noisy and candidate are records of a run still going: in a finished run's samples.jsonl the
+    message names the statuses a finished run has."""
+    import shutil
+
+    from robustft.errors import UserError
+
+    run_dir = shutil.copytree(runs["multiple_choice"], tmp_path / "run")
+    records = read_jsonl(run_dir / "samples.jsonl")
+    records[2]["status"] = "noisy"
+    write_jsonl(run_dir / "samples.jsonl", records)
+    with pytest.raises(UserError) as caught:
+        load_run(run_dir)
+    message = str(caught.value)
+    assert "record 3" in message and "field 'status'" in message and "'noisy'" in message
+    assert "'clean', 'relabeled', 'confirmed', 'dropped' or 'failed'" in message

@@ -43,15 +43,51 @@ def test_the_verdict_gives_reflection_and_with_its_token_probability_a_probabili
     assert verdict_probability(None) == (None, None)
 
 
-def test_the_score_is_the_mean_of_the_available_signals_and_the_weakest_claim_bounds_it():
-    assert combine({"agreement": 0.9, "reflection": 1.0, "token_prob": 0.8, "claims": None}) == pytest.approx(0.9)
-    assert combine({"agreement": 0.9, "reflection": None, "token_prob": None, "claims": None}) == pytest.approx(0.9)
+def test_the_score_adds_the_signals_log_odds_with_the_calibrated_weights():
+    import math
+
+    from robustft.agents.trust import BIAS, WEIGHTS, features
+
+    def sigmoid(z):
+        return 1 / (1 + math.exp(-z))
     assert combine({"agreement": None, "reflection": None, "token_prob": None, "claims": None}) is None
-    # one claim nothing supports caps a response every other signal trusts at 0.5
-    assert combine({"agreement": 1.0, "reflection": 1.0, "token_prob": 1.0, "claims": 0.0}) == pytest.approx(0.5)
-    assert combine({"agreement": 1.0, "reflection": 1.0, "token_prob": 1.0, "claims": 0.6}) == pytest.approx(0.8)
-    # a well supported weakest claim does not raise a low score
-    assert combine({"agreement": 0.1, "reflection": 0.0, "token_prob": 0.2, "claims": 1.0}) == pytest.approx(0.325)
+    # one signal: the bias plus its weighted log-odds (0.9 -> log 9); the others add nothing
+    assert combine({"agreement": 0.9}) == pytest.approx(sigmoid(BIAS + WEIGHTS["agreement"] * math.log(9)), abs=1e-6)
+    assert combine({"agreement": 0.9, "token_prob": None}) == combine({"agreement": 0.9})
+    x = features({"reflection": 0.0, "token_prob": 1.0, "claim_check": 0.0})
+    assert x["reflection"] == -1.0 and x["token_prob"] == pytest.approx(math.log(999))  # clipped: never certain
+    assert x["claim_check"] == pytest.approx(-math.log(999)) and x["agreement"] == 0.0
+    # a confident wrong verdict is not diluted by signals that agree: the mean of these is 0.5
+    doubted = {"agreement": 0.98, "claim_support": 0.97, "claims": 0.97, "reflection": 0.0, "token_prob": 0.05,
+               "response_check": 0.1}
+    assert sum(doubted[k] for k in ("agreement", "claims", "reflection", "token_prob")) / 4 == 0.5
+    assert combine(doubted) < 0.15
+    # every signal counts for right: raising any one raises the score
+    base = {"agreement": 0.7, "claim_support": 0.6, "reflection": 1.0, "token_prob": 0.6, "claim_check": 0.6,
+            "response_check": 0.6}
+    for name in ("agreement", "claim_support", "token_prob", "claim_check", "response_check"):
+        assert combine({**base, name: 0.9}) > combine(base) > combine({**base, name: 0.2})
+    assert combine({**base, "reflection": 0.0}) < combine(base)
+    assert all(w > 0 for w in WEIGHTS.values())  # as fitted: each signal is evidence in its own direction
+
+
+def test_the_calibration_fit_recovers_known_weights():
+    import math
+    import random
+
+    from robustft.agents.trust import FEATURES, fit_weights
+
+    rng = random.Random(0)
+    truth = {name: 0.5 * (i + 1) for i, name in enumerate(FEATURES)}
+    rows = []
+    for _ in range(6000):
+        x = {name: rng.gauss(0, 1) for name in FEATURES}
+        z = -0.5 + sum(truth[n] * x[n] for n in FEATURES)
+        rows.append((x, rng.random() < 1 / (1 + math.exp(-z))))
+    fitted = fit_weights(rows, l2=0.0)
+    assert fitted["rows"] == 6000 and fitted["bias"] == pytest.approx(-0.5, abs=0.15)
+    for name in FEATURES:
+        assert fitted["weights"][name] == pytest.approx(truth[name], rel=0.12)
 
 
 # -- ranking figures ------------------------------------------------------------------------------
@@ -302,13 +338,30 @@ def test_an_unreadable_verdict_is_left_out_and_the_calls_stay_bounded():
     assert update["nodes"]["claim"]["attempts"] == 3
 
 
-def test_a_one_sentence_response_has_no_claim_check_and_a_wrong_verdict_lowers_the_score():
+def test_a_response_no_claim_of_which_stands_out_is_checked_as_a_whole():
+    # one sentence: no claims to compare, so the claim check asks about the whole response
     short = "The sky is blue because air scatters blue light."
     update, judge = _trust_of(["Answer: Y"], short, {"base": short, "reasoning": short})
-    assert update["trust_signals"]["claims"] is None and "claim" not in update["nodes"]
-    assert len(judge.calls) == 1
+    s = update["trust_signals"]
+    assert s["claims"] is None and s["claims_checked"] == 1 and s["response_check"] is not None
+    assert len(judge.calls) == 2 and short in update["nodes"]["claim"]["prompt"]
     said_right, _ = _trust_of(["Answer: N"], short, {"base": short, "reasoning": short})
     assert update["trust"] < 0.5 < said_right["trust"]
+    # two sentences the experts both support: the check goes to the response as a whole too
+    update, judge = _trust_of(["Answer: N"], GIVEN, EXPERTS)
+    s = update["trust_signals"]
+    assert s["claim_support"] > 0.5 and "claim_check" not in s and s["response_check"] is not None
+    assert "The given claim (may be wrong):\n" + GIVEN in update["nodes"]["claim"]["prompt"]
+
+
+def test_a_claim_the_experts_do_not_support_is_the_one_checked():
+    odd = "The sky is blue because air scatters blue light. The moon is made of green cheese and old socks."
+    update, judge = _trust_of(["Answer: N", "Answer: Y"], odd, EXPERTS)
+    s = update["trust_signals"]
+    assert s["claim_support"] < 0.5 and s["weakest_claim"].startswith("The moon")
+    assert "response_check" not in s and s["claim_check"] is not None and s["claims_checked"] == 1
+    assert "The given claim (may be wrong):\nThe moon" in update["nodes"]["claim"]["prompt"]
+    assert len(judge.calls) == 2  # the reflection and one claim check: trust_claim_checks (1) bounds it
 
 
 def test_a_judge_that_keeps_failing_fails_the_sample_with_its_error():
@@ -372,3 +425,15 @@ def test_an_unreachable_embedding_server_costs_a_report_seconds_not_the_runs_giv
     with pytest.raises(UserError, match="embedding server"):
         gold_compare._embed(run, ["a response"])
     assert time.monotonic() - started < 15
+
+
+def test_on_a_simulated_set_the_combined_score_ranks_better_than_any_one_signal(trust_run):
+    # 48 rows, half wrong, the four kinds of noise; the hashing embedder, not MiniLM: the weights were
+    # fitted elsewhere (benchmarks/open_trust.py's dev sets), so this is a set they never saw
+    with (trust_run["folder"] / "noise.csv").open(newline="", encoding="utf-8") as fh:
+        kinds = {row["id"]: row["kind"] for row in csv.DictReader(fh)}
+    ranking = trust_ranking(trust_run["records"], trust_run["wrong"], kinds=kinds)
+    s = ranking["scores"]
+    singles = ("agreement", "reflection", "token_prob", "claims")
+    assert s["trust"]["auroc"] > max(s[name]["auroc"] for name in singles)
+    assert s["trust"]["auroc"] >= 0.9 and s["trust"]["precision_at_20"] >= 0.9

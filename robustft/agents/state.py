@@ -1,7 +1,9 @@
 """One sample's state as it moves through the graph.
 
-Nodes return partial updates; `nodes` merges per-node records, so each node adds its own entry
-(its prompt, response, extracted answer, score, token counts) without touching the others'.
+Nodes return partial updates; `nodes` merges per-node records (`merge_records`, applied by
+`graph.build._apply`: LangGraph's state is the batch, and it never sees a sample's keys), so each
+node adds its own entry (its prompt, response, extracted answer, score, token counts) without
+touching the others'.
 
 A sample passes through the graph in at most two invocations, either side of the barrier:
 detection (START -> base -> reasoning -> checker) ends with status `clean`, `failed`, or `noisy`
@@ -14,7 +16,7 @@ embedding call kept failing: running again retries it).
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Literal, Union
 
 # typing_extensions' TypedDict: pydantic reads these shapes back from samples.jsonl (run/records.py),
 # and on Python 3.11 it validates only this one.
@@ -96,6 +98,9 @@ class TrustSignals(TypedDict, total=False):
     token_prob: float | None
     claims: float | None
     claims_split: int
+    claim_support: float      # the weakest claim's support by the experts' responses
+    claim_check: float        # the claim check's verdict probability, when it went to a claim
+    response_check: float     # ... when it went to the whole response (no claim stood out)
     weakest_claim: str
     weakest_claim_similarity: float
     claims_checked: int
@@ -119,6 +124,7 @@ def node_failed(error: str) -> NodeRecord:
 
 
 def merge_records(left: dict[str, NodeRecord] | None, right: dict[str, NodeRecord] | None) -> dict[str, NodeRecord]:
+    """A sample's node records after a node's update (each node adds or replaces its own)."""
     return {**(left or {}), **(right or {})}
 
 
@@ -145,8 +151,8 @@ class SampleState(TypedDict, total=False):
     conversation: list[Turn] | None
     # Set by the runner at the barrier: the nearest clean samples, most similar first.
     examples: list[Example] | None
-    # Written by the nodes.
-    nodes: Annotated[dict[str, NodeRecord], merge_records]
+    # Written by the nodes; an update's records merge into these (`merge_records`).
+    nodes: dict[str, NodeRecord]
     decision: Literal["clean", "noisy"] | None
     decision_reason: str | None
     status: Status

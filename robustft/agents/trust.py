@@ -11,27 +11,39 @@ probabilities; FActScore / SelfCheckGPT check long responses claim by claim. Her
   checker's own call when `checker: judge`): 1 right, 0 wrong.
 - **token_prob**: that verdict's token probability `c = exp(-score)` of the judge's reply, turned into
   the probability that the given response is right (`c` for "right", `1 - c` for "wrong").
-- **claims** (responses of two or more sentences): the response is split into at most
-  `trust_max_claims` claims; each claim's support is its best cosine with any sentence of the
-  experts' responses, mapped like agreement. The `trust_claim_checks` least supported claims are
-  checked by the judge (`claim_open.jinja`, one call each), whose verdict and token probability are
-  averaged with the support. The weakest claim is the signal.
+- **claims**: the response is split into at most `trust_max_claims` claims (sentences); each claim's
+  support is its best cosine with any sentence of the experts' responses, mapped like agreement.
+  The judge (`claim_open.jinja`, one call each, `trust_claim_checks` in all) checks the least
+  supported claims the experts do not support (support below 0.5); when fewer stand out, the
+  budget left checks the response as a whole once, as one claim: a second, differently worded
+  self-reflection (TLM asks several). That is the check a consistent error needs: the experts share
+  the mistake, so every claim is supported and a claim check would go to a filler sentence. A
+  checked claim's score is the mean of its support and the verdict's probability (a whole-response
+  verdict counts for every claim); the weakest claim is the `claims` signal.
 
-The trust score is the mean of the available signals (a signal that could not be had, such as an
-unreadable verdict, is left out), bounded above by the weakest claim: at most (1 + claims) / 2, so
-one claim nothing supports caps the score of a response at 0.5, however well the rest agrees. (A
-plain minimum with the weakest claim ranked worse on the development sets: the claim signal alone
-is noisier than the mean; benchmarks/open_trust.py.) Every signal and the weakest claim are kept
-in `trust_signals`, so a reviewer sees why a response scored as it did.
+The trust score adds the signals' evidence in log-odds: `sigmoid(BIAS + sum(WEIGHTS[s] x logit(s)))`
+over agreement, token_prob, reflection (+1 right, -1 wrong), the weakest claim's support, the claim
+check's and the whole-response check's verdict probabilities; a signal that could not be had (an
+unreadable verdict, a one-sentence response's claims) adds nothing. The weights were fitted by
+logistic regression on a calibration split only (the simulator's dev sets, 450 rows; `python -m
+benchmarks.open_trust --calibrate`, benchmarks/results/trust_calibration.json) and are frozen: the
+figures reported are on other questions and seeds. Unlike the mean used before (benchmarks/results/
+open_trust.md), a confident signal is not diluted by lukewarm ones, and the judge's verdict enters
+with its token probability. The weights describe the simulator's experts and judge; a real model's
+calibration differs, and refitting them on gold-labelled rows of one's own runs is not built yet
+(they are constants here).
+Every signal and the weakest claim are kept in `trust_signals`, so a reviewer sees why a response
+scored as it did.
 
-Calls per sample: 1 reflection + `trust_claim_checks` claim checks (none with `checker: judge` for
-the reflection), whatever the length of the response.
+Calls per sample: 1 reflection + `trust_claim_checks` checks (none with `checker: judge` for the
+reflection), whatever the length of the response.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -40,7 +52,7 @@ from ..errors import ModelCallError
 from .runtime import AgentRuntime, failure
 from .state import NodeRecord, SampleState, TrustSignals
 
-__all__ = ["SIGNALS", "combine", "split_claims", "score_trust", "verdict_probability"]
+__all__ = ["FEATURES", "SIGNALS", "WEIGHTS", "combine", "features", "fit_weights", "split_claims", "score_trust", "verdict_probability"]
 
 SIGNALS = ("agreement", "reflection", "token_prob", "claims")
 _SCALE = 0.1  # cosine units from "as likely right as wrong" to about 73 % either way
@@ -87,47 +99,118 @@ def verdict_probability(record: NodeRecord | None) -> tuple[float | None, float 
     return (1.0 if right else 0.0), token
 
 
-def combine(signals: dict[str, float | None]) -> float | None:
-    """The trust score: the mean of the available signals, at most (1 + weakest claim) / 2."""
-    values = [signals[name] for name in SIGNALS if signals.get(name) is not None]
-    if not values:
+# The combination: a logistic model over the signals' log-odds (a signal that could not be had adds
+# nothing). Fitted by logistic regression on the calibration split (the simulator's *dev* sets at
+# 30/50/70 % noise, 450 rows; `python -m benchmarks.open_trust --calibrate`) and frozen here; every
+# figure reported is on other questions and seeds. In log-odds a confident signal is not diluted by
+# lukewarm ones, as it is in a mean, and the judge's verdict enters with its token probability.
+FEATURES = ("agreement", "token_prob", "reflection", "claim_support", "claim_check", "response_check")
+WEIGHTS = {"agreement": 0.458, "token_prob": 1.605, "reflection": 1.234, "claim_support": 0.308,
+           "claim_check": 0.297, "response_check": 1.084}  # benchmarks/results/trust_calibration.json
+BIAS = -1.018
+_EPS = 1e-3  # probabilities are clipped to [0.001, 0.999]: no one signal is certain
+
+
+def _logit(p: float) -> float:
+    p = min(max(float(p), _EPS), 1.0 - _EPS)
+    return math.log(p / (1.0 - p))
+
+
+def features(signals: Mapping[str, Any]) -> dict[str, float]:
+    """Each signal as evidence in log-odds (0 when it could not be had): probabilities as their logit,
+    the reflection verdict as +1 (right) or -1 (wrong)."""
+    out = {}
+    for name in FEATURES:
+        value = signals.get(name)
+        if value is None:
+            out[name] = 0.0
+        elif name == "reflection":
+            out[name] = 1.0 if value >= 0.5 else -1.0
+        else:
+            out[name] = _logit(value)
+    return out
+
+
+def combine(signals: Mapping[str, Any], weights: dict[str, float] | None = None, bias: float | None = None) -> float | None:
+    """The trust score: sigmoid(BIAS + sum of WEIGHTS x each signal's log-odds); None without any signal."""
+    if all(signals.get(name) is None for name in FEATURES):
         return None
-    score = sum(values) / len(values)
-    if signals.get("claims") is not None:
-        score = min(score, (1.0 + signals["claims"]) / 2)  # type: ignore[operator]
-    return round(float(score), 6)
+    weights = WEIGHTS if weights is None else weights
+    x = features(signals)
+    z = (BIAS if bias is None else bias) + sum(weights[name] * x[name] for name in FEATURES)
+    return round(_sigmoid(z), 6)
+
+
+def fit_weights(rows: list[tuple[dict[str, float], bool]], l2: float = 1.0) -> dict[str, Any]:
+    """Logistic regression (Newton's method, a light L2 penalty on the weights, none on the bias) of
+    right (1) / wrong (0) on the signals' log-odds (`features`): the trust score's
+    weights, fitted on the calibration split only."""
+    x = np.array([[f[name] for name in FEATURES] + [1.0] for f, _ in rows])
+    y = np.array([1.0 if right else 0.0 for _, right in rows])
+    w = np.zeros(x.shape[1])
+    penalty = l2 * np.diag([1.0] * len(FEATURES) + [0.0])
+    for _ in range(100):
+        p = 1.0 / (1.0 + np.exp(-x @ w))
+        step = np.linalg.solve((x.T * (p * (1 - p))) @ x + penalty, x.T @ (p - y) + penalty @ w)
+        w -= step
+        if np.abs(step).max() < 1e-9:
+            break
+    return {"weights": {name: round(float(v), 3) for name, v in zip(FEATURES, w[:-1])},
+            "bias": round(float(w[-1]), 3), "rows": len(rows), "right": int(y.sum()), "l2": l2}
 
 
 async def _claims(rt: AgentRuntime, state: dict, given: str, experts: list[str], answers: dict[str, str | None],
                   updates: SampleState) -> tuple[float | None, TrustSignals]:
+    """The weakest claim's score, and what the checks found (`claim_support`, `claim_check`,
+    `response_check`). The judge checks the least supported claims that the experts do not support
+    (support below 0.5); when fewer stand out than `trust_claim_checks`, the budget left checks the
+    response as a whole once, as one claim: a second, differently worded self-reflection (TLM asks
+    several), which a shared mistake (a consistent error, every claim supported) can only be caught by."""
     d = rt.config.denoise
     claims = split_claims(given, d.trust_max_claims)
-    if len(claims) < 2 or not experts:
+    if not experts or not claims:
         return None, {"claims_split": len(claims)}
-    sentences = [s for e in experts for s in split_claims(e, d.trust_max_claims)]
-    vectors = await rt.texts.vectors(claims + sentences)  # type: ignore[union-attr]
-    sims = vectors[:len(claims)] @ vectors[len(claims):].T
-    best = np.clip(sims.max(axis=1), -1.0, 1.0)
-    scores = [support(float(s), d.open_similarity) for s in best]
-    order = sorted(range(len(claims)), key=lambda i: scores[i])
-    checked = []
-    for n, i in enumerate(order[:d.trust_claim_checks]):
+    scores: list[float] = []
+    best = np.zeros(0)
+    if len(claims) >= 2:
+        sentences = [s for e in experts for s in split_claims(e, d.trust_max_claims)]
+        vectors = await rt.texts.vectors(claims + sentences)  # type: ignore[union-attr]
+        sims = vectors[:len(claims)] @ vectors[len(claims):].T
+        best = np.clip(sims.max(axis=1), -1.0, 1.0)
+        scores = [support(float(s), d.open_similarity) for s in best]
+    order = sorted(range(len(scores)), key=lambda i: scores[i])
+    unsupported = [i for i in order if scores[i] < 0.5][:d.trust_claim_checks]
+    whole = len(unsupported) < d.trust_claim_checks
+    info: TrustSignals = {"claims_split": len(claims)}
+    if scores:
+        weakest_support = min(scores)
+        info["claim_support"] = round(weakest_support, 4)
+    checks: list[tuple[str, int | None]] = [(claims[i], i) for i in unsupported] + ([(given, None)] if whole else [])
+    claim_checks: list[float] = []
+    for n, (claim, i) in enumerate(checks):
         name = "claim" if n == 0 else f"claim{n + 1}"
-        record = await rt.ask("judge", "claim", state, parse=parse_verdict, claim=claims[i], label=given,
+        record = await rt.ask("judge", "claim", state, parse=parse_verdict, claim=claim, label=given,
                               base_answer=answers.get("base") or "(none)",
                               reasoning_answer=answers.get("reasoning") or "(none)")
         updates.setdefault("nodes", {})[name] = record
-        _, judged = verdict_probability(record)
-        if judged is None and record.get("answer") in ("Y", "N"):
-            judged = 1.0 if record["answer"] == "N" else 0.0
-        if judged is not None:
+        reflection, judged = verdict_probability(record)
+        judged = reflection if judged is None else judged
+        if judged is None:
+            continue
+        if i is None:  # the response as a whole: its verdict bears on every claim
+            info["response_check"] = round(judged, 4)
+            scores = [(s + judged) / 2 for s in scores]
+        else:
+            claim_checks.append(judged)
             scores[i] = (scores[i] + judged) / 2
-        checked.append(i)
+    if claim_checks:
+        info["claim_check"] = round(min(claim_checks), 4)
+    info["claims_checked"] = len(checks)
+    if not scores:
+        return None, info
     weakest = min(range(len(claims)), key=lambda i: scores[i])
-    return scores[weakest], {"claims_split": len(claims), "weakest_claim": claims[weakest],
-                             "weakest_claim_similarity": round(float(best[weakest]), 4),
-                             "claims_checked": len(checked)}
-
+    return scores[weakest], {**info, "weakest_claim": claims[weakest],
+                             "weakest_claim_similarity": round(float(best[weakest]), 4)}
 
 
 async def score_trust(rt: AgentRuntime, state: dict, answers: dict[str, str | None],
@@ -155,6 +238,6 @@ async def score_trust(rt: AgentRuntime, state: dict, answers: dict[str, str | No
     reflection, token_prob = verdict_probability(judge)
     signals: dict[str, float | None] = {"agreement": sum(agreeing) / len(agreeing) if agreeing else None,
                                "reflection": reflection, "token_prob": token_prob, "claims": claims}
-    trust = combine(signals)
+    trust = combine({**signals, **claim_info})
     shown = {name: None if v is None else round(float(v), 4) for name, v in signals.items()}
     return {**updates, "trust": trust, "trust_signals": {**shown, **claim_info}}

@@ -52,8 +52,8 @@ from ..method import ANSWERING
 from ..files import atomic_write, remove_stale_temporaries, write_jsonl
 from ..run.outputs import human_record
 from ..run.records import FineTuningRecord, SampleRecord
-from ..run.rundir import (BACKUP, DENOISED, SAMPLES, RunFiles, append_review_log, load_run, read_jsonl_checked,
-                          read_review_log, replay_review_log)
+from ..run.rundir import (BACKUP, DENOISED, SAMPLES, ReviewDecision, RunFiles, append_review_log, load_run,
+                          read_jsonl_checked, read_review_log, replay_review_log)
 
 COLUMNS = ["id", "status", "question", "options", "original_label", "proposed_label", "current_label", "score", "trust",
            "base_answer", "reasoning_answer", "context_answer", "reviewer_answer", "checker_reason",
@@ -168,7 +168,7 @@ class Decision:
 class ImportResult:
     file: Path
     decided: int
-    changed: list[dict[str, Any]] = field(default_factory=list)
+    changed: list[ReviewDecision] = field(default_factory=list)
     unchanged: int = 0
     blank: int = 0
 
@@ -322,10 +322,11 @@ def import_review(run_dir: str | Path, file: str | Path) -> ImportResult:
             current[dec.id] = after
             effect = "added" if before is None else (
                 "relabeled" if before.get("label") != after["label"] else "confirmed")
-        change = {"time": now, "file": str(path), "row": dec.row, "id": dec.id, "decision": dec.raw,
-                  "note": dec.note, "effect": effect,
-                  "before": {"label": before.get("label"), "source": before.get("source")} if before else None,
-                  "after": {"label": after["label"], "source": "human"} if after else None}
+        change: ReviewDecision = {
+            "time": now, "file": str(path), "row": dec.row, "id": dec.id, "decision": dec.raw, "note": dec.note,
+            "effect": effect,
+            "before": {"label": before.get("label"), "source": before.get("source")} if before else None,
+            "after": {"label": after["label"], "source": "human"} if after else None}
         result.changed.append(change)
         log.append(change)
     if log or logged:

@@ -186,6 +186,8 @@ def format_trace(trace: dict[str, Any], full: bool = False) -> str:
             if step.get("trust_signals"):
                 s = step["trust_signals"]
                 shown = ", ".join(f"{k} {_fmt_score(s.get(k))}" for k in ("agreement", "reflection", "token_prob", "claims"))
+                shown += "".join(f", {k.replace('_', ' ')} {_fmt_score(s[k])}" for k in ("claim_check", "response_check")
+                                 if s.get(k) is not None)
                 out.append(f"   trust of the given response: {_fmt_score(step.get('trust'))} ({shown})")
                 if s.get("weakest_claim"):
                     out.append(f"   weakest claim: {_label_text(s['weakest_claim'], None, full)}")

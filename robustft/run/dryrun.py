@@ -148,8 +148,8 @@ class DryRun:
 
 
 def calls_per_sample(config: RobustFTConfig, task: str | None = None) -> dict[str, tuple[int, int]]:
-    """Calls of each prompt for one sample: (if the checker finds it clean, if noisy); claim checks
-    counted at their most (a response of several sentences)."""
+    """Calls of each prompt for one sample: (if the checker finds it clean, if noisy); every response
+    gets `trust_claim_checks` claim checks (on claims, or on the whole response)."""
     rounds = config.denoise.reflection_rounds
     out = {}
     for name in prompts_in_use(config, task):

@@ -99,6 +99,10 @@ WRITTEN_STATUS: dict[str, tuple[RecordStatus, str | None]] = {
     # no answer could be read, even re-asked: running again would read the same stored replies
     "unreadable": ("dropped", "unreadable")}
 GRAPH_STATUS = {written: status for status, written in WRITTEN_STATUS.items()}
+# Fields the runner decides as it writes a record (`sample_record`), not carried from the state as they are.
+DECIDED = ("task", "status", "reason", "label", "error", "fingerprint")
+# Per field, in written order: the state key it carries (None: decided) and the key it is written only with.
+_PLAN = tuple((name, None if name in DECIDED else CARRIED[name], ONLY_WITH.get(name)) for name in FIELDS)
 # After selection: a relabeled, confirmed or dropped sample was a candidate when it left the graph.
 SELECTED = ("relabeled", "confirmed", "dropped")
 
@@ -112,13 +116,11 @@ def sample_record(state: SampleState, task: str, fingerprint: str | None) -> Sam
                "error": state.get("error") or (NOT_FINISHED if status == "failed" else None),
                "fingerprint": fingerprint}
     record = {}
-    for name in FIELDS:
-        if name in decided:
+    for name, key, only_with in _PLAN:
+        if key is None:
             record[name] = decided[name]
-        elif name in ONLY_WITH and state.get(ONLY_WITH[name]) in (None, []):  # type: ignore[misc]
-            continue
-        else:
-            record[name] = state.get(CARRIED[name])  # type: ignore[misc]
+        elif only_with is None or state.get(only_with) not in (None, []):  # type: ignore[misc]
+            record[name] = state.get(key)  # type: ignore[misc]
     if not record["nodes"]:
         record["nodes"] = {}
     return record  # type: ignore[return-value]

@@ -35,12 +35,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+from typing_extensions import Required, TypedDict
 
 from ..config import RobustFTConfig, recorded_config
 from ..data.records import BadJsonLine, NotUTF8, json_lines, utf8_text
 from ..errors import UserError
 from ..files import atomic_write, json_text, open_nofollow, refuse_link, remove_stale_temporaries, write_json, write_jsonl
-from ..agents.state import Scalar
+from ..agents.state import READ_BACK, Scalar
 from .outputs import KEPT_STATUSES, human_record
 from .records import FINAL_STATUSES, FINE_TUNING_RECORD, RECORD, FineTuningRecord, SampleRecord
 
@@ -106,31 +107,44 @@ class _Summary(_Lenient):
     config: dict[str, Any] | None = None
 
 
-class _LabelState(_Lenient):
-    label: Scalar
-    source: str | None = None
+class LabelState(TypedDict, total=False):
+    """A sample's line of the fine-tuning set before or after a human decision (None: not in it)."""
+
+    __pydantic_config__ = READ_BACK
+
+    label: Required[Scalar]
+    source: str | None
 
 
-class _ReviewEntry(_Lenient):
-    id: str | int
-    decision: Scalar = None
-    file: str | None = None
-    before: _LabelState | None = None
-    after: _LabelState | None = None
+class ReviewDecision(TypedDict, total=False):
+    """One line of review_log.jsonl (`robustft review import` writes them, in this order)."""
+
+    __pydantic_config__ = READ_BACK
+
+    time: str | None
+    file: str | None            # the decisions file it came from
+    row: int | None             # its row there
+    id: Required[str | int]
+    decision: Scalar            # as the person wrote it
+    note: str | None
+    effect: str | None          # added, removed, relabeled, confirmed
+    before: LabelState | None
+    after: LabelState | None
 
 
 _CHECKS = {"record": RECORD, "summary": TypeAdapter(_Summary), "fine-tuning record": FINE_TUNING_RECORD,
-           "review decision": TypeAdapter(_ReviewEntry)}
+           "review decision": TypeAdapter(ReviewDecision)}
 
 
 def _checked(path: Path, what: str, number: int | None, obj: Any, fix: str) -> None:
+    if what == "record" and isinstance(obj, dict) and obj.get("status", FINAL_STATUSES[0]) not in FINAL_STATUSES:
+        # A record's status may be noisy or candidate while a run is going, not once it has finished.
+        _bad(path, what, number, obj, "status", f"Input should be {_either(FINAL_STATUSES)}", obj["status"], fix)
     try:
         _CHECKS[what].validate_python(obj)
     except ValidationError as e:
         err = e.errors()[0]
         _bad(path, what, number, obj, ".".join(str(p) for p in err["loc"]), err["msg"], err.get("input"), fix)
-    if what == "record" and obj["status"] not in FINAL_STATUSES:  # a run that finished ends each sample so
-        _bad(path, what, number, obj, "status", f"Input should be {_either(FINAL_STATUSES)}", obj["status"], fix)
 
 
 def _either(values: tuple[str, ...]) -> str:
@@ -183,11 +197,11 @@ class RunFiles:
                  "source": r["status"], "score": r.get("score")}
                 for r in self.records if r["status"] in KEPT_STATUSES]
 
-    def review_log(self) -> list[dict[str, Any]]:
+    def review_log(self) -> list[ReviewDecision]:
         return read_review_log(self.dir)
 
 
-def read_review_log(run_dir: Path) -> list[dict[str, Any]]:
+def read_review_log(run_dir: Path) -> list[ReviewDecision]:
     """The human decisions logged in DIR/review_log.jsonl, checked (empty when there is none).
 
     A last line without its newline is an import cut off mid-write (a power cut): its decisions
@@ -213,7 +227,7 @@ def _read_text(path: Path, fix: str) -> str:
         raise UserError(f"{path}, line {e.line}: not UTF-8 text: the file is damaged: {fix}") from None
 
 
-def append_review_log(run_dir: Path, entries: list[dict[str, Any]]) -> None:
+def append_review_log(run_dir: Path, entries: list[ReviewDecision]) -> None:
     """Append human decisions to DIR/review_log.jsonl in one write, flushed to the disk: all of them
     or (after a power cut) a torn last line that `read_review_log` leaves out and this cuts off."""
     path = Path(run_dir) / REVIEW_LOG
@@ -480,7 +494,7 @@ def replay_review_log(run_dir: Path, denoised: list[FineTuningRecord],
     entries = read_review_log(Path(run_dir))
     if not entries:
         return denoised
-    latest: dict[str, dict[str, Any] | None] = {}
+    latest: dict[str, LabelState | None] = {}
     for entry in entries:
         latest[entry["id"]] = entry.get("after")
     by_id = {r["id"]: r for r in records}

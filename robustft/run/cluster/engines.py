@@ -20,8 +20,10 @@ from ...backends.base import Generation, Messages
 from ...backends.registry import ModelPool
 from ...config import ModelConfig
 
-# What decides which weights a config loads; the other fields only change how it samples.
-_WEIGHTS = ("provider", "name", "adapter", "device", "dtype")
+# What decides which weights a config loads: settings, then the backend's own options (transformers,
+# vLLM); the other fields only change how it samples.
+_WEIGHTS = ("provider", "name")
+_WEIGHT_OPTIONS = ("adapter", "device", "dtype")
 
 
 def engine_groups(configs: Iterable[ModelConfig], providers: Iterable[str]) -> dict[str, list[ModelConfig]]:
@@ -34,7 +36,9 @@ def engine_groups(configs: Iterable[ModelConfig], providers: Iterable[str]) -> d
         if config.provider not in providers or key in seen:
             continue
         seen.add(key)
-        weights = " ".join(f"{field}={getattr(config, field)}" for field in _WEIGHTS if getattr(config, field))
+        values = [(field, getattr(config, field)) for field in _WEIGHTS]
+        values += [(option, config.options.get(option)) for option in _WEIGHT_OPTIONS]
+        weights = " ".join(f"{field}={value}" for field, value in values if value)
         groups.setdefault(weights, []).append(config)
     return groups
 
