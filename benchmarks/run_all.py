@@ -5,8 +5,9 @@
 - framework_cost: robustft's own CPU per sample around an instant server, and its start-up.
 - saturation: full ARC against a server answering in 50 ms, 64 calls in flight against one at a time,
   and with default settings and no embedding server (the local MiniLM), before and after.
-- local_embedder: the local MiniLM's CPU per text on each engine (torch, ONNX Runtime, int8, bf16),
-  its start-up, and whether each retrieves the same examples as torch.
+- local_embedder: the local MiniLM's CPU per text on each engine and precision (torch, ONNX Runtime
+  plain and fused, group sizes, fp16, int8 in several scopes, bf16, OpenVINO when importable), the
+  fp32 floor, its start-up, and whether each retrieves the same examples as torch on ARC and FPB.
 - scale: 20,000 and 100,000 synthetic rows: wall time, peak memory, disk per sample.
 - resume_cost: the calls sent again after kill -9 and Ctrl-C, and the resumed outputs.
 - fault_injection: a server failing a fifth of its calls in every way: failed samples, label accuracy.
