@@ -38,6 +38,9 @@
   the real run.
 - answer_reading: reading answers out of hostile 1 MB replies, today's readers against the quadratic
   marker pattern they replaced (issue 16).
+- tracing_path: the CPU per sample of OpenTelemetry tracing alone (robustft's tracing hooks as a run
+  calls them, spans exported over OTLP/HTTP to a receiver in another process).
+  (`python -m benchmarks.framework_cost --tracing` measures it in whole runs: slower and noisier.)
 - ray_overhead: the same ARC run on the local runner and on a local Ray instance: wall time and CPU
   per sample side by side, and whether the outputs are identical (needs `robustft[ray]`).
 
@@ -54,7 +57,7 @@ import time
 BENCHMARKS = ("framework_cost", "saturation", "scale", "resume_cost", "fault_injection", "denoise_quality",
               "train_eval", "local_batching", "open_similarity", "open_quality", "open_trust", "sim_server",
               "client_overhead", "selection_scores", "ray_overhead", "rate_limit", "estimate", "batch_api",
-              "answer_reading", "local_embedder")
+              "answer_reading", "local_embedder", "tracing_path")
 
 
 def main(argv: list[str] | None = None) -> None:
