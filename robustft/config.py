@@ -331,11 +331,11 @@ class DenoiseConfig(StrictModel):
         "self-reflection verdict (one judge call, the judge checker's own when checker is judge), that "
         "verdict's token probability, and a check of the weakest claim, or of the whole response when no claim "
         "stands out (trust_claim_checks judge calls); added in log-odds with weights fitted on the simulator. Costs 1 + trust_claim_checks calls per sample; false: none."))
-    trust_threshold: float = Field(0.85, ge=0.0, le=1.0, description=(
+    trust_threshold: float = Field(0.925, ge=0.0, le=1.0, description=(
         "checker: trust calls a given response clean when its trust score (a probability of right) is at least "
-        "this. Higher keeps fewer, surer responses and relabels more. 0.85 was chosen on the simulator's "
-        "development sets, the one of 0.6-0.9 whose fine-tuning sets had the widest margin over both 95 percent right "
-        "and 60 percent of rows kept at 30/50/70 percent noise (README, Trust scores)."))
+        "this. Higher keeps fewer, surer responses and relabels more. 0.925 was chosen on the simulator's three "
+        "development sets, the one of 0.8-0.925 whose fine-tuning sets had the widest margin over both 95 percent "
+        "right and 60 percent of rows kept at 30/50/70 percent noise (README, Trust scores)."))
     trust_selection: bool = Field(True, description=(
         "Open-ended data with checker: trust: rank the relabels at selection by their own trust score (the "
         "proposed response scored like a given one: 1 - trust, lowest kept) instead of the context answer's "

@@ -68,6 +68,9 @@ def test_the_score_adds_the_signals_log_odds_with_the_calibrated_weights():
     for name in ("agreement", "claim_support", "token_prob", "claim_check", "response_check"):
         assert combine({**base, name: 0.9}) > combine(base) > combine({**base, name: 0.2})
     assert combine({**base, "reflection": 0.0}) < combine(base)
+    for name in ("claim_verdict", "response_verdict"):  # every verdict counts as +1 / -1, like the reflection
+        assert features({name: 0.3})[name] == -1.0 and features({name: 1.0})[name] == 1.0
+        assert combine({**base, name: 0.0}) < combine(base) < combine({**base, name: 1.0})
     assert all(w > 0 for w in WEIGHTS.values())  # as fitted: each signal is evidence in its own direction
 
 
@@ -78,7 +81,7 @@ def test_the_calibration_fit_recovers_known_weights():
     from robustft.agents.trust import FEATURES, fit_weights
 
     rng = random.Random(0)
-    truth = {name: 0.5 * (i + 1) for i, name in enumerate(FEATURES)}
+    truth = {name: 0.25 * (i + 2) for i, name in enumerate(FEATURES)}
     rows = []
     for _ in range(6000):
         x = {name: rng.gauss(0, 1) for name in FEATURES}
@@ -352,6 +355,10 @@ def test_a_response_no_claim_of_which_stands_out_is_checked_as_a_whole():
     s = update["trust_signals"]
     assert s["claim_support"] > 0.5 and "claim_check" not in s and s["response_check"] is not None
     assert "The given claim (may be wrong):\n" + GIVEN in update["nodes"]["claim"]["prompt"]
+    # the whole-response check is a second self-reflection: its verdict counts like the first's
+    assert s["response_verdict"] == 1.0 and "claim_verdict" not in s
+    doubted, _ = _trust_of(["Answer: N", "Answer: Y"], GIVEN, EXPERTS)  # reflection right, the check wrong
+    assert doubted["trust_signals"]["response_verdict"] == 0.0 and doubted["trust"] < update["trust"]
 
 
 def test_a_claim_the_experts_do_not_support_is_the_one_checked():
@@ -360,6 +367,7 @@ def test_a_claim_the_experts_do_not_support_is_the_one_checked():
     s = update["trust_signals"]
     assert s["claim_support"] < 0.5 and s["weakest_claim"].startswith("The moon")
     assert "response_check" not in s and s["claim_check"] is not None and s["claims_checked"] == 1
+    assert s["claim_verdict"] == 0.0 and "response_verdict" not in s  # the judge said the claim is wrong (Y)
     assert "The given claim (may be wrong):\nThe moon" in update["nodes"]["claim"]["prompt"]
     assert len(judge.calls) == 2  # the reflection and one claim check: trust_claim_checks (1) bounds it
 

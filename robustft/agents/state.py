@@ -101,6 +101,8 @@ class TrustSignals(TypedDict, total=False):
     claim_support: float      # the weakest claim's support by the experts' responses
     claim_check: float        # the claim check's verdict probability, when it went to a claim
     response_check: float     # ... when it went to the whole response (no claim stood out)
+    claim_verdict: float      # the claim checks' verdict: 1 every checked claim right, 0 one wrong
+    response_verdict: float   # the whole-response check's verdict: 1 right, 0 wrong
     weakest_claim: str
     weakest_claim_similarity: float
     claims_checked: int

@@ -22,9 +22,15 @@ probabilities; FActScore / SelfCheckGPT check long responses claim by claim. Her
   verdict counts for every claim); the weakest claim is the `claims` signal.
 
 The trust score adds the signals' evidence in log-odds: `sigmoid(BIAS + sum(WEIGHTS[s] x logit(s)))`
-over agreement, token_prob, reflection (+1 right, -1 wrong), the weakest claim's support, the claim
-check's and the whole-response check's verdict probabilities; a signal that could not be had (an
-unreadable verdict, a one-sentence response's claims) adds nothing. The weights were fitted by
+over agreement, token_prob, the weakest claim's support, the claim check's and the whole-response
+check's verdict probabilities, and every verdict's sign (+1 right, -1 wrong: the reflection's, the
+claim check's, the whole-response check's); a signal that could not be had (an unreadable verdict, a
+one-sentence response's claims) adds nothing. The whole-response check is a second self-reflection,
+so its verdict counts as the first one's does: with its token probability only, a check that says
+"wrong" was outweighed by a first verdict that said "right": with the earlier features, 28 of the 37
+wrong rows the trust checker kept on the simulator's three dev sets (given responses kept as clean and
+relabels) were such splits, on the hard questions where its judge is right only (0.5 + accuracy) / 2
+of the time. The weights were fitted by
 logistic regression on a calibration split only (the simulator's dev sets, 450 rows; `python -m
 benchmarks.open_trust --calibrate`, benchmarks/results/trust_calibration.json) and are frozen: the
 figures reported are on other questions and seeds. Unlike the mean used before (benchmarks/results/
@@ -104,10 +110,16 @@ def verdict_probability(record: NodeRecord | None) -> tuple[float | None, float 
 # 30/50/70 % noise, 450 rows; `python -m benchmarks.open_trust --calibrate`) and frozen here; every
 # figure reported is on other questions and seeds. In log-odds a confident signal is not diluted by
 # lukewarm ones, as it is in a mean, and the judge's verdict enters with its token probability.
-FEATURES = ("agreement", "token_prob", "reflection", "claim_support", "claim_check", "response_check")
-WEIGHTS = {"agreement": 0.458, "token_prob": 1.605, "reflection": 1.234, "claim_support": 0.308,
-           "claim_check": 0.297, "response_check": 1.084}  # benchmarks/results/trust_calibration.json
-BIAS = -1.018
+FEATURES = ("agreement", "token_prob", "reflection", "claim_support", "claim_check", "response_check",
+            "claim_verdict", "response_verdict")
+# Verdicts enter as +1 (right) / -1 (wrong), the same for every judge asked: the whole-response check
+# is a second self-reflection and counts like the first, and a claim judged wrong counts as such,
+# besides the token probability each verdict came with.
+VERDICTS = ("reflection", "claim_verdict", "response_verdict")
+WEIGHTS = {"agreement": 0.426, "token_prob": 1.684, "reflection": 1.209, "claim_support": 0.363,
+           "claim_check": 0.174, "response_check": 0.942, "claim_verdict": 0.632,
+           "response_verdict": 1.089}  # benchmarks/results/trust_calibration.json
+BIAS = -1.28
 _EPS = 1e-3  # probabilities are clipped to [0.001, 0.999]: no one signal is certain
 
 
@@ -118,13 +130,13 @@ def _logit(p: float) -> float:
 
 def features(signals: Mapping[str, Any]) -> dict[str, float]:
     """Each signal as evidence in log-odds (0 when it could not be had): probabilities as their logit,
-    the reflection verdict as +1 (right) or -1 (wrong)."""
+    verdicts (reflection, claim_verdict, response_verdict) as +1 (right) or -1 (wrong)."""
     out = {}
     for name in FEATURES:
         value = signals.get(name)
         if value is None:
             out[name] = 0.0
-        elif name == "reflection":
+        elif name in VERDICTS:
             out[name] = 1.0 if value >= 0.5 else -1.0
         else:
             out[name] = _logit(value)
@@ -187,6 +199,7 @@ async def _claims(rt: AgentRuntime, state: dict, given: str, experts: list[str],
         info["claim_support"] = round(weakest_support, 4)
     checks: list[tuple[str, int | None]] = [(claims[i], i) for i in unsupported] + ([(given, None)] if whole else [])
     claim_checks: list[float] = []
+    claim_verdicts: list[float] = []
     for n, (claim, i) in enumerate(checks):
         name = "claim" if n == 0 else f"claim{n + 1}"
         record = await rt.ask("judge", "claim", state, parse=parse_verdict, claim=claim, label=given,
@@ -199,12 +212,15 @@ async def _claims(rt: AgentRuntime, state: dict, given: str, experts: list[str],
             continue
         if i is None:  # the response as a whole: its verdict bears on every claim
             info["response_check"] = round(judged, 4)
+            info["response_verdict"] = reflection  # type: ignore[typeddict-item]
             scores = [(s + judged) / 2 for s in scores]
         else:
             claim_checks.append(judged)
+            claim_verdicts.append(reflection)  # type: ignore[arg-type]
             scores[i] = (scores[i] + judged) / 2
     if claim_checks:
         info["claim_check"] = round(min(claim_checks), 4)
+        info["claim_verdict"] = min(claim_verdicts)
     info["claims_checked"] = len(checks)
     if not scores:
         return None, info
