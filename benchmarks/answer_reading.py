@@ -9,7 +9,7 @@ pattern possessive, no per-character loops) is timed on the same shape at those 
 1 MB, and on every hostile reply of `tests/test_answers_linear.py`. Wall times on a shared
 machine: the ratios and the growth per doubling are what the figures say.
 
-    python -m benchmarks.answer_reading --compare-with DIR
+    python -m benchmarks.answer_reading --compare-with DIR [--compare-label REV]
 
 also times ordinary replies (the calls a run makes: `extract_answer`, `answers_match`,
 `normalize_label` per task) in microseconds per call, here and with the robustft source tree at
@@ -103,6 +103,7 @@ def compare(source: str, rounds: int = 3) -> dict:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.answer_reading")
     parser.add_argument("--compare-with", metavar="DIR", help="a robustft source tree to time ordinary replies against")
+    parser.add_argument("--compare-label", metavar="TEXT", help="what that tree is (a commit), for the results")
     args = parser.parse_args(argv)
     from robustft.answers import extract_answer
 
@@ -138,6 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     lines += [f"| {k} | {v} |" for k, v in worst.items()]
     if args.compare_with:
         payload["ordinary_replies"] = cmp = compare(args.compare_with)
+        cmp["before"] = args.compare_label or cmp["before"]
         lines += ["", "Ordinary replies, microseconds per call (extract_answer, normalize_label and answers_match, one "
                   f"of each; best of 3 fresh processes x 5 rounds x {CALLS:,} calls, interleaved; before = "
                   f"{cmp['before']}):", "", "| task | before, us | now, us | now / before |", "| --- | --- | --- | --- |"]

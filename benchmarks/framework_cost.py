@@ -59,7 +59,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--large", type=int, default=None, help="default 5000 (4000 with --tracing)")
     parser.add_argument("--repeats", type=int, default=None, help="default 2 (3 with --tracing)")
     parser.add_argument("--tracing", action="store_true", help="what OpenTelemetry tracing costs (issue 23)")
-    parser.add_argument("--no-before", action="store_true", help="with --tracing: only on and off")
+    parser.add_argument("--no-before", action="store_true", help="with --tracing: without the variant before")
+    parser.add_argument("--no-tenth", action="store_true", help="with --tracing: without the variant on-10%%")
+    parser.add_argument("--against", metavar="REV", help="with --tracing: also robustft at git revision REV with "
+                        "tracing on (variant on@REV), to measure a change to tracing in the same run")
     args = parser.parse_args(argv)
     if args.tracing:
         args.large, args.repeats = args.large or 4000, args.repeats or 3
@@ -116,17 +119,22 @@ def before_tracing(work: Path) -> tuple[Path, str] | None:
     try:
         added = subprocess.run(["git", "log", "--format=%H", "--diff-filter=A", "--", "robustft/tracing/__init__.py"],
                                cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
-        if not added:
-            return None
-        rev = subprocess.run(["git", "rev-parse", "--short", f"{added[-1]}^"], cwd=ROOT, capture_output=True,
-                             text=True, check=True).stdout.strip()
-        tar = subprocess.run(["git", "archive", rev, "robustft"], cwd=ROOT, capture_output=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError):
         return None
-    folder = work / "before"
+    return at_revision(work / "before", f"{added[-1]}^") if added else None
+
+
+def at_revision(folder: Path, rev: str) -> tuple[Path, str] | None:
+    """robustft as of git revision `rev`, unpacked into `folder` (None without git history)."""
+    try:
+        short = subprocess.run(["git", "rev-parse", "--short", rev], cwd=ROOT, capture_output=True,
+                               text=True, check=True).stdout.strip()
+        tar = subprocess.run(["git", "archive", short, "robustft"], cwd=ROOT, capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
     with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
         archive.extractall(folder, filter="data")
-    return folder, rev
+    return folder, short
 
 
 def tracing_cost(args: argparse.Namespace) -> None:
@@ -135,25 +143,35 @@ def tracing_cost(args: argparse.Namespace) -> None:
 
     work = Path(tempfile.mkdtemp(prefix="robustft-bench-"))
     try:
-        payload = _tracing_cost(args, work, OtlpReceiver)
+        _tracing_cost(args, work, OtlpReceiver)
     finally:
         shutil.rmtree(work, ignore_errors=True)  # a few hundred MB of run directories
-    write_results("framework_cost_tracing", payload, tracing_markdown(payload))
 
 
-def _tracing_cost(args: argparse.Namespace, work: Path, OtlpReceiver: type) -> dict:  # noqa: N803
+def _tracing_cost(args: argparse.Namespace, work: Path, OtlpReceiver: type) -> None:  # noqa: N803
+    """Runs the variants; the results are written after each repeat (a long run cut short keeps its
+    finished repeats)."""
     gold, noisy = synthetic(work, args.large)
     plain = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     before = None if args.no_before else before_tracing(work)
+    against = at_revision(work / "against", args.against) if args.against else None
+    if args.against and against is None:
+        raise SystemExit(f"--against {args.against}: not a git revision of this checkout")
     slopes: dict[str, list[float]] = {"before": [], "off": [], "on": [], "on-10%": []}
+    if against is not None:
+        slopes[f"on@{against[1]}"] = []
     tenth = work / "tenth.yaml"
     tenth.write_text("run:\n  otel_sample: 0.1\n")
     rows, spans_per_sample = [], []
     with SimProcess(gold) as sim, OtlpReceiver() as receiver:
         traced = {**plain, "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint}
-        variants = {"off": (plain, None), "on": (traced, None), "on-10%": (traced, None)}
+        variants = {"off": (plain, None), "on": (traced, None)}
+        if not args.no_tenth:
+            variants["on-10%"] = (traced, None)
         if before is not None:
             variants["before"] = (plain, before[0])
+        if against is not None:
+            variants[f"on@{against[1]}"] = (traced, against[0])
 
         def run(variant: str, n: int, out: Path):
             env, cwd = variants[variant]
@@ -181,20 +199,34 @@ def _tracing_cost(args: argparse.Namespace, work: Path, OtlpReceiver: type) -> d
                              "large_cpu_s": round(large.cpu_s, 2), "large_wall_s": round(large.wall_s, 2),
                              "spans_large": spans if traced_variant else 0,
                              "cpu_ms_per_sample": round(slope * 1000, 3)})
+            payload = _payload(args, rows, slopes, spans_per_sample, before, against, repeat + 1)
+            write_results("framework_cost_tracing", payload, tracing_markdown(payload))
+
+
+def _payload(args: argparse.Namespace, rows: list[dict], slopes: dict[str, list[float]], spans_per_sample: list[float],
+             before: tuple[Path, str] | None, against: tuple[Path, str] | None, repeats: int) -> dict:
+    def median_of(values: list[float]) -> float | None:
+        return round(statistics.median(values), 3) if values else None
+
     median = {k: statistics.median(v) * 1000 for k, v in slopes.items() if v}
     # Per repeat, the same repeat's variants against each other: the fairest pairing on a loaded machine.
     on_minus_off = [(on - off) * 1000 for on, off in zip(slopes["on"], slopes["off"])]
     off_minus_before = [(off - b) * 1000 for off, b in zip(slopes["off"], slopes["before"])]
     tenth_minus_off = [(t - off) * 1000 for t, off in zip(slopes["on-10%"], slopes["off"])]
-    payload = {"small": args.small, "large": args.large, "repeats": args.repeats, "runs": rows,
+    against_minus_off = ([(a - off) * 1000 for a, off in zip(slopes[f"on@{against[1]}"], slopes["off"])]
+                         if against else [])
+    payload = {"small": args.small, "large": args.large, "repeats": repeats, "runs": rows,
                "cpu_ms_per_sample_median": {k: round(v, 3) for k, v in median.items()},
                "on_minus_off_ms": [round(d, 3) for d in on_minus_off],
                "on_minus_off_ms_median": round(statistics.median(on_minus_off), 3),
                "off_minus_before_ms": [round(d, 3) for d in off_minus_before],
                "off_minus_before_ms_median": round(statistics.median(off_minus_before), 3) if off_minus_before else None,
                "on_10pct_minus_off_ms": [round(d, 3) for d in tenth_minus_off],
-               "on_10pct_minus_off_ms_median": round(statistics.median(tenth_minus_off), 3),
+               "on_10pct_minus_off_ms_median": median_of(tenth_minus_off),
                "before_rev": before[1] if before else None,
+               "against_rev": against[1] if against else None,
+               "against_on_minus_off_ms": [round(d, 3) for d in against_minus_off],
+               "against_on_minus_off_ms_median": median_of(against_minus_off),
                "spans_per_sample": round(statistics.median(spans_per_sample), 2),
                "goal_on_minus_off_ms": 0.5}
     return payload
@@ -210,8 +242,11 @@ def tracing_markdown(p: dict) -> str:
           f"`robustft.sim` in its own process, answering at once, `--concurrency 64`. CPU (user + system) of the "
           f"robustft process; per sample = slope between {p['small']} and {p['large']} rows. Variants, interleaved "
           f"in each repeat: **on** (OTEL_EXPORTER_OTLP_ENDPOINT set; spans sent over OTLP/HTTP to a receiver in the "
-          f"benchmark process that decodes them), **on-10%** (the same with `run.otel_sample: 0.1`), **off** "
-          f"(no OTEL_ variable)"
+          f"benchmark process that decodes them)"
+          + (", **on-10%** (the same with `run.otel_sample: 0.1`)" if p.get("on_10pct_minus_off_ms") else "")
+          + ", **off** (no OTEL_ variable)"
+          + (f", **on@{p['against_rev']}** (robustft at {p['against_rev']}, from `git archive`, tracing on: the code "
+             f"before a change to tracing, measured in the same run)" if p.get("against_rev") else "")
           + (f", **before** (robustft at {p['before_rev']}, the last commit without tracing: every change merged "
              f"after it counts in this difference too, so it isolates tracing only while nothing else has been "
              f"merged since)" if p.get("before_rev") else "")
@@ -225,9 +260,14 @@ def tracing_markdown(p: dict) -> str:
            + ".", "",
            f"**Tracing on adds {p['on_minus_off_ms_median']:+.2f} ms of CPU per sample** (median of the per-repeat "
            f"differences {each(p['on_minus_off_ms'])} ms; {p['spans_per_sample']} spans per sample). Goal: at most "
-           "+0.5 ms.", "",
-           f"**With `run.otel_sample: 0.1`** (a tenth of the samples traced): "
-           f"{p['on_10pct_minus_off_ms_median']:+.2f} ms per sample (per repeat {each(p['on_10pct_minus_off_ms'])} ms)."]
+           "+0.5 ms."]
+    if p.get("on_10pct_minus_off_ms"):
+        md += ["", f"**With `run.otel_sample: 0.1`** (a tenth of the samples traced): "
+               f"{p['on_10pct_minus_off_ms_median']:+.2f} ms per sample (per repeat {each(p['on_10pct_minus_off_ms'])} ms)."]
+    if p.get("against_rev"):
+        md += ["", f"**The same with robustft at {p['against_rev']}** (variant on@{p['against_rev']}, tracing on): "
+                   f"{p['against_on_minus_off_ms_median']:+.2f} ms per sample (per repeat "
+                   f"{each(p['against_on_minus_off_ms'])} ms), against this checkout's {p['on_minus_off_ms_median']:+.2f} ms."]
     if p.get("off_minus_before_ms"):
         md += ["", f"**Tracing off vs {p['before_rev']}: {p['off_minus_before_ms_median']:+.2f} ms per sample** (per "
                    f"repeat {each(p['off_minus_before_ms'])} ms)."]

@@ -5,8 +5,9 @@
 - framework_cost: robustft's own CPU per sample around an instant server, and its start-up.
 - saturation: full ARC against a server answering in 50 ms, 64 calls in flight against one at a time,
   and with default settings and no embedding server (the local MiniLM), before and after.
-- local_embedder: the local MiniLM's CPU per text on each engine (torch, ONNX Runtime, int8, bf16),
-  its start-up, and whether each retrieves the same examples as torch.
+- local_embedder: the local MiniLM's CPU per text on each engine and precision (torch, ONNX Runtime
+  plain and fused, group sizes, fp16, int8 in several scopes, bf16, OpenVINO when importable), the
+  fp32 floor, its start-up, and whether each retrieves the same examples as torch on ARC and FPB.
 - scale: 20,000 and 100,000 synthetic rows: wall time, peak memory, disk per sample.
 - resume_cost: the calls sent again after kill -9 and Ctrl-C, and the resumed outputs.
 - fault_injection: a server failing a fifth of its calls in every way: failed samples, label accuracy.
@@ -37,6 +38,9 @@
   the real run.
 - answer_reading: reading answers out of hostile 1 MB replies, today's readers against the quadratic
   marker pattern they replaced (issue 16).
+- tracing_path: the CPU per sample of OpenTelemetry tracing alone (robustft's tracing hooks as a run
+  calls them, spans exported over OTLP/HTTP to a receiver in another process).
+  (`python -m benchmarks.framework_cost --tracing` measures it in whole runs: slower and noisier.)
 - ray_overhead: the same ARC run on the local runner and on a local Ray instance: wall time and CPU
   per sample side by side, and whether the outputs are identical (needs `robustft[ray]`).
 
@@ -53,7 +57,7 @@ import time
 BENCHMARKS = ("framework_cost", "saturation", "scale", "resume_cost", "fault_injection", "denoise_quality",
               "train_eval", "local_batching", "open_similarity", "open_quality", "open_trust", "sim_server",
               "client_overhead", "selection_scores", "ray_overhead", "rate_limit", "estimate", "batch_api",
-              "answer_reading", "local_embedder")
+              "answer_reading", "local_embedder", "tracing_path")
 
 
 def main(argv: list[str] | None = None) -> None:

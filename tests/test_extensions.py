@@ -54,6 +54,9 @@ class YesNo(Task):
     def match(self, pred, label, tolerance):
         return pred == label
 
+    def sim_wrong_answer(self, answer, others, rng):
+        return {"yes": "n", "no": "y"}[answer]  # the simulated expert's mistake, written short
+
 
 class PromptCompletion(Layout):
     def recognise(self, columns, cfg, first_row):
@@ -228,3 +231,25 @@ def test_the_readmes_example_works():
     parsed = layout.parse(None, {"prompt": "Is it?", "completion": "yes"}, None)
     assert (parsed.question, parsed.answer, parsed.slot.column) == ("Is it?", "yes", "completion")
     assert namespace["reply_words"](type("G", (), {"text": "Answer: yes"})(), "yes_no") == 2.0
+
+
+def test_the_simulated_expert_makes_the_task_types_own_mistakes(installed, tmp_path):
+    from robustft.sim.gold import load_gold
+    from robustft.sim.model import SimModel
+
+    items = _rows(12)
+    gold = tmp_path / "gold.csv"
+    gold.write_text("id,question,answer\n" + "".join(f"{sid},{q},{a}\n" for sid, q, a in items))
+
+    def answers(model):
+        return [json.loads(model.complete({"model": "sim", "messages": [
+            {"role": "user", "content": f"Answer yes or no.\nQuestion:\n{q}\nAnswer: "}]}).encoded())
+            ["choices"][0]["message"]["content"].rsplit("Answer:", 1)[1].strip() for _, q, _ in items]
+
+    told = answers(SimModel(load_gold(gold), accuracy=0.0, seed=1, task="yes_no"))
+    assert told == [{"yes": "n", "no": "y"}[a] for _, _, a in items]  # every answer wrong, as the task writes it
+    # not told: another row's answer (for yes/no, the other word), as for any short text
+    assert answers(SimModel(load_gold(gold), accuracy=0.0, seed=1)) == [{"yes": "no", "no": "yes"}[a]
+                                                                         for _, _, a in items]
+    with pytest.raises(ConfigError, match="data.task: unknown task 'nope'"):
+        SimModel(load_gold(gold), task="nope")

@@ -1,9 +1,10 @@
 """`langgraph dev` serves robustft's per-sample graph (langgraph.json -> robustft.graph.studio).
 
 Needs langgraph-cli with the in-memory runtime (`pip install "langgraph-cli[inmem]"`), which is
-not in the dev extra (it pins protobuf below the version the rest of the environment uses): the
-test runs when a `langgraph` command is on PATH or ROBUSTFT_LANGGRAPH names one, and is skipped
-otherwise. It starts the server on loopback against the simulated experts, sends one sample
+not in the dev extra: langgraph-api pins protobuf below 7 and grpcio below 1.82, older than the
+project's environment has. `make test` builds it once in its own environment (`.venv-langgraph`,
+`make langgraph-env`) and points ROBUSTFT_LANGGRAPH at its `langgraph`; run by hand, the test
+uses ROBUSTFT_LANGGRAPH or a `langgraph` on PATH, and is skipped without one. It starts the server on loopback against the simulated experts, sends one sample
 through its HTTP API (`POST /runs/wait`), and compares the detection record with the local
 runner's for the same row.
 """
@@ -32,8 +33,9 @@ from robustft.sim import SimServer
 
 ROOT = Path(__file__).resolve().parents[1]
 LANGGRAPH = os.environ.get("ROBUSTFT_LANGGRAPH") or shutil.which("langgraph")
-pytestmark = pytest.mark.skipif(LANGGRAPH is None, reason='langgraph-cli is not installed (pip install '
-                                '"langgraph-cli[inmem]", or ROBUSTFT_LANGGRAPH=path/to/langgraph)')
+pytestmark = pytest.mark.skipif(LANGGRAPH is None, reason="langgraph-cli is not installed: `make test` builds it "
+                                "in .venv-langgraph (`make langgraph-env`; then ROBUSTFT_LANGGRAPH="
+                                ".venv-langgraph/bin/langgraph)")
 
 
 def free_port() -> int:

@@ -84,6 +84,20 @@ def test_arc_noisy_questions_retrieve_the_same_clean_examples_as_torch(fast, ref
     assert is_noisy.sum() > 100 and same >= 0.99
 
 
+def test_group_size_changes_the_work_not_the_vectors(fast):
+    """Texts are sorted by length and padded per group: any group size gives the same vectors in the
+    caller's order (the benchmark compares group sizes on CPU alone)."""
+    layout = read_layout(MODEL)
+    texts = [LONG, "", *QUESTIONS[:20], "Which planet is closest to the Sun?"]
+    expected = fast.embed_sync(texts)
+    for group in (1, 3, 64):
+        encoder = OnnxEncoder(onnx_export.onnx_model(layout), layout, threads=1, group=group)
+        assert np.abs(encoder.encode(texts) - expected).max() < 1e-5, group
+    feed, mask = encoder.feed(encoder.token_ids(["a b c", "a"]))
+    assert feed["input_ids"].shape == mask.shape == (2, 5) and mask.tolist() == [[1] * 5, [1, 1, 1, 0, 0]]
+    assert feed["input_ids"][1, 3:].tolist() == [0, 0] and set(feed) == encoder.inputs
+
+
 def test_a_second_process_loads_the_cached_export_without_torch(fast):
     code = ("import sys; from robustft.retrieval import LocalEmbedder; e = LocalEmbedder(); "
             "v = e.embed_sync(['Which planet is closest to the Sun?']); "

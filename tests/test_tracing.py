@@ -407,3 +407,56 @@ def test_an_unreachable_langsmith_costs_the_run_nothing(sim, tmp_path, monkeypat
         langsmith.utils.get_env_var.cache_clear()
     for name in ("samples.jsonl", "denoised.jsonl"):
         assert (tmp_path / "traced" / name).read_bytes() == (tmp_path / "plain" / name).read_bytes()
+
+
+def test_robustfts_encoder_writes_the_request_the_sdks_encoder_builds():
+    # The exporter sends `robustft.tracing.encode`'s bytes instead of the SDK's message objects: for
+    # spans of every shape (each attribute type, events, links, statuses, a remote parent, a trace
+    # state, two resources and scopes, text beyond ASCII, int64's ends), the request decoded by
+    # opentelemetry-proto must equal the one the SDK's `encode_spans` builds.
+    import random
+
+    from opentelemetry import trace
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as sdk_encode_spans
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+    from opentelemetry.trace.span import TraceState
+
+    from robustft.tracing.encode import encode_spans
+
+    rng = random.Random(7)
+    values = ["", "x", "é ü 漢字 🙂", "a" * 5000, True, False, 0, 1, -1, 127, 128, 2**63 - 1, -(2**63), 300000,
+              0.0, -2.5, 1e300, float("inf"), ["stop"], ["a", "é"], [1, 2, 3], [True, False], [0.5], []]
+    finished = []
+    for resource in (Resource({"service.name": "robustft", "n": 1}), Resource({"service.name": "other"})):
+        memory = InMemorySpanExporter()
+        provider = TracerProvider(resource=resource)
+        provider.add_span_processor(SimpleSpanProcessor(memory))
+        for scope in (provider.get_tracer("robustft", "1.0"), provider.get_tracer("other", None, "https://s")):
+            remote = SpanContext(0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331, is_remote=True,
+                                 trace_flags=TraceFlags(1), trace_state=TraceState([("k", "v"), ("a", "b")]))
+            root = scope.start_span("robustft.run", context=trace.set_span_in_context(NonRecordingSpan(remote)))
+            for i in range(60):
+                attributes = {f"key.{j}": rng.choice(values) for j in range(rng.randrange(0, 6))}
+                span = scope.start_span(rng.choice(["chat sim", "base", "robustft.sample", "ü"]),
+                                        context=trace.set_span_in_context(root), attributes=attributes,
+                                        kind=rng.choice(list(SpanKind)),
+                                        links=[Link(remote, {"l": i})] if i % 7 == 0 else None)
+                if i % 5 == 0:
+                    span.add_event("robustft.retry", {"error.type": "X", "n": i})
+                    span.add_event("empty")
+                if i % 3 == 0:
+                    span.set_status(Status(StatusCode.ERROR, "bad é") if i % 2 else Status(StatusCode.OK))
+                span.end()
+            root.end()
+            scope.start_span("alone").end()  # no parent
+        finished += memory.get_finished_spans()
+    ours = ExportTraceServiceRequest.FromString(encode_spans(finished))
+    assert ours == sdk_encode_spans(finished)
+    assert sum(len(s.spans) for r in ours.resource_spans for s in r.scope_spans) == len(finished) == 248
+    # Again: what is cached (attributes, resources, scopes) gives the same bytes.
+    assert ExportTraceServiceRequest.FromString(encode_spans(finished[::-1])) == sdk_encode_spans(finished[::-1])

@@ -28,9 +28,8 @@ GROUP = 8
 class OnnxEncoder:
     """`encode(texts)` -> float32 rows of unit length, one per text, in order."""
 
-    def __init__(self, model: Path | bytes, layout: SentenceLayout, threads: int):
+    def __init__(self, model: Path | bytes, layout: SentenceLayout, threads: int, group: int = GROUP):
         import onnxruntime as ort
-        from tokenizers import Tokenizer
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
@@ -41,7 +40,14 @@ class OnnxEncoder:
         self.session = ort.InferenceSession(str(model) if isinstance(model, Path) else model, options,
                                             providers=["CPUExecutionProvider"])
         self.inputs = {i.name for i in self.session.get_inputs()}
+        self._prepare(layout, group)
+
+    def _prepare(self, layout: SentenceLayout, group: int) -> None:
+        """The tokenizer and grouping, shared by any engine that runs the same export."""
+        from tokenizers import Tokenizer
+
         self.layout = layout
+        self.group = group
         self.tokenizer = Tokenizer.from_file(str(layout.tokenizer_file))
         self.tokenizer.no_padding()  # tokenizer.json may pad to a fixed length: padding is per group here
         self.tokenizer.enable_truncation(layout.max_length)
@@ -56,8 +62,8 @@ class OnnxEncoder:
         ids = self.token_ids(texts)
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         out: np.ndarray | None = None
-        for start in range(0, len(order), GROUP):
-            rows = order[start:start + GROUP]
+        for start in range(0, len(order), self.group):
+            rows = order[start:start + self.group]
             pooled = self._pooled([ids[i] for i in rows])
             if out is None:
                 out = np.zeros((len(ids), pooled.shape[1]), dtype=np.float32)
@@ -68,6 +74,11 @@ class OnnxEncoder:
         return out / np.where(norms == 0, 1.0, norms)
 
     def _pooled(self, group: list[list[int]]) -> np.ndarray:
+        feed, mask = self.feed(group)
+        return pool(self._run(feed), mask, self.layout.pooling)
+
+    def feed(self, group: list[list[int]]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The model's inputs for one group, padded to its longest text, and the attention mask."""
         width = max(len(t) for t in group)
         input_ids = np.zeros((len(group), width), dtype=np.int64)
         mask = np.zeros((len(group), width), dtype=np.int64)
@@ -75,8 +86,11 @@ class OnnxEncoder:
             input_ids[row, :len(tokens)] = tokens
             mask[row, :len(tokens)] = 1
         feed = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(input_ids)}
-        hidden = self.session.run(None, {k: v for k, v in feed.items() if k in self.inputs})[0]
-        return pool(hidden, mask, self.layout.pooling)
+        return {k: v for k, v in feed.items() if k in self.inputs}, mask
+
+    def _run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        """The transformer's last hidden state for one padded group."""
+        return self.session.run(None, feed)[0]
 
 
 def pool(hidden: np.ndarray, mask: np.ndarray, mode: str) -> np.ndarray:

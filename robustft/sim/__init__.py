@@ -28,7 +28,8 @@ How a chat reply is made:
 - **Answer request.** Any prompt with a target question that is not a judge request. The answer is
   right with probability `accuracy`; otherwise a uniformly random wrong option (multiple choice), a
   perturbed number (numeric answers), another row's answer (short text) or a plausible wrong
-  response (open-ended, below). No gold question in the prompt: a random option letter seen in the
+  response (open-ended, below). A server told a task type (`task=`, `--task`) asks it for the wrong
+  short answers instead (`Task.sim_wrong_answer`: a package's task type plays its own mistakes). No gold question in the prompt: a random option letter seen in the
   prompt (`A.`, `(B)` lines), else `unknown`.
 - **Judge request.** A prompt with a *verdict request*: a line, outside the target question's text
   and not an option line, holding a standalone capital `Y` and after it a standalone capital `N`

@@ -51,6 +51,8 @@ def _serve_parser() -> argparse.ArgumentParser:
                         help="the Batch API: chance that a request of a batch fails into its error file (0)")
     parser.add_argument("--batch-expire-after", type=int, default=None, metavar="N",
                         help="the Batch API: a batch expires after N requests, the rest reported batch_expired")
+    parser.add_argument("--task", metavar="NAME", help="a task type (a package's, say) that writes the wrong short "
+                                                    "answers (Task.sim_wrong_answer); default: by the gold answers")
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
     return parser
 
@@ -69,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
                            retry_after_s=args.retry_after_s, hang_s=args.hang_s,
                            host=args.host, port=args.port, verbose=args.verbose, rpm=args.rpm, tpm=args.tpm,
                            rate_window_s=args.rate_window_s, batch_delay_s=args.batch_delay_s,
-                           batch_fail_rate=args.batch_fail_rate, batch_expire_after=args.batch_expire_after)
+                           batch_fail_rate=args.batch_fail_rate, batch_expire_after=args.batch_expire_after,
+                           task=args.task)
         url = server.start()
     except (InputError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)

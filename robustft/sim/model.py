@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from ..answers import asks_for_bare_answer, letter_index, letters, option_text, parse_number
+from ..tasks import task_of
 from ..errors import ConfigError
 from . import facts
 from .embeddings import DIMENSIONS, embed, encode_base64
@@ -252,7 +253,8 @@ class SimModel:
 
     def __init__(self, items: list[GoldItem], *, accuracy: float = 0.8, seed: int = 0, error_rate: float = 0.0,
                  malformed_rate: float = 0.0, calibration: float = 0.8, faults: Any = None,
-                 fault_rate: float = 0.0, retry_after_s: float = 1.0, hang_s: float = 150.0):
+                 fault_rate: float = 0.0, retry_after_s: float = 1.0, hang_s: float = 150.0,
+                 task: str | None = None):
         for name, value in (("accuracy", accuracy), ("error_rate", error_rate), ("malformed_rate", malformed_rate),
                             ("calibration", calibration), ("fault_rate", fault_rate)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
@@ -271,6 +273,8 @@ class SimModel:
         self.fault_rate = float(fault_rate)
         self.retry_after_s, self.hang_s = float(retry_after_s), float(hang_s)
         self.multiple_choice = all(item.options is not None for item in items)
+        # a task type named for the server (a package's, say): it writes the wrong short answers
+        self.task = task_of(task) if task is not None else None
         self._text_answers = sorted({item.answer for item in items if item.options is None and not item.is_open})
         self._open_items = [item for item in items if item.is_open]
         self._open_keys = sorted({item.key for item in self._open_items})  # type: ignore[misc]
@@ -326,6 +330,8 @@ class SimModel:
     # -- answers ------------------------------------------------------------------------------
 
     def _wrong_answer(self, item: GoldItem, rng: random.Random) -> str:
+        if self.task is not None and item.options is None:
+            return self.task.sim_wrong_answer(item.answer, self._text_answers, rng)
         if item.options is not None:
             others = [letter for letter in letters(len(item.options)) if letter != item.answer]
             return rng.choice(others) if others else item.answer

@@ -63,13 +63,13 @@ class SimServer:
                  faults: Any = None, fault_rate: float = 0.0, retry_after_s: float = 1.0, hang_s: float = 150.0,
                  host: str = "127.0.0.1", port: int = 0, verbose: bool = False, rpm: float | None = None,
                  tpm: float | None = None, rate_window_s: float = 60.0, batch_delay_s: float = 0.2,
-                 batch_fail_rate: float = 0.0, batch_expire_after: int | None = None):
+                 batch_fail_rate: float = 0.0, batch_expire_after: int | None = None, task: str | None = None):
         if isinstance(latency_ms, bool) or not isinstance(latency_ms, (int, float)) or latency_ms < 0:
             raise ConfigError(f"latency_ms must be a number >= 0, got {latency_ms!r}")
         self.gold_path = Path(gold_path)
         self.model = SimModel(load_gold(self.gold_path), accuracy=accuracy, seed=seed, error_rate=error_rate,
                               malformed_rate=malformed_rate, calibration=calibration, faults=faults,
-                              fault_rate=fault_rate, retry_after_s=retry_after_s, hang_s=hang_s)
+                              fault_rate=fault_rate, retry_after_s=retry_after_s, hang_s=hang_s, task=task)
         self.latency_ms = latency_ms
         try:
             self.rate_limits = SimRateLimits(rpm, tpm, rate_window_s) if rpm or tpm else None

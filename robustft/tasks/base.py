@@ -20,6 +20,7 @@ and register it (`robustft.tasks.registry`): `data.task: yes_no` then selects it
 
 from __future__ import annotations
 
+import random
 import re
 from typing import ClassVar, Sequence
 
@@ -119,6 +120,16 @@ class Task:
         if not p or not g:
             return p == g and pred.strip().casefold() == label.strip().casefold()
         return f" {p} " in f" {g} " or f" {g} " in f" {p} "
+
+    # --- the simulated expert -------------------------------------------------------------------
+
+    def sim_wrong_answer(self, answer: str, others: Sequence[str], rng: random.Random) -> str:
+        """A wrong answer to a question whose right one is ``answer``, as the simulated expert gives
+        it when the server is told the task (`robustft.sim`, ``task=``/``--task``): another
+        question's answer from ``others`` (every gold answer, sorted), else "not <answer>". Draw only
+        from ``rng``, so that a seeded server answers the same every time."""
+        pool = [a for a in others if a != answer]
+        return rng.choice(pool) if pool else f"not {answer}"
 
     def __repr__(self) -> str:
         return f"<task {self.name or type(self).__name__}>"

@@ -135,14 +135,23 @@ def _global_sdk_provider() -> Any:
 def reply(url: str, data: Any) -> None:
     """A chat backend's reply from `url` (call only while `state.runs`): the server and finish reason
     go on the model call's span."""
-    from .otel import annotate_reply
-
-    annotate_reply(url, data)
+    (_otel or _load_otel()).annotate_reply(url, data)
 
 
 def failover(url: str, error_type: str) -> None:
     """A replica failed a call (call only while `state.runs`): an event on the call's span; the call
     goes to another replica when one is left."""
-    from .otel import add_failover
+    (_otel or _load_otel()).add_failover(url, error_type)
 
-    add_failover(url, error_type)
+
+# `robustft.tracing.otel` once a traced run has loaded it: the hooks above run for every model call,
+# and an import statement there costs more than the rest of `reply`.
+_otel: Any = None
+
+
+def _load_otel() -> Any:
+    global _otel
+    from . import otel
+
+    _otel = otel
+    return otel
