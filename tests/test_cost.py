@@ -113,6 +113,37 @@ def test_the_ledger_waits_for_calls_in_flight_then_stops_at_the_cap():
     asyncio.run(scenario())
 
 
+def test_once_the_budget_stops_the_run_no_call_goes_out_not_even_one_that_fits(tmp_path):
+    """The stop is final. When one call finds the cap reached (nothing in flight), the run is stopping:
+    its driver cancels every other sample's task. A smaller call that still fitted under the cap used
+    to be admitted and sent in that moment; cancelled in flight, it was paid at the server and never
+    stored, so the resumed run paid for it again (the capped-then-resumed run sent one request more
+    than a run never stopped, whenever a cheaper role's call was waiting at the stop)."""
+    from robustft.agents.calls import ModelCalls
+    from robustft.backends.registry import ModelPool
+    from robustft.backends.store import ResponseStore
+
+    async def scenario(sim: SimServer) -> None:
+        # A dollar a prompt token; before any reply a prompt counts about 0.3 tokens a character.
+        cfg = ModelConfig(name="sim", base_url=sim.base_url, price_input_per_mtok=1e6, price_output_per_mtok=0.0,
+                          max_retries=0)
+        store = ResponseStore(tmp_path / "responses.sqlite")
+        pool = ModelPool()
+        calls = ModelCalls(pool, store, 4, ledger=CostLedger(cap_usd=50.0, store=store))
+        try:
+            with pytest.raises(BudgetReached, match="the next call would cost about"):
+                await calls.call(cfg, [{"role": "user", "content": "a long prompt " * 30}], "reasoning")  # ~$127
+            with pytest.raises(BudgetReached, match="stopped at the budget"):
+                await calls.call(cfg, [{"role": "user", "content": "short"}], "base")  # ~$3: would fit
+            assert sim.requests == 0 and calls.stats.paid == 0 and calls.ledger.in_flight == 0
+        finally:
+            await pool.aclose()
+            store.close()
+
+    with SimServer(DEMO_GOLD, accuracy=0.8, seed=0) as sim:
+        asyncio.run(scenario(sim))
+
+
 # -- against the simulated experts ---------------------------------------------------------------------
 
 def test_every_paid_call_has_a_cost_per_role_and_store_hits_are_saved(tmp_path, capsys):
@@ -209,7 +240,8 @@ def test_the_cap_stops_with_exit_4_and_a_higher_cap_continues_paying_nothing_twi
         assert main(denoise_args(sim, config, out, "--max-cost", str(cap))) == 4
         assert sim.requests == before
 
-        # A higher cap finishes the run; every call was paid once (plus one probe per start).
+        # A higher cap finishes the run; every call was paid once (plus one probe per start). Exact: no
+        # call goes out after the stop, so none was cut off in flight, paid and not stored.
         assert main(denoise_args(sim, config, out, "--max-cost", str(round(full["spent_usd"] * 3, 2)))) == 0
         second_requests = sim.requests - before
         assert first_requests + second_requests == full_requests + 1

@@ -16,7 +16,10 @@ included), plus the expected cost of the calls in flight, plus this call's expec
 within the cap. When it would not, the call waits for the calls in flight to settle (their real
 cost is usually below the expected one); when nothing is in flight and it still would not, the run
 stops with `BudgetReached` (exit 4). Every call that was sent has been answered and stored by
-then, so the same command with a higher cap continues without paying for anything twice. A call's
+then, so the same command with a higher cap continues without paying for anything twice. The stop
+is final: every later call is refused too, even a smaller one that would still fit, because the
+run is already stopping and cancels what it has in flight; a call sent in that moment would be paid
+at the server and its reply never stored (paid twice on the next run). A call's
 expected cost counts its prompt (estimated from its length) and the mean completion length of its
 role so far (`max_tokens` until the first reply), so the cap is exceeded at most by what the
 calls in flight cost beyond that expectation.
@@ -148,6 +151,7 @@ class CostLedger:
     in_flight: int = 0
     by_role: dict[str, RoleCost] = field(default_factory=dict)
     priced: bool = False          # some call had a price
+    stopped: str | None = None    # the BudgetReached message once the run stopped: no call goes out after it
     _settled: asyncio.Event | None = None
 
     def __post_init__(self) -> None:
@@ -172,9 +176,15 @@ class CostLedger:
         cannot (nothing in flight that could free room)."""
         cap = self.cap_usd
         if cap is not None:
-            while self.total + self.reserved + expected > cap:
+            while True:
+                if self.stopped is not None:  # the run is stopping: a call sent now would be cut off, unstored
+                    raise BudgetReached(self.stopped)
+                if self.total + self.reserved + expected <= cap:
+                    break
                 if not self.in_flight:
-                    raise self._reached(expected)
+                    reached = self._reached(expected)
+                    self.stopped = str(reached)  # nothing is in flight now; keep it so until the run ends
+                    raise reached
                 if self._settled is None:
                     self._settled = asyncio.Event()
                 await self._settled.wait()
