@@ -33,8 +33,8 @@ relabels) were such splits, on the hard questions where its judge is right only 
 of the time. The weights were fitted by
 logistic regression on a calibration split only (the simulator's dev sets, 450 rows; `python -m
 benchmarks.open_trust --calibrate`, benchmarks/results/trust_calibration.json) and are frozen: the
-figures reported are on other questions and seeds. Unlike the mean used before (benchmarks/results/
-open_trust.md), a confident signal is not diluted by lukewarm ones, and the judge's verdict enters
+figures reported are on other questions and seeds. Unlike the mean used before (README, Trust
+scores), a confident signal is not diluted by lukewarm ones, and the judge's verdict enters
 with its token probability. The weights describe the simulator's experts and judge; a real model's
 calibration differs, and refitting them on gold-labelled rows of one's own runs is not built yet
 (they are constants here).
