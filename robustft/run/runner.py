@@ -100,8 +100,9 @@ def method_settings(config: RobustFTConfig, prompts: PromptLibrary, task: str) -
                    "numeric_tolerance": config.data.numeric_tolerance,
                    **({"open_similarity": d.open_similarity} if task == "open" else {}),
                    # "scoring": what the claim checks ask and how the signals combine (agents/trust.py); 2 =
-                   # the whole-response check and the calibrated log-odds combination
-                   **({"trust": {"scoring": 2, "claim_checks": d.trust_claim_checks, "max_claims": d.trust_max_claims,
+                   # the whole-response check and the calibrated log-odds combination; 3 = every verdict's
+                   # sign counts too (claim_verdict, response_verdict), refitted weights
+                   **({"trust": {"scoring": 3, "claim_checks": d.trust_claim_checks, "max_claims": d.trust_max_claims,
                                  **({"threshold": d.trust_threshold, "selection": d.trust_selection}
                                     if d.checker == "trust" else {})}}
                       if scores_trust(config, task) else {})},
