@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import statistics
 import subprocess
 import tarfile
@@ -66,6 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     slopes: dict[str, list[float]] = {v: [] for v in variants}
     walls: dict[str, list[float]] = {v: [] for v in variants}
     rows = []
+    load = [os.getloadavg()[0]]
     arc = DATA / "arc"
     limit = ["--limit", str(args.limit)] if args.limit else []
     for repeat in range(args.repeats):
@@ -95,6 +97,7 @@ def main(argv: list[str] | None = None) -> None:
             walls[variant].append(m.wall_s)
             rows.append({"repeat": repeat, "variant": variant, "cpu_ms_per_sample": round(slope * 1000, 3),
                          "saturation_wall_s": round(m.wall_s, 2), "saturation_cpu_s": round(m.cpu_s, 2)})
+    load.append(os.getloadavg()[0])
     cpu = {v: statistics.median(s) * 1000 for v, s in slopes.items()}
     wall = {v: statistics.median(w) for v, w in walls.items()}
     diffs = [(a - b) * 1000 for a, b in zip(slopes["now"], slopes["before"])]
@@ -102,14 +105,15 @@ def main(argv: list[str] | None = None) -> None:
                "saturation_rows": args.limit or "all", "runs": rows,
                "cpu_ms_per_sample_median": {v: round(x, 3) for v, x in cpu.items()},
                "now_minus_before_cpu_ms": [round(d, 3) for d in diffs],
-               "saturation_wall_s_median": {v: round(x, 2) for v, x in wall.items()}}
+               "saturation_wall_s_median": {v: round(x, 2) for v, x in wall.items()},
+               "load_average_start_end": [round(x, 2) for x in load]}
     md = ["# Refactor cost: this tree against an earlier commit", "",
           f"`python -m benchmarks.refactor_cost --before {rev}`: **now** (this tree) and **before** ({rev}), "
           "interleaved, the order turning each repeat. CPU per sample: synthetic rows against `robustft.sim` "
           f"answering at once, slope between {args.small} and {args.large} rows, `--concurrency 64`. Saturation: "
           f"ARC noisy-30 ({args.limit or 'all'} rows), the server answering after 50 ms, `--concurrency 64`, server "
-          "embeddings, whole process. 2 cores shared with other helpers' builds and tests, which were running "
-          "while this ran: single figures vary by tens of percent.", "",
+          f"embeddings, whole process. 2 cores; load average {load[0]:.1f} at the start and {load[1]:.1f} at the "
+          "end (other work on the machine moves single figures by tens of percent).", "",
           "| repeat | variant | CPU per sample | saturation wall | saturation CPU |", "|---|---|---|---|---|"]
     md += [f"| {r['repeat']} | {r['variant']} | {r['cpu_ms_per_sample']} ms | {r['saturation_wall_s']} s | "
            f"{r['saturation_cpu_s']} s |" for r in rows]
