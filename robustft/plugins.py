@@ -23,11 +23,24 @@ from .errors import ConfigError
 
 T = TypeVar("T")
 
-__all__ = ["Registry", "UnknownName"]
+__all__ = ["Registry", "UnknownName", "instance_of"]
 
 
 class UnknownName(ConfigError, ValueError):
     """A setting names no registered extension (a ValueError too: `answers` raised one before)."""
+
+
+def instance_of(base: type[T], public_name: str) -> Callable[[Any, str], T]:
+    """A registry's ``make`` for entries that are ``base`` instances: a loaded class is instantiated,
+    anything else must already be one (TypeError naming ``public_name`` otherwise), and the entry
+    learns the name it is registered under."""
+    def make(loaded: Any, name: str) -> T:
+        entry = loaded() if isinstance(loaded, type) else loaded
+        if not isinstance(entry, base):
+            raise TypeError(f"{type(entry).__name__} is not a {public_name}")
+        entry.name = name  # type: ignore[attr-defined]
+        return entry
+    return make
 
 
 class Registry(Generic[T]):

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import DataConfig
-from ..plugins import Registry
+from ..plugins import Registry, instance_of
 from .records import json_type, load_json
 
 __all__ = ["SHAPES", "AnswerSlot", "Layout", "Parsed", "Shape", "ShapeError", "layout_of", "recognise",
@@ -369,18 +369,11 @@ class Alpaca(Layout):
         return "output"
 
 
-def _make(loaded: Any, name: str) -> Layout:
-    layout = loaded() if isinstance(loaded, type) else loaded
-    if not isinstance(layout, Layout):
-        raise TypeError(f"{type(layout).__name__} is not a robustft.data.shapes.Layout")
-    layout.name = name
-    return layout
-
-
 BUILTIN = {"table": "robustft.data.shapes:Table", "messages": "robustft.data.shapes:Messages",
            "sharegpt": "robustft.data.shapes:ShareGPT", "alpaca": "robustft.data.shapes:Alpaca"}
 AUTO_ORDER = ("table", "messages", "alpaca")  # which of robustft's own `data.format: auto` tries first
-LAYOUTS: Registry[Layout] = Registry("robustft.layouts", "data.format", "layout", BUILTIN, _make)
+LAYOUTS: Registry[Layout] = Registry("robustft.layouts", "data.format", "layout", BUILTIN,
+                                     instance_of(Layout, "robustft.data.shapes.Layout"))
 layout_of = LAYOUTS.get  # the Layout named so, or UnknownName (a ConfigError) listing the registered ones
 
 

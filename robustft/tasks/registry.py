@@ -10,9 +10,7 @@ where `YesNo` subclasses `robustft.tasks.Task` (a class is instantiated once, wi
 
 from __future__ import annotations
 
-from typing import Any
-
-from ..plugins import Registry
+from ..plugins import Registry, instance_of
 from .base import Task
 
 __all__ = ["BUILTIN", "ENTRY_POINT_GROUP", "TASKS", "check_task", "find_task", "task_names", "task_of"]
@@ -27,15 +25,8 @@ BUILTIN = {
 TASKS: tuple[str, ...] = tuple(BUILTIN)  # robustft's own, in the order the docs list them
 
 
-def _make(loaded: Any, name: str) -> Task:
-    task = loaded() if isinstance(loaded, type) else loaded
-    if not isinstance(task, Task):
-        raise TypeError(f"{type(task).__name__} is not a robustft.tasks.Task")
-    task.name = name
-    return task
-
-
-REGISTRY: Registry[Task] = Registry(ENTRY_POINT_GROUP, "data.task", "task", BUILTIN, _make)
+REGISTRY: Registry[Task] = Registry(ENTRY_POINT_GROUP, "data.task", "task", BUILTIN,
+                                   instance_of(Task, "robustft.tasks.Task"))
 task_of = REGISTRY.get        # the Task named so, or UnknownName (a ConfigError and a ValueError)
 find_task = REGISTRY.find     # the Task named so, or None
 task_names = REGISTRY.names   # every registered name, sorted
