@@ -253,3 +253,16 @@ def test_the_simulated_expert_makes_the_task_types_own_mistakes(installed, tmp_p
                                                                          for _, _, a in items]
     with pytest.raises(ConfigError, match="data.task: unknown task 'nope'"):
         SimModel(load_gold(gold), task="nope")
+
+
+def test_an_entry_of_the_wrong_kind_is_refused_naming_the_setting_and_the_base():
+    from robustft.errors import ConfigError
+    from robustft.plugins import Registry, instance_of
+    from robustft.tasks import Task
+
+    registry = Registry("robustft.tests-none", "data.task", "task",
+                        {"mine": "robustft.tasks.builtin:Text", "wrong": "collections:OrderedDict"},
+                        instance_of(Task, "robustft.tasks.Task"))
+    assert isinstance(registry.get("mine"), Task) and registry.get("mine").name == "mine"
+    with pytest.raises(ConfigError, match=r"data.task: the task 'wrong' .*OrderedDict is not a robustft.tasks.Task"):
+        registry.get("wrong")
