@@ -15,8 +15,6 @@ import csv
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -30,18 +28,13 @@ from robustft.demo import DEMO_DATA, DEMO_GOLD
 from robustft.graph.studio import sample_state
 from robustft.run.records import sample_record
 from robustft.sim import SimServer
+from server_process import free_port, stop_group
 
 ROOT = Path(__file__).resolve().parents[1]
 LANGGRAPH = os.environ.get("ROBUSTFT_LANGGRAPH") or shutil.which("langgraph")
 pytestmark = pytest.mark.skipif(LANGGRAPH is None, reason="langgraph-cli is not installed: `make test` builds it "
                                 "in .venv-langgraph (`make langgraph-env`; then ROBUSTFT_LANGGRAPH="
                                 ".venv-langgraph/bin/langgraph)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def call(url: str, payload: dict | None = None, timeout: float = 120) -> dict:
@@ -91,13 +84,7 @@ def test_langgraph_dev_runs_a_sample_as_the_local_runner_does(tmp_path):
             state = sample_state(rows[0], load_config(None, settings))
             out = call(f"{base}/runs/wait", {"assistant_id": "robustft", "input": {"samples": [state]}})
         finally:
-            if server.poll() is None:
-                os.killpg(server.pid, signal.SIGTERM)
-                try:
-                    server.wait(20)
-                except subprocess.TimeoutExpired:
-                    os.killpg(server.pid, signal.SIGKILL)
-                    server.wait()
+            stop_group(server, 20)
     (final,) = out["finished"]
     served = sample_record(final, "multiple_choice", None)
     for key in ("id", "original_label", "decision", "decision_reason"):

@@ -17,8 +17,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -32,6 +30,7 @@ import pytest
 
 from robustft.demo import DEMO_DATA, DEMO_GOLD
 from robustft.sim import SimServer
+from server_process import free_port, stop_group
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOENIX = os.environ.get("ROBUSTFT_PHOENIX") or shutil.which("phoenix")
@@ -41,12 +40,6 @@ pytestmark = pytest.mark.skipif(PHOENIX is None, reason="Arize Phoenix is not in
 KEY = "sk-test-phoenix-5b4a39281706"
 PROJECT = "robustft-test"
 NODES = {"base", "reasoning", "checker", "context", "reviewer"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def get(url: str) -> dict:
@@ -124,12 +117,7 @@ def test_phoenix_receives_a_demo_runs_span_tree_and_serves_it_back(tmp_path):
             assert time.monotonic() < deadline, f"Phoenix has {len(spans)} spans, {len(chats)} of {paid} calls"
             time.sleep(1)
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+        stop_group(server, 30)
         log.close()
 
     by_id = {s["context"]["span_id"]: s for s in spans}
