@@ -27,18 +27,20 @@ from .config import RobustFTConfig
 # Which role's model renders and answers each template, and the values it receives beyond the
 # common ones (question, options, task phrasing, instruction).
 PROMPT_ROLES = {"base": "base", "reasoning": "reasoning", "reflection": "reasoning", "judge": "judge",
-                "claim": "judge", "context": "context", "reviewer": "reviewer"}
+                "claim": "judge", "recheck": "judge", "context": "context", "reviewer": "reviewer"}
 PROMPT_VALUES: dict[str, tuple[str, ...]] = {
     "base": (), "reasoning": (), "reflection": ("previous",), "context": ("examples",),
     "reviewer": ("first_source", "reasoning_answer", "context_answer"),
     "judge": ("label", "base_answer", "reasoning_answer"),
     "claim": ("claim", "label", "base_answer", "reasoning_answer"),
+    "recheck": ("label",),
 }
 # Every record a node can write into a sample's `nodes` (and the checker's decision), graph order.
 RECORDS = {"base": "base expert (answers directly)",
            "reasoning": "reasoning expert (step by step, then reflects)",
            "judge": "judge (an LLM decides whether the label is wrong)",
            "claim": "claim check (the judge on the given response's least supported claim, or on the whole response)",
+           "recheck": "recheck (the judge asked again, in other words and without the experts' responses)",
            "checker": "checker (decides clean or noisy)",
            "context": "context relabeler (answers again, shown similar clean samples)",
            "reviewer": "reviewer (weighs the reasoning and context answers, gives the label)"}
@@ -115,6 +117,7 @@ def method_of(config: RobustFTConfig, task: str | None = None) -> Method:
     judges = (d.checker == "judge" and "checker" not in ablate) or trust
     checker_prompts = ("judge",) if judges else ()
     checker_prompts += ("claim",) if trust and d.trust_claim_checks else ()
+    checker_prompts += ("recheck",) if trust and d.trust_recheck else ()
     context = "context" not in ablate
     nodes.append(NodeSpec("checker", "judge" if judges else None, checker_prompts,
                           None if context else "reasoning_relabel", "end" if context else "if_noisy",

@@ -33,7 +33,10 @@ GOLD = {sid: gold for sid, (_, _, gold) in QUESTIONS.items()}
     # open-ended data: the checker scores trust with the judge, claim checks included
     ({"checker": "trust", "trust_claim_checks": True}, "open", ["base", "reasoning", "checker", "context", "reviewer"],
      ["base", "reasoning", "judge", "context", "reviewer"],
-     ["base", "reasoning", "judge", "claim", "context", "reviewer"], "context"),
+     ["base", "reasoning", "judge", "claim", "recheck", "context", "reviewer"], "context"),
+    ({"checker": "trust", "trust_recheck": False, "trust_claim_checks": 0}, "open",
+     ["base", "reasoning", "checker", "context", "reviewer"], ["base", "reasoning", "judge", "context", "reviewer"],
+     ["base", "reasoning", "judge", "context", "reviewer"], "context"),
 ])
 def test_the_method_follows_the_settings(tmp_path, denoise, task, names, roles, prompts, scored):
     method = method_of(config_for(tmp_path, **denoise), task)

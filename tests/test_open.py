@@ -80,7 +80,8 @@ def test_each_prompt_of_the_open_task_is_its_own_template():
     extra = {"reflection": {"previous": "Answer: tilt"}, "context": {"examples": []},
              "reviewer": {"first_source": "After step-by-step reasoning", "reasoning_answer": "r", "context_answer": "c"},
              "judge": {"label": "given text", "base_answer": "b", "reasoning_answer": "r"},
-             "claim": {"claim": "one claim", "label": "given text", "base_answer": "b", "reasoning_answer": "r"}}
+             "claim": {"claim": "one claim", "label": "given text", "base_answer": "b", "reasoning_answer": "r"},
+             "recheck": {"label": "given text"}}
     for name in PROMPT_NAMES:
         assert library.source_of(name, "open").endswith(f"{name}_open.jinja")
         assert library.source_of(name, "multiple_choice").endswith(f"/{name}.jinja")

@@ -81,16 +81,16 @@ def test_the_calibration_fit_recovers_known_weights():
     from robustft.agents.trust import FEATURES, fit_weights
 
     rng = random.Random(0)
-    truth = {name: 0.25 * (i + 2) for i, name in enumerate(FEATURES)}
+    truth = {name: 0.1 * (i + 3) for i, name in enumerate(FEATURES)}
     rows = []
-    for _ in range(6000):
+    for _ in range(20000):
         x = {name: rng.gauss(0, 1) for name in FEATURES}
         z = -0.5 + sum(truth[n] * x[n] for n in FEATURES)
         rows.append((x, rng.random() < 1 / (1 + math.exp(-z))))
     fitted = fit_weights(rows, l2=0.0)
-    assert fitted["rows"] == 6000 and fitted["bias"] == pytest.approx(-0.5, abs=0.15)
+    assert fitted["rows"] == 20000 and fitted["bias"] == pytest.approx(-0.5, abs=0.1)
     for name in FEATURES:
-        assert fitted["weights"][name] == pytest.approx(truth[name], rel=0.12)
+        assert fitted["weights"][name] == pytest.approx(truth[name], rel=0.1, abs=0.05)
 
 
 # -- ranking figures ------------------------------------------------------------------------------
@@ -258,7 +258,8 @@ def test_report_with_gold_ranks_the_trust_score_beside_each_signal(trust_run, ca
     assert "trust ranking" in printed and "AUROC" in printed
     data = json.loads((trust_run["out"] / "report.json").read_text())
     ranking = data["trust_ranking"]
-    assert set(ranking["scores"]) == {"trust", "agreement", "reflection", "token_prob", "claims", "length"}
+    assert set(ranking["scores"]) == {"trust", "agreement", "reflection", "token_prob", "claims", "recheck", "verdicts",
+                                      "length"}
     assert "How well the trust score ranks" in (trust_run["out"] / "report.html").read_text()
 
 
@@ -282,6 +283,7 @@ def test_trace_shows_the_trust_score_its_signals_and_the_weakest_claim(trust_run
     shown = capsys.readouterr().out
     assert f"trust of the given response: {record['trust']:.3f}" in shown
     assert "weakest claim:" in shown and "claim check" in shown
+    assert f"recheck {record['trust_signals']['recheck']:.3f}" in shown and ". recheck (the judge asked again" in shown
 
 
 # -- the score when calls misbehave (a scripted judge; the simulator's hashing embedder) ----------
@@ -299,7 +301,18 @@ class HashEmbedder:
         return np.array([embed(t) for t in texts], dtype=np.float32)
 
 
-def _trust_of(judge_replies, given: str, experts: dict[str, str]):
+def _by_template(replies: dict[str, str]):
+    """A judge that answers each template its own way: `replies` maps judge / claim / recheck to a reply."""
+    openings = {"judge": "You are a critical checker", "claim": "You are a careful fact checker",
+                "recheck": "You are checking a response"}
+
+    def reply(messages):
+        prompt = messages[-1]["content"]
+        return next(replies[name] for name, opening in openings.items() if prompt.startswith(opening))
+    return reply
+
+
+def _trust_of(judge_replies, given: str, experts: dict[str, str], **denoise):
     import asyncio
 
     from robustft.agents.runtime import AgentRuntime
@@ -311,8 +324,8 @@ def _trust_of(judge_replies, given: str, experts: dict[str, str]):
     from robustft.retrieval.texts import TextVectors
 
     config = load_config(None, {"model": {"provider": "fake", "name": "fake", "max_retries": 0},
-                                "denoise": {"checker": "trust"}})
-    judge = FakeChatModel(judge_replies)
+                                "denoise": {"checker": "trust", **denoise}})
+    judge = FakeChatModel(_by_template(judge_replies) if isinstance(judge_replies, dict) else judge_replies)
     pool = ModelPool()
     pool.add(config.model_for("judge"), judge)
     rt = AgentRuntime(config=config, task="open", pool=pool, prompts=PromptLibrary(), texts=TextVectors(HashEmbedder()))
@@ -336,9 +349,10 @@ def test_an_unreadable_verdict_is_left_out_and_the_calls_stay_bounded():
     assert s["reflection"] is None and s["token_prob"] is None      # no verdict: no number made up
     assert s["agreement"] > 0.9 and s["claims"] is not None
     assert update["trust"] == pytest.approx(combine(s), abs=1e-3)  # the shown signals are rounded
-    # one reflection and one claim check, each asked 1 + parse_retries (2) times, no more
-    assert len(judge.calls) == 6 and update["nodes"]["judge"]["attempts"] == 3
-    assert update["nodes"]["claim"]["attempts"] == 3
+    # one reflection, one claim check and the recheck, each asked 1 + parse_retries (2) times, no more
+    assert len(judge.calls) == 9 and update["nodes"]["judge"]["attempts"] == 3
+    assert update["nodes"]["claim"]["attempts"] == 3 and update["nodes"]["recheck"]["attempts"] == 3
+    assert "recheck" not in s and "recheck_verdict" not in s
 
 
 def test_a_response_no_claim_of_which_stands_out_is_checked_as_a_whole():
@@ -347,7 +361,7 @@ def test_a_response_no_claim_of_which_stands_out_is_checked_as_a_whole():
     update, judge = _trust_of(["Answer: Y"], short, {"base": short, "reasoning": short})
     s = update["trust_signals"]
     assert s["claims"] is None and s["claims_checked"] == 1 and s["response_check"] is not None
-    assert len(judge.calls) == 2 and short in update["nodes"]["claim"]["prompt"]
+    assert len(judge.calls) == 3 and short in update["nodes"]["claim"]["prompt"]
     said_right, _ = _trust_of(["Answer: N"], short, {"base": short, "reasoning": short})
     assert update["trust"] < 0.5 < said_right["trust"]
     # two sentences the experts both support: the check goes to the response as a whole too
@@ -357,19 +371,49 @@ def test_a_response_no_claim_of_which_stands_out_is_checked_as_a_whole():
     assert "The given claim (may be wrong):\n" + GIVEN in update["nodes"]["claim"]["prompt"]
     # the whole-response check is a second self-reflection: its verdict counts like the first's
     assert s["response_verdict"] == 1.0 and "claim_verdict" not in s
-    doubted, _ = _trust_of(["Answer: N", "Answer: Y"], GIVEN, EXPERTS)  # reflection right, the check wrong
+    doubted, _ = _trust_of({"judge": "Answer: N", "claim": "Answer: Y", "recheck": "Answer: N"}, GIVEN, EXPERTS)
     assert doubted["trust_signals"]["response_verdict"] == 0.0 and doubted["trust"] < update["trust"]
 
 
 def test_a_claim_the_experts_do_not_support_is_the_one_checked():
     odd = "The sky is blue because air scatters blue light. The moon is made of green cheese and old socks."
-    update, judge = _trust_of(["Answer: N", "Answer: Y"], odd, EXPERTS)
+    update, judge = _trust_of({"judge": "Answer: N", "claim": "Answer: Y", "recheck": "Answer: N"}, odd, EXPERTS)
     s = update["trust_signals"]
     assert s["claim_support"] < 0.5 and s["weakest_claim"].startswith("The moon")
     assert "response_check" not in s and s["claim_check"] is not None and s["claims_checked"] == 1
     assert s["claim_verdict"] == 0.0 and "response_verdict" not in s  # the judge said the claim is wrong (Y)
     assert "The given claim (may be wrong):\nThe moon" in update["nodes"]["claim"]["prompt"]
-    assert len(judge.calls) == 2  # the reflection and one claim check: trust_claim_checks (1) bounds it
+    assert len(judge.calls) == 3  # the reflection, one claim check (trust_claim_checks bounds it) and the recheck
+
+
+def test_the_recheck_is_a_third_verdict_asked_without_the_experts_responses():
+    right = {"judge": "Answer: N", "claim": "Answer: N", "recheck": "Answer: N"}
+    update, judge = _trust_of(right, GIVEN, EXPERTS)
+    s = update["trust_signals"]
+    assert s["recheck_verdict"] == 1.0 and s["recheck"] > 0.5 and len(judge.calls) == 3
+    prompt = update["nodes"]["recheck"]["prompt"]
+    assert "The given response (may be wrong):\n" + GIVEN in prompt
+    assert EXPERTS["base"] not in prompt and EXPERTS["reasoning"] not in prompt  # on its own knowledge
+    doubted, _ = _trust_of({**right, "recheck": "Answer: Y"}, GIVEN, EXPERTS)
+    assert doubted["trust_signals"]["recheck_verdict"] == 0.0 and doubted["trust"] < update["trust"]
+    off, judge = _trust_of(right, GIVEN, EXPERTS, trust_recheck=False)
+    assert len(judge.calls) == 2 and "recheck" not in off["nodes"] and "recheck" not in off["trust_signals"]
+
+
+def test_a_response_no_expert_shares_a_topic_with_ranks_below_one_that_wrong_verdicts_put_low():
+    from robustft.agents.trust import OFF_TOPIC_MARGIN, off_topic
+
+    assert off_topic([0.9, 0.2], 0.65) == 0.0 and off_topic([None], 0.65) is None
+    assert off_topic([0.25, 0.1], 0.65) == pytest.approx((0.65 - OFF_TOPIC_MARGIN - 0.25) / 0.1, abs=1e-4)
+    # a right response the experts share, but two of three verdicts say wrong ...
+    doubted, _ = _trust_of({"judge": "Answer: Y", "claim": "Answer: N", "recheck": "Answer: Y"}, GIVEN, EXPERTS)
+    # ... and another question's response that two of three verdicts wrongly call right
+    other = "Volcanoes erupt when magma rises through cracks in the crust. Lava cools into basalt."
+    swapped, _ = _trust_of({"judge": "Answer: N", "claim": "Answer: N", "recheck": "Answer: Y"}, other, EXPERTS)
+    assert "off_topic" not in doubted["trust_signals"] and swapped["trust_signals"]["off_topic"] > 1
+    assert swapped["trust"] < doubted["trust"] < 0.5
+    without = {k: v for k, v in swapped["trust_signals"].items() if k != "off_topic"}
+    assert combine(without) > doubted["trust"]  # without the term the verdicts would have put it above
 
 
 def test_a_judge_that_keeps_failing_fails_the_sample_with_its_error():

@@ -53,7 +53,7 @@ def make_reviewer(rt: AgentRuntime):
         The selection score stays the context answer's (the paper ranks by it); when the reviewer
         gives no readable answer the context answer, then the reasoning answer, stands in. With
         `denoise.trust_selection` (open-ended, checker trust) it is 1 - the proposed response's
-        own trust score (agents/trust.py; nodes relabel_judge, relabel_claim).
+        own trust score (agents/trust.py; nodes relabel_judge, relabel_claim, relabel_recheck).
         """
         nodes = state.get("nodes", {})
         context = nodes.get("context", {})

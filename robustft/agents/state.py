@@ -106,6 +106,9 @@ class TrustSignals(TypedDict, total=False):
     weakest_claim: str
     weakest_claim_similarity: float
     claims_checked: int
+    recheck: float            # the recheck's verdict probability of right (denoise.trust_recheck)
+    recheck_verdict: float    # the recheck's verdict: 1 right, 0 wrong
+    off_topic: float          # how far the closest expert response lies below open_similarity - 0.1 (0.1 steps)
 
 
 def node_asked(prompt: str, role: str) -> NodeRecord:

@@ -20,33 +20,35 @@ probabilities; FActScore / SelfCheckGPT check long responses claim by claim. Her
   the mistake, so every claim is supported and a claim check would go to a filler sentence. A
   checked claim's score is the mean of its support and the verdict's probability (a whole-response
   verdict counts for every claim); the weakest claim is the `claims` signal.
+- **recheck** (`trust_recheck`): the judge asked once more whether the response is wrong, in other
+  words and without the experts' responses (`recheck_open.jinja`): a third verdict, as TLM asks
+  several self-reflections, with its token probability as `recheck`. Asked at the same time as the
+  claim checks.
 
 The trust score adds the signals' evidence in log-odds: `sigmoid(BIAS + sum(WEIGHTS[s] x logit(s)))`
-over agreement, token_prob, the weakest claim's support, the claim check's and the whole-response
-check's verdict probabilities, and every verdict's sign (+1 right, -1 wrong: the reflection's, the
-claim check's, the whole-response check's); a signal that could not be had (an unreadable verdict, a
-one-sentence response's claims) adds nothing. The whole-response check is a second self-reflection,
-so its verdict counts as the first one's does: with its token probability only, a check that says
-"wrong" was outweighed by a first verdict that said "right": with the earlier features, 28 of the 37
-wrong rows the trust checker kept on the simulator's three dev sets (given responses kept as clean and
-relabels) were such splits, on the hard questions where its judge is right only (0.5 + accuracy) / 2
-of the time. The weights were fitted by
-logistic regression on a calibration split only (the simulator's dev sets, 450 rows; `python -m
-benchmarks.open_trust --calibrate`, benchmarks/results/trust_calibration.json) and are frozen: the
-figures reported are on other questions and seeds. Unlike the mean used before (README, Trust
-scores), a confident signal is not diluted by lukewarm ones, and the judge's verdict enters
-with its token probability. The weights describe the simulator's experts and judge; a real model's
-calibration differs, and refitting them on gold-labelled rows of one's own runs is not built yet
-(they are constants here).
+over agreement, token_prob, the weakest claim's support, the claim check's, the whole-response
+check's and the recheck's verdict probabilities, and every verdict's sign (+1 right, -1 wrong: the
+reflection's, the claim check's, the whole-response check's, the recheck's); a signal that could not
+be had (an unreadable verdict, a one-sentence response's claims) adds nothing. The weights were
+fitted by logistic regression on a calibration split only (the simulator's dev, dev2 and dev3 sets,
+1,350 rows; `python -m benchmarks.open_trust --calibrate`,
+benchmarks/results/trust_calibration.json) and are frozen: the figures reported are on other
+questions and seeds. Unlike a mean, a confident signal is not diluted by lukewarm ones. One term is
+not fitted: a response that not even the closest expert response shares a topic with (`off_topic`,
+see OFF_TOPIC_MARGIN) loses log-odds in proportion, so that another question's response ranks below
+a right response that wrong verdicts put low. The weights describe the simulator's experts and
+judge; a real model's calibration differs, and refitting them on gold-labelled rows of one's own
+runs is not built yet (they are constants here).
 Every signal and the weakest claim are kept in `trust_signals`, so a reviewer sees why a response
 scored as it did.
 
 Calls per sample: 1 reflection + `trust_claim_checks` checks (none with `checker: judge` for the
-reflection), whatever the length of the response.
+reflection) + 1 recheck (`trust_recheck`), whatever the length of the response.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 from typing import Any, Mapping
@@ -111,15 +113,23 @@ def verdict_probability(record: NodeRecord | None) -> tuple[float | None, float 
 # figure reported is on other questions and seeds. In log-odds a confident signal is not diluted by
 # lukewarm ones, as it is in a mean, and the judge's verdict enters with its token probability.
 FEATURES = ("agreement", "token_prob", "reflection", "claim_support", "claim_check", "response_check",
-            "claim_verdict", "response_verdict")
+            "claim_verdict", "response_verdict", "recheck", "recheck_verdict")
 # Verdicts enter as +1 (right) / -1 (wrong), the same for every judge asked: the whole-response check
 # is a second self-reflection and counts like the first, and a claim judged wrong counts as such,
 # besides the token probability each verdict came with.
-VERDICTS = ("reflection", "claim_verdict", "response_verdict")
-WEIGHTS = {"agreement": 0.426, "token_prob": 1.684, "reflection": 1.209, "claim_support": 0.363,
-           "claim_check": 0.174, "response_check": 0.942, "claim_verdict": 0.632,
-           "response_verdict": 1.089}  # benchmarks/results/trust_calibration.json
-BIAS = -1.28
+VERDICTS = ("reflection", "claim_verdict", "response_verdict", "recheck_verdict")
+WEIGHTS = {"agreement": 0.3, "token_prob": 1.429, "reflection": 1.109, "claim_support": 0.366,
+           "claim_check": 0.68, "response_check": 1.315, "claim_verdict": 0.388, "response_verdict": 0.978,
+           "recheck": 1.23, "recheck_verdict": 1.051}  # benchmarks/results/trust_calibration.json
+BIAS = -1.442
+# A response that not even the closest expert response shares a topic with (cosine more than
+# OFF_TOPIC_MARGIN below open_similarity: another question's response) loses OFF_TOPIC_SLOPE log-odds
+# per 0.1 further below. Not fitted: such responses are flagged at any threshold whatever their
+# verdicts, so a logistic fit of right / wrong gives this no weight; what it changes is their order
+# at the bottom of the ranking, below right responses that a confident wrong verdict put low
+# (README, Trust scores: chosen on the simulator's development sets).
+OFF_TOPIC_MARGIN = 0.1
+OFF_TOPIC_SLOPE = 1.0
 _EPS = 1e-3  # probabilities are clipped to [0.001, 0.999]: no one signal is certain
 
 
@@ -150,6 +160,7 @@ def combine(signals: Mapping[str, Any], weights: dict[str, float] | None = None,
     weights = WEIGHTS if weights is None else weights
     x = features(signals)
     z = (BIAS if bias is None else bias) + sum(weights[name] * x[name] for name in FEATURES)
+    z -= OFF_TOPIC_SLOPE * float(signals.get("off_topic") or 0.0)
     return round(_sigmoid(z), 6)
 
 
@@ -229,12 +240,29 @@ async def _claims(rt: AgentRuntime, state: dict, given: str, experts: list[str],
                              "weakest_claim_similarity": round(float(best[weakest]), 4)}
 
 
+async def _recheck(rt: AgentRuntime, state: dict, given: str) -> NodeRecord | None:
+    """The recheck: the judge asked again, in other words and without the experts' responses
+    (`recheck_open.jinja`), whether the given response is wrong; None with `trust_recheck` off."""
+    if not rt.config.denoise.trust_recheck:
+        return None
+    return await rt.ask("judge", "recheck", state, parse=parse_verdict, label=given)
+
+
+def off_topic(similarities: list[float | None], threshold: float) -> float | None:
+    """How far the closest expert response lies below `threshold - OFF_TOPIC_MARGIN` in cosine, in steps of 0.1
+    (0 when any lies above it; None without a similarity)."""
+    known = [s for s in similarities if s is not None]
+    if not known:
+        return None
+    return round(max(0.0, (threshold - OFF_TOPIC_MARGIN - max(known)) / _SCALE), 4)
+
+
 async def score_trust(rt: AgentRuntime, state: dict, answers: dict[str, str | None],
                       similarities: list[float | None], judge: NodeRecord | None, *,
                       prefix: str = "") -> SampleState:
-    """The state update with `trust` and `trust_signals` (and the judge's and claim checks' node
-    records, named `prefix` + judge / claim); `status: failed` when a call keeps failing. `judge`: a
-    verdict already asked for. The response scored is `state["label"]`."""
+    """The state update with `trust` and `trust_signals` (and the node records of the judge, the
+    claim checks and the recheck, named `prefix` + judge / claim / recheck); `status: failed` when a
+    call keeps failing. `judge`: a verdict already asked for. The response scored is `state["label"]`."""
     d = rt.config.denoise
     given = state["label"]
     updates = SampleState()
@@ -245,15 +273,26 @@ async def score_trust(rt: AgentRuntime, state: dict, answers: dict[str, str | No
                                  reasoning_answer=answers.get("reasoning") or "(none)")
             updates["nodes"] = {"judge": judge}
         experts = [a for a in answers.values() if a]
-        claims, claim_info = await _claims(rt, state, given, experts, answers, updates)
+        # the claim checks and the recheck do not depend on each other: asked at the same time
+        (claims, claim_info), recheck = await asyncio.gather(
+            _claims(rt, state, given, experts, answers, updates), _recheck(rt, state, given))
     except ModelCallError as exc:
         return failure(f"{prefix}judge", exc)
+    if recheck is not None:
+        updates.setdefault("nodes", {})["recheck"] = recheck
+        verdict, probability = verdict_probability(recheck)
+        if verdict is not None:
+            claim_info["recheck"] = round(verdict if probability is None else probability, 4)
+            claim_info["recheck_verdict"] = verdict
     if prefix and "nodes" in updates:
         updates["nodes"] = {f"{prefix}{name}": record for name, record in updates["nodes"].items()}
     agreeing = [support(s, d.open_similarity) for s in similarities if s is not None]
     reflection, token_prob = verdict_probability(judge)
     signals: dict[str, float | None] = {"agreement": sum(agreeing) / len(agreeing) if agreeing else None,
                                "reflection": reflection, "token_prob": token_prob, "claims": claims}
+    away = off_topic(similarities, d.open_similarity)
+    if away:
+        claim_info["off_topic"] = away
     trust = combine({**signals, **claim_info})
     shown = {name: None if v is None else round(float(v), 4) for name, v in signals.items()}
     return {**updates, "trust": trust, "trust_signals": {**shown, **claim_info}}

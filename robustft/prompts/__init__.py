@@ -29,7 +29,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from ..errors import ConfigError
 
 BUILTIN_DIR = Path(__file__).parent
-PROMPT_NAMES = ("base", "reasoning", "reflection", "context", "reviewer", "judge", "claim")
+PROMPT_NAMES = ("base", "reasoning", "reflection", "context", "reviewer", "judge", "claim", "recheck")
 # Tasks whose prompts are files of their own: `<name>_<task>.jinja`.
 OWN_TEMPLATES = ("open",)
 TEMPLATE_NAMES = PROMPT_NAMES + tuple(f"{name}_{task}" for task in OWN_TEMPLATES for name in PROMPT_NAMES)

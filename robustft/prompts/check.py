@@ -57,6 +57,8 @@ def stage_values(name: str, sample: Sample, examples: list[Sample], config: Robu
         values.update(label=answer, base_answer=answer, reasoning_answer=answer)
     elif name == "claim":
         values.update(claim=answer, label=answer, base_answer=answer, reasoning_answer=answer)
+    elif name == "recheck":
+        values.update(label=answer)
     return values
 
 

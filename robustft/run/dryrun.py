@@ -154,7 +154,7 @@ def calls_per_sample(config: RobustFTConfig, task: str | None = None) -> dict[st
     out = {}
     for name in prompts_in_use(config, task):
         n = rounds if name == "reflection" else config.denoise.trust_claim_checks if name == "claim" else 1
-        if name in ("judge", "claim") and relabels_scored(config, task):  # the relabel's own trust
+        if name in ("judge", "claim", "recheck") and relabels_scored(config, task):  # the relabel's own trust
             out[name] = (n, 2 * n)
             continue
         out[name] = (0 if name in NOISY_ONLY else n, n)

@@ -90,7 +90,8 @@ def method_settings(config: RobustFTConfig, prompts: PromptLibrary, task: str) -
     return {
         "task": task, "models": models,
         "prompts": {template_name(name, task): hashlib.sha256(Path(prompts.source_of(name, task)).read_bytes())
-                    .hexdigest()[:16] for name in PROMPT_NAMES if name != "claim" or scores_trust(config, task)},
+                    .hexdigest()[:16] for name in PROMPT_NAMES
+                    if name not in ("claim", "recheck") or scores_trust(config, task)},
         "method": {"reflection_rounds": d.reflection_rounds, "checker": d.checker, "review": d.review, "k": d.k,
                    "context_token_budget": d.context_token_budget, "score": d.score,
                    "embedding_model": d.embedding_model, "parse_retries": d.parse_retries,
@@ -101,8 +102,10 @@ def method_settings(config: RobustFTConfig, prompts: PromptLibrary, task: str) -
                    **({"open_similarity": d.open_similarity} if task == "open" else {}),
                    # "scoring": what the claim checks ask and how the signals combine (agents/trust.py); 2 =
                    # the whole-response check and the calibrated log-odds combination; 3 = every verdict's
-                   # sign counts too (claim_verdict, response_verdict), refitted weights
-                   **({"trust": {"scoring": 3, "claim_checks": d.trust_claim_checks, "max_claims": d.trust_max_claims,
+                   # sign counts too (claim_verdict, response_verdict), refitted weights; 4 = the recheck
+                   # (trust_recheck), the off-topic term, weights refitted on three development sets
+                   **({"trust": {"scoring": 4, "claim_checks": d.trust_claim_checks, "max_claims": d.trust_max_claims,
+                                 "recheck": d.trust_recheck,
                                  **({"threshold": d.trust_threshold, "selection": d.trust_selection}
                                     if d.checker == "trust" else {})}}
                       if scores_trust(config, task) else {})},
