@@ -28,6 +28,13 @@ from ..terminal import json_visible, visible
 
 NODE_ORDER = tuple(RECORDS)  # every run's records in graph order, whatever its config
 TITLES = RECORDS
+
+
+def _title(node: str) -> str:
+    """A node's title; the trust checks of a relabel (relabel_judge, ...) are the given response's, on the relabel."""
+    if node.startswith("relabel_") and node[len("relabel_"):] in TITLES:
+        return f"{node}: {TITLES[node[len('relabel_'):]]}, on the proposed relabel"
+    return TITLES.get(node, node)
 PROMPT_HEAD, PROMPT_TAIL, RESPONSE_LINES = 4, 6, 24
 PREVIEW_CHARS = 70  # a long label (an open-ended response) is previewed in lines that hold other things
 TURN_LINES = 6
@@ -186,8 +193,8 @@ def format_trace(trace: dict[str, Any], full: bool = False) -> str:
             if step.get("trust_signals"):
                 s = step["trust_signals"]
                 shown = ", ".join(f"{k} {_fmt_score(s.get(k))}" for k in ("agreement", "reflection", "token_prob", "claims"))
-                shown += "".join(f", {k.replace('_', ' ')} {_fmt_score(s[k])}" for k in ("claim_check", "response_check")
-                                 if s.get(k) is not None)
+                shown += "".join(f", {k.replace('_', ' ')} {_fmt_score(s[k])}"
+                                 for k in ("claim_check", "response_check", "recheck", "off_topic") if s.get(k) is not None)
                 out.append(f"   trust of the given response: {_fmt_score(step.get('trust'))} ({shown})")
                 if s.get("weakest_claim"):
                     out.append(f"   weakest claim: {_label_text(s['weakest_claim'], None, full)}")
@@ -205,7 +212,7 @@ def format_trace(trace: dict[str, Any], full: bool = False) -> str:
             out.append(f"{n}. {node}: not asked: {step['skipped']}")
             out.append(f"   label: {_label_text(step.get('answer'), opts, full)}")
             continue
-        out.append(f"{n}. {TITLES.get(node, node)}")
+        out.append(f"{n}. {_title(node)}")
         if "prompt" not in step:  # the node's model kept failing: only the error was recorded
             out.append(f"   error: {step.get('error')}")
             continue
