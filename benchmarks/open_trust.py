@@ -7,18 +7,18 @@ right `--accuracy` of the time) play every role; on a confabulation question the
 between samples, on a consistent-error question they repeat the given response's mistake (the
 simulator's rules: `robustft.sim` docstring). Embeddings are the default local all-MiniLM-L6-v2.
 
-Sets kept apart so that nothing is tuned on the figures reported: a *development* set (the first
-`--limit` usable ARC questions, data seed 0, server seed = noise level), the calibration split, on
-which the trust score's weights were fitted (`--calibrate`: logistic regression of right/wrong on
-the signals' log-odds, written to benchmarks/results/trust_calibration.json and frozen in
-`robustft/agents/trust.py`) and `denoise.trust_threshold` chosen; then three sets used for no
-choice, each of other questions with other seeds: *held-out* (the next `--limit` questions, data
-seed 1, server seed = 100 + noise level), *final* (seed 2, 200 + noise) and *test* (seed 3, 300 +
-noise), and a fourth, *unseen* (seed 4, 400 + noise), added after every choice on the others was
-made, to show that nothing was fitted to the first three. The targets table reads these four
-only. Two more development sets, *dev2* (seed 5, 500 + noise) and *dev3* (seed 6, 600 + noise),
-other questions again, are where design choices were checked before being kept (the verdict
-features; a rule rejected there): they are reported but not counted in the targets.
+Sets kept apart so that nothing is tuned on the figures reported: the *calibration* sets *dev*,
+*dev2* and *dev3* (the first, sixth and seventh `--limit` usable ARC questions; data seeds 0, 5, 6;
+server seed = noise level + 0, 500, 600), on which the trust score's weights are fitted
+(`--calibrate`: logistic regression of right/wrong on the signals' log-odds, written to
+benchmarks/results/trust_calibration.json and frozen in `robustft/agents/trust.py`); two more
+development sets, *dev4* and *dev5* (seeds 7 and 8, other questions again), where, with the
+calibration sets, design choices were checked before being kept and `denoise.trust_threshold` was
+chosen; then sets used for no choice, each of other questions with other seeds: *held-out* (the
+second `--limit` questions, data seed 1, server seed = 100 + noise level), *final* (seed 2, 200 +
+noise), *test* (seed 3, 300 + noise), *unseen* (seed 4, 400 + noise), and *fresh* / *fresh2*
+(seeds 9 and 10, 900 / 1000 + noise), made from ARC's test split, questions no other set has. The
+targets table reads these six only.
 
 Per set and noise level, one `robustft denoise` with `checker: trust` (default threshold), and in
 the same response store one that also ranks the relabels by their own trust at selection
@@ -31,7 +31,7 @@ fine-tuning set each makes. Reported:
 - cleaning: detection recall per kind, the share of right responses in the input and in the
   fine-tuning set, the share of rows kept, calls and tokens per sample.
 
-    python -m benchmarks.open_trust [--limit 150] [--accuracy 0.85] [--sets dev,dev2,dev3,heldout,final,test,unseen] [--calibrate]
+    python -m benchmarks.open_trust [--limit 150] [--accuracy 0.85] [--sets dev,...,fresh2] [--trust-threshold T] [--calibrate]
 
 Writes benchmarks/results/open_trust.json and .md (with --calibrate: trust_calibration.json only).
 """
@@ -66,14 +66,22 @@ NOISE_LEVELS = (30, 50, 70)
 SETS = {"dev": {"seed": 0, "skip": 0, "server": 0}, "heldout": {"seed": 1, "skip": 1, "server": 100},
         "final": {"seed": 2, "skip": 2, "server": 200}, "test": {"seed": 3, "skip": 3, "server": 300},
         "unseen": {"seed": 4, "skip": 4, "server": 400},
-        "dev2": {"seed": 5, "skip": 5, "server": 500}, "dev3": {"seed": 6, "skip": 6, "server": 600}}
+        "dev2": {"seed": 5, "skip": 5, "server": 500}, "dev3": {"seed": 6, "skip": 6, "server": 600},
+        "dev4": {"seed": 7, "skip": 7, "server": 700}, "dev5": {"seed": 8, "skip": 8, "server": 800},
+        # questions no other set has: ARC's test split
+        "fresh": {"seed": 9, "skip": 0, "server": 900, "source": "test.csv"},
+        "fresh2": {"seed": 10, "skip": 1, "server": 1000, "source": "test.csv"}}
+CALIBRATION = ("dev", "dev2", "dev3")  # where the weights are fitted (--calibrate)
+# Sets whose figures were used for no choice (the targets table reads these only).
+REPORTED = ("heldout", "final", "test", "unseen", "fresh", "fresh2")
 CHECKERS = ("trust", "trust_selection", "paper", "judge")
 # Each variant's denoise settings: trust_selection also ranks the relabels by their own trust.
 VARIANTS = {"trust": {"checker": "trust", "trust_selection": False},
             "trust_selection": {"checker": "trust", "trust_selection": True},
             "paper": {"checker": "paper", "trust": False}, "judge": {"checker": "judge", "trust": False}}
 # The calls each signal needs (node names in summary.json's model_calls).
-SIGNAL_CALLS = {"trust": ("base", "reasoning", "judge", "claim"), "agreement": ("base", "reasoning"),
+SIGNAL_CALLS = {"trust": ("base", "reasoning", "judge", "claim", "recheck"), "agreement": ("base", "reasoning"),
+                "recheck": ("recheck",), "verdicts": ("base", "reasoning", "judge", "claim", "recheck"),
                 "reflection": ("base", "reasoning", "judge"), "token_prob": ("base", "reasoning", "judge"),
                 "claims": ("base", "reasoning", "claim"), "length": ()}
 
@@ -99,7 +107,7 @@ def cleaning(records: list[dict], gold: dict[str, Any], kinds: dict[str, str]) -
 
 
 def run_level(folder: Path, noise: int, accuracy: float, server_seed: int, workdir: Path,
-              checkers: tuple[str, ...]) -> dict[str, Any]:
+              checkers: tuple[str, ...], threshold: float | None = None) -> dict[str, Any]:
     gold = {g.id: g for g in load_gold(folder / "gold.csv")}
     with (folder / "noise.csv").open(newline="", encoding="utf-8") as fh:
         kinds = {row["id"]: row["kind"] for row in csv.DictReader(fh)}
@@ -114,7 +122,8 @@ def run_level(folder: Path, noise: int, accuracy: float, server_seed: int, workd
                 config = load_config(None, {
                     "data": {"path": str(folder / "noisy.csv"), "task": "open"},
                     "model": {"provider": "openai", "name": "sim-expert", "base_url": sim.base_url},
-                    "denoise": {**VARIANTS[checker], "concurrency": 32},
+                    "denoise": {**VARIANTS[checker], "concurrency": 32,
+                                **({"trust_threshold": threshold} if threshold is not None and VARIANTS[checker].get("trust", True) else {})},
                     "out": str(workdir / f"{folder.name}-{checker}")})
                 started = time.perf_counter()
                 done = asyncio.run(DenoiseRun(config, store=store, progress=False, log=lambda msg: None).run())
@@ -122,7 +131,7 @@ def run_level(folder: Path, noise: int, accuracy: float, server_seed: int, workd
                 row: dict[str, Any] = {**cleaning(records, gold, kinds),
                                        **_per_sample(records, tuple(done.summary["model_calls"])),
                                        "wall_s": round(time.perf_counter() - started, 1)}
-                detection = ("base", "reasoning", "judge", "claim")
+                detection = ("base", "reasoning", "judge", "claim", "recheck")
                 row["detection"] = _per_sample(records, detection)
                 if checker == "trust":
                     out["calibration_rows"] = [(features({**r["trust_signals"]}), r["id"] not in _wrong(records, gold))
@@ -166,7 +175,8 @@ def _f(x: Any, pct: bool = False) -> str:
     return f"{x:.1%}" if pct else f"{x:.3f}" if isinstance(x, float) else str(x)
 
 
-SINGLES = ("agreement", "reflection", "token_prob", "claims")
+SINGLES = ("agreement", "reflection", "token_prob", "claims", "recheck")
+EQUAL_CALLS = "verdicts"  # self-reflection alone at the trust score's judge calls
 
 
 def target_rows(p: dict) -> list[dict[str, Any]]:
@@ -176,22 +186,25 @@ def target_rows(p: dict) -> list[dict[str, Any]]:
     1.000, where nothing can be above, is counted apart)."""
     rows = []
     for name in p["sets"]:
-        if name.startswith("dev"):
+        if name not in REPORTED:
             continue
         for level in p["results"][name]:
             c = level["checkers"].get("trust_selection") or level["checkers"].get("trust")
             scores = (level.get("ranking") or {}).get("scores", {})
-            beats, ties, loses = [], [], []
-            for kind in NOISE_KINDS:
-                mine = scores.get("trust", {}).get("auroc_by_kind", {}).get(kind)
-                best = max((scores[s].get("auroc_by_kind", {}).get(kind) or 0.0) for s in SINGLES if s in scores)
-                if mine is None:
-                    continue
-                (beats if mine > best else ties if mine == best == 1.0 else loses).append(
-                    f"{kind} {mine:.3f} vs {best:.3f}")
+            found: dict[str, Any] = {}
+            for against, names in (("", SINGLES), ("equal_calls_", (EQUAL_CALLS,))):
+                beats, ties, loses = [], [], []
+                for kind in NOISE_KINDS:
+                    mine = scores.get("trust", {}).get("auroc_by_kind", {}).get(kind)
+                    best = max(((scores[s].get("auroc_by_kind", {}).get(kind) or 0.0), s) for s in names if s in scores)
+                    if mine is None:
+                        continue
+                    (beats if mine > best[0] else ties if mine == best[0] == 1.0 else loses).append(
+                        f"{kind} {mine:.3f} vs {best[0]:.3f}" + (f" ({best[1]})" if not against else ""))
+                found.update({f"{against}beats": beats, f"{against}ties": ties, f"{against}loses": loses})
             rows.append({"set": name, "noise": level["noise"], "right": c["fine_tuning_right"], "kept": c["kept"],
                          "key_recall": c["recall_by_kind"]["key_changed"], "calls": c["calls"], "tokens": c["tokens"],
-                         "beats": beats, "ties": ties, "loses": loses})
+                         **found})
     return rows
 
 
@@ -201,11 +214,16 @@ def _targets(p: dict) -> list[str]:
         return []
     lines = ["### The issue's targets on the sets not used for any choice (default `checker: trust`)", "",
              "| set | noise | fine-tuning set right (>= 95 %) | rows kept (>= 60 %) | recall key changed (>= 0.9) "
-             "| AUROC above every single signal, per kind | calls | tokens |", "|---|---|---|---|---|---|---|---|"]
+             "| AUROC above every single signal, per kind | above self-reflection at equal calls (verdicts) "
+             "| calls | tokens |", "|---|---|---|---|---|---|---|---|---|"]
+
+    def verdict(t: dict[str, Any], prefix: str) -> str:
+        ties, loses = t[f"{prefix}ties"], t[f"{prefix}loses"]
+        return ("all 4 kinds" if not loses and not ties else
+                "; ".join(([f"tie at 1.000: {', '.join(x.split()[0] for x in ties)}"] if ties else [])
+                          + ([f"below: {', '.join(loses)}"] if loses else [])))
     for t in rows:
-        auc = ("all 4 kinds" if not t["loses"] and not t["ties"] else
-               "; ".join(([f"tie at 1.000: {', '.join(x.split()[0] for x in t['ties'])}"] if t["ties"] else [])
-                         + ([f"below: {', '.join(t['loses'])}"] if t["loses"] else [])))
+        auc = f"{verdict(t, '')} | {verdict(t, 'equal_calls_')}"
         lines.append(f"| {t['set']} | {t['noise']} % | {_f(t['right'], True)}{'' if t['right'] >= 0.95 else ' (missed)'} "
                      f"| {_f(t['kept'], True)}{'' if t['kept'] >= 0.6 else ' (missed)'} "
                      f"| {_f(t['key_recall'])}{'' if t['key_recall'] >= 0.9 else ' (missed)'} | {auc} "
@@ -221,12 +239,14 @@ def to_markdown(p: dict) -> str:
              "share whose final response is right (a relabeled row by its new response); *rows kept*: those rows "
              "over all rows (dropped and failed rows are not kept). Calls and tokens are per sample (all samples); "
              "a signal's cost is the calls it needs.",
-             "", "The **dev** sets are the calibration split: the trust score's weights were fitted on them by "
-             "logistic regression (`--calibrate`, trust_calibration.json). **dev2** and **dev3** (other questions "
-             "and seeds) are development sets too: the verdict features were kept and a cap by near-certain "
-             "disagreement rejected on them, and `trust_threshold` (0.925) was chosen on all three. The "
-             "**heldout**, **final**, **test** and **unseen** sets (other questions, other data and server seeds; "
-             "*unseen* added only for this report, after every choice) were used for no choice.", ""]
+             "", "The **dev**, **dev2** and **dev3** sets are the calibration split: the trust score's weights were "
+             "fitted on them by logistic regression (`--calibrate`, trust_calibration.json). **dev4** and **dev5** "
+             "(other questions and seeds) are development sets too; on all five the recheck and the off-topic term "
+             "were kept and `trust_threshold` (0.9) was chosen. The **heldout**, **final**, **test** and **unseen** "
+             "sets (other questions, other data and server seeds) were used for no choice; neither were **fresh** and "
+             "**fresh2**, made from ARC's test split (questions no other set has) and run only for this report. "
+             "*verdicts* is self-reflection alone at the trust score's number of judge calls: the mean of every "
+             "verdict's probability of right (the reflection, the claim or whole-response check, the recheck).", ""]
     lines += _targets(p)
     for name in p["sets"]:
         for level in p["results"][name]:
@@ -267,17 +287,19 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--limit", type=int, default=150, help="ARC questions per set (150: what the weights were fitted on)")
     parser.add_argument("--accuracy", type=float, default=0.85)
-    parser.add_argument("--sets", default="dev,dev2,dev3,heldout,final,test,unseen")
+    parser.add_argument("--sets", default=",".join(SETS))
     parser.add_argument("--noise", default=",".join(map(str, NOISE_LEVELS)))
     parser.add_argument("--checkers", default=",".join(CHECKERS))
     parser.add_argument("--no-write", action="store_true", help="print, do not write benchmarks/results")
     parser.add_argument("--calibrate", action="store_true",
-                        help="fit the trust score's weights on the dev sets (checker trust only), print and write them "
+                        help="fit the trust score's weights on the calibration sets (dev, dev2, dev3; checker trust only), print and write them "
                              "to benchmarks/results/trust_calibration.json; nothing else is written")
+    parser.add_argument("--trust-threshold", type=float, default=None, metavar="T",
+                        help="denoise.trust_threshold for the trust runs (default: the setting's default)")
     parser.add_argument("--keep", default=None, metavar="DIR", help="keep the data and run folders in DIR")
     args = parser.parse_args(argv)
     if args.calibrate:
-        args.sets, args.checkers = "dev", "trust"
+        args.sets, args.checkers = ",".join(CALIBRATION), "trust"
     sets = [s for s in args.sets.split(",") if s]
     levels = [int(x) for x in args.noise.split(",") if x]
     checkers = tuple(c for c in args.checkers.split(",") if c)
@@ -290,12 +312,13 @@ def main(argv: list[str] | None = None) -> dict:
             results[name] = []
             for noise in levels:
                 folder = work / f"{name}{noise}"
-                make_open_data(DATA / "arc" / "labeled.csv", folder, noise=noise / 100, limit=args.limit,
+                make_open_data(DATA / "arc" / spec.get("source", "labeled.csv"), folder, noise=noise / 100, limit=args.limit,
                                seed=spec["seed"], skip=spec["skip"] * args.limit, kinds=NOISE_KINDS)
-                results[name].append(run_level(folder, noise, args.accuracy, spec["server"] + noise, work, checkers))
+                results[name].append(run_level(folder, noise, args.accuracy, spec["server"] + noise, work, checkers,
+                                               args.trust_threshold))
     calibration_rows = [row for name in sets for level in results[name] for row in level.pop("calibration_rows", [])]
     if args.calibrate:
-        fitted = {"set": "dev", "levels": levels, "limit": args.limit, "accuracy": args.accuracy,
+        fitted = {"sets": list(CALIBRATION), "levels": levels, "limit": args.limit, "accuracy": args.accuracy,
                   **fit_weights(calibration_rows)}
         print(json.dumps(fitted), flush=True)
         if not args.no_write:

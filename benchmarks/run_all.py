@@ -26,9 +26,10 @@
 - open_quality: open-ended responses at 30/50/70 % noise with simulated experts: detection precision
   and recall, the fine-tuning set's share of right responses, selection score vs. length, and a chat
   file cleaned and exported through the command line.
-- open_trust: trust scores of open-ended responses with four kinds of noise at 30/50/70 % (a
-  calibration set and three sets used for no choice): AUROC and precision at 10/20 % of the score and of each signal
-  alone, per kind, with calls and tokens; the fine-tuning set of the trust, paper and judge checkers.
+- open_trust: trust scores of open-ended responses with four kinds of noise at 30/50/70 % (three
+  calibration sets, two more development sets and six sets used for no choice): AUROC and precision at 10/20 % of the
+  score, of each signal alone and of self-reflection at equal calls, per kind, with calls and tokens; the fine-tuning
+  set of the trust, paper and judge checkers.
 - rate_limit: a server enforcing requests and tokens per minute: the share of calls answered 429
   and of the allowed rate used, paced by configured limits or the server's headers, against the
   client that did not pace (and the run the issue measured).
