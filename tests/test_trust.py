@@ -401,10 +401,13 @@ def test_the_recheck_is_a_third_verdict_asked_without_the_experts_responses():
 
 
 def test_a_response_no_expert_shares_a_topic_with_ranks_below_one_that_wrong_verdicts_put_low():
-    from robustft.agents.trust import OFF_TOPIC_MARGIN, off_topic
+    from robustft.agents.trust import OFF_TOPIC_MARGIN, RELEVANCE_MARGIN, off_topic
 
     assert off_topic([0.9, 0.2], 0.65) == 0.0 and off_topic([None], 0.65) is None
     assert off_topic([0.25, 0.1], 0.65) == pytest.approx((0.65 - OFF_TOPIC_MARGIN - 0.25) / 0.1, abs=1e-4)
+    # near the question it answers: not off-topic, however far both experts went astray
+    assert off_topic([0.25, 0.1], 0.65, relevance=0.65 - RELEVANCE_MARGIN) == 0.0
+    assert off_topic([0.25, 0.1], 0.65, relevance=0.1) == off_topic([0.25, 0.1], 0.65)
     # a right response the experts share, but two of three verdicts say wrong ...
     doubted, _ = _trust_of({"judge": "Answer: Y", "claim": "Answer: N", "recheck": "Answer: Y"}, GIVEN, EXPERTS)
     # ... and another question's response that two of three verdicts wrongly call right
@@ -414,6 +417,13 @@ def test_a_response_no_expert_shares_a_topic_with_ranks_below_one_that_wrong_ver
     assert swapped["trust"] < doubted["trust"] < 0.5
     without = {k: v for k, v in swapped["trust_signals"].items() if k != "off_topic"}
     assert combine(without) > doubted["trust"]  # without the term the verdicts would have put it above
+    assert swapped["trust_signals"]["relevance"] < doubted["trust_signals"]["relevance"]
+    # a right response both experts went astray from, but near its question: no off-topic term
+    astray = {"base": other, "reasoning": "Volcanoes erupt when magma rises. Basalt forms from cooled lava."}
+    kept, _ = _trust_of({"judge": "Answer: N", "claim": "Answer: N", "recheck": "Answer: N"},
+                        "Why is the sky blue? The sky is blue because air scatters blue light.", astray)
+    assert kept["trust_signals"]["agreement"] < 0.05  # both experts far from it ...
+    assert kept["trust_signals"]["relevance"] >= 0.4 and "off_topic" not in kept["trust_signals"]  # ... but on topic
 
 
 def test_a_judge_that_keeps_failing_fails_the_sample_with_its_error():
@@ -489,3 +499,19 @@ def test_on_a_simulated_set_the_combined_score_ranks_better_than_any_one_signal(
     singles = ("agreement", "reflection", "token_prob", "claims")
     assert s["trust"]["auroc"] > max(s[name]["auroc"] for name in singles)
     assert s["trust"]["auroc"] >= 0.9 and s["trust"]["precision_at_20"] >= 0.9
+
+
+def test_refitted_weights_change_the_run_settings_so_a_resumed_run_rescores(monkeypatch):
+    import robustft.agents.trust as trust
+    from robustft.prompts import PromptLibrary
+    from robustft.run.runner import method_settings
+
+    config = load_config(None, {"model": {"provider": "fake", "name": "fake"}, "denoise": {"checker": "trust"}})
+    before = method_settings(config, PromptLibrary(), "open")
+    assert before["method"]["trust"]["weights"] == trust.scoring_digest()
+    monkeypatch.setattr(trust, "WEIGHTS", {**trust.WEIGHTS, "agreement": trust.WEIGHTS["agreement"] + 0.1})
+    after = method_settings(config, PromptLibrary(), "open")
+    assert after["method"]["trust"]["weights"] != before["method"]["trust"]["weights"]
+    monkeypatch.setattr(trust, "OFF_TOPIC_SLOPE", trust.OFF_TOPIC_SLOPE + 1)
+    assert method_settings(config, PromptLibrary(), "open")["method"]["trust"]["weights"] != after["method"]["trust"]["weights"]
+    assert "trust" not in method_settings(config, PromptLibrary(), "multiple_choice")["method"]

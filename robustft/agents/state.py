@@ -108,7 +108,9 @@ class TrustSignals(TypedDict, total=False):
     claims_checked: int
     recheck: float            # the recheck's verdict probability of right (denoise.trust_recheck)
     recheck_verdict: float    # the recheck's verdict: 1 right, 0 wrong
-    off_topic: float          # how far the closest expert response lies below open_similarity - 0.1 (0.1 steps)
+    relevance: float          # the response's cosine with the question
+    off_topic: float          # off the question's topic: how far the closest expert response lies below
+                              # open_similarity - 0.1, in steps of 0.1 (agents.trust.off_topic)
 
 
 def node_asked(prompt: str, role: str) -> NodeRecord:

@@ -34,9 +34,9 @@ fitted by logistic regression on a calibration split only (the simulator's dev, 
 1,350 rows; `python -m benchmarks.open_trust --calibrate`,
 benchmarks/results/trust_calibration.json) and are frozen: the figures reported are on other
 questions and seeds. Unlike a mean, a confident signal is not diluted by lukewarm ones. One term is
-not fitted: a response that not even the closest expert response shares a topic with (`off_topic`,
-see OFF_TOPIC_MARGIN) loses log-odds in proportion, so that another question's response ranks below
-a right response that wrong verdicts put low. The weights describe the simulator's experts and
+not fitted: a response off the question's topic (far from every expert response and from the
+question itself: `off_topic`, see OFF_TOPIC_MARGIN) loses log-odds in proportion, so that another
+question's response ranks below a right response that wrong verdicts put low. The weights describe the simulator's experts and
 judge; a real model's calibration differs, and refitting them on gold-labelled rows of one's own
 runs is not built yet (they are constants here).
 Every signal and the weakest claim are kept in `trust_signals`, so a reviewer sees why a response
@@ -60,7 +60,8 @@ from ..errors import ModelCallError
 from .runtime import AgentRuntime, failure
 from .state import NodeRecord, SampleState, TrustSignals
 
-__all__ = ["FEATURES", "SIGNALS", "WEIGHTS", "combine", "features", "fit_weights", "split_claims", "score_trust", "verdict_probability"]
+__all__ = ["FEATURES", "SIGNALS", "WEIGHTS", "combine", "features", "fit_weights", "scoring_digest", "split_claims",
+           "score_trust", "verdict_probability"]
 
 SIGNALS = ("agreement", "reflection", "token_prob", "claims")
 _SCALE = 0.1  # cosine units from "as likely right as wrong" to about 73 % either way
@@ -122,15 +123,29 @@ WEIGHTS = {"agreement": 0.3, "token_prob": 1.429, "reflection": 1.109, "claim_su
            "claim_check": 0.68, "response_check": 1.315, "claim_verdict": 0.388, "response_verdict": 0.978,
            "recheck": 1.23, "recheck_verdict": 1.051}  # benchmarks/results/trust_calibration.json
 BIAS = -1.442
-# A response that not even the closest expert response shares a topic with (cosine more than
-# OFF_TOPIC_MARGIN below open_similarity: another question's response) loses OFF_TOPIC_SLOPE log-odds
-# per 0.1 further below. Not fitted: such responses are flagged at any threshold whatever their
-# verdicts, so a logistic fit of right / wrong gives this no weight; what it changes is their order
-# at the bottom of the ranking, below right responses that a confident wrong verdict put low
-# (README, Trust scores: chosen on the simulator's development sets).
+# A response off the question's topic (another question's response): not even the closest expert
+# response comes near it (cosine more than OFF_TOPIC_MARGIN below open_similarity), and it is no
+# nearer the question itself (cosine more than RELEVANCE_MARGIN below open_similarity; a right
+# response whose experts both went astray still answers the question). It loses OFF_TOPIC_SLOPE
+# log-odds per 0.1 of cosine that the closest expert response lies further below. Not fitted: such
+# responses are flagged at any threshold whatever their verdicts, so a logistic fit of right / wrong
+# gives this no weight; what it changes is their order at the bottom of the ranking, below right
+# responses that wrong verdicts put low (README, Trust scores: the three numbers were chosen on the
+# simulator's development sets, from the middle of the range that did best).
 OFF_TOPIC_MARGIN = 0.1
-OFF_TOPIC_SLOPE = 1.0
+RELEVANCE_MARGIN = 0.25
+OFF_TOPIC_SLOPE = 2.0
 _EPS = 1e-3  # probabilities are clipped to [0.001, 0.999]: no one signal is certain
+
+
+def scoring_digest() -> str:
+    """A digest of the combination's constants: a run directory records it, so that a resumed run
+    scored with other weights reruns its samples instead of mixing two scorings."""
+    import hashlib
+    import json
+
+    constants = [WEIGHTS, BIAS, _EPS, _SCALE, OFF_TOPIC_MARGIN, RELEVANCE_MARGIN, OFF_TOPIC_SLOPE, FEATURES, VERDICTS]
+    return hashlib.sha256(json.dumps(constants, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def _logit(p: float) -> float:
@@ -248,13 +263,24 @@ async def _recheck(rt: AgentRuntime, state: dict, given: str) -> NodeRecord | No
     return await rt.ask("judge", "recheck", state, parse=parse_verdict, label=given)
 
 
-def off_topic(similarities: list[float | None], threshold: float) -> float | None:
+def off_topic(similarities: list[float | None], threshold: float, relevance: float | None = None) -> float | None:
     """How far the closest expert response lies below `threshold - OFF_TOPIC_MARGIN` in cosine, in steps of 0.1
-    (0 when any lies above it; None without a similarity)."""
+    (0 when any lies above it, or when the response is near the question: `relevance`, its cosine with the
+    question, at least `threshold - RELEVANCE_MARGIN`; None without a similarity)."""
     known = [s for s in similarities if s is not None]
     if not known:
         return None
+    if relevance is not None and relevance >= threshold - RELEVANCE_MARGIN:
+        return 0.0
     return round(max(0.0, (threshold - OFF_TOPIC_MARGIN - max(known)) / _SCALE), 4)
+
+
+async def _relevance(rt: AgentRuntime, state: dict, given: str) -> float | None:
+    """The response's cosine with the question it answers (the last user turn of a chat); None without one."""
+    question = state.get("question")
+    if not question or not given or rt.texts is None:
+        return None
+    return await rt.texts.similarity(question, given)
 
 
 async def score_trust(rt: AgentRuntime, state: dict, answers: dict[str, str | None],
@@ -273,9 +299,10 @@ async def score_trust(rt: AgentRuntime, state: dict, answers: dict[str, str | No
                                  reasoning_answer=answers.get("reasoning") or "(none)")
             updates["nodes"] = {"judge": judge}
         experts = [a for a in answers.values() if a]
-        # the claim checks and the recheck do not depend on each other: asked at the same time
-        (claims, claim_info), recheck = await asyncio.gather(
-            _claims(rt, state, given, experts, answers, updates), _recheck(rt, state, given))
+        # the claim checks, the recheck and the relevance do not depend on each other: asked at the same time
+        (claims, claim_info), recheck, relevance = await asyncio.gather(
+            _claims(rt, state, given, experts, answers, updates), _recheck(rt, state, given),
+            _relevance(rt, state, given))
     except ModelCallError as exc:
         return failure(f"{prefix}judge", exc)
     if recheck is not None:
@@ -290,7 +317,9 @@ async def score_trust(rt: AgentRuntime, state: dict, answers: dict[str, str | No
     reflection, token_prob = verdict_probability(judge)
     signals: dict[str, float | None] = {"agreement": sum(agreeing) / len(agreeing) if agreeing else None,
                                "reflection": reflection, "token_prob": token_prob, "claims": claims}
-    away = off_topic(similarities, d.open_similarity)
+    if relevance is not None:
+        claim_info["relevance"] = round(relevance, 4)
+    away = off_topic(similarities, d.open_similarity, relevance)
     if away:
         claim_info["off_topic"] = away
     trust = combine({**signals, **claim_info})

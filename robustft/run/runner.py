@@ -40,6 +40,7 @@ from ..agents.calls import CallCounts, ModelCalls, ServiceDown
 from ..agents.checker import check_rule
 from ..agents.cost import CostLedger, Prices, records_cost
 from ..agents.runtime import AgentRuntime
+from ..agents.trust import scoring_digest
 from ..backends.base import HasEndpoints
 from ..backends.registry import ModelPool, check_providers
 from ..backends.store import ResponseStore, identity_settings
@@ -103,8 +104,11 @@ def method_settings(config: RobustFTConfig, prompts: PromptLibrary, task: str) -
                    # "scoring": what the claim checks ask and how the signals combine (agents/trust.py); 2 =
                    # the whole-response check and the calibrated log-odds combination; 3 = every verdict's
                    # sign counts too (claim_verdict, response_verdict), refitted weights; 4 = the recheck
-                   # (trust_recheck), the off-topic term, weights refitted on three development sets
-                   **({"trust": {"scoring": 4, "claim_checks": d.trust_claim_checks, "max_claims": d.trust_max_claims,
+                   # (trust_recheck), the off-topic term (far from the experts and the question), weights refitted on
+                   # three development sets
+                   # "weights": the combination's constants (trust.scoring_digest), so that refitted weights rerun too
+                   **({"trust": {"scoring": 4, "weights": scoring_digest(), "claim_checks": d.trust_claim_checks,
+                                 "max_claims": d.trust_max_claims,
                                  "recheck": d.trust_recheck,
                                  **({"threshold": d.trust_threshold, "selection": d.trust_selection}
                                     if d.checker == "trust" else {})}}
