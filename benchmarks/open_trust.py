@@ -14,7 +14,8 @@ server seed = noise level + 0, 500, 600), on which the trust score's weights are
 benchmarks/results/trust_calibration.json and frozen in `robustft/agents/trust.py`); two more
 development sets, *dev4* and *dev5* (seeds 7 and 8, other questions again), where, with the
 calibration sets, design choices were checked before being kept and `denoise.trust_threshold` was
-chosen; then sets used for no choice, each of other questions with other seeds: *held-out* (the
+chosen, and *dev6* to *dev9* (seeds 11 to 14: the questions of dev, dev2, dev4 and dev5 with other
+noise and server draws), added to check the off-topic term's constants on more data; then sets used for no choice, each of other questions with other seeds: *held-out* (the
 second `--limit` questions, data seed 1, server seed = 100 + noise level), *final* (seed 2, 200 +
 noise), *test* (seed 3, 300 + noise), *unseen* (seed 4, 400 + noise), and *fresh* / *fresh2*
 (seeds 9 and 10, 900 / 1000 + noise), made from ARC's test split, questions no other set has. The
@@ -42,6 +43,7 @@ import argparse
 import asyncio
 import csv
 import json
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -68,6 +70,9 @@ SETS = {"dev": {"seed": 0, "skip": 0, "server": 0}, "heldout": {"seed": 1, "skip
         "unseen": {"seed": 4, "skip": 4, "server": 400},
         "dev2": {"seed": 5, "skip": 5, "server": 500}, "dev3": {"seed": 6, "skip": 6, "server": 600},
         "dev4": {"seed": 7, "skip": 7, "server": 700}, "dev5": {"seed": 8, "skip": 8, "server": 800},
+        # more development draws: the questions of dev, dev2, dev4, dev5 with other noise and server seeds
+        "dev6": {"seed": 11, "skip": 0, "server": 1100}, "dev7": {"seed": 12, "skip": 5, "server": 1200},
+        "dev8": {"seed": 13, "skip": 7, "server": 1300}, "dev9": {"seed": 14, "skip": 8, "server": 1400},
         # questions no other set has: ARC's test split
         "fresh": {"seed": 9, "skip": 0, "server": 900, "source": "test.csv"},
         "fresh2": {"seed": 10, "skip": 1, "server": 1000, "source": "test.csv"}}
@@ -119,6 +124,9 @@ def run_level(folder: Path, noise: int, accuracy: float, server_seed: int, workd
     try:
         with SimServer(folder / "gold.csv", accuracy=accuracy, seed=server_seed) as sim:
             for checker in checkers:
+                # a run directory left by --keep would be resumed, its samples kept as they were scored then:
+                # start afresh (the response store still answers the calls it has)
+                shutil.rmtree(workdir / f"{folder.name}-{checker}", ignore_errors=True)
                 config = load_config(None, {
                     "data": {"path": str(folder / "noisy.csv"), "task": "open"},
                     "model": {"provider": "openai", "name": "sim-expert", "base_url": sim.base_url},
@@ -241,8 +249,9 @@ def to_markdown(p: dict) -> str:
              "a signal's cost is the calls it needs.",
              "", "The **dev**, **dev2** and **dev3** sets are the calibration split: the trust score's weights were "
              "fitted on them by logistic regression (`--calibrate`, trust_calibration.json). **dev4** and **dev5** "
-             "(other questions and seeds) are development sets too; on all five the recheck and the off-topic term "
-             "were kept and `trust_threshold` (0.9) was chosen. The **heldout**, **final**, **test** and **unseen** "
+             "(other questions and seeds) are development sets too; on all five the recheck was kept and "
+             "`trust_threshold` (0.9) chosen; **dev6** to **dev9** (the same questions, other draws) joined them to "
+             "choose the off-topic term's constants. The **heldout**, **final**, **test** and **unseen** "
              "sets (other questions, other data and server seeds) were used for no choice; neither were **fresh** and "
              "**fresh2**, made from ARC's test split (questions no other set has) and run only for this report. "
              "*verdicts* is self-reflection alone at the trust score's number of judge calls: the mean of every "
