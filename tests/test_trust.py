@@ -433,6 +433,16 @@ def test_a_judge_that_keeps_failing_fails_the_sample_with_its_error():
     assert update["status"] == "failed" and "judge down" in update["error"]
 
 
+def test_a_recheck_that_keeps_failing_fails_the_sample_after_the_claim_check_is_done():
+    from robustft.backends.errors import BackendError
+
+    replies = {"judge": "Answer: N", "claim": "Answer: N",
+               "recheck": BackendError("recheck refused", status_code=400, retryable=False)}
+    update, judge = _trust_of(replies, GIVEN, EXPERTS)
+    assert update["status"] == "failed" and "recheck refused" in update["error"]
+    assert any(m[-1]["content"].startswith("You are a careful fact checker") for m in judge.calls)  # not cut off
+
+
 def test_with_trust_selection_relabels_are_ranked_by_their_own_trust(four_kinds, tmp_path):
     folder, _ = four_kinds
     config = tmp_path / "trust.yaml"

@@ -49,6 +49,8 @@ reflection) + 1 recheck (`trust_recheck`), whatever the length of the response.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import math
 import re
 from typing import Any, Mapping
@@ -141,9 +143,6 @@ _EPS = 1e-3  # probabilities are clipped to [0.001, 0.999]: no one signal is cer
 def scoring_digest() -> str:
     """A digest of the combination's constants: a run directory records it, so that a resumed run
     scored with other weights reruns its samples instead of mixing two scorings."""
-    import hashlib
-    import json
-
     constants = [WEIGHTS, BIAS, _EPS, _SCALE, OFF_TOPIC_MARGIN, RELEVANCE_MARGIN, OFF_TOPIC_SLOPE, FEATURES, VERDICTS]
     return hashlib.sha256(json.dumps(constants, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -299,10 +298,14 @@ async def score_trust(rt: AgentRuntime, state: dict, answers: dict[str, str | No
                                  reasoning_answer=answers.get("reasoning") or "(none)")
             updates["nodes"] = {"judge": judge}
         experts = [a for a in answers.values() if a]
-        # the claim checks, the recheck and the relevance do not depend on each other: asked at the same time
-        (claims, claim_info), recheck, relevance = await asyncio.gather(
-            _claims(rt, state, given, experts, answers, updates), _recheck(rt, state, given),
-            _relevance(rt, state, given))
+        # the claim checks, the recheck and the relevance do not depend on each other: asked at the same
+        # time, and all awaited before a failure of one is raised (none is left running unseen)
+        found = await asyncio.gather(_claims(rt, state, given, experts, answers, updates),
+                                     _recheck(rt, state, given), _relevance(rt, state, given), return_exceptions=True)
+        failed = next((f for f in found if isinstance(f, BaseException)), None)
+        if failed is not None:
+            raise failed
+        (claims, claim_info), recheck, relevance = found
     except ModelCallError as exc:
         return failure(f"{prefix}judge", exc)
     if recheck is not None:
