@@ -151,6 +151,10 @@ def run_level(folder: Path, noise: int, accuracy: float, server_seed: int, workd
                         figures["cost"] = _per_sample(records, SIGNAL_CALLS.get(name, ()))
                     out["ranking"] = ranking
                     out["thresholds"] = _thresholds(records, wrong)
+                    # for the figures pooled over sets (`pooled`): what the ranking reads, ids made unique per set
+                    out["pool_rows"] = [{"id": f"{folder.name}:{r['id']}", "trust": r.get("trust"),
+                                         "trust_signals": r.get("trust_signals"), "original_label": r["original_label"],
+                                         "wrong": r["id"] in wrong, "kind": kinds.get(r["id"])} for r in records]
                 out["checkers"][checker] = row
                 print(json.dumps({"set": folder.name, "checker": checker, **{k: row[k] for k in (
                     "kept", "fine_tuning_right", "recall_by_kind", "calls", "wall_s")}}), flush=True)
@@ -160,6 +164,24 @@ def run_level(folder: Path, noise: int, accuracy: float, server_seed: int, workd
         print(json.dumps({name: (f["auroc"], f.get("auroc_by_kind")) for name, f in out["ranking"]["scores"].items()}),
               flush=True)
     return out
+
+
+def pooled_rankings(results: dict[str, list[dict]]) -> dict[str, Any]:
+    """Per noise level, the ranking figures over the rows of every given set together (each set's
+    `pool_rows`, removed from the results): at 150 rows a set's AUROC for one kind of noise turns on
+    a pair or two; pooled, the sets used for no choice give it from about 900 rows."""
+    rows_by_level: dict[int, list[dict]] = {}
+    for levels in results.values():
+        for level in levels:
+            rows_by_level.setdefault(level["noise"], []).extend(level.pop("pool_rows", []))
+    pooled = {}
+    for noise, rows in sorted(rows_by_level.items()):
+        wrong = {r["id"] for r in rows if r["wrong"]}
+        kinds = {r["id"]: r["kind"] for r in rows if r["kind"]}
+        ranking = trust_ranking(rows, wrong, kinds=kinds)
+        if ranking:
+            pooled[str(noise)] = {"sets": sorted(results), "ranking": ranking}
+    return pooled
 
 
 def _wrong(records: list[dict], gold: dict[str, Any]) -> set[str]:
@@ -239,6 +261,44 @@ def _targets(p: dict) -> list[str]:
     return lines + [""]
 
 
+def _pooled_verdict(pooled: dict[str, Any]) -> str:
+    """Per level, whether the trust score is above every single signal and above `verdicts` on every kind."""
+    said = []
+    for noise, entry in pooled.items():
+        scores = entry["ranking"]["scores"]
+        parts = []
+        for against, names in (("every single signal", SINGLES), ("self-reflection at equal calls", (EQUAL_CALLS,))):
+            short = []
+            for kind in NOISE_KINDS:
+                mine = scores["trust"].get("auroc_by_kind", {}).get(kind)
+                best = max((scores[n].get("auroc_by_kind", {}).get(kind) or 0.0) for n in names if n in scores)
+                if mine is not None and mine <= best and not mine == best == 1.0:
+                    short.append(f"{kind} {mine:.4f} vs {best:.4f}")
+            parts.append(f"above {against} on every kind" if not short else
+                         f"not above {against} on " + ", ".join(short))
+        said.append(f"{noise} % noise: " + " and ".join(parts))
+    return "; ".join(said) + "."
+
+
+def _pooled(p: dict) -> list[str]:
+    pooled = p.get("pooled") or {}
+    if not pooled:
+        return []
+    sets = next(iter(pooled.values()))["sets"]
+    lines = [f"### Pooled per noise level: the rows of {', '.join(sets)} together ({len(sets)} x {p['limit']} rows)", "",
+             "AUROC of the trust score, of each single signal and of self-reflection at equal calls (`verdicts`), "
+             "overall and per kind. " + _pooled_verdict(pooled), "",
+             "| noise | score | AUROC | " + " | ".join(NOISE_KINDS) + " |", "|---|---|---|" + "---|" * len(NOISE_KINDS)]
+    for noise, entry in pooled.items():
+        scores = entry["ranking"]["scores"]
+        for name in ("trust", *SINGLES, EQUAL_CALLS):
+            if name in scores:
+                f = scores[name]
+                lines.append(f"| {noise} % | {name} | {_f(f['auroc'])} | "
+                             + " | ".join(_f(f.get("auroc_by_kind", {}).get(k)) for k in NOISE_KINDS) + " |")
+    return lines + [""]
+
+
 def to_markdown(p: dict) -> str:
     lines = [f"Simulated experts (robustft.sim, right {p['accuracy']:.0%} of the time; on hard questions as the "
              f"simulator's docstring says), {p['limit']} ARC questions per set made open-ended with the four kinds "
@@ -256,7 +316,7 @@ def to_markdown(p: dict) -> str:
              "**fresh2**, made from ARC's test split (questions no other set has) and run only for this report. "
              "*verdicts* is self-reflection alone at the trust score's number of judge calls: the mean of every "
              "verdict's probability of right (the reflection, the claim or whole-response check, the recheck).", ""]
-    lines += _targets(p)
+    lines += _targets(p) + _pooled(p)
     for name in p["sets"]:
         for level in p["results"][name]:
             r = level.get("ranking") or {}
@@ -326,6 +386,10 @@ def main(argv: list[str] | None = None) -> dict:
                 results[name].append(run_level(folder, noise, args.accuracy, spec["server"] + noise, work, checkers,
                                                args.trust_threshold))
     calibration_rows = [row for name in sets for level in results[name] for row in level.pop("calibration_rows", [])]
+    pooled = pooled_rankings({name: results[name] for name in sets if name in REPORTED})
+    for name in sets:
+        for level in results[name]:
+            level.pop("pool_rows", None)
     if args.calibrate:
         fitted = {"sets": list(CALIBRATION), "levels": levels, "limit": args.limit, "accuracy": args.accuracy,
                   **fit_weights(calibration_rows)}
@@ -334,7 +398,7 @@ def main(argv: list[str] | None = None) -> dict:
             (Path(__file__).resolve().parent / "results" / "trust_calibration.json").write_text(
                 json.dumps(fitted, indent=2) + "\n", encoding="utf-8")
         return fitted
-    payload = {"accuracy": args.accuracy, "limit": args.limit, "sets": sets, "results": results}
+    payload = {"accuracy": args.accuracy, "limit": args.limit, "sets": sets, "results": results, "pooled": pooled}
     if not args.no_write:
         write_results("open_trust", payload, to_markdown(payload))
     else:
