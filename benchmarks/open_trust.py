@@ -51,7 +51,7 @@ from typing import Any
 
 from robustft.backends.store import ResponseStore
 from robustft.config import load_config
-from robustft.agents.trust import features, fit_weights
+from robustft.agents.trust import SIGNALS, features, fit_weights
 from robustft.inspect.ranking import trust_ranking
 from robustft.run.runner import DenoiseRun
 from robustft.sim import SimServer
@@ -205,7 +205,7 @@ def _f(x: Any, pct: bool = False) -> str:
     return f"{x:.1%}" if pct else f"{x:.3f}" if isinstance(x, float) else str(x)
 
 
-SINGLES = ("agreement", "reflection", "token_prob", "claims", "recheck")
+SINGLES = SIGNALS
 EQUAL_CALLS = "verdicts"  # self-reflection alone at the trust score's judge calls
 
 

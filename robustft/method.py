@@ -35,6 +35,8 @@ PROMPT_VALUES: dict[str, tuple[str, ...]] = {
     "claim": ("claim", "label", "base_answer", "reasoning_answer"),
     "recheck": ("label",),
 }
+# The prompts only the trust score renders (open-ended data, denoise.trust): its claim checks and recheck.
+TRUST_PROMPTS = ("claim", "recheck")
 # Every record a node can write into a sample's `nodes` (and the checker's decision), graph order.
 RECORDS = {"base": "base expert (answers directly)",
            "reasoning": "reasoning expert (step by step, then reflects)",

@@ -62,10 +62,13 @@ from ..errors import ModelCallError
 from .runtime import AgentRuntime, failure
 from .state import NodeRecord, SampleState, TrustSignals
 
-__all__ = ["FEATURES", "SIGNALS", "WEIGHTS", "combine", "features", "fit_weights", "scoring_digest", "split_claims",
+__all__ = ["FEATURES", "SIGNALS", "VERDICT_PROBABILITIES", "WEIGHTS", "combine", "features", "fit_weights", "scoring_digest", "split_claims",
            "score_trust", "verdict_probability"]
 
-SIGNALS = ("agreement", "reflection", "token_prob", "claims")
+# The signals shown alone beside the trust score (report --gold, benchmarks), and the verdict
+# probabilities whose mean is self-reflection alone at the trust score's judge calls ("verdicts").
+SIGNALS = ("agreement", "reflection", "token_prob", "claims", "recheck")
+VERDICT_PROBABILITIES = ("token_prob", "claim_check", "response_check", "recheck")
 _SCALE = 0.1  # cosine units from "as likely right as wrong" to about 73 % either way
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 _WORDS = re.compile(r"\w+")

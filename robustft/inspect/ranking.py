@@ -18,17 +18,12 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Iterable, Mapping
 
+from ..agents.trust import SIGNALS, VERDICT_PROBABILITIES
 from ..run.records import SampleRecord
 
 __all__ = ["FRACTIONS", "auroc", "precision_at", "rank_quality", "trust_ranking"]
 
 FRACTIONS = (0.1, 0.2)
-# The trust score's signals shown alone beside it (agents/trust.py).
-SINGLE_SIGNALS = ("agreement", "reflection", "token_prob", "claims", "recheck")
-# "verdicts": the mean of every verdict's probability of right that the trust score asked for (the
-# reflection's token probability, the claim or whole-response check, the recheck): self-reflection
-# alone at the trust score's number of judge calls.
-VERDICT_PROBABILITIES = ("token_prob", "claim_check", "response_check", "recheck")
 
 
 def auroc(scores: Mapping[str, float], wrong: set[str]) -> float | None:
@@ -80,7 +75,7 @@ def trust_ranking(records: Iterable[SampleRecord], wrong: set[str], *,
             columns["trust"][r["id"]] = float(r["trust"])
         signals = r.get("trust_signals") or {}
         for name, value in signals.items():
-            if name in SINGLE_SIGNALS and isinstance(value, (int, float)):
+            if name in SIGNALS and isinstance(value, (int, float)):
                 columns.setdefault(name, {})[r["id"]] = float(value)
         verdicts = [signals.get(name) for name in VERDICT_PROBABILITIES]
         verdicts = [float(v) for v in verdicts if isinstance(v, (int, float))]

@@ -34,7 +34,7 @@ from ..data import Dataset, load_dataset
 from ..errors import ConfigError
 from ..terminal import visible
 from ..prompts import PromptLibrary
-from ..method import PROMPT_ROLES, relabels_scored
+from ..method import PROMPT_ROLES, TRUST_PROMPTS, relabels_scored
 from ..prompts.check import check_prompts, neighbours, prompts_in_use, render_first_sample, stage_values
 from ..tasks import Task, find_task
 from .registered import check_registered
@@ -154,7 +154,7 @@ def calls_per_sample(config: RobustFTConfig, task: str | None = None) -> dict[st
     out = {}
     for name in prompts_in_use(config, task):
         n = rounds if name == "reflection" else config.denoise.trust_claim_checks if name == "claim" else 1
-        if name in ("judge", "claim", "recheck") and relabels_scored(config, task):  # the relabel's own trust
+        if (name == "judge" or name in TRUST_PROMPTS) and relabels_scored(config, task):  # the relabel's own trust
             out[name] = (n, 2 * n)
             continue
         out[name] = (0 if name in NOISY_ONLY else n, n)

@@ -48,7 +48,7 @@ from ..config import RobustFTConfig
 from ..data import Dataset, Sample, load_dataset
 from ..entropy import select_lowest
 from ..errors import ConfigError, ModelCallError, RobustFTError, UserError
-from ..method import method_of, scores_trust
+from ..method import TRUST_PROMPTS, method_of, scores_trust
 from ..agents.state import Example, SampleState, initial_state
 from ..prompts import PROMPT_NAMES, PromptLibrary, template_name
 from ..prompts.check import check_prompts
@@ -92,7 +92,7 @@ def method_settings(config: RobustFTConfig, prompts: PromptLibrary, task: str) -
         "task": task, "models": models,
         "prompts": {template_name(name, task): hashlib.sha256(Path(prompts.source_of(name, task)).read_bytes())
                     .hexdigest()[:16] for name in PROMPT_NAMES
-                    if name not in ("claim", "recheck") or scores_trust(config, task)},
+                    if name not in TRUST_PROMPTS or scores_trust(config, task)},
         "method": {"reflection_rounds": d.reflection_rounds, "checker": d.checker, "review": d.review, "k": d.k,
                    "context_token_budget": d.context_token_budget, "score": d.score,
                    "embedding_model": d.embedding_model, "parse_retries": d.parse_retries,
